@@ -1,0 +1,3 @@
+//! Command-line entry point: parses arguments and hands off to the library.
+
+fn main() {}

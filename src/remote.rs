@@ -1,0 +1,189 @@
+//! The remote seam: everything the filesystem core and the upload queue need from SharePoint,
+//! expressed as a blocking trait over paths relative to the mount root.
+//!
+//! Paths are `/`-separated, without a leading slash; `""` is the mount root (the configured
+//! folder). Names compare case-insensitively on the server, as in SharePoint. Implementations:
+//! the real Microsoft Graph client (`crate::graph::GraphRemote`) and, for unit tests, an
+//! in-memory remote (`crate::upload::memory::MemoryRemote`). Upload URLs are capabilities and
+//! travel only inside [`UploadSession`], whose `Debug` never shows them.
+
+use std::fmt;
+use std::time::{Duration, SystemTime};
+
+use crate::redact::SecretUrl;
+
+/// A file or folder as SharePoint reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteItem {
+    /// Drive item id (opaque).
+    pub id: String,
+    /// Name as stored (case preserved).
+    pub name: String,
+    pub is_folder: bool,
+    /// Size in bytes (0 for folders).
+    pub size: u64,
+    /// `fileSystemInfo.lastModifiedDateTime`, falling back to `lastModifiedDateTime`.
+    pub mtime: SystemTime,
+    pub etag: Option<String>,
+    /// `file.hashes.quickXorHash` (base64), when the server has computed it.
+    pub quick_xor_hash: Option<String>,
+}
+
+/// `@microsoft.graph.conflictBehavior`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Conflict {
+    #[default]
+    Replace,
+    Rename,
+    Fail,
+}
+
+impl Conflict {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Conflict::Replace => "replace",
+            Conflict::Rename => "rename",
+            Conflict::Fail => "fail",
+        }
+    }
+}
+
+/// An open Graph upload session. The URL is a bearer capability: it is never logged.
+#[derive(Clone, PartialEq, Eq)]
+pub struct UploadSession {
+    pub url: SecretUrl,
+    /// `expirationDateTime`, if the server sent one.
+    pub expires: Option<SystemTime>,
+}
+
+impl fmt::Debug for UploadSession {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UploadSession")
+            .field("url", &self.url)
+            .field("expires", &self.expires)
+            .finish()
+    }
+}
+
+/// One entry of `nextExpectedRanges`: `"N-"` (end = None) or `"N-M"` (end inclusive).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ByteRange {
+    pub start: u64,
+    pub end: Option<u64>,
+}
+
+/// What a fragment PUT achieved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FragmentOutcome {
+    /// 202: more bytes expected; the server's `nextExpectedRanges`.
+    Accepted { next_expected: Vec<ByteRange> },
+    /// 200/201: the upload is committed. `None` when the server answered with a
+    /// session-shaped body instead of a driveItem (ODI#1531): look the item up by path.
+    Completed(Option<RemoteItem>),
+}
+
+/// Errors from the remote, classified so callers branch on kinds, never on messages.
+/// Messages never contain tokens, passwords, secrets or upload URLs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RemoteError {
+    /// 404: item, parent folder or upload session not found.
+    NotFound(String),
+    /// 401 after a token refresh, or from an upload URL (expired tempauth).
+    Unauthorized(String),
+    /// 403.
+    Forbidden(String),
+    /// 429, or 503 with Retry-After.
+    Throttled { status: u16, retry_after: Option<Duration> },
+    /// 409 (e.g. `nameAlreadyExists` with conflict = fail).
+    Conflict(String),
+    /// 412 (if-match failed).
+    PreconditionFailed(String),
+    /// 416 (`fragmentOverlap`, `fragmentOutOfOrder`).
+    RangeNotSatisfiable(String),
+    /// 507: the tenant or site quota is full.
+    QuotaExceeded(String),
+    /// 5xx other than throttling.
+    Server { status: u16, code: String },
+    /// Other 4xx (400 `invalidRequest`, `fragmentLengthMismatch`, ...).
+    Client { status: u16, code: String, message: String },
+    /// Connection refused/reset, timeout, body cut off.
+    Transport(String),
+    /// Token acquisition failed (wrong password, unknown client, ...).
+    Auth(String),
+    /// The server answered something we could not understand.
+    Protocol(String),
+}
+
+impl fmt::Display for RemoteError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RemoteError::NotFound(m) => write!(f, "not found: {m}"),
+            RemoteError::Unauthorized(m) => write!(f, "unauthorized (401): {m}"),
+            RemoteError::Forbidden(m) => write!(f, "access denied (403): {m}"),
+            RemoteError::Throttled { status, retry_after } => match retry_after {
+                Some(d) => write!(f, "throttled ({status}), retry after {}s", d.as_secs()),
+                None => write!(f, "throttled ({status})"),
+            },
+            RemoteError::Conflict(m) => write!(f, "name conflict (409): {m}"),
+            RemoteError::PreconditionFailed(m) => write!(f, "precondition failed (412): {m}"),
+            RemoteError::RangeNotSatisfiable(m) => write!(f, "range not satisfiable (416): {m}"),
+            RemoteError::QuotaExceeded(m) => write!(f, "quota exceeded (507): {m}"),
+            RemoteError::Server { status, code } => write!(f, "server error {status} {code}"),
+            RemoteError::Client { status, code, message } => {
+                write!(f, "request refused ({status} {code}): {message}")
+            }
+            RemoteError::Transport(m) => write!(f, "connection error: {m}"),
+            RemoteError::Auth(m) => write!(f, "authentication failed: {m}"),
+            RemoteError::Protocol(m) => write!(f, "unexpected server response: {m}"),
+        }
+    }
+}
+
+impl std::error::Error for RemoteError {}
+
+/// The operations ShareUplift needs from SharePoint. All calls block; none is ever made on a
+/// FUSE request thread that the kernel waits on for a write.
+pub trait Remote: Send + Sync + 'static {
+    /// Metadata of the item at `path`, `Ok(None)` if it does not exist.
+    fn stat(&self, path: &str) -> Result<Option<RemoteItem>, RemoteError>;
+    /// All children of the folder at `path`, following `@odata.nextLink`.
+    fn list(&self, path: &str) -> Result<Vec<RemoteItem>, RemoteError>;
+    /// Create the folder at `path` (parents must exist). An existing folder is `Ok`.
+    fn mkdir(&self, path: &str) -> Result<RemoteItem, RemoteError>;
+    /// createUploadSession with explicit conflict behaviour and `fileSystemInfo` mtime.
+    fn create_upload_session(
+        &self,
+        path: &str,
+        size: u64,
+        mtime: SystemTime,
+        conflict: Conflict,
+    ) -> Result<UploadSession, RemoteError>;
+    /// PUT `body` as bytes `offset..offset+body.len()` of `total`, without Authorization.
+    fn upload_fragment(
+        &self,
+        session: &UploadSession,
+        offset: u64,
+        total: u64,
+        body: &[u8],
+    ) -> Result<FragmentOutcome, RemoteError>;
+    /// GET the upload URL: the server's `nextExpectedRanges`.
+    fn upload_status(&self, session: &UploadSession) -> Result<Vec<ByteRange>, RemoteError>;
+    /// DELETE the upload URL (cancel the session).
+    fn cancel_upload(&self, session: &UploadSession) -> Result<(), RemoteError>;
+    /// Simple PUT of a small file (used for zero-byte files).
+    fn upload_small(
+        &self,
+        path: &str,
+        body: &[u8],
+        conflict: Conflict,
+    ) -> Result<RemoteItem, RemoteError>;
+    /// Delete the item at `path` (to the recycle bin).
+    fn delete(&self, path: &str) -> Result<(), RemoteError>;
+    /// Move/rename `from` to `to` (the parent of `to` must exist); replaces nothing.
+    fn rename(&self, from: &str, to: &str) -> Result<RemoteItem, RemoteError>;
+    /// PATCH `fileSystemInfo.lastModifiedDateTime`.
+    fn set_mtime(&self, path: &str, mtime: SystemTime) -> Result<RemoteItem, RemoteError>;
+    /// Ranged download of `len` bytes at `offset` (fewer at end of file).
+    fn read_range(&self, path: &str, offset: u64, len: u64) -> Result<Vec<u8>, RemoteError>;
+}
