@@ -1,13 +1,19 @@
 //! ShareUplift: a FUSE filesystem that uploads files to SharePoint Online / OneDrive for
 //! Business through Microsoft Graph upload sessions.
 //!
-//! Layers (top to bottom): `config` (CLI and TOML) → `fuse` (the only module that touches
-//! fuser reply types) → `fs` (filesystem core: inodes, handles, spool, `.status`) → `upload`
-//! (queue and workers, knows nothing of FUSE) → `remote` (the trait) implemented by `graph`.
-//! `emulator` is the built-in local SharePoint used by the demo and the tests.
+//! Layers (top to bottom): `config` (CLI and TOML) and `mount` (wiring) → `fuse` (the only
+//! module that touches fuser reply types) → `fs` (filesystem core: inodes, handles, spool
+//! files, `.status`) → `upload` (queue and workers, knows nothing of FUSE) → `remote` (the
+//! trait) implemented by `graph`. `emulator` is the built-in local SharePoint used by the demo
+//! and the tests; `spool` owns the private spool directory; `redact` keeps secrets out of logs.
 
+pub mod config;
 pub mod emulator;
+pub mod fs;
+pub mod fuse;
 pub mod graph;
+pub mod mount;
 pub mod redact;
 pub mod remote;
+pub mod spool;
 pub mod upload;

@@ -1,3 +1,205 @@
-//! Command-line entry point: parses arguments and hands off to the library.
+//! Command-line entry point: parses arguments, sets up logging and hands off to the library.
+//! Exit codes: 0 success, 1 runtime failure, 2 bad configuration or usage.
 
-fn main() {}
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+use shareuplift::config::{FileConfig, MountConfig, SizeValue};
+
+#[derive(Parser)]
+#[command(
+    name = "shareuplift",
+    version,
+    about = "Copy files to SharePoint as to a disk"
+)]
+struct Cli {
+    /// More log output (-v debug, -vv trace); RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Mount a SharePoint folder and stay in the foreground until unmounted.
+    Mount(MountArgs),
+    /// Run the built-in local SharePoint emulator.
+    Emulator(EmulatorArgs),
+    /// Print the upload status of a mount (its .status file).
+    Status {
+        /// The mount point.
+        mountpoint: PathBuf,
+        /// Print .status.json instead of the table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Args)]
+struct MountArgs {
+    /// TOML configuration file.
+    #[arg(long, short = 'c')]
+    config: Option<PathBuf>,
+    /// Where to mount.
+    mountpoint: PathBuf,
+    #[arg(long)]
+    site_url: Option<String>,
+    #[arg(long)]
+    folder_url: Option<String>,
+    #[arg(long)]
+    username: Option<String>,
+    /// Prefer SHAREUPLIFT_PASSWORD: flags are visible in the process list.
+    #[arg(long)]
+    password: Option<String>,
+    #[arg(long)]
+    tenant: Option<String>,
+    #[arg(long)]
+    client_id: Option<String>,
+    /// Prefer SHAREUPLIFT_CLIENT_SECRET: flags are visible in the process list.
+    #[arg(long)]
+    client_secret: Option<String>,
+    #[arg(long)]
+    graph_url: Option<String>,
+    #[arg(long)]
+    authority_url: Option<String>,
+    /// Fragment size, e.g. 10MiB (a multiple of 320 KiB, under 60 MiB).
+    #[arg(long)]
+    chunk_size: Option<String>,
+    #[arg(long)]
+    workers: Option<usize>,
+    #[arg(long)]
+    spool_dir: Option<PathBuf>,
+    /// replace, rename or fail.
+    #[arg(long)]
+    conflict: Option<String>,
+    #[arg(long)]
+    max_attempts: Option<u32>,
+    /// Seconds finished uploads stay in .status.
+    #[arg(long)]
+    status_retention: Option<u64>,
+    /// Let other users access the mount.
+    #[arg(long)]
+    allow_other: bool,
+}
+
+#[derive(Args)]
+struct EmulatorArgs {
+    /// Directory for the emulator's content.
+    #[arg(long)]
+    data: PathBuf,
+    /// Port on 127.0.0.1 (0 = any free port).
+    #[arg(long, default_value_t = 0)]
+    port: u16,
+    /// Write URLs and test credentials here as JSON once listening.
+    #[arg(long)]
+    ready_file: Option<PathBuf>,
+    /// Fault injection settings as JSON.
+    #[arg(long)]
+    faults: Option<String>,
+}
+
+impl MountArgs {
+    fn overrides(&self) -> FileConfig {
+        FileConfig {
+            site_url: self.site_url.clone(),
+            folder_url: self.folder_url.clone(),
+            username: self.username.clone(),
+            password: self.password.clone(),
+            tenant: self.tenant.clone(),
+            client_id: self.client_id.clone(),
+            client_secret: self.client_secret.clone(),
+            graph_url: self.graph_url.clone(),
+            authority_url: self.authority_url.clone(),
+            chunk_size: self.chunk_size.clone().map(SizeValue::Text),
+            workers: self.workers,
+            spool_dir: self.spool_dir.clone(),
+            conflict: self.conflict.clone(),
+            max_attempts: self.max_attempts,
+            status_retention: self.status_retention,
+            allow_other: self.allow_other.then_some(true),
+        }
+    }
+}
+
+fn init_logging(verbose: u8) {
+    let mut b = env_logger::Builder::new();
+    let level = match verbose {
+        0 => "info",
+        1 => "debug",
+        _ => "trace",
+    };
+    match std::env::var("RUST_LOG") {
+        Ok(spec) if !spec.is_empty() => b.parse_filters(&spec),
+        _ => b.parse_filters(&format!("warn,shareuplift={level}")),
+    };
+    // HTTP stack internals may print URLs, and upload URLs are capabilities: keep them quiet
+    // whatever the user asked for.
+    for m in [
+        "reqwest",
+        "hyper",
+        "hyper_util",
+        "h2",
+        "rustls",
+        "tiny_http",
+    ] {
+        b.filter_module(m, log::LevelFilter::Warn);
+    }
+    b.format_timestamp_millis();
+    b.init();
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbose);
+    match cli.command {
+        Command::Mount(args) => {
+            let file = match &args.config {
+                Some(p) => match FileConfig::load(p) {
+                    Ok(f) => f,
+                    Err(e) => return fatal(2, &e.to_string()),
+                },
+                None => FileConfig::default(),
+            };
+            let merged = file.overlay(args.overrides());
+            let cfg = match MountConfig::resolve(merged, &|k| std::env::var(k).ok()) {
+                Ok(c) => c,
+                Err(e) => return fatal(2, &e.to_string()),
+            };
+            match shareuplift::mount::run(cfg, &args.mountpoint) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => fatal(1, &e.to_string()),
+            }
+        }
+        Command::Emulator(a) => {
+            let opts = shareuplift::emulator::EmulatorOptions {
+                data_dir: a.data,
+                port: a.port,
+                faults_json: a.faults,
+                ..Default::default()
+            };
+            match shareuplift::emulator::run_foreground(opts, a.ready_file.as_deref()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => fatal(1, &format!("emulator: {e}")),
+            }
+        }
+        Command::Status { mountpoint, json } => {
+            let name = if json { ".status.json" } else { ".status" };
+            match std::fs::read_to_string(mountpoint.join(name)) {
+                Ok(s) => {
+                    print!("{s}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fatal(1, &format!("{}: {e}", mountpoint.join(name).display())),
+            }
+        }
+    }
+}
+
+fn fatal(code: u8, msg: &str) -> ExitCode {
+    log::error!("{msg}");
+    eprintln!("shareuplift: {msg}");
+    ExitCode::from(code)
+}

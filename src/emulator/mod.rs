@@ -44,3 +44,11 @@ impl Emulator {
         &self.info
     }
 }
+
+/// PLACEHOLDER until the emulator lands.
+pub fn run_foreground(
+    _opts: EmulatorOptions,
+    _ready: Option<&std::path::Path>,
+) -> std::io::Result<()> {
+    Err(std::io::Error::other("emulator not built yet"))
+}

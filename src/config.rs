@@ -1,0 +1,467 @@
+//! Mount configuration: the TOML file, command-line overrides and the environment, merged and
+//! validated into one [`MountConfig`].
+//!
+//! Keys follow the system this grew from (`site_url`, `folder_url`, `username`, `password`)
+//! plus app credentials and tuning. Precedence: flag > environment (secrets only) > file >
+//! default. Validation happens once, at start-up, and every error is one line that names the
+//! key and says what to fix; nothing here ever prints a secret. Unknown keys are errors, so a
+//! typo does not silently fall back to a default.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::redact::Secret;
+use crate::remote::Conflict;
+
+/// Fragment sizes must be multiples of this (reference §2).
+pub const FRAGMENT_ALIGN: u64 = 327_680;
+/// Every fragment must be smaller than 60 MiB.
+pub const FRAGMENT_LIMIT: u64 = 60 * 1024 * 1024;
+/// Default fragment size: 10 MiB = 32 × 320 KiB.
+pub const DEFAULT_CHUNK: u64 = 10 * 1024 * 1024;
+
+/// The TOML file as written by the user. Every field is optional here; `MountConfig::resolve`
+/// applies defaults and checks.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub site_url: Option<String>,
+    pub folder_url: Option<String>,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub tenant: Option<String>,
+    pub client_id: Option<String>,
+    pub client_secret: Option<String>,
+    pub graph_url: Option<String>,
+    pub authority_url: Option<String>,
+    /// `"10MiB"`, `"5 MiB"`, `"327680"`, or an integer.
+    pub chunk_size: Option<SizeValue>,
+    pub workers: Option<usize>,
+    pub spool_dir: Option<PathBuf>,
+    pub conflict: Option<String>,
+    /// Attempts per upload before it is `failed` (default 10).
+    pub max_attempts: Option<u32>,
+    /// Seconds finished uploads stay in `.status` (default 600).
+    pub status_retention: Option<u64>,
+    /// Let other users access the mount (`allow_other`); default false.
+    pub allow_other: Option<bool>,
+}
+
+/// A size given as a TOML integer (bytes) or a string with a unit.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(untagged)]
+pub enum SizeValue {
+    Bytes(u64),
+    Text(String),
+}
+
+/// Validated configuration of one mount.
+#[derive(Debug, Clone)]
+pub struct MountConfig {
+    pub site_url: String,
+    pub folder_url: String,
+    pub username: Option<String>,
+    pub password: Option<Secret>,
+    pub tenant: Option<String>,
+    pub client_id: Option<String>,
+    pub client_secret: Option<Secret>,
+    pub graph_url: String,
+    pub authority_url: String,
+    pub chunk_size: u64,
+    pub workers: usize,
+    pub spool_dir: PathBuf,
+    pub conflict: Conflict,
+    pub max_attempts: u32,
+    pub status_retention: Duration,
+    pub allow_other: bool,
+}
+
+/// A configuration problem, as one line that says what to fix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError(pub String);
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+fn err<T>(msg: impl Into<String>) -> Result<T, ConfigError> {
+    Err(ConfigError(msg.into()))
+}
+
+impl FileConfig {
+    /// Read and parse a TOML file.
+    pub fn load(path: &Path) -> Result<FileConfig, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError(format!("cannot read config {}: {e}", path.display())))?;
+        FileConfig::parse(&text)
+            .map_err(|e| ConfigError(format!("config {}: {}", path.display(), e.0)))
+    }
+
+    /// Parse TOML text. Errors name the key; values are never echoed (they may be secrets).
+    pub fn parse(text: &str) -> Result<FileConfig, ConfigError> {
+        toml::from_str(text).map_err(|e| {
+            // toml's message quotes the offending line, which may hold a password: keep only
+            // the first line of its description.
+            let msg = e
+                .message()
+                .lines()
+                .next()
+                .unwrap_or("invalid TOML")
+                .to_string();
+            ConfigError(msg)
+        })
+    }
+
+    /// Fill every field that `over` sets (flags win over the file).
+    pub fn overlay(mut self, over: FileConfig) -> FileConfig {
+        macro_rules! take {
+            ($($f:ident),*) => { $( if over.$f.is_some() { self.$f = over.$f; } )* };
+        }
+        take!(
+            site_url,
+            folder_url,
+            username,
+            password,
+            tenant,
+            client_id,
+            client_secret,
+            graph_url,
+            authority_url,
+            chunk_size,
+            workers,
+            spool_dir,
+            conflict,
+            max_attempts,
+            status_retention,
+            allow_other
+        );
+        self
+    }
+}
+
+/// Parse `"10MiB"`, `"320 KiB"`, `"5M"`, `"1048576"` into bytes. Units are binary
+/// (K/KB/KiB = 1024); a bare number is bytes.
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let split = t
+        .find(|c: char| !c.is_ascii_digit() && c != '_')
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let num: u64 = num
+        .replace('_', "")
+        .parse()
+        .map_err(|_| format!("\"{text}\" is not a size (examples: 10MiB, 5 MiB, 327680)"))?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1024,
+        "m" | "mb" | "mib" => 1024 * 1024,
+        "g" | "gb" | "gib" => 1024 * 1024 * 1024,
+        other => {
+            return Err(format!(
+                "unknown size unit \"{other}\" (use KiB, MiB or GiB)"
+            ))
+        }
+    };
+    num.checked_mul(mult)
+        .ok_or_else(|| format!("\"{text}\" is too large"))
+}
+
+/// Check a fragment size against the upload-session rules.
+pub fn validate_chunk_size(bytes: u64) -> Result<u64, String> {
+    if bytes == 0 || bytes % FRAGMENT_ALIGN != 0 {
+        let lower = (bytes / FRAGMENT_ALIGN).max(1) * FRAGMENT_ALIGN;
+        return Err(format!(
+            "chunk_size = {bytes} bytes is not a multiple of 320 KiB (327680 bytes); \
+             use e.g. {lower} or \"10MiB\""
+        ));
+    }
+    if bytes >= FRAGMENT_LIMIT {
+        return Err(format!(
+            "chunk_size = {bytes} bytes is not under 60 MiB; the largest allowed is 62586880 \
+             (191 × 320 KiB); the default is \"10MiB\""
+        ));
+    }
+    Ok(bytes)
+}
+
+fn default_spool_dir() -> PathBuf {
+    if let Some(x) = std::env::var_os("XDG_CACHE_HOME").filter(|v| !v.is_empty()) {
+        return PathBuf::from(x).join("shareuplift");
+    }
+    if let Some(h) = std::env::var_os("HOME").filter(|v| !v.is_empty()) {
+        return PathBuf::from(h).join(".cache").join("shareuplift");
+    }
+    PathBuf::from("/var/tmp/shareuplift")
+}
+
+fn check_url(key: &str, value: &str) -> Result<(), ConfigError> {
+    match url::Url::parse(value) {
+        Ok(u) if u.scheme() == "http" || u.scheme() == "https" => Ok(()),
+        _ => err(format!(
+            "{key} = \"{value}\" is not an http(s) URL; example: https://contoso.sharepoint.com/sites/Team"
+        )),
+    }
+}
+
+fn non_empty(v: Option<String>) -> Option<String> {
+    v.filter(|s| !s.trim().is_empty())
+}
+
+impl MountConfig {
+    /// Apply defaults, the environment's secrets and all checks. `env` is the lookup used for
+    /// `SHAREUPLIFT_PASSWORD` / `SHAREUPLIFT_CLIENT_SECRET` (injected for tests).
+    pub fn resolve(
+        file: FileConfig,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<MountConfig, ConfigError> {
+        let site_url =
+            match non_empty(file.site_url) {
+                Some(s) => s.trim_end_matches('/').to_string(),
+                None => return err(
+                    "site_url is missing; set it to e.g. https://contoso.sharepoint.com/sites/Team",
+                ),
+            };
+        check_url("site_url", &site_url)?;
+        let folder_url = match non_empty(file.folder_url) {
+            Some(s) => s,
+            None => return err("folder_url is missing; set it to the folder to mount, e.g. /sites/Team/Shared Documents/Uploads"),
+        };
+        if !folder_url.starts_with('/') {
+            check_url("folder_url", &folder_url)?;
+        }
+        let graph_url = non_empty(file.graph_url)
+            .unwrap_or_else(|| "https://graph.microsoft.com/v1.0".into())
+            .trim_end_matches('/')
+            .to_string();
+        check_url("graph_url", &graph_url)?;
+        let authority_url = non_empty(file.authority_url)
+            .unwrap_or_else(|| "https://login.microsoftonline.com".into())
+            .trim_end_matches('/')
+            .to_string();
+        check_url("authority_url", &authority_url)?;
+
+        let password = non_empty(env("SHAREUPLIFT_PASSWORD"))
+            .or(non_empty(file.password))
+            .map(Secret::new);
+        let client_secret = non_empty(env("SHAREUPLIFT_CLIENT_SECRET"))
+            .or(non_empty(file.client_secret))
+            .map(Secret::new);
+        let username = non_empty(file.username);
+        let client_id = non_empty(file.client_id);
+        let app_creds = client_id.is_some() && client_secret.is_some();
+        let user_creds = username.is_some() && password.is_some();
+        if !app_creds && !user_creds {
+            return err(
+                "no credentials: set username + password (or SHAREUPLIFT_PASSWORD) with client_id, \
+                 or client_id + client_secret (or SHAREUPLIFT_CLIENT_SECRET)",
+            );
+        }
+        if client_id.is_none() {
+            return err("client_id is missing: the app registration's id is needed for username/password sign-in too");
+        }
+
+        let chunk_size = match file.chunk_size {
+            None => DEFAULT_CHUNK,
+            Some(SizeValue::Bytes(b)) => b,
+            Some(SizeValue::Text(t)) => {
+                parse_size(&t).map_err(|e| ConfigError(format!("chunk_size: {e}")))?
+            }
+        };
+        let chunk_size = validate_chunk_size(chunk_size).map_err(ConfigError)?;
+
+        let workers = file.workers.unwrap_or(4);
+        if !(1..=32).contains(&workers) {
+            return err(format!("workers = {workers} must be between 1 and 32"));
+        }
+        let conflict = match file.conflict.as_deref().map(str::trim) {
+            None | Some("replace") => Conflict::Replace,
+            Some("rename") => Conflict::Rename,
+            Some("fail") => Conflict::Fail,
+            Some(other) => {
+                return err(format!(
+                    "conflict = \"{other}\" is not one of replace, rename, fail"
+                ))
+            }
+        };
+        let max_attempts = file.max_attempts.unwrap_or(10);
+        if max_attempts == 0 {
+            return err("max_attempts must be at least 1");
+        }
+        Ok(MountConfig {
+            site_url,
+            folder_url,
+            username,
+            password,
+            tenant: non_empty(file.tenant),
+            client_id,
+            client_secret,
+            graph_url,
+            authority_url,
+            chunk_size,
+            workers,
+            spool_dir: file.spool_dir.unwrap_or_else(default_spool_dir),
+            conflict,
+            max_attempts,
+            status_retention: Duration::from_secs(file.status_retention.unwrap_or(600)),
+            allow_other: file.allow_other.unwrap_or(false),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn base() -> FileConfig {
+        FileConfig::parse(
+            r#"
+            site_url = "https://contoso.sharepoint.com/sites/Team"
+            folder_url = "/sites/Team/Shared Documents/Uploads"
+            username = "u@contoso.com"
+            password = "pw-very-secret"
+            client_id = "abc"
+            "#,
+        )
+        .unwrap()
+    }
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    #[test]
+    fn parse_sizes() {
+        for (input, want) in [
+            ("10MiB", Ok(10 * 1024 * 1024)),
+            ("5 MiB", Ok(5 * 1024 * 1024)),
+            ("320KiB", Ok(327_680)),
+            ("327680", Ok(327_680)),
+            ("1_048_576", Ok(1_048_576)),
+            ("2g", Ok(2 * 1024 * 1024 * 1024)),
+        ] {
+            assert_eq!(parse_size(input), want, "{input}");
+        }
+        assert!(parse_size("ten").is_err());
+        assert!(parse_size("10 parsecs").is_err());
+    }
+
+    #[test]
+    fn chunk_size_rules() {
+        assert!(validate_chunk_size(327_680).is_ok());
+        assert!(validate_chunk_size(191 * 327_680).is_ok());
+        let e = validate_chunk_size(100_000).unwrap_err();
+        assert!(e.contains("not a multiple of 320 KiB"), "{e}");
+        assert!(validate_chunk_size(192 * 327_680)
+            .unwrap_err()
+            .contains("60 MiB"));
+        assert!(validate_chunk_size(0).is_err());
+    }
+
+    #[test]
+    fn defaults_and_overrides() {
+        let cfg = MountConfig::resolve(base(), &no_env).unwrap();
+        assert_eq!(cfg.chunk_size, DEFAULT_CHUNK);
+        assert_eq!(cfg.workers, 4);
+        assert_eq!(cfg.conflict, Conflict::Replace);
+        assert_eq!(cfg.graph_url, "https://graph.microsoft.com/v1.0");
+        let over = FileConfig {
+            chunk_size: Some(SizeValue::Text("5MiB".into())),
+            conflict: Some("fail".into()),
+            ..Default::default()
+        };
+        let cfg = MountConfig::resolve(base().overlay(over), &no_env).unwrap();
+        assert_eq!(cfg.chunk_size, 5 * 1024 * 1024);
+        assert_eq!(cfg.conflict, Conflict::Fail);
+    }
+
+    #[test]
+    fn env_secret_wins_and_never_prints() {
+        let env = |k: &str| (k == "SHAREUPLIFT_PASSWORD").then(|| "from-env".to_string());
+        let cfg = MountConfig::resolve(base(), &env).unwrap();
+        assert_eq!(cfg.password.as_ref().unwrap().expose(), "from-env");
+        let dbg = format!("{cfg:?}");
+        assert!(!dbg.contains("from-env") && !dbg.contains("pw-very-secret"));
+    }
+
+    #[test]
+    fn bad_values_name_the_key() {
+        let cases: Vec<(FileConfig, &str)> = vec![
+            (
+                FileConfig {
+                    chunk_size: Some(SizeValue::Text("100000".into())),
+                    ..base()
+                },
+                "chunk_size",
+            ),
+            (
+                FileConfig {
+                    chunk_size: Some(SizeValue::Bytes(100_000)),
+                    ..base()
+                },
+                "chunk_size",
+            ),
+            (
+                FileConfig {
+                    workers: Some(0),
+                    ..base()
+                },
+                "workers",
+            ),
+            (
+                FileConfig {
+                    conflict: Some("keep".into()),
+                    ..base()
+                },
+                "conflict",
+            ),
+            (
+                FileConfig {
+                    site_url: Some("not a url".into()),
+                    ..base()
+                },
+                "site_url",
+            ),
+            (
+                FileConfig {
+                    site_url: None,
+                    ..base()
+                },
+                "site_url",
+            ),
+            (
+                FileConfig {
+                    folder_url: None,
+                    ..base()
+                },
+                "folder_url",
+            ),
+            (
+                FileConfig {
+                    password: None,
+                    ..base()
+                },
+                "credentials",
+            ),
+        ];
+        for (cfg, key) in cases {
+            let e = MountConfig::resolve(cfg, &no_env).unwrap_err().0;
+            assert!(e.contains(key), "{e} should name {key}");
+            assert!(!e.contains('\n'), "one line: {e}");
+            assert!(!e.contains("pw-very-secret"));
+        }
+    }
+
+    #[test]
+    fn unknown_key_is_an_error_without_echoing_values() {
+        let e = FileConfig::parse("pasword = \"hunter2\"\n").unwrap_err().0;
+        assert!(e.contains("pasword"), "{e}");
+        assert!(!e.contains("hunter2"), "{e}");
+    }
+}

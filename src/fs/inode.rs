@@ -1,0 +1,278 @@
+//! The inode table: which paths the kernel knows, what we last saw of each on the server, and
+//! which have local (spool) content.
+//!
+//! Invariants: inode 1 is the mount root (path `""`); paths are keyed by their case-folded
+//! form, as SharePoint compares names case-insensitively, and a node keeps the case it was
+//! created or listed with; inode numbers are never reused within a mount. The table is plain
+//! data behind the core's one mutex: no I/O happens here.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::{Instant, SystemTime};
+
+use super::names::{fold, join, split};
+use crate::remote::RemoteItem;
+
+pub const ROOT_INO: u64 = 1;
+pub const STATUS_INO: u64 = 2;
+pub const STATUS_JSON_INO: u64 = 3;
+const FIRST_INO: u64 = 16;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NodeKind {
+    File,
+    Dir,
+}
+
+/// What the server holds for a node, as last seen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteMeta {
+    pub size: u64,
+    pub mtime: SystemTime,
+}
+
+impl From<&RemoteItem> for RemoteMeta {
+    fn from(item: &RemoteItem) -> Self {
+        RemoteMeta {
+            size: item.size,
+            mtime: item.mtime,
+        }
+    }
+}
+
+/// Content that lives in the spool: written through the mount and not yet committed.
+#[derive(Debug, Clone)]
+pub struct LocalFile {
+    pub spool: PathBuf,
+    pub size: u64,
+    pub mtime: SystemTime,
+    /// Open handles that may write.
+    pub writers: u32,
+    /// Changed since it was last handed to the queue.
+    pub dirty: bool,
+    /// Handed to the queue (and not yet reported finished).
+    pub queued: bool,
+    /// The mtime the queued job carries (to detect a later utimens).
+    pub queued_mtime: Option<SystemTime>,
+    /// The last upload of this content failed with this reason.
+    pub failed: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Node {
+    pub path: String,
+    pub kind: NodeKind,
+    pub remote: Option<RemoteMeta>,
+    pub local: Option<LocalFile>,
+    /// When `remote` was last confirmed by the server.
+    pub seen: Option<Instant>,
+    /// Folders: when the children were last listed from the server.
+    pub listed: Option<Instant>,
+}
+
+impl Node {
+    pub fn new(path: String, kind: NodeKind) -> Node {
+        Node {
+            path,
+            kind,
+            remote: None,
+            local: None,
+            seen: None,
+            listed: None,
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        split(&self.path).1
+    }
+
+    pub fn parent_path(&self) -> &str {
+        split(&self.path).0
+    }
+
+    /// Size and mtime as the kernel should see them: local content wins.
+    pub fn size_mtime(&self) -> (u64, SystemTime) {
+        match (&self.local, &self.remote) {
+            (Some(l), _) => (l.size, l.mtime),
+            (None, Some(r)) => (r.size, r.mtime),
+            (None, None) => (0, SystemTime::now()),
+        }
+    }
+}
+
+/// Path ↔ inode map plus per-node state.
+#[derive(Debug)]
+pub struct InodeTable {
+    nodes: HashMap<u64, Node>,
+    keys: HashMap<String, u64>,
+    next: u64,
+}
+
+impl Default for InodeTable {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl InodeTable {
+    pub fn new() -> InodeTable {
+        let mut t = InodeTable {
+            nodes: HashMap::new(),
+            keys: HashMap::new(),
+            next: FIRST_INO,
+        };
+        t.nodes
+            .insert(ROOT_INO, Node::new(String::new(), NodeKind::Dir));
+        t.keys.insert(String::new(), ROOT_INO);
+        t
+    }
+
+    pub fn get(&self, ino: u64) -> Option<&Node> {
+        self.nodes.get(&ino)
+    }
+
+    pub fn get_mut(&mut self, ino: u64) -> Option<&mut Node> {
+        self.nodes.get_mut(&ino)
+    }
+
+    pub fn ino_of(&self, path: &str) -> Option<u64> {
+        self.keys.get(&fold(path)).copied()
+    }
+
+    /// The node at `path`, created with `kind` if unknown. An existing node keeps its inode
+    /// but changes kind if the server says so.
+    pub fn upsert(&mut self, path: &str, kind: NodeKind) -> u64 {
+        if let Some(ino) = self.ino_of(path) {
+            if let Some(n) = self.nodes.get_mut(&ino) {
+                n.kind = kind;
+            }
+            return ino;
+        }
+        let ino = self.next;
+        self.next += 1;
+        self.nodes.insert(ino, Node::new(path.to_string(), kind));
+        self.keys.insert(fold(path), ino);
+        ino
+    }
+
+    /// Record what the server said about `parent/item.name`.
+    pub fn upsert_remote(&mut self, parent: &str, item: &RemoteItem, now: Instant) -> u64 {
+        let path = join(parent, &item.name);
+        let kind = if item.is_folder {
+            NodeKind::Dir
+        } else {
+            NodeKind::File
+        };
+        let ino = self.upsert(&path, kind);
+        if let Some(n) = self.nodes.get_mut(&ino) {
+            if n.local.is_none() {
+                // Adopt the server's spelling of the name.
+                n.path = path;
+            }
+            n.remote = Some(RemoteMeta::from(item));
+            n.seen = Some(now);
+        }
+        ino
+    }
+
+    /// Forget the node at `path` and everything below it.
+    pub fn remove_tree(&mut self, path: &str) {
+        let key = fold(path);
+        let prefix = format!("{key}/");
+        let doomed: Vec<String> = self
+            .keys
+            .keys()
+            .filter(|k| **k == key || k.starts_with(&prefix))
+            .cloned()
+            .collect();
+        for k in doomed {
+            if let Some(ino) = self.keys.remove(&k) {
+                if ino != ROOT_INO {
+                    self.nodes.remove(&ino);
+                }
+            }
+        }
+    }
+
+    /// Move the node at `from` (and its subtree) to `to`, which must be free.
+    pub fn rename_tree(&mut self, from: &str, to: &str) {
+        let key = fold(from);
+        let prefix = format!("{key}/");
+        let moving: Vec<(String, u64)> = self
+            .keys
+            .iter()
+            .filter(|(k, _)| **k == key || k.starts_with(&prefix))
+            .map(|(k, v)| (k.clone(), *v))
+            .collect();
+        for (k, ino) in moving {
+            self.keys.remove(&k);
+            if let Some(n) = self.nodes.get_mut(&ino) {
+                let rest = &n.path[from.len().min(n.path.len())..];
+                n.path = format!("{to}{rest}");
+                self.keys.insert(fold(&n.path), ino);
+            }
+        }
+    }
+
+    /// Inodes of the direct children of `dir`.
+    pub fn children(&self, dir: &str) -> Vec<u64> {
+        let key = fold(dir);
+        self.nodes
+            .iter()
+            .filter(|(ino, n)| **ino != ROOT_INO && fold(n.parent_path()) == key)
+            .map(|(ino, _)| *ino)
+            .collect()
+    }
+
+    /// All nodes with spool content.
+    pub fn local_nodes(&self) -> impl Iterator<Item = (&u64, &Node)> {
+        self.nodes.iter().filter(|(_, n)| n.local.is_some())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn item(name: &str, folder: bool) -> RemoteItem {
+        RemoteItem {
+            id: name.into(),
+            name: name.into(),
+            is_folder: folder,
+            size: 7,
+            mtime: SystemTime::UNIX_EPOCH,
+            etag: None,
+            quick_xor_hash: None,
+        }
+    }
+
+    #[test]
+    fn case_insensitive_paths_keep_case() {
+        let mut t = InodeTable::new();
+        let now = Instant::now();
+        let a = t.upsert_remote("", &item("Docs", true), now);
+        let b = t.upsert_remote("docs", &item("Report.TXT", false), now);
+        assert_eq!(t.ino_of("DOCS/report.txt"), Some(b));
+        assert_eq!(t.get(b).unwrap().path, "docs/Report.TXT");
+        assert_eq!(t.children("Docs"), vec![b]);
+        assert_eq!(t.upsert("DOCS", NodeKind::Dir), a);
+    }
+
+    #[test]
+    fn rename_and_remove_subtrees() {
+        let mut t = InodeTable::new();
+        let d = t.upsert("a", NodeKind::Dir);
+        let f = t.upsert("a/b/c.txt", NodeKind::File);
+        t.upsert("ab", NodeKind::File);
+        t.rename_tree("a", "z");
+        assert_eq!(t.ino_of("z"), Some(d));
+        assert_eq!(t.get(f).unwrap().path, "z/b/c.txt");
+        assert!(
+            t.ino_of("ab").is_some(),
+            "sibling with common prefix untouched"
+        );
+        t.remove_tree("z");
+        assert!(t.get(f).is_none() && t.ino_of("z").is_none());
+        assert!(t.ino_of("").is_some());
+    }
+}

@@ -1,0 +1,451 @@
+//! The FUSE adapter: the only module that touches fuser types. Every handler forwards to the
+//! filesystem core ([`crate::fs::Fs`]), converts the plain result into a reply, and on error
+//! logs once (with the operation and path) and replies with the errno from the core's table.
+//!
+//! Kernel settings chosen in `init`: atomic O_TRUNC (so an `open(O_TRUNC)` of a remote file
+//! does not first upload an empty version) and 1 MiB writes (fewer round trips for `cp`).
+
+use std::ffi::OsStr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use fuser::{
+    Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, InitFlags,
+    KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData,
+    ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, Request, TimeOrNow,
+    WriteFlags,
+};
+use log::{debug, warn};
+
+use crate::fs::{Attr, DirReplier, Fs, FsError, NodeKind, Opened};
+
+/// Attribute and entry TTL for ordinary nodes.
+const TTL: Duration = Duration::from_secs(1);
+
+/// The fuser `Filesystem` over the core.
+pub struct FuseAdapter {
+    fs: Arc<Fs>,
+    uid: u32,
+    gid: u32,
+}
+
+impl FuseAdapter {
+    pub fn new(fs: Arc<Fs>) -> FuseAdapter {
+        // SAFETY: getuid/getgid cannot fail.
+        let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+        FuseAdapter { fs, uid, gid }
+    }
+
+    fn file_attr(&self, a: &Attr) -> FileAttr {
+        FileAttr {
+            ino: INodeNo(a.ino),
+            size: a.size,
+            blocks: a.size.div_ceil(512),
+            atime: a.mtime,
+            mtime: a.mtime,
+            ctime: a.mtime,
+            crtime: a.mtime,
+            kind: kind(a.kind),
+            perm: a.perm,
+            nlink: if a.kind == NodeKind::Dir { 2 } else { 1 },
+            uid: self.uid,
+            gid: self.gid,
+            rdev: 0,
+            flags: 0,
+            blksize: 1024 * 1024,
+        }
+    }
+}
+
+fn kind(k: NodeKind) -> FileType {
+    match k {
+        NodeKind::Dir => FileType::Directory,
+        NodeKind::File => FileType::RegularFile,
+    }
+}
+
+fn ttl(a: &Attr) -> Duration {
+    if a.volatile {
+        Duration::ZERO
+    } else {
+        TTL
+    }
+}
+
+fn fopen(o: &Opened) -> FopenFlags {
+    if o.direct_io {
+        FopenFlags::FOPEN_DIRECT_IO
+    } else {
+        FopenFlags::empty()
+    }
+}
+
+/// Log a failure once, at this boundary, and turn it into an errno.
+fn fail(op: &str, what: &dyn std::fmt::Display, e: &FsError) -> Errno {
+    if e.is_quiet() {
+        debug!("{op} {what}: {e}");
+    } else {
+        warn!("{op} {what}: {e}");
+    }
+    Errno::from_i32(e.errno())
+}
+
+fn name_str(name: &OsStr) -> Result<&str, Errno> {
+    // SharePoint names are Unicode; bytes that are not UTF-8 cannot be stored.
+    name.to_str().ok_or(Errno::EINVAL)
+}
+
+fn time(t: TimeOrNow) -> SystemTime {
+    match t {
+        TimeOrNow::SpecificTime(t) => t,
+        TimeOrNow::Now => SystemTime::now(),
+    }
+}
+
+struct Replier<'a>(&'a mut ReplyDirectory);
+
+impl DirReplier for Replier<'_> {
+    fn add(&mut self, ino: u64, offset: u64, k: NodeKind, name: &str) -> bool {
+        self.0.add(INodeNo(ino), offset, kind(k), name)
+    }
+}
+
+impl Filesystem for FuseAdapter {
+    fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
+        if let Err(e) = config.add_capabilities(InitFlags::FUSE_ATOMIC_O_TRUNC) {
+            warn!("kernel lacks atomic O_TRUNC ({e:?}); truncating opens still work");
+        }
+        let _ = config.set_max_write(1024 * 1024);
+        Ok(())
+    }
+
+    fn destroy(&mut self) {
+        self.fs.shutdown();
+    }
+
+    fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        let Ok(n) = name_str(name) else {
+            return reply.error(Errno::ENOENT);
+        };
+        match self.fs.lookup(parent.0, n) {
+            Ok(a) => reply.entry(&ttl(&a), &self.file_attr(&a), Generation(0)),
+            Err(e) => reply.error(fail("lookup", &n, &e)),
+        }
+    }
+
+    fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        match self.fs.getattr(ino.0) {
+            Ok(a) => reply.attr(&ttl(&a), &self.file_attr(&a)),
+            Err(e) => reply.error(fail("getattr", &ino.0, &e)),
+        }
+    }
+
+    fn setattr(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _mode: Option<u32>,
+        _uid: Option<u32>,
+        _gid: Option<u32>,
+        size: Option<u64>,
+        _atime: Option<TimeOrNow>,
+        mtime: Option<TimeOrNow>,
+        _ctime: Option<SystemTime>,
+        fh: Option<FileHandle>,
+        _crtime: Option<SystemTime>,
+        _chgtime: Option<SystemTime>,
+        _bkuptime: Option<SystemTime>,
+        _flags: Option<fuser::BsdFileFlags>,
+        reply: ReplyAttr,
+    ) {
+        // chmod/chown are accepted and ignored: SharePoint has no POSIX modes or owners.
+        match self
+            .fs
+            .setattr(ino.0, size, mtime.map(time), fh.map(|f| f.0))
+        {
+            Ok(a) => reply.attr(&ttl(&a), &self.file_attr(&a)),
+            Err(e) => reply.error(fail("setattr", &ino.0, &e)),
+        }
+    }
+
+    fn mknod(
+        &self,
+        _req: &Request,
+        _parent: INodeNo,
+        name: &OsStr,
+        _mode: u32,
+        _umask: u32,
+        _rdev: u32,
+        reply: ReplyEntry,
+    ) {
+        let e = FsError::NotSupported("special files");
+        reply.error(fail("mknod", &name.to_string_lossy(), &e));
+    }
+
+    fn mkdir(
+        &self,
+        _req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        _mode: u32,
+        _umask: u32,
+        reply: ReplyEntry,
+    ) {
+        let n = match name_str(name) {
+            Ok(n) => n,
+            Err(e) => return reply.error(e),
+        };
+        match self.fs.mkdir(parent.0, n) {
+            Ok(a) => reply.entry(&ttl(&a), &self.file_attr(&a), Generation(0)),
+            Err(e) => reply.error(fail("mkdir", &n, &e)),
+        }
+    }
+
+    fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let n = match name_str(name) {
+            Ok(n) => n,
+            Err(e) => return reply.error(e),
+        };
+        match self.fs.unlink(parent.0, n) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(fail("unlink", &n, &e)),
+        }
+    }
+
+    fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let n = match name_str(name) {
+            Ok(n) => n,
+            Err(e) => return reply.error(e),
+        };
+        match self.fs.rmdir(parent.0, n) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(fail("rmdir", &n, &e)),
+        }
+    }
+
+    fn symlink(
+        &self,
+        _req: &Request,
+        _parent: INodeNo,
+        link_name: &OsStr,
+        _target: &std::path::Path,
+        reply: ReplyEntry,
+    ) {
+        let e = FsError::NotSupported("symbolic links");
+        reply.error(fail("symlink", &link_name.to_string_lossy(), &e));
+    }
+
+    fn link(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _newparent: INodeNo,
+        newname: &OsStr,
+        reply: ReplyEntry,
+    ) {
+        let e = FsError::NotSupported("hard links");
+        reply.error(fail("link", &newname.to_string_lossy(), &e));
+    }
+
+    fn rename(
+        &self,
+        _req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        newparent: INodeNo,
+        newname: &OsStr,
+        flags: RenameFlags,
+        reply: ReplyEmpty,
+    ) {
+        if !flags.is_empty() {
+            // RENAME_EXCHANGE / RENAME_NOREPLACE cannot be done atomically on SharePoint.
+            return reply.error(Errno::EINVAL);
+        }
+        let (n, nn) = match (name_str(name), name_str(newname)) {
+            (Ok(a), Ok(b)) => (a, b),
+            _ => return reply.error(Errno::EINVAL),
+        };
+        match self.fs.rename(parent.0, n, newparent.0, nn) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(fail("rename", &format!("{n} -> {nn}"), &e)),
+        }
+    }
+
+    fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        match self.fs.open(ino.0, flags.0) {
+            Ok(o) => reply.opened(FileHandle(o.fh), fopen(&o)),
+            Err(e) => reply.error(fail("open", &ino.0, &e)),
+        }
+    }
+
+    fn read(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        size: u32,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyData,
+    ) {
+        match self.fs.read(fh.0, offset, size) {
+            Ok(data) => reply.data(&data),
+            Err(e) => reply.error(fail("read", &ino.0, &e)),
+        }
+    }
+
+    fn write(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        data: &[u8],
+        _write_flags: WriteFlags,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyWrite,
+    ) {
+        match self.fs.write(fh.0, offset, data) {
+            Ok(n) => reply.written(n),
+            Err(e) => reply.error(fail("write", &ino.0, &e)),
+        }
+    }
+
+    fn flush(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _lock_owner: LockOwner,
+        reply: ReplyEmpty,
+    ) {
+        // close() never waits for the network: the upload starts at release.
+        reply.ok();
+    }
+
+    fn release(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        _flush: bool,
+        reply: ReplyEmpty,
+    ) {
+        match self.fs.release(fh.0) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(fail("release", &ino.0, &e)),
+        }
+    }
+
+    fn fsync(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        _datasync: bool,
+        reply: ReplyEmpty,
+    ) {
+        match self.fs.fsync(fh.0) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(fail("fsync", &ino.0, &e)),
+        }
+    }
+
+    fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        match self.fs.opendir(ino.0) {
+            Ok(o) => reply.opened(FileHandle(o.fh), FopenFlags::empty()),
+            Err(e) => reply.error(fail("opendir", &ino.0, &e)),
+        }
+    }
+
+    fn readdir(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectory,
+    ) {
+        match self.fs.readdir(fh.0, offset, &mut Replier(&mut reply)) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(fail("readdir", &ino.0, &e)),
+        }
+    }
+
+    fn releasedir(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        reply: ReplyEmpty,
+    ) {
+        self.fs.releasedir(fh.0);
+        reply.ok();
+    }
+
+    fn fsyncdir(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _datasync: bool,
+        reply: ReplyEmpty,
+    ) {
+        reply.ok();
+    }
+
+    fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
+        match self.fs.statfs() {
+            Ok(s) => reply.statfs(
+                s.blocks,
+                s.blocks_free,
+                s.blocks_free,
+                1 << 20,
+                1 << 20,
+                s.block_size as u32,
+                255,
+                s.block_size as u32,
+            ),
+            Err(e) => reply.error(fail("statfs", &"/", &e)),
+        }
+    }
+
+    fn access(&self, _req: &Request, _ino: INodeNo, _mask: fuser::AccessFlags, reply: ReplyEmpty) {
+        reply.ok();
+    }
+
+    fn create(
+        &self,
+        _req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        _umask: u32,
+        flags: i32,
+        reply: ReplyCreate,
+    ) {
+        if mode & libc::S_IFMT != 0 && mode & libc::S_IFMT != libc::S_IFREG {
+            let e = FsError::NotSupported("special files");
+            return reply.error(fail("create", &name.to_string_lossy(), &e));
+        }
+        let n = match name_str(name) {
+            Ok(n) => n,
+            Err(e) => return reply.error(e),
+        };
+        match self.fs.create(parent.0, n, flags) {
+            Ok((a, o)) => reply.created(
+                &ttl(&a),
+                &self.file_attr(&a),
+                Generation(0),
+                FileHandle(o.fh),
+                fopen(&o),
+            ),
+            Err(e) => reply.error(fail("create", &n, &e)),
+        }
+    }
+}

@@ -1,0 +1,178 @@
+//! Running a mount: builds the remote, spool, upload queue and filesystem core from a
+//! validated configuration, mounts, and waits for unmount or a signal.
+//!
+//! Shutdown: SIGINT/SIGTERM/SIGHUP unmount the filesystem; an external `fusermount3 -u` or
+//! `umount` ends the session the same way. Either way the upload queue is stopped (in-flight
+//! fragments end, spool files stay) and the process exits 0.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use log::{error, info};
+
+use crate::config::MountConfig;
+use crate::fs::{Fs, FsOptions};
+use crate::fuse::FuseAdapter;
+use crate::graph::{GraphConfig, GraphRemote};
+use crate::remote::Remote;
+use crate::spool::Spool;
+use crate::upload::{QueueConfig, UploadQueue};
+
+/// A start-up or runtime failure, as one line for the user.
+#[derive(Debug)]
+pub struct MountError(pub String);
+
+impl std::fmt::Display for MountError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The server-relative path of the mounted folder, for the 400-character rule.
+pub fn folder_server_path(folder_url: &str) -> String {
+    let path = match url::Url::parse(folder_url) {
+        Ok(u) => u.path().to_string(),
+        Err(_) => folder_url.to_string(),
+    };
+    percent_encoding::percent_decode_str(&path)
+        .decode_utf8_lossy()
+        .trim_end_matches('/')
+        .to_string()
+}
+
+pub fn graph_config(cfg: &MountConfig) -> GraphConfig {
+    GraphConfig {
+        graph_url: cfg.graph_url.clone(),
+        authority_url: cfg.authority_url.clone(),
+        tenant: cfg.tenant.clone(),
+        client_id: cfg.client_id.clone(),
+        client_secret: cfg.client_secret.clone(),
+        username: cfg.username.clone(),
+        password: cfg.password.clone(),
+        site_url: cfg.site_url.clone(),
+        folder_url: cfg.folder_url.clone(),
+        timeout: std::time::Duration::from_secs(60),
+    }
+}
+
+/// Mount and serve until unmounted or signalled.
+pub fn run(cfg: MountConfig, mountpoint: &Path) -> Result<(), MountError> {
+    if !mountpoint.is_dir() {
+        return Err(MountError(format!(
+            "mount point {} does not exist or is not a directory",
+            mountpoint.display()
+        )));
+    }
+    // Block the shutdown signals before any thread starts, so every thread inherits the
+    // mask and only the signal thread receives them.
+    let sigset = block_signals();
+
+    let spool = Spool::open(&cfg.spool_dir)
+        .map_err(|e| MountError(format!("spool_dir {}: {e}", cfg.spool_dir.display())))?;
+    let leftovers = spool.existing_files().map(|v| v.len()).unwrap_or(0);
+    if leftovers > 0 {
+        info!(
+            "{leftovers} spool file(s) from an earlier run are kept in {}",
+            spool.data_dir().display()
+        );
+    }
+    let remote: Arc<dyn Remote> =
+        Arc::new(GraphRemote::connect(graph_config(&cfg)).map_err(|e| MountError(e.to_string()))?);
+    info!("connected to {} ({})", cfg.site_url, cfg.folder_url);
+
+    let qcfg = QueueConfig {
+        workers: cfg.workers,
+        chunk_size: cfg.chunk_size,
+        conflict: cfg.conflict,
+        max_attempts: cfg.max_attempts,
+        retention: cfg.status_retention,
+    };
+    let queue_remote = remote.clone();
+    let fs = Arc::new(Fs::new(
+        remote,
+        Arc::new(spool),
+        move |listener| UploadQueue::start(queue_remote, qcfg, listener),
+        FsOptions {
+            base_path_chars: folder_server_path(&cfg.folder_url).chars().count(),
+            ..FsOptions::default()
+        },
+    ));
+
+    let options = vec![
+        fuser::MountOption::FSName("shareuplift".into()),
+        fuser::MountOption::Subtype("shareuplift".into()),
+        fuser::MountOption::DefaultPermissions,
+        fuser::MountOption::NoDev,
+        fuser::MountOption::NoSuid,
+    ];
+    let acl = if cfg.allow_other {
+        fuser::SessionACL::All
+    } else {
+        fuser::SessionACL::Owner
+    };
+    let mut fuse_cfg = fuser::Config::default();
+    fuse_cfg.mount_options = options;
+    fuse_cfg.acl = acl;
+    fuse_cfg.n_threads = Some(4);
+
+    let mut session = fuser::Session::new(FuseAdapter::new(fs.clone()), mountpoint, &fuse_cfg)
+        .map_err(|e| MountError(format!("cannot mount at {}: {e}", mountpoint.display())))?;
+    let mut unmounter = session.unmount_callable();
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            if let Some(sig) = wait_signal(&sigset) {
+                info!("signal {sig}: unmounting");
+                if let Err(e) = unmounter.unmount() {
+                    error!("unmount failed: {e}");
+                }
+            }
+        })
+        .map_err(|e| MountError(format!("cannot start signal thread: {e}")))?;
+    info!("mounted at {}", mountpoint.display());
+    let result = session.run();
+    fs.shutdown();
+    info!("unmounted {}", mountpoint.display());
+    result.map_err(|e| MountError(format!("filesystem session ended with an error: {e}")))
+}
+
+fn block_signals() -> libc::sigset_t {
+    // SAFETY: plain libc signal-mask calls on a set we own.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::sigaddset(&mut set, libc::SIGHUP);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        set
+    }
+}
+
+fn wait_signal(set: &libc::sigset_t) -> Option<i32> {
+    let mut sig: libc::c_int = 0;
+    // SAFETY: sigwait on a set of blocked signals.
+    let rc = unsafe { libc::sigwait(set, &mut sig) };
+    (rc == 0).then_some(sig)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_path_of_folder() {
+        for (input, want) in [
+            (
+                "https://c.sharepoint.com/sites/T/Shared%20Documents/Up/",
+                "/sites/T/Shared Documents/Up",
+            ),
+            (
+                "/sites/T/Shared Documents/Up",
+                "/sites/T/Shared Documents/Up",
+            ),
+        ] {
+            assert_eq!(folder_server_path(input), want);
+        }
+    }
+}
