@@ -1,0 +1,61 @@
+# Shared by the measurement scripts: start the emulator, mount it, wait, stop. Source it after
+# setting $bin. Everything lives in $work, removed on exit.
+work=$(mktemp -d /tmp/shareuplift-bench.XXXXXX)
+mnt=$work/mnt
+mkdir -p "$mnt"
+emu_pid=""; mount_pid=""
+_cleanup() {
+  if mountpoint -q "$mnt" 2>/dev/null; then fusermount3 -uz "$mnt" || true; fi
+  [ -n "$mount_pid" ] && kill "$mount_pid" 2>/dev/null || true
+  [ -n "$emu_pid" ] && kill "$emu_pid" 2>/dev/null || true
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap _cleanup EXIT
+
+val() { grep -o "\"$1\": *\"[^\"]*\"" "$work/ready.json" | head -1 | sed 's/^[^:]*: *"\(.*\)"$/\1/'; }
+
+# start_emulator FAULTS_JSON
+start_emulator() {
+  rm -rf "$work/emu" "$work/ready.json"
+  "$bin" emulator --data "$work/emu" --ready-file "$work/ready.json" --faults "$1" 2>"$work/emulator.log" &
+  emu_pid=$!
+  for _ in $(seq 100); do [ -s "$work/ready.json" ] && return 0; sleep 0.1; done
+  echo "emulator did not start"; cat "$work/emulator.log"; exit 1
+}
+
+stop_emulator() { kill "$emu_pid" 2>/dev/null || true; wait "$emu_pid" 2>/dev/null || true; emu_pid=""; }
+
+# mount_emulator EXTRA_TOML [WRAPPER...]
+mount_emulator() {
+  local extra=$1; shift
+  rm -rf "$work/spool"
+  cat > "$work/config.toml" <<TOML
+site_url = "$(val site_url)"
+folder_url = "$(val folder_url)"
+username = "$(val username)"
+client_id = "$(val client_id)"
+tenant = "$(val tenant)"
+graph_url = "$(val graph_url)"
+authority_url = "$(val authority_url)"
+spool_dir = "$work/spool"
+$extra
+TOML
+  SHAREUPLIFT_PASSWORD="$(val password)" "$@" "$bin" mount --config "$work/config.toml" "$mnt" 2>"$work/mount.log" &
+  mount_pid=$!
+  for _ in $(seq 100); do mountpoint -q "$mnt" && return 0; sleep 0.1; done
+  echo "mount failed"; cat "$work/mount.log"; exit 1
+}
+
+wait_all_done() {
+  for _ in $(seq 3000); do
+    if ! grep -q '"state": *"\(queued\|uploading\|retrying\)"' "$mnt/.status.json"; then
+      if grep -q '"state": *"failed"' "$mnt/.status.json"; then echo "an upload failed:"; cat "$mnt/.status"; exit 1; fi
+      return 0
+    fi
+    sleep 0.2
+  done
+  echo "uploads did not finish"; cat "$mnt/.status"; exit 1
+}
+
+stop_mount() { fusermount3 -u "$mnt"; wait "$mount_pid" || true; mount_pid=""; }
