@@ -6,6 +6,12 @@
 //! exclusive `flock` on `spool/lock`, released by the kernel if the process dies); spool files
 //! are created with `O_EXCL` under unique names and are never reused. Files left by an earlier
 //! run are never deleted here: recovery decides what they are.
+//!
+//! Each spool file has a small JSON record beside it (`data/NAME.json`): target path, size,
+//! mtime, state, attempts, the upload session (URL — a secret, hence 0600 — and expiry) and the
+//! bytes SharePoint acknowledged. Records are replaced atomically (write a temp file, fsync,
+//! rename, fsync the directory), so after a crash each record is either the old or the new
+//! version, never a torn one.
 
 use std::fs::{self, File, OpenOptions};
 use std::io;
@@ -14,6 +20,8 @@ use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
 
 /// Free space and capacity of the filesystem holding the spool.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -119,6 +127,117 @@ impl Spool {
     }
 }
 
+/// Where a spool file is in its life, as persisted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RecordState {
+    /// Open for writing: not complete, never uploaded as is after a crash.
+    Incomplete,
+    /// Closed and waiting for (or in) upload.
+    Sealed,
+    /// Gave up after bounded attempts or a permanent refusal; kept for retry or discard.
+    Failed,
+}
+
+/// The persisted state of one spool file. `session_url` is a bearer capability.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SpoolRecord {
+    /// Mount-relative target path.
+    pub path: String,
+    pub state: RecordState,
+    pub size: u64,
+    /// Seconds and nanoseconds since the epoch of the mtime to send.
+    pub mtime_secs: i64,
+    pub mtime_nanos: u32,
+    #[serde(default)]
+    pub attempts: u32,
+    #[serde(default)]
+    pub error: Option<String>,
+    /// Upload session URL, if a session is open.
+    #[serde(default)]
+    pub session_url: Option<String>,
+    /// Session expiry, seconds since the epoch.
+    #[serde(default)]
+    pub session_expires: Option<i64>,
+    /// Bytes SharePoint has acknowledged in that session.
+    #[serde(default)]
+    pub acked: u64,
+    /// quickXorHash of the content when sealed, to check the spool file before resuming.
+    #[serde(default)]
+    pub content_hash: Option<String>,
+}
+
+impl std::fmt::Debug for SpoolRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SpoolRecord")
+            .field("path", &self.path)
+            .field("state", &self.state)
+            .field("size", &self.size)
+            .field("attempts", &self.attempts)
+            .field("session", &self.session_url.as_ref().map(|_| "<redacted>"))
+            .field("acked", &self.acked)
+            .finish()
+    }
+}
+
+impl SpoolRecord {
+    pub fn mtime(&self) -> SystemTime {
+        let d = std::time::Duration::new(self.mtime_secs.max(0) as u64, self.mtime_nanos);
+        UNIX_EPOCH + d
+    }
+
+    pub fn set_mtime(&mut self, t: SystemTime) {
+        let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+        self.mtime_secs = d.as_secs() as i64;
+        self.mtime_nanos = d.subsec_nanos();
+    }
+}
+
+/// The record file that belongs to a spool data file.
+pub fn record_path(data_file: &Path) -> PathBuf {
+    data_file.with_extension("json")
+}
+
+/// Atomically replace the record of `data_file`.
+pub fn save_record(data_file: &Path, rec: &SpoolRecord) -> io::Result<()> {
+    use std::io::Write;
+    let final_path = record_path(data_file);
+    let tmp = final_path.with_extension("json.tmp");
+    let bytes = serde_json::to_vec(rec).map_err(io::Error::other)?;
+    {
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        f.write_all(&bytes)?;
+        f.sync_all()?;
+    }
+    fs::rename(&tmp, &final_path)?;
+    if let Some(dir) = final_path.parent() {
+        File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
+
+/// Read the record of `data_file`, `Ok(None)` if there is none.
+pub fn load_record(data_file: &Path) -> io::Result<Option<SpoolRecord>> {
+    match fs::read(record_path(data_file)) {
+        Ok(b) => serde_json::from_slice(&b)
+            .map(Some)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Remove a spool data file and its record (after commit, or on discard).
+pub fn remove_spooled(data_file: &Path) {
+    let _ = fs::remove_file(data_file);
+    let _ = fs::remove_file(record_path(data_file));
+}
+
 /// `statvfs` of the filesystem holding `path`.
 pub fn disk_space(path: &Path) -> io::Result<DiskSpace> {
     use std::os::unix::ffi::OsStrExt;
@@ -166,5 +285,39 @@ mod tests {
         drop(spool);
         Spool::open(&root).unwrap();
         assert!(disk_space(tmp.path()).unwrap().total_bytes > 0);
+    }
+
+    #[test]
+    fn records_round_trip_privately() {
+        let tmp = tempfile::tempdir().unwrap();
+        let spool = Spool::open(tmp.path()).unwrap();
+        let (data, _) = spool.new_file().unwrap();
+        assert_eq!(load_record(&data).unwrap(), None);
+        let mut rec = SpoolRecord {
+            path: "Docs/a b.bin".into(),
+            state: RecordState::Sealed,
+            size: 10,
+            mtime_secs: 0,
+            mtime_nanos: 0,
+            attempts: 2,
+            error: None,
+            session_url: Some("http://127.0.0.1/upload/x?tempauth=SECRET".into()),
+            session_expires: Some(1),
+            acked: 327_680,
+            content_hash: None,
+        };
+        let t = UNIX_EPOCH + std::time::Duration::new(1_700_000_000, 123);
+        rec.set_mtime(t);
+        save_record(&data, &rec).unwrap();
+        assert_eq!(load_record(&data).unwrap().unwrap(), rec);
+        assert_eq!(rec.mtime(), t);
+        let mode = fs::metadata(record_path(&data)).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        assert!(!format!("{rec:?}").contains("SECRET"));
+        // existing_files lists data files only, not records.
+        assert_eq!(spool.existing_files().unwrap(), vec![data.clone()]);
+        remove_spooled(&data);
+        assert!(spool.existing_files().unwrap().is_empty());
+        assert!(!record_path(&data).exists());
     }
 }
