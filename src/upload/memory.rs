@@ -498,6 +498,13 @@ impl Remote for MemoryRemote {
             Some(Fault::PartialThenFail { accept, err }) => {
                 let n = (accept as usize).min(body.len());
                 sess.data.extend_from_slice(&body[..n]);
+                if sess.data.len() as u64 == sess.total {
+                    // Every byte arrived: the server commits although the answer was lost.
+                    if let Some(sess) = s.sessions.remove(&url) {
+                        let _ =
+                            self.commit(&mut s, &sess.path, sess.data, sess.mtime, sess.conflict);
+                    }
+                }
                 return Err(err);
             }
             Some(Fault::KillSession(err)) => {

@@ -194,7 +194,6 @@ impl Shared {
                     .registry
                     .finished(id, clock.now(), clock.wall(), Ok(()));
                 self.listener.finished(&job, Ok(item));
-                remove_spool_files(vec![job.spool_file.clone()]);
             }
             JobEnd::Failed(reason) if !cancelled_early => {
                 self.ctx
@@ -213,7 +212,11 @@ impl Shared {
             let superseded = newer.is_some();
             let spool_shared = newer.as_ref() == Some(&job.spool_file);
             match end {
-                JobEnd::Done(_) => {}
+                JobEnd::Done(_) => {
+                    if !spool_shared {
+                        to_remove.push(job.spool_file.clone());
+                    }
+                }
                 JobEnd::Failed(_) | JobEnd::Stopped if cancelled || superseded => {
                     if !spool_shared {
                         to_remove.push(job.spool_file.clone());

@@ -592,22 +592,74 @@ fn shutdown_wakes_a_backing_off_worker() {
     assert!(!queue.wait_idle(Duration::from_millis(50)));
 }
 
-#[test]
-fn worker_memory_is_one_chunk() {
-    let chunk = 2 * K;
-    let remote: Arc<MemoryRemote> = Arc::new(MemoryRemote::default());
-    let clock = Arc::new(ManualClock::new(SystemTime::UNIX_EPOCH));
-    let ctx = UploadContext {
-        remote: remote.clone(),
-        clock,
+/// A context for driving `Uploader` directly, without the queue.
+fn direct_context(remote: Arc<MemoryRemote>, chunk: u64, max_attempts: u32) -> UploadContext {
+    UploadContext {
+        remote,
+        clock: Arc::new(ManualClock::new(SystemTime::UNIX_EPOCH)),
         throttle: Throttle::new(),
         registry: StatusRegistry::new(Duration::from_secs(60)),
-        policy: RetryPolicy::default(),
+        policy: RetryPolicy {
+            max_attempts,
+            ..RetryPolicy::default()
+        },
         plan: ChunkPlan::new(chunk),
         conflict: Conflict::Replace,
         hasher: Arc::new(stand_in_file_hash),
         hash_recheck_delay: Duration::ZERO,
-    };
+    }
+}
+
+#[test]
+fn random_faults_always_converge() {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(0x5eed);
+    let dir = tempfile::tempdir().unwrap();
+    for case in 0..40u8 {
+        let remote = Arc::new(MemoryRemote::default());
+        let ctx = direct_context(remote.clone(), K, 1000);
+        let size = rng.gen_range(1..5 * K);
+        let data = bytes(size, case);
+        for _ in 0..rng.gen_range(0..10) {
+            let fault = match rng.gen_range(0..6) {
+                0 => Fault::Fail(transport()),
+                1 => Fault::PartialThenFail {
+                    accept: rng.gen_range(0..K + 1),
+                    err: transport(),
+                },
+                2 => Fault::Fail(RemoteError::RangeNotSatisfiable("fragmentOverlap".into())),
+                3 => Fault::KillSession(RemoteError::NotFound("uploadSessionNotFound".into())),
+                4 => Fault::KillSession(RemoteError::Unauthorized("expiredToken".into())),
+                _ => Fault::Fail(RemoteError::Throttled {
+                    status: 429,
+                    retry_after: None,
+                }),
+            };
+            remote.push_fragment_fault(fault);
+        }
+        let spool_file = dir.path().join(format!("r{case}"));
+        std::fs::write(&spool_file, &data).unwrap();
+        let job = UploadJob {
+            remote_path: "r.bin".into(),
+            spool_file,
+            size,
+            mtime: SystemTime::UNIX_EPOCH,
+        };
+        ctx.registry.queued(1, "r.bin", size);
+        let mut uploader = Uploader::new(ctx.plan);
+        let end = uploader.run(&ctx, 1, &job, &Interrupt::new());
+        assert!(matches!(end, JobEnd::Done(_)), "case {case}: {end:?}");
+        assert_eq!(remote.content("r.bin"), Some(data), "case {case}");
+        assert!(remote.violations().is_empty());
+        assert_eq!(remote.open_sessions(), 0, "case {case}");
+    }
+}
+
+#[test]
+fn worker_memory_is_one_chunk() {
+    let chunk = 2 * K;
+    let remote: Arc<MemoryRemote> = Arc::new(MemoryRemote::default());
+    let ctx = direct_context(remote.clone(), chunk, 10);
     let mut uploader = Uploader::new(ctx.plan);
     assert_eq!(uploader.buffer_capacity(), chunk as usize);
     let dir = tempfile::tempdir().unwrap();

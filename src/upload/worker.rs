@@ -28,6 +28,7 @@ use super::chunk::ChunkPlan;
 use super::clock::{Clock, Interrupt};
 use super::registry::StatusRegistry;
 use super::retry::{classify, Decision, Op, RetryPolicy};
+use super::status::sanitize_error;
 use super::throttle::Throttle;
 use super::{FileHasher, UploadJob};
 use crate::remote::{ByteRange, Conflict, FragmentOutcome, Remote, RemoteError, RemoteItem};
@@ -172,7 +173,8 @@ impl Drive<'_> {
     /// decision says. Returns the decision when the request is to be retried.
     fn on_failure(&mut self, op: Op, err: &RemoteError) -> Result<Decision, Stop> {
         let decision = classify(op, err);
-        let reason = err.to_string();
+        // Remote errors carry no secrets by contract; sanitise anyway (one line, no URLs).
+        let reason = sanitize_error(&err.to_string());
         if decision == Decision::Fail {
             return Err(Stop::Failed(reason));
         }
