@@ -19,6 +19,7 @@
 //! files are removed after the lock is released.
 
 use std::collections::HashMap;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
@@ -35,7 +36,7 @@ use super::status::StatusSnapshot;
 use super::throttle::Throttle;
 use super::worker::{JobEnd, UploadContext, Uploader};
 use super::{QueueConfig, UploadJob, UploadListener};
-use crate::remote::Remote;
+use crate::remote::{Remote, RemoteItem};
 
 /// A job waiting to start.
 struct Pending {
@@ -179,8 +180,21 @@ impl Shared {
             (p.id, p.job, interrupt)
         };
 
-        let end = uploader.run(&self.ctx, id, &job, &interrupt);
+        // A panic (a bug) must not leave the path marked as running forever.
+        let end = catch_unwind(AssertUnwindSafe(|| {
+            uploader.run(&self.ctx, id, &job, &interrupt)
+        }))
+        .unwrap_or_else(|_| {
+            error!("upload worker panicked on {}", job.remote_path);
+            JobEnd::Failed("internal error: the upload worker panicked".into())
+        });
         self.settle(key, id, job, end);
+    }
+
+    fn tell_listener(&self, job: &UploadJob, outcome: Result<&RemoteItem, &str>) {
+        if catch_unwind(AssertUnwindSafe(|| self.listener.finished(job, outcome))).is_err() {
+            error!("upload listener panicked on {}", job.remote_path);
+        }
     }
 
     /// Report the end of a job, then free its path. The listener hears of the end before the
@@ -193,13 +207,13 @@ impl Shared {
                 self.ctx
                     .registry
                     .finished(id, clock.now(), clock.wall(), Ok(()));
-                self.listener.finished(&job, Ok(item));
+                self.tell_listener(&job, Ok(item));
             }
             JobEnd::Failed(reason) if !cancelled_early => {
                 self.ctx
                     .registry
                     .finished(id, clock.now(), clock.wall(), Err(reason));
-                self.listener.finished(&job, Err(reason));
+                self.tell_listener(&job, Err(reason));
             }
             JobEnd::Failed(_) | JobEnd::Stopped => {}
         }

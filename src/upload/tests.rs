@@ -697,3 +697,33 @@ fn status_and_logs_never_show_upload_urls() {
     assert!(!table.contains("tempauth") && !json.contains("tempauth"));
     assert!(table.contains("https://memory.invalid/…"));
 }
+
+#[test]
+fn a_panicking_listener_does_not_block_the_path() {
+    struct Panics;
+    impl UploadListener for Panics {
+        fn finished(&self, _: &UploadJob, _: Result<&RemoteItem, &str>) {
+            panic!("listener bug");
+        }
+    }
+    let remote = Arc::new(MemoryRemote::default());
+    let clock = Arc::new(ManualClock::new(SystemTime::UNIX_EPOCH));
+    let queue = UploadQueue::start(remote.clone(), config(clock), Arc::new(Panics));
+    let dir = tempfile::tempdir().unwrap();
+    for (i, content) in [b"one".as_slice(), b"two".as_slice()]
+        .into_iter()
+        .enumerate()
+    {
+        let spool_file = dir.path().join(format!("s{i}"));
+        std::fs::write(&spool_file, content).unwrap();
+        queue.submit(UploadJob {
+            remote_path: "p.txt".into(),
+            spool_file,
+            size: content.len() as u64,
+            mtime: SystemTime::UNIX_EPOCH,
+        });
+        assert!(queue.wait_idle(Duration::from_secs(20)));
+    }
+    assert_eq!(remote.content("p.txt"), Some(b"two".to_vec()));
+    queue.shutdown();
+}
