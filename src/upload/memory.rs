@@ -6,7 +6,7 @@
 //! `fragmentOverlap`); the total is the same in every request (else 400
 //! `fragmentLengthMismatch`); no two PUTs of one session run at once (recorded as a violation);
 //! the parent folder exists; conflict behaviour at creation and commit. Faults are consumed in
-//! order by the next matching request, whichever job makes it. `hash` computes the item hash
+//! order by the next matching request as it arrives (before any pause), whichever job makes it. `hash` computes the item hash
 //! the server reports; tests use a stand-in for quickXorHash on both sides.
 //!
 //! Test support, compiled in all builds so the filesystem core's tests can use it too. Locks:
@@ -460,6 +460,7 @@ impl Remote for MemoryRemote {
         body: &[u8],
     ) -> Result<FragmentOutcome, RemoteError> {
         let delay;
+        let fault;
         {
             let mut s = self.lock();
             let path = s
@@ -482,13 +483,13 @@ impl Remote for MemoryRemote {
                 return Err(RemoteError::Protocol("parallel PUT".into()));
             }
             sess.busy = true;
+            fault = s.fragment_faults.pop_front();
         }
         self.wait_while_paused();
         if !delay.is_zero() {
             std::thread::sleep(delay);
         }
         let mut s = self.lock();
-        let fault = s.fragment_faults.pop_front();
         let url = session.url.expose().to_string();
         // The session may have been cancelled while the PUT was in flight.
         let sess = Self::session_for(&mut s, session)?;

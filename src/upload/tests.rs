@@ -727,3 +727,28 @@ fn a_panicking_listener_does_not_block_the_path() {
     assert_eq!(remote.content("p.txt"), Some(b"two".to_vec()));
     queue.shutdown();
 }
+
+#[test]
+fn lost_answer_to_the_final_fragment_is_not_uploaded_twice() {
+    let h = harness_with(|c| c.conflict = Conflict::Fail);
+    let data = bytes(K + 10, 80);
+    h.remote.pause_fragments();
+    h.queue.submit(h.job("f.bin", "s", &data));
+    while h.remote.fragment_count() < 1 {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    // The final 10 bytes arrive and commit, but the answer is lost.
+    h.remote.push_fragment_fault(Fault::PartialThenFail {
+        accept: 10,
+        err: transport(),
+    });
+    h.remote.resume_fragments();
+    h.idle();
+    assert!(
+        h.listener.events()[0].1.is_ok(),
+        "{:?}",
+        h.listener.events()
+    );
+    assert_eq!(h.creates(), 1);
+    assert_eq!(h.remote.content("f.bin"), Some(data));
+}

@@ -288,6 +288,8 @@ impl Drive<'_> {
         let size = self.job.size;
         let mut expected: Vec<ByteRange> = Vec::new();
         let mut resync = false;
+        // A PUT carrying the last byte was sent in this session.
+        let mut sent_final = false;
         loop {
             self.ready()?;
             let Some(sess) = session.as_ref() else {
@@ -305,6 +307,7 @@ impl Drive<'_> {
                             end: None,
                         }];
                         resync = false;
+                        sent_final = false;
                         self.progress(0);
                     }
                     Err(e) => {
@@ -325,6 +328,11 @@ impl Drive<'_> {
                     Err(e) => {
                         if self.on_failure(Op::Status, &e)? == Decision::NewSession {
                             *session = None;
+                            if sent_final {
+                                if let Some(item) = self.find_committed() {
+                                    return Ok(item);
+                                }
+                            }
                         }
                     }
                 }
@@ -353,6 +361,7 @@ impl Drive<'_> {
                 fragment.offset,
                 fragment.offset + fragment.len - 1
             );
+            sent_final |= fragment.offset + fragment.len == size;
             match remote.upload_fragment(sess, fragment.offset, size, body) {
                 Ok(FragmentOutcome::Accepted { next_expected }) => {
                     self.succeeded();
@@ -374,6 +383,11 @@ impl Drive<'_> {
                     match self.on_failure(Op::Fragment, &e)? {
                         Decision::NewSession => {
                             *session = None;
+                            if sent_final {
+                                if let Some(item) = self.find_committed() {
+                                    return Ok(item);
+                                }
+                            }
                             self.progress(0);
                         }
                         _ => resync = true,
@@ -381,6 +395,31 @@ impl Drive<'_> {
                 }
             }
         }
+    }
+
+    /// The last byte was sent but its answer lost, and now the session is gone: the server may
+    /// well have committed the upload. If the item at the path has this job's size, content
+    /// hash and mtime (to the second), it is this upload: do not upload again (with conflict
+    /// `fail` a second upload would get 409, with `rename` it would make a duplicate).
+    fn find_committed(&mut self) -> Option<RemoteItem> {
+        let item = self.ctx.remote.stat(self.path()).ok().flatten()?;
+        let remote_hash = item.quick_xor_hash.as_deref()?;
+        let same_mtime = match item.mtime.duration_since(self.job.mtime) {
+            Ok(d) => d < Duration::from_secs(1),
+            Err(e) => e.duration() < Duration::from_secs(1),
+        };
+        if item.size != self.job.size || !same_mtime {
+            return None;
+        }
+        let local = (self.ctx.hasher)(&self.job.spool_file).ok()?;
+        if local != remote_hash {
+            return None;
+        }
+        debug!(
+            "{}: the lost final answer had committed the upload",
+            self.path()
+        );
+        Some(item)
     }
 
     /// The commit answer carried no item (ODI#1531): look it up by path.
