@@ -2,35 +2,105 @@
 //! (`UploadJob`s) and drives each through a Graph upload session on worker threads, with the
 //! retry policy of reference §2/§7, and reports state for `.status`.
 //!
-//! PLACEHOLDER API: bodies are filled in by the upload-queue work; signatures are the contract
-//! the filesystem core builds against.
+//! This file holds the public types the filesystem core builds against; the parts live in one
+//! file each: `queue` (per-path serialisation, workers, cancel, shutdown), `worker` (one upload
+//! session, start to hash check), `chunk` (fragment planning), `retry` (error classification,
+//! backoff, attempt counting), `throttle` (the gate all workers pass), `clock` (time seam),
+//! `registry` (live status) and `status` (snapshot and rendering). `memory` is an in-memory
+//! remote that enforces the upload rules, for tests.
+//!
+//! Contract with the core: `submit` never blocks and never does I/O beyond removing a
+//! superseded spool file; from `submit` on the queue owns the spool file and removes it after
+//! the commit (after telling the listener), on cancel, or when a newer job for the same path
+//! replaces it. A failed job keeps its spool file until `retry_failed`, `cancel` or a newer
+//! submit for its path.
 
+pub mod chunk;
+pub mod clock;
+pub mod memory;
+mod queue;
+pub mod registry;
+pub mod retry;
 pub mod status;
+pub mod throttle;
+pub mod worker;
 
-use std::path::PathBuf;
+use std::fmt;
+use std::io;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use crate::remote::{Conflict, Remote, RemoteItem};
-use status::StatusSnapshot;
+use crate::remote::{Conflict, RemoteItem};
+
+pub use queue::UploadQueue;
+
+/// Computes the quickXorHash (base64) of a file; the integrator plugs in
+/// `crate::quickxor::quickxor_file`.
+pub type FileHasher = Arc<dyn Fn(&Path) -> io::Result<String> + Send + Sync>;
 
 /// Settings of the queue, from the mount configuration.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct QueueConfig {
-    /// Parallel uploads (worker threads).
+    /// Parallel uploads (worker threads); at least 1. Default 4.
     pub workers: usize,
-    /// Fragment size: a multiple of 320 KiB, under 60 MiB (validated by config).
+    /// Fragment size: a multiple of 320 KiB, under 60 MiB (rounded down into that range if
+    /// not). Default 10 MiB. Each worker holds one buffer of this size.
     pub chunk_size: u64,
+    /// Default `Replace`.
     pub conflict: Conflict,
-    /// Attempts per job before it is `failed` (each attempt = one createUploadSession or one
-    /// resumed run; see `retry`).
+    /// Tries per job before it is `failed`: every failed request that is retried counts one
+    /// (see `retry` for the exact rule). Default 10.
     pub max_attempts: u32,
-    /// How long finished (done/failed) entries stay in the status.
+    /// How long finished (done/failed) entries stay in the status. Default 10 min.
     pub retention: Duration,
+    /// Ceiling of the first backoff (full jitter, doubling). Default 1 s.
+    pub backoff_base: Duration,
+    /// Largest backoff ceiling. Default 60 s.
+    pub backoff_cap: Duration,
+    /// Wait before asking again for a quickXorHash the server had not computed. Default 2 s.
+    pub hash_recheck_delay: Duration,
+    /// Hash of a spool file, compared with the server's `quickXorHash` after the commit.
+    pub hasher: FileHasher,
+    /// Time source; `SystemClock` except in tests.
+    pub clock: Arc<dyn clock::Clock>,
+}
+
+impl QueueConfig {
+    /// The defaults above, with the given hasher.
+    pub fn new(hasher: FileHasher) -> Self {
+        QueueConfig {
+            workers: 4,
+            chunk_size: chunk::DEFAULT_CHUNK,
+            conflict: Conflict::Replace,
+            max_attempts: 10,
+            retention: Duration::from_secs(600),
+            backoff_base: Duration::from_secs(1),
+            backoff_cap: Duration::from_secs(60),
+            hash_recheck_delay: Duration::from_secs(2),
+            hasher,
+            clock: Arc::new(clock::SystemClock),
+        }
+    }
+}
+
+impl fmt::Debug for QueueConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("QueueConfig")
+            .field("workers", &self.workers)
+            .field("chunk_size", &self.chunk_size)
+            .field("conflict", &self.conflict)
+            .field("max_attempts", &self.max_attempts)
+            .field("retention", &self.retention)
+            .field("backoff_base", &self.backoff_base)
+            .field("backoff_cap", &self.backoff_cap)
+            .field("hash_recheck_delay", &self.hash_recheck_delay)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A sealed spool file to upload. The queue owns the spool file from `submit` on: it removes
-/// it after SharePoint commits the upload (and only then).
+/// it after SharePoint commits the upload (and only then), on cancel, or when superseded.
 #[derive(Debug, Clone)]
 pub struct UploadJob {
     /// Target path relative to the mount root, `/`-separated.
@@ -40,43 +110,13 @@ pub struct UploadJob {
     pub mtime: SystemTime,
 }
 
-/// Told when a job ends, before its spool file is removed.
+/// Told when a job ends, before its spool file is removed. Called on a worker thread with no
+/// queue lock held (it may call back into the queue, except `shutdown`). Not called for jobs
+/// that were cancelled or superseded before they ended.
 pub trait UploadListener: Send + Sync + 'static {
     /// `Ok(item)` after commit and hash check; `Err(reason)` when the job is `failed`.
     fn finished(&self, job: &UploadJob, outcome: Result<&RemoteItem, &str>);
 }
 
-/// Handle to the running queue; cheap to clone.
-#[derive(Clone)]
-pub struct UploadQueue {
-    _remote: Arc<dyn Remote>,
-}
-
-impl UploadQueue {
-    /// Start `config.workers` worker threads.
-    pub fn start(
-        remote: Arc<dyn Remote>,
-        _config: QueueConfig,
-        _listener: Arc<dyn UploadListener>,
-    ) -> UploadQueue {
-        UploadQueue { _remote: remote }
-    }
-
-    /// Queue a job; never blocks. A queued-but-not-started job for the same path is replaced
-    /// (its spool file removed); a job for the same path that is uploading finishes first.
-    pub fn submit(&self, _job: UploadJob) {}
-
-    /// Cancel the queued or running job for `remote_path` (DELETE its session, remove its spool
-    /// file). Returns whether there was one.
-    pub fn cancel(&self, _remote_path: &str) -> bool {
-        false
-    }
-
-    /// Everything `.status` shows.
-    pub fn snapshot(&self) -> StatusSnapshot {
-        StatusSnapshot::default()
-    }
-
-    /// Stop workers: in-flight fragments end, nothing new starts. Blocks until they exit.
-    pub fn shutdown(&self) {}
-}
+#[cfg(test)]
+mod tests;

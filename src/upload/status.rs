@@ -1,44 +1,471 @@
-//! Status of uploads, as shown in the virtual `.status` (human table) and `.status.json`.
+//! Status of uploads, as shown in the virtual `.status` (human table) and `.status.json`: the
+//! snapshot types and their two renderings. The live registry that produces snapshots is
+//! `registry.rs`.
 //!
-//! PLACEHOLDER: filled in by the upload-queue work.
+//! Invariants: a snapshot is a plain value taken at one instant (rendering never locks
+//! anything); error texts are sanitised before they are shown — one line, URLs reduced to
+//! scheme and host (upload URLs are capabilities), bounded length. JSON field names are a
+//! contract with scripts: `path, state, size, uploaded, attempts, error, rate_bytes_per_sec,
+//! eta_secs` per upload, plus `throttled_until` and `totals`; times are RFC 3339 UTC.
 
-use serde::Serialize;
+use std::fmt::Write as _;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Serialize, Serializer};
+
+use crate::redact::redact_url;
 
 /// Lifecycle of one upload.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum UploadState {
+    /// Waiting for a worker (or for an earlier upload of the same path to finish).
     Queued,
     Uploading,
+    /// A request failed; waiting (backoff, throttle) or re-synchronising before retrying.
     Retrying,
+    /// Committed and hash-checked.
     Done,
+    /// Given up; the spool file is kept for `retry_failed`.
     Failed,
 }
 
+impl UploadState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UploadState::Queued => "queued",
+            UploadState::Uploading => "uploading",
+            UploadState::Retrying => "retrying",
+            UploadState::Done => "done",
+            UploadState::Failed => "failed",
+        }
+    }
+
+    /// Uploading or retrying.
+    pub fn is_active(self) -> bool {
+        matches!(self, UploadState::Uploading | UploadState::Retrying)
+    }
+
+    /// Done or failed.
+    pub fn is_finished(self) -> bool {
+        matches!(self, UploadState::Done | UploadState::Failed)
+    }
+}
+
 /// One line of `.status`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct UploadStatus {
     pub path: String,
     pub state: UploadState,
     pub size: u64,
+    /// Bytes the server has acknowledged in the current session.
     pub uploaded: u64,
+    /// Tries started (see `retry` for the exact definition); 0 while queued the first time.
     pub attempts: u32,
+    /// Last error, sanitised; kept after a successful retry until the job ends.
     pub error: Option<String>,
+    /// Smoothed transfer rate while uploading.
+    pub rate_bytes_per_sec: Option<u64>,
+    /// Estimated seconds left at the current rate.
+    pub eta_secs: Option<u64>,
+    #[serde(serialize_with = "ser_opt_time")]
+    pub started: Option<SystemTime>,
+    #[serde(serialize_with = "ser_opt_time")]
+    pub finished: Option<SystemTime>,
+}
+
+impl UploadStatus {
+    /// A queued entry with nothing done yet.
+    pub fn queued(path: impl Into<String>, size: u64) -> Self {
+        UploadStatus {
+            path: path.into(),
+            state: UploadState::Queued,
+            size,
+            uploaded: 0,
+            attempts: 0,
+            error: None,
+            rate_bytes_per_sec: None,
+            eta_secs: None,
+            started: None,
+            finished: None,
+        }
+    }
+
+    fn percent(&self) -> u64 {
+        if self.state == UploadState::Done {
+            return 100;
+        }
+        if self.size == 0 {
+            return 0;
+        }
+        // Whole percent, rounded down, so 100 % means committed.
+        ((u128::from(self.uploaded) * 100) / u128::from(self.size)).min(99) as u64
+    }
+}
+
+/// Counts over a snapshot.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Totals {
+    pub queued: usize,
+    pub uploading: usize,
+    pub retrying: usize,
+    pub done: usize,
+    pub failed: usize,
+    /// Bytes still to send for queued, uploading and retrying entries.
+    pub bytes_pending: u64,
+    /// Sum of the rates of uploading entries.
+    pub rate_bytes_per_sec: u64,
+}
+
+impl Totals {
+    pub fn of(uploads: &[UploadStatus]) -> Totals {
+        let mut t = Totals::default();
+        for u in uploads {
+            match u.state {
+                UploadState::Queued => t.queued += 1,
+                UploadState::Uploading => t.uploading += 1,
+                UploadState::Retrying => t.retrying += 1,
+                UploadState::Done => t.done += 1,
+                UploadState::Failed => t.failed += 1,
+            }
+            if !u.state.is_finished() {
+                t.bytes_pending += u.size.saturating_sub(u.uploaded);
+            }
+            t.rate_bytes_per_sec += u.rate_bytes_per_sec.unwrap_or(0);
+        }
+        t
+    }
+}
+
+/// Spool usage, filled in by the filesystem core (the queue does not own the spool).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct SpoolUsage {
+    pub files: u64,
+    pub bytes: u64,
+    pub limit_bytes: Option<u64>,
 }
 
 /// Everything `.status` shows, at one instant.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct StatusSnapshot {
     pub uploads: Vec<UploadStatus>,
+    /// When the shared throttle gate opens, if Graph is throttling us now.
+    #[serde(serialize_with = "ser_opt_time")]
+    pub throttled_until: Option<SystemTime>,
+    pub totals: Totals,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub spool: Option<SpoolUsage>,
 }
 
 impl StatusSnapshot {
+    /// A snapshot of `uploads` (in display order), with totals computed.
+    pub fn new(uploads: Vec<UploadStatus>, throttled_until: Option<SystemTime>) -> Self {
+        let totals = Totals::of(&uploads);
+        StatusSnapshot {
+            uploads,
+            throttled_until,
+            totals,
+            spool: None,
+        }
+    }
+
     /// The human table.
     pub fn render_table(&self) -> String {
-        String::new()
+        let t = &self.totals;
+        let mut out = format!(
+            "ShareUplift — {} queued, {} uploading, ",
+            t.queued, t.uploading
+        );
+        if t.retrying > 0 {
+            let _ = write!(out, "{} retrying, ", t.retrying);
+        }
+        let _ = write!(out, "{} done, {} failed", t.done, t.failed);
+        if let Some(until) = self.throttled_until {
+            let _ = write!(out, " — throttled until {}", clock_time_utc(until));
+        }
+        out.push('\n');
+        if t.bytes_pending > 0 {
+            let _ = write!(out, "pending {}", human_bytes(t.bytes_pending));
+            if t.rate_bytes_per_sec > 0 {
+                let _ = write!(out, " at {}/s", human_bytes(t.rate_bytes_per_sec));
+            }
+            out.push('\n');
+        }
+        if let Some(spool) = &self.spool {
+            let _ = write!(
+                out,
+                "spool {} in {} files",
+                human_bytes(spool.bytes),
+                spool.files
+            );
+            if let Some(limit) = spool.limit_bytes {
+                let _ = write!(out, " (limit {})", human_bytes(limit));
+            }
+            out.push('\n');
+        }
+        if self.uploads.is_empty() {
+            out.push_str("no uploads\n");
+            return out;
+        }
+        let _ = writeln!(
+            out,
+            "{:<9} {:>4}  {:>21}  {:>11}  {:>6}  {:>5}  PATH",
+            "STATE", "DONE", "BYTES", "RATE", "ETA", "TRIES"
+        );
+        for u in &self.uploads {
+            let bytes = format!("{} / {}", human_bytes(u.uploaded), human_bytes(u.size));
+            let rate = u
+                .rate_bytes_per_sec
+                .map_or_else(|| "-".to_string(), |r| format!("{}/s", human_bytes(r)));
+            let eta = u.eta_secs.map_or_else(|| "-".to_string(), human_secs);
+            let _ = write!(
+                out,
+                "{:<9} {:>3}%  {:>21}  {:>11}  {:>6}  {:>5}  {}",
+                u.state.as_str(),
+                u.percent(),
+                bytes,
+                rate,
+                eta,
+                u.attempts,
+                one_line(&u.path)
+            );
+            if let Some(err) = &u.error {
+                let _ = write!(out, "  error: {}", sanitize_error(err));
+            }
+            out.push('\n');
+        }
+        out
     }
+
     /// `.status.json`.
     pub fn render_json(&self) -> String {
         serde_json::to_string_pretty(self).unwrap_or_else(|_| "{}".into())
+    }
+}
+
+/// Longest error text shown.
+const MAX_ERROR_CHARS: usize = 200;
+
+/// One line, no URL paths or queries, at most `MAX_ERROR_CHARS` characters.
+pub fn sanitize_error(msg: &str) -> String {
+    let words: Vec<String> = msg
+        .split(|c: char| c.is_whitespace() || c.is_control())
+        .filter(|w| !w.is_empty())
+        .map(|w| match w.find("://") {
+            Some(i) => {
+                // Keep any text before the URL (e.g. a quote or "url=").
+                let start = w[..i]
+                    .rfind(|c: char| !c.is_ascii_alphanumeric() && c != '+' && c != '.' && c != '-')
+                    .map_or(0, |j| j + 1);
+                format!("{}{}", &w[..start], redact_url(&w[start..]))
+            }
+            None => w.to_string(),
+        })
+        .collect();
+    let joined = words.join(" ");
+    if joined.chars().count() > MAX_ERROR_CHARS {
+        let mut cut: String = joined.chars().take(MAX_ERROR_CHARS - 1).collect();
+        cut.push('…');
+        cut
+    } else {
+        joined
+    }
+}
+
+fn one_line(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
+}
+
+/// `1.5 MiB`, `12 B`: binary units with one decimal.
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
+    if n < 1024 {
+        return format!("{n} B");
+    }
+    let mut value = n as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.1} {}", UNITS[unit])
+}
+
+/// `42s`, `3m05s`, `2h07m`.
+pub fn human_secs(secs: u64) -> String {
+    if secs < 60 {
+        format!("{secs}s")
+    } else if secs < 3600 {
+        format!("{}m{:02}s", secs / 60, secs % 60)
+    } else {
+        format!("{}h{:02}m", secs / 3600, (secs % 3600) / 60)
+    }
+}
+
+/// `21:33:05Z`.
+fn clock_time_utc(t: SystemTime) -> String {
+    let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()) % 86_400;
+    format!(
+        "{:02}:{:02}:{:02}Z",
+        secs / 3600,
+        (secs % 3600) / 60,
+        secs % 60
+    )
+}
+
+/// RFC 3339 UTC, second precision: `2026-11-21T21:33:05Z`.
+pub fn rfc3339(t: SystemTime) -> String {
+    let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    match time::OffsetDateTime::from_unix_timestamp(secs as i64) {
+        Ok(dt) => format!(
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
+            dt.year(),
+            u8::from(dt.month()),
+            dt.day(),
+            dt.hour(),
+            dt.minute(),
+            dt.second()
+        ),
+        Err(_) => "1970-01-01T00:00:00Z".to_string(),
+    }
+}
+
+fn ser_opt_time<S: Serializer>(t: &Option<SystemTime>, s: S) -> Result<S::Ok, S::Error> {
+    match t {
+        Some(t) => s.serialize_str(&rfc3339(*t)),
+        None => s.serialize_none(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    const MIB: u64 = 1024 * 1024;
+
+    fn at(secs: u64) -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(secs)
+    }
+
+    fn fixed() -> StatusSnapshot {
+        // 2026-11-21T21:33:05Z = 1795296785
+        let base = 1_795_296_785;
+        let mut uploading = UploadStatus::queued("Docs/big.bin", 100 * MIB);
+        uploading.state = UploadState::Uploading;
+        uploading.uploaded = 42 * MIB;
+        uploading.attempts = 1;
+        uploading.rate_bytes_per_sec = Some(5 * MIB);
+        uploading.eta_secs = Some(12);
+        uploading.started = Some(at(base - 10));
+        let mut failed = UploadStatus::queued("Docs/x.bin", 1024 * MIB);
+        failed.state = UploadState::Failed;
+        failed.attempts = 1;
+        failed.error = Some("quota exceeded (507): quotaLimitReached".into());
+        failed.started = Some(at(base - 100));
+        failed.finished = Some(at(base - 99));
+        let mut done = UploadStatus::queued("a.txt", 11);
+        done.state = UploadState::Done;
+        done.uploaded = 11;
+        done.attempts = 2;
+        let queued = UploadStatus::queued("Docs/q 1.bin", 3 * MIB);
+        StatusSnapshot::new(vec![uploading, queued, failed, done], Some(at(base)))
+    }
+
+    #[test]
+    fn table_rendering() {
+        let want = "\
+ShareUplift — 1 queued, 1 uploading, 1 done, 1 failed — throttled until 21:33:05Z
+pending 61.0 MiB at 5.0 MiB/s
+STATE     DONE                  BYTES         RATE     ETA  TRIES  PATH
+uploading  42%   42.0 MiB / 100.0 MiB    5.0 MiB/s     12s      1  Docs/big.bin
+queued      0%          0 B / 3.0 MiB            -       -      0  Docs/q 1.bin
+failed      0%          0 B / 1.0 GiB            -       -      1  Docs/x.bin  error: quota exceeded (507): quotaLimitReached
+done      100%            11 B / 11 B            -       -      2  a.txt
+";
+        assert_eq!(fixed().render_table(), want);
+    }
+
+    #[test]
+    fn table_without_uploads_and_with_spool() {
+        let mut s = StatusSnapshot::new(vec![], None);
+        s.spool = Some(SpoolUsage {
+            files: 2,
+            bytes: 3 * MIB,
+            limit_bytes: Some(1024 * MIB),
+        });
+        assert_eq!(
+            s.render_table(),
+            "ShareUplift — 0 queued, 0 uploading, 0 done, 0 failed\n\
+             spool 3.0 MiB in 2 files (limit 1.0 GiB)\nno uploads\n"
+        );
+    }
+
+    #[test]
+    fn json_rendering() {
+        let v: serde_json::Value = serde_json::from_str(&fixed().render_json()).unwrap();
+        let want = serde_json::json!({
+            "uploads": [
+                {"path": "Docs/big.bin", "state": "uploading", "size": 104857600u64,
+                 "uploaded": 44040192u64, "attempts": 1, "error": null,
+                 "rate_bytes_per_sec": 5242880u64, "eta_secs": 12,
+                 "started": "2026-11-21T21:32:55Z", "finished": null},
+                {"path": "Docs/q 1.bin", "state": "queued", "size": 3145728u64, "uploaded": 0,
+                 "attempts": 0, "error": null, "rate_bytes_per_sec": null, "eta_secs": null,
+                 "started": null, "finished": null},
+                {"path": "Docs/x.bin", "state": "failed", "size": 1073741824u64, "uploaded": 0,
+                 "attempts": 1, "error": "quota exceeded (507): quotaLimitReached",
+                 "rate_bytes_per_sec": null, "eta_secs": null,
+                 "started": "2026-11-21T21:31:25Z", "finished": "2026-11-21T21:31:26Z"},
+                {"path": "a.txt", "state": "done", "size": 11, "uploaded": 11, "attempts": 2,
+                 "error": null, "rate_bytes_per_sec": null, "eta_secs": null,
+                 "started": null, "finished": null}
+            ],
+            "throttled_until": "2026-11-21T21:33:05Z",
+            "totals": {"queued": 1, "uploading": 1, "retrying": 0, "done": 1, "failed": 1,
+                       "bytes_pending": 63963136u64, "rate_bytes_per_sec": 5242880u64}
+        });
+        assert_eq!(v, want);
+        let empty: serde_json::Value =
+            serde_json::from_str(&StatusSnapshot::default().render_json()).unwrap();
+        assert_eq!(empty["throttled_until"], serde_json::Value::Null);
+        assert!(empty.get("spool").is_none());
+    }
+
+    #[test]
+    fn errors_are_sanitised() {
+        for (input, want) in [
+            ("plain", "plain"),
+            ("two\nlines\r\n\there", "two lines here"),
+            (
+                "PUT https://t.sharepoint.com/up?tempauth=SECRET failed",
+                "PUT https://t.sharepoint.com/… failed",
+            ),
+            ("url=\"http://h:1/x/y\"", "url=\"http://h:1/…"),
+        ] {
+            assert_eq!(sanitize_error(input), want);
+        }
+        let long = "x".repeat(500);
+        assert_eq!(sanitize_error(&long).chars().count(), MAX_ERROR_CHARS);
+    }
+
+    #[test]
+    fn units() {
+        for (n, want) in [
+            (0, "0 B"),
+            (1023, "1023 B"),
+            (1024, "1.0 KiB"),
+            (1536, "1.5 KiB"),
+            (10 * MIB, "10.0 MiB"),
+            (5 * 1024 * 1024 * MIB, "5.0 TiB"),
+        ] {
+            assert_eq!(human_bytes(n), want);
+        }
+        for (s, want) in [(0, "0s"), (59, "59s"), (185, "3m05s"), (7620, "2h07m")] {
+            assert_eq!(human_secs(s), want);
+        }
+        assert_eq!(rfc3339(at(0)), "1970-01-01T00:00:00Z");
     }
 }

@@ -1,0 +1,747 @@
+//! An in-memory SharePoint for tests: a [`Remote`] that keeps files in a map and ENFORCES the
+//! upload-session rules of reference §2, and that injects scripted faults.
+//!
+//! Enforced: every fragment but the last is a multiple of 320 KiB; each is under 60 MiB and not
+//! empty; fragments are sequential (a gap → 416 `fragmentOutOfOrder`, a repeat → 416
+//! `fragmentOverlap`); the total is the same in every request (else 400
+//! `fragmentLengthMismatch`); no two PUTs of one session run at once (recorded as a violation);
+//! the parent folder exists; conflict behaviour at creation and commit. Faults are consumed in
+//! order by the next matching request as it arrives (before any pause), whichever job makes it. `hash` computes the item hash
+//! the server reports; tests use a stand-in for quickXorHash on both sides.
+//!
+//! Test support, compiled in all builds so the filesystem core's tests can use it too. Locks:
+//! `state`, then `pause` is never taken while `state` is held (the pause wait happens outside);
+//! the remote never calls back into the queue.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::{Condvar, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use crate::redact::SecretUrl;
+use crate::remote::{
+    ByteRange, Conflict, FragmentOutcome, Remote, RemoteError, RemoteItem, UploadSession,
+};
+
+/// Largest request body the server takes (60 MiB, exclusive).
+const MAX_REQUEST: usize = 60 * 1024 * 1024;
+const ALIGN: u64 = 327_680;
+
+/// A scripted failure of the next fragment PUT.
+#[derive(Debug, Clone)]
+pub enum Fault {
+    /// Answer with this error; nothing is accepted.
+    Fail(RemoteError),
+    /// Accept the first `accept` bytes of the fragment, then answer with `err` (a PUT cut off).
+    PartialThenFail { accept: u64, err: RemoteError },
+    /// The session becomes unusable: this and every later request on it get `err` (404 for a
+    /// session that is gone, 401 for an expired tempauth token).
+    KillSession(RemoteError),
+}
+
+/// A request the remote received, for assertions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Call {
+    Create {
+        path: String,
+        size: u64,
+    },
+    Fragment {
+        path: String,
+        offset: u64,
+        len: u64,
+        at: Instant,
+    },
+    Status {
+        path: String,
+    },
+    Cancel {
+        path: String,
+    },
+    Small {
+        path: String,
+    },
+    Stat {
+        path: String,
+    },
+    SetMtime {
+        path: String,
+    },
+}
+
+#[derive(Debug)]
+struct Session {
+    path: String,
+    total: u64,
+    mtime: SystemTime,
+    conflict: Conflict,
+    data: Vec<u8>,
+    busy: bool,
+}
+
+#[derive(Debug)]
+struct State {
+    /// Keyed by lower-cased path.
+    files: BTreeMap<String, (RemoteItem, Vec<u8>)>,
+    sessions: HashMap<String, Session>,
+    dead: HashMap<String, RemoteError>,
+    next_id: u64,
+    fragment_faults: VecDeque<Fault>,
+    create_faults: VecDeque<RemoteError>,
+    calls: Vec<Call>,
+    violations: Vec<String>,
+    /// The next this-many item reports (commit answers, stats) omit the hash.
+    hash_missing: u32,
+    /// Report a wrong hash for every item.
+    wrong_hash: bool,
+    /// The next this-many commits answer session-shaped (no item, ODI#1531).
+    commit_without_item: u32,
+    fragment_delay: Duration,
+}
+
+/// The in-memory remote.
+pub struct MemoryRemote {
+    hash: fn(&[u8]) -> String,
+    state: Mutex<State>,
+    paused: Mutex<bool>,
+    resumed: Condvar,
+}
+
+/// A trivial stand-in for quickXorHash (FNV-1a 64, hex), for tests on both sides.
+pub fn stand_in_hash(data: &[u8]) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in data {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    format!("{h:016x}")
+}
+
+/// [`stand_in_hash`] of a file, with the signature of the queue's `hasher`.
+pub fn stand_in_file_hash(path: &std::path::Path) -> std::io::Result<String> {
+    Ok(stand_in_hash(&std::fs::read(path)?))
+}
+
+fn key(path: &str) -> String {
+    path.to_lowercase()
+}
+
+fn parent_of(path: &str) -> &str {
+    path.rsplit_once('/').map_or("", |(p, _)| p)
+}
+
+fn name_of(path: &str) -> &str {
+    path.rsplit_once('/').map_or(path, |(_, n)| n)
+}
+
+impl Default for MemoryRemote {
+    fn default() -> Self {
+        Self::new(stand_in_hash)
+    }
+}
+
+impl MemoryRemote {
+    /// An empty drive whose items report `hash(content)` as their quickXorHash.
+    pub fn new(hash: fn(&[u8]) -> String) -> Self {
+        MemoryRemote {
+            hash,
+            state: Mutex::new(State {
+                files: BTreeMap::new(),
+                sessions: HashMap::new(),
+                dead: HashMap::new(),
+                next_id: 1,
+                fragment_faults: VecDeque::new(),
+                create_faults: VecDeque::new(),
+                calls: Vec::new(),
+                violations: Vec::new(),
+                hash_missing: 0,
+                wrong_hash: false,
+                commit_without_item: 0,
+                fragment_delay: Duration::ZERO,
+            }),
+            paused: Mutex::new(false),
+            resumed: Condvar::new(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn push_fragment_fault(&self, fault: Fault) {
+        self.lock().fragment_faults.push_back(fault);
+    }
+    pub fn push_create_fault(&self, err: RemoteError) {
+        self.lock().create_faults.push_back(err);
+    }
+    pub fn set_hash_missing(&self, reports: u32) {
+        self.lock().hash_missing = reports;
+    }
+    pub fn set_wrong_hash(&self, wrong: bool) {
+        self.lock().wrong_hash = wrong;
+    }
+    pub fn set_commit_without_item(&self, commits: u32) {
+        self.lock().commit_without_item = commits;
+    }
+    /// Every fragment PUT takes at least this long (real time).
+    pub fn set_fragment_delay(&self, d: Duration) {
+        self.lock().fragment_delay = d;
+    }
+
+    /// Hold every fragment PUT (after validation, before acceptance) until `resume`.
+    pub fn pause_fragments(&self) {
+        *self.paused.lock().unwrap_or_else(|e| e.into_inner()) = true;
+    }
+    pub fn resume_fragments(&self) {
+        *self.paused.lock().unwrap_or_else(|e| e.into_inner()) = false;
+        self.resumed.notify_all();
+    }
+
+    pub fn calls(&self) -> Vec<Call> {
+        self.lock().calls.clone()
+    }
+    /// Rule violations seen (parallel PUTs of one session).
+    pub fn violations(&self) -> Vec<String> {
+        self.lock().violations.clone()
+    }
+    pub fn open_sessions(&self) -> usize {
+        self.lock().sessions.len()
+    }
+    /// Content of the file at `path`.
+    pub fn content(&self, path: &str) -> Option<Vec<u8>> {
+        self.lock().files.get(&key(path)).map(|(_, d)| d.clone())
+    }
+    /// Number of fragment PUTs received so far.
+    pub fn fragment_count(&self) -> usize {
+        self.lock()
+            .calls
+            .iter()
+            .filter(|c| matches!(c, Call::Fragment { .. }))
+            .count()
+    }
+
+    fn wait_while_paused(&self) {
+        let mut paused = self.paused.lock().unwrap_or_else(|e| e.into_inner());
+        while *paused {
+            paused = self.resumed.wait(paused).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    fn report(&self, s: &mut State, item: &RemoteItem, data: &[u8]) -> RemoteItem {
+        let mut item = item.clone();
+        if s.hash_missing > 0 {
+            s.hash_missing -= 1;
+            item.quick_xor_hash = None;
+        } else if s.wrong_hash {
+            item.quick_xor_hash = Some(format!("wrong-{}", (self.hash)(data)));
+        }
+        item
+    }
+
+    fn check_parent(s: &State, path: &str) -> Result<(), RemoteError> {
+        let parent = parent_of(path);
+        if parent.is_empty() {
+            return Ok(());
+        }
+        match s.files.get(&key(parent)) {
+            Some((item, _)) if item.is_folder => Ok(()),
+            _ => Err(RemoteError::NotFound(format!("parent folder of {path}"))),
+        }
+    }
+
+    /// Store a file according to `conflict`; returns the stored item.
+    fn commit(
+        &self,
+        s: &mut State,
+        path: &str,
+        data: Vec<u8>,
+        mtime: SystemTime,
+        conflict: Conflict,
+    ) -> Result<RemoteItem, RemoteError> {
+        Self::check_parent(s, path)?;
+        let mut target = path.to_string();
+        if s.files.contains_key(&key(path)) {
+            match conflict {
+                Conflict::Replace => {}
+                Conflict::Fail => return Err(RemoteError::Conflict("nameAlreadyExists".into())),
+                Conflict::Rename => {
+                    let parent = parent_of(path);
+                    let name = name_of(path);
+                    let (stem, ext) = name.rsplit_once('.').map_or((name, ""), |(a, b)| (a, b));
+                    for n in 1.. {
+                        let candidate = if ext.is_empty() {
+                            format!("{stem} {n}")
+                        } else {
+                            format!("{stem} {n}.{ext}")
+                        };
+                        let full = if parent.is_empty() {
+                            candidate
+                        } else {
+                            format!("{parent}/{candidate}")
+                        };
+                        if !s.files.contains_key(&key(&full)) {
+                            target = full;
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        let id = format!("item-{}", s.next_id);
+        s.next_id += 1;
+        let item = RemoteItem {
+            id,
+            name: name_of(&target).to_string(),
+            is_folder: false,
+            size: data.len() as u64,
+            mtime,
+            etag: Some(format!("\"{}\"", s.next_id)),
+            quick_xor_hash: Some((self.hash)(&data)),
+        };
+        let reported = self.report(s, &item, &data);
+        s.files.insert(key(&target), (item, data));
+        Ok(reported)
+    }
+
+    fn session_for<'a>(
+        s: &'a mut State,
+        session: &UploadSession,
+    ) -> Result<&'a mut Session, RemoteError> {
+        let url = session.url.expose();
+        if let Some(err) = s.dead.get(url) {
+            return Err(err.clone());
+        }
+        s.sessions
+            .get_mut(url)
+            .ok_or_else(|| RemoteError::NotFound("uploadSessionNotFound".into()))
+    }
+
+    fn validate_fragment(
+        sess: &Session,
+        offset: u64,
+        total: u64,
+        len: usize,
+    ) -> Result<(), RemoteError> {
+        let client = |code: &str, message: &str| RemoteError::Client {
+            status: 400,
+            code: code.into(),
+            message: message.into(),
+        };
+        if total != sess.total {
+            return Err(client("invalidRequest", "fragmentLengthMismatch"));
+        }
+        if len == 0 {
+            return Err(client("invalidRequest", "empty fragment"));
+        }
+        if len >= MAX_REQUEST {
+            return Err(client("invalidRequest", "maxFragmentLengthExceeded"));
+        }
+        let end = offset + len as u64;
+        if end > total {
+            return Err(RemoteError::RangeNotSatisfiable("beyond total".into()));
+        }
+        if end < total && !(len as u64).is_multiple_of(ALIGN) {
+            return Err(client(
+                "invalidRequest",
+                "fragment not a multiple of 320 KiB",
+            ));
+        }
+        let received = sess.data.len() as u64;
+        if offset < received {
+            return Err(RemoteError::RangeNotSatisfiable("fragmentOverlap".into()));
+        }
+        if offset > received {
+            return Err(RemoteError::RangeNotSatisfiable(
+                "fragmentOutOfOrder".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl Remote for MemoryRemote {
+    fn stat(&self, path: &str) -> Result<Option<RemoteItem>, RemoteError> {
+        let mut s = self.lock();
+        s.calls.push(Call::Stat { path: path.into() });
+        let found = s.files.get(&key(path)).cloned();
+        Ok(found.map(|(item, data)| self.report(&mut s, &item, &data)))
+    }
+
+    fn list(&self, path: &str) -> Result<Vec<RemoteItem>, RemoteError> {
+        let s = self.lock();
+        let prefix = if path.is_empty() {
+            String::new()
+        } else {
+            format!("{}/", key(path))
+        };
+        Ok(s.files
+            .iter()
+            .filter(|(k, _)| k.starts_with(&prefix) && !k[prefix.len()..].contains('/'))
+            .map(|(_, (item, _))| item.clone())
+            .collect())
+    }
+
+    fn mkdir(&self, path: &str) -> Result<RemoteItem, RemoteError> {
+        let mut s = self.lock();
+        Self::check_parent(&s, path)?;
+        if let Some((item, _)) = s.files.get(&key(path)) {
+            return if item.is_folder {
+                Ok(item.clone())
+            } else {
+                Err(RemoteError::Conflict("nameAlreadyExists".into()))
+            };
+        }
+        let item = RemoteItem {
+            id: format!("item-{}", s.next_id),
+            name: name_of(path).to_string(),
+            is_folder: true,
+            size: 0,
+            mtime: SystemTime::now(),
+            etag: None,
+            quick_xor_hash: None,
+        };
+        s.next_id += 1;
+        s.files.insert(key(path), (item.clone(), Vec::new()));
+        Ok(item)
+    }
+
+    fn create_upload_session(
+        &self,
+        path: &str,
+        size: u64,
+        mtime: SystemTime,
+        conflict: Conflict,
+    ) -> Result<UploadSession, RemoteError> {
+        let mut s = self.lock();
+        s.calls.push(Call::Create {
+            path: path.into(),
+            size,
+        });
+        if let Some(err) = s.create_faults.pop_front() {
+            return Err(err);
+        }
+        Self::check_parent(&s, path)?;
+        if conflict == Conflict::Fail && s.files.contains_key(&key(path)) {
+            return Err(RemoteError::Conflict("nameAlreadyExists".into()));
+        }
+        if size == 0 {
+            return Err(RemoteError::Client {
+                status: 400,
+                code: "invalidRequest".into(),
+                message: "zero-byte files cannot use an upload session".into(),
+            });
+        }
+        let url = format!(
+            "https://memory.invalid/upload/{}?tempauth=secret",
+            s.next_id
+        );
+        s.next_id += 1;
+        s.sessions.insert(
+            url.clone(),
+            Session {
+                path: path.into(),
+                total: size,
+                mtime,
+                conflict,
+                data: Vec::new(),
+                busy: false,
+            },
+        );
+        Ok(UploadSession {
+            url: SecretUrl::new(url),
+            expires: None,
+        })
+    }
+
+    fn upload_fragment(
+        &self,
+        session: &UploadSession,
+        offset: u64,
+        total: u64,
+        body: &[u8],
+    ) -> Result<FragmentOutcome, RemoteError> {
+        let delay;
+        let fault;
+        {
+            let mut s = self.lock();
+            let path = s
+                .sessions
+                .get(session.url.expose())
+                .map_or_else(String::new, |x| x.path.clone());
+            s.calls.push(Call::Fragment {
+                path,
+                offset,
+                len: body.len() as u64,
+                at: Instant::now(),
+            });
+            delay = s.fragment_delay;
+            let sess = Self::session_for(&mut s, session)?;
+            Self::validate_fragment(sess, offset, total, body.len())?;
+            if sess.busy {
+                let path = sess.path.clone();
+                s.violations
+                    .push(format!("parallel PUTs on the session of {path}"));
+                return Err(RemoteError::Protocol("parallel PUT".into()));
+            }
+            sess.busy = true;
+            fault = s.fragment_faults.pop_front();
+        }
+        self.wait_while_paused();
+        if !delay.is_zero() {
+            std::thread::sleep(delay);
+        }
+        let mut s = self.lock();
+        let url = session.url.expose().to_string();
+        // The session may have been cancelled while the PUT was in flight.
+        let sess = Self::session_for(&mut s, session)?;
+        sess.busy = false;
+        match fault {
+            Some(Fault::Fail(err)) => return Err(err),
+            Some(Fault::PartialThenFail { accept, err }) => {
+                let n = (accept as usize).min(body.len());
+                sess.data.extend_from_slice(&body[..n]);
+                if sess.data.len() as u64 == sess.total {
+                    // Every byte arrived: the server commits although the answer was lost.
+                    if let Some(sess) = s.sessions.remove(&url) {
+                        let _ =
+                            self.commit(&mut s, &sess.path, sess.data, sess.mtime, sess.conflict);
+                    }
+                }
+                return Err(err);
+            }
+            Some(Fault::KillSession(err)) => {
+                s.sessions.remove(&url);
+                s.dead.insert(url, err.clone());
+                return Err(err);
+            }
+            None => {}
+        }
+        sess.data.extend_from_slice(body);
+        let received = sess.data.len() as u64;
+        if received < sess.total {
+            return Ok(FragmentOutcome::Accepted {
+                next_expected: vec![ByteRange {
+                    start: received,
+                    end: Some(sess.total - 1),
+                }],
+            });
+        }
+        let Some(sess) = s.sessions.remove(&url) else {
+            return Err(RemoteError::Protocol("session vanished".into()));
+        };
+        let item = self.commit(&mut s, &sess.path, sess.data, sess.mtime, sess.conflict)?;
+        if s.commit_without_item > 0 {
+            s.commit_without_item -= 1;
+            return Ok(FragmentOutcome::Completed(None));
+        }
+        Ok(FragmentOutcome::Completed(Some(item)))
+    }
+
+    fn upload_status(&self, session: &UploadSession) -> Result<Vec<ByteRange>, RemoteError> {
+        let mut s = self.lock();
+        let path = s
+            .sessions
+            .get(session.url.expose())
+            .map_or_else(String::new, |x| x.path.clone());
+        s.calls.push(Call::Status { path });
+        let sess = Self::session_for(&mut s, session)?;
+        Ok(vec![ByteRange {
+            start: sess.data.len() as u64,
+            end: None,
+        }])
+    }
+
+    fn cancel_upload(&self, session: &UploadSession) -> Result<(), RemoteError> {
+        let mut s = self.lock();
+        let url = session.url.expose();
+        let path = s
+            .sessions
+            .get(url)
+            .map_or_else(String::new, |x| x.path.clone());
+        s.calls.push(Call::Cancel { path });
+        if let Some(err) = s.dead.get(url) {
+            return Err(err.clone());
+        }
+        s.sessions
+            .remove(url)
+            .map(|_| ())
+            .ok_or_else(|| RemoteError::NotFound("uploadSessionNotFound".into()))
+    }
+
+    fn upload_small(
+        &self,
+        path: &str,
+        body: &[u8],
+        conflict: Conflict,
+    ) -> Result<RemoteItem, RemoteError> {
+        let mut s = self.lock();
+        s.calls.push(Call::Small { path: path.into() });
+        if let Some(err) = s.create_faults.pop_front() {
+            return Err(err);
+        }
+        self.commit(&mut s, path, body.to_vec(), SystemTime::now(), conflict)
+    }
+
+    fn delete(&self, path: &str) -> Result<(), RemoteError> {
+        let mut s = self.lock();
+        let k = key(path);
+        s.files
+            .remove(&k)
+            .map(|_| ())
+            .ok_or_else(|| RemoteError::NotFound(path.into()))?;
+        let prefix = format!("{k}/");
+        s.files.retain(|p, _| !p.starts_with(&prefix));
+        Ok(())
+    }
+
+    fn rename(&self, from: &str, to: &str) -> Result<RemoteItem, RemoteError> {
+        let mut s = self.lock();
+        Self::check_parent(&s, to)?;
+        if s.files.contains_key(&key(to)) {
+            return Err(RemoteError::Conflict("nameAlreadyExists".into()));
+        }
+        let (mut item, data) = s
+            .files
+            .remove(&key(from))
+            .ok_or_else(|| RemoteError::NotFound(from.into()))?;
+        item.name = name_of(to).to_string();
+        s.files.insert(key(to), (item.clone(), data));
+        Ok(item)
+    }
+
+    fn set_mtime(&self, path: &str, mtime: SystemTime) -> Result<RemoteItem, RemoteError> {
+        let mut s = self.lock();
+        s.calls.push(Call::SetMtime { path: path.into() });
+        let (item, data) = {
+            let entry = s
+                .files
+                .get_mut(&key(path))
+                .ok_or_else(|| RemoteError::NotFound(path.into()))?;
+            entry.0.mtime = mtime;
+            (entry.0.clone(), entry.1.clone())
+        };
+        Ok(self.report(&mut s, &item, &data))
+    }
+
+    fn read_range(&self, path: &str, offset: u64, len: u64) -> Result<Vec<u8>, RemoteError> {
+        let s = self.lock();
+        let (_, data) = s
+            .files
+            .get(&key(path))
+            .ok_or_else(|| RemoteError::NotFound(path.into()))?;
+        let start = (offset as usize).min(data.len());
+        let end = (offset.saturating_add(len) as usize).min(data.len());
+        Ok(data[start..end].to_vec())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn session(r: &MemoryRemote, path: &str, size: u64) -> UploadSession {
+        r.create_upload_session(path, size, SystemTime::UNIX_EPOCH, Conflict::Replace)
+            .unwrap()
+    }
+
+    #[test]
+    fn enforces_fragment_rules() {
+        let r = MemoryRemote::default();
+        let total = 2 * ALIGN + 10;
+        let s = session(&r, "f.bin", total);
+        let body = vec![7u8; 2 * ALIGN as usize + 10];
+        // Non-final fragment not a multiple of 320 KiB.
+        assert!(matches!(
+            r.upload_fragment(&s, 0, total, &body[..1000]),
+            Err(RemoteError::Client { .. })
+        ));
+        // Total differs.
+        assert!(matches!(
+            r.upload_fragment(&s, 0, total + 1, &body[..ALIGN as usize]),
+            Err(RemoteError::Client { .. })
+        ));
+        // Out of order.
+        assert!(matches!(
+            r.upload_fragment(&s, ALIGN, total, &body[..ALIGN as usize]),
+            Err(RemoteError::RangeNotSatisfiable(_))
+        ));
+        let out = r
+            .upload_fragment(&s, 0, total, &body[..ALIGN as usize])
+            .unwrap();
+        assert_eq!(
+            out,
+            FragmentOutcome::Accepted {
+                next_expected: vec![ByteRange {
+                    start: ALIGN,
+                    end: Some(total - 1)
+                }]
+            }
+        );
+        // Overlap.
+        assert!(matches!(
+            r.upload_fragment(&s, 0, total, &body[..ALIGN as usize]),
+            Err(RemoteError::RangeNotSatisfiable(_))
+        ));
+        let out = r
+            .upload_fragment(&s, ALIGN, total, &body[ALIGN as usize..])
+            .unwrap();
+        let FragmentOutcome::Completed(Some(item)) = out else {
+            panic!("not completed: {out:?}");
+        };
+        assert_eq!(item.size, total);
+        assert_eq!(item.quick_xor_hash, Some(stand_in_hash(&body)));
+        assert_eq!(r.content("F.BIN"), Some(body));
+        assert_eq!(r.open_sessions(), 0);
+    }
+
+    #[test]
+    fn partial_acceptance_and_dead_sessions() {
+        let r = MemoryRemote::default();
+        let total = 3 * ALIGN;
+        let s = session(&r, "f.bin", total);
+        let body = vec![1u8; ALIGN as usize];
+        r.push_fragment_fault(Fault::PartialThenFail {
+            accept: 100,
+            err: RemoteError::Server {
+                status: 503,
+                code: "x".into(),
+            },
+        });
+        assert!(r.upload_fragment(&s, 0, total, &body).is_err());
+        assert_eq!(
+            r.upload_status(&s).unwrap(),
+            vec![ByteRange {
+                start: 100,
+                end: None
+            }]
+        );
+        r.push_fragment_fault(Fault::KillSession(RemoteError::Unauthorized(
+            "expiredToken".into(),
+        )));
+        assert!(r.upload_fragment(&s, 100, total, &body).is_err());
+        assert!(matches!(
+            r.upload_status(&s),
+            Err(RemoteError::Unauthorized(_))
+        ));
+    }
+
+    #[test]
+    fn conflicts_and_parents() {
+        let r = MemoryRemote::default();
+        assert!(matches!(
+            r.create_upload_session("no/such", 5, SystemTime::UNIX_EPOCH, Conflict::Replace),
+            Err(RemoteError::NotFound(_))
+        ));
+        r.mkdir("Docs").unwrap();
+        r.upload_small("Docs/a.txt", b"x", Conflict::Replace)
+            .unwrap();
+        assert!(matches!(
+            r.create_upload_session("docs/A.txt", 5, SystemTime::UNIX_EPOCH, Conflict::Fail),
+            Err(RemoteError::Conflict(_))
+        ));
+        let item = r
+            .upload_small("Docs/a.txt", b"y", Conflict::Rename)
+            .unwrap();
+        assert_eq!(item.name, "a 1.txt");
+        assert_eq!(r.list("Docs").unwrap().len(), 2);
+    }
+}

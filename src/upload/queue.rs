@@ -1,0 +1,504 @@
+//! The queue proper: accepts jobs without blocking, serialises them per remote path, runs them
+//! on worker threads, and handles cancel, retry of failed jobs and shutdown.
+//!
+//! Per-path rule (paths compare case-insensitively, as in SharePoint): at most one job per path
+//! is uploading. A job submitted while an older one for the same path is still QUEUED replaces
+//! it (the older spool file is removed). A job submitted while one is UPLOADING waits until
+//! that one has ended, then runs: the older upload is not cancelled, so a file rewritten more
+//! often than it takes to upload still reaches SharePoint (newest content lands last, never
+//! stale-after-new; at most one job waits per path, the newest). Cancelling the in-flight one
+//! instead would save bandwidth but could starve such a file forever.
+//!
+//! Mechanics: the crossbeam channel carries path keys of jobs that are ready to start (not
+//! blocked behind a running job of their path); `Pending::enqueued` says a key is in the
+//! channel, so it is there at most once per path, and a stale key (job cancelled) is skipped.
+//! Workers wait on the channel and on a stop channel whose sender is dropped at shutdown.
+//!
+//! Lock order: `state` → registry (inside `UploadContext`). The throttle, interrupts and
+//! `threads` are leaves. No lock is held across I/O, a remote call or a listener call: spool
+//! files are removed after the lock is released.
+
+use std::collections::HashMap;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::PathBuf;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{select, unbounded, Receiver, Sender};
+use log::{error, warn};
+
+use super::chunk::ChunkPlan;
+use super::clock::Interrupt;
+use super::registry::StatusRegistry;
+use super::retry::RetryPolicy;
+use super::status::StatusSnapshot;
+use super::throttle::Throttle;
+use super::worker::{JobEnd, UploadContext, Uploader};
+use super::{QueueConfig, UploadJob, UploadListener};
+use crate::remote::{Remote, RemoteItem};
+
+/// A job waiting to start.
+struct Pending {
+    id: u64,
+    job: UploadJob,
+    /// Its path key is in the ready channel.
+    enqueued: bool,
+}
+
+/// A job a worker is driving.
+struct Running {
+    interrupt: Interrupt,
+    cancelled: bool,
+}
+
+#[derive(Default)]
+struct QueueState {
+    next_id: u64,
+    /// At most one per path key.
+    pending: HashMap<String, Pending>,
+    running: HashMap<String, Running>,
+    /// Failed jobs whose spool file is kept, by path key.
+    failed: HashMap<String, (u64, UploadJob)>,
+    /// Workers between freeing a path and removing spool files (not idle yet).
+    settling: usize,
+    shutdown: bool,
+}
+
+struct Shared {
+    ctx: UploadContext,
+    listener: Arc<dyn UploadListener>,
+    state: Mutex<QueueState>,
+    /// Signalled whenever a job ends or is dropped (for `wait_idle`).
+    changed: Condvar,
+    ready_tx: Sender<String>,
+    ready_rx: Receiver<String>,
+    stop_tx: Mutex<Option<Sender<()>>>,
+    stop_rx: Receiver<()>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+}
+
+/// Signals shutdown when the last handle is dropped (workers hold `Shared`, not this).
+struct Owner {
+    shared: Arc<Shared>,
+}
+
+impl Drop for Owner {
+    fn drop(&mut self) {
+        self.shared.begin_shutdown();
+    }
+}
+
+/// Handle to the running queue; cheap to clone.
+#[derive(Clone)]
+pub struct UploadQueue {
+    owner: Arc<Owner>,
+}
+
+fn path_key(path: &str) -> String {
+    path.to_lowercase()
+}
+
+fn remove_spool_files(files: Vec<PathBuf>) {
+    for f in files {
+        if let Err(e) = std::fs::remove_file(&f) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                warn!("cannot remove spool file {}: {e}", f.display());
+            }
+        }
+    }
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, QueueState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Put `key` in the ready channel if its pending job may start.
+    fn dispatch(&self, state: &mut QueueState, key: &str) {
+        if state.shutdown || state.running.contains_key(key) {
+            return;
+        }
+        if let Some(p) = state.pending.get_mut(key) {
+            // The channel is unbounded and we hold its receiver: send cannot block or fail.
+            if !p.enqueued && self.ready_tx.send(key.to_string()).is_ok() {
+                p.enqueued = true;
+            }
+        }
+    }
+
+    fn begin_shutdown(&self) {
+        {
+            let mut state = self.lock();
+            state.shutdown = true;
+            for r in state.running.values() {
+                r.interrupt.trigger();
+            }
+        }
+        self.stop_tx
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        self.changed.notify_all();
+    }
+
+    fn worker_loop(&self) {
+        let mut uploader = Uploader::new(self.ctx.plan);
+        loop {
+            select! {
+                recv(self.ready_rx) -> key => match key {
+                    Ok(key) => self.run_one(&mut uploader, &key),
+                    Err(_) => return,
+                },
+                recv(self.stop_rx) -> _ => return,
+            }
+        }
+    }
+
+    /// Start the pending job of `key` if it may start, drive it, and settle its end.
+    fn run_one(&self, uploader: &mut Uploader, key: &str) {
+        let (id, job, interrupt) = {
+            let mut state = self.lock();
+            if state.shutdown || state.running.contains_key(key) {
+                // Re-dispatched when the running job ends (or never, at shutdown).
+                if let Some(p) = state.pending.get_mut(key) {
+                    p.enqueued = false;
+                }
+                return;
+            }
+            let Some(p) = state.pending.remove(key) else {
+                return; // cancelled after it was queued
+            };
+            let interrupt = Interrupt::new();
+            state.running.insert(
+                key.to_string(),
+                Running {
+                    interrupt: interrupt.clone(),
+                    cancelled: false,
+                },
+            );
+            (p.id, p.job, interrupt)
+        };
+
+        // A panic (a bug) must not leave the path marked as running forever.
+        let end = catch_unwind(AssertUnwindSafe(|| {
+            uploader.run(&self.ctx, id, &job, &interrupt)
+        }))
+        .unwrap_or_else(|_| {
+            error!("upload worker panicked on {}", job.remote_path);
+            JobEnd::Failed("internal error: the upload worker panicked".into())
+        });
+        self.settle(key, id, job, end);
+    }
+
+    fn tell_listener(&self, job: &UploadJob, outcome: Result<&RemoteItem, &str>) {
+        if catch_unwind(AssertUnwindSafe(|| self.listener.finished(job, outcome))).is_err() {
+            error!("upload listener panicked on {}", job.remote_path);
+        }
+    }
+
+    /// Report the end of a job, then free its path. The listener hears of the end before the
+    /// next job of the path can start, so it sees ends in upload order.
+    fn settle(&self, key: &str, id: u64, job: UploadJob, end: JobEnd) {
+        let clock = &self.ctx.clock;
+        let cancelled_early = self.lock().running.get(key).is_some_and(|r| r.cancelled);
+        match &end {
+            JobEnd::Done(item) => {
+                self.ctx
+                    .registry
+                    .finished(id, clock.now(), clock.wall(), Ok(()));
+                self.tell_listener(&job, Ok(item));
+            }
+            JobEnd::Failed(reason) if !cancelled_early => {
+                self.ctx
+                    .registry
+                    .finished(id, clock.now(), clock.wall(), Err(reason));
+                self.tell_listener(&job, Err(reason));
+            }
+            JobEnd::Failed(_) | JobEnd::Stopped => {}
+        }
+
+        let mut to_remove = Vec::new();
+        {
+            let mut state = self.lock();
+            let cancelled = state.running.remove(key).is_some_and(|r| r.cancelled);
+            let newer = state.pending.get(key).map(|p| p.job.spool_file.clone());
+            let superseded = newer.is_some();
+            let spool_shared = newer.as_ref() == Some(&job.spool_file);
+            match end {
+                JobEnd::Done(_) => {
+                    if !spool_shared {
+                        to_remove.push(job.spool_file.clone());
+                    }
+                }
+                JobEnd::Failed(_) | JobEnd::Stopped if cancelled || superseded => {
+                    if !spool_shared {
+                        to_remove.push(job.spool_file.clone());
+                    }
+                    if cancelled || matches!(end, JobEnd::Stopped) {
+                        self.ctx.registry.remove(id);
+                    }
+                }
+                JobEnd::Failed(_) => {
+                    state.failed.insert(key.to_string(), (id, job));
+                }
+                JobEnd::Stopped => {
+                    // Shutdown: keep the job (and its spool file) as queued.
+                    self.ctx.registry.queued(id, &job.remote_path, job.size);
+                    state.pending.insert(
+                        key.to_string(),
+                        Pending {
+                            id,
+                            job,
+                            enqueued: false,
+                        },
+                    );
+                }
+            }
+            self.dispatch(&mut state, key);
+            state.settling += 1;
+        }
+        remove_spool_files(to_remove);
+        self.lock().settling -= 1;
+        self.changed.notify_all();
+    }
+}
+
+impl UploadQueue {
+    /// Start `config.workers` worker threads.
+    pub fn start(
+        remote: Arc<dyn Remote>,
+        config: QueueConfig,
+        listener: Arc<dyn UploadListener>,
+    ) -> UploadQueue {
+        let plan = ChunkPlan::new(config.chunk_size);
+        if plan.chunk_size() != config.chunk_size {
+            warn!(
+                "chunk size {} is not a multiple of 320 KiB under 60 MiB; using {}",
+                config.chunk_size,
+                plan.chunk_size()
+            );
+        }
+        let (ready_tx, ready_rx) = unbounded();
+        let (stop_tx, stop_rx) = unbounded();
+        let shared = Arc::new(Shared {
+            ctx: UploadContext {
+                remote,
+                clock: config.clock,
+                throttle: Throttle::new(),
+                registry: StatusRegistry::new(config.retention),
+                policy: RetryPolicy {
+                    max_attempts: config.max_attempts.max(1),
+                    base: config.backoff_base,
+                    cap: config.backoff_cap,
+                },
+                plan,
+                conflict: config.conflict,
+                hasher: config.hasher,
+                hash_recheck_delay: config.hash_recheck_delay,
+            },
+            listener,
+            state: Mutex::new(QueueState::default()),
+            changed: Condvar::new(),
+            ready_tx,
+            ready_rx,
+            stop_tx: Mutex::new(Some(stop_tx)),
+            stop_rx,
+            threads: Mutex::new(Vec::new()),
+        });
+        let mut threads = Vec::new();
+        for i in 0..config.workers.max(1) {
+            let worker = Arc::clone(&shared);
+            match std::thread::Builder::new()
+                .name(format!("upload-{i}"))
+                .spawn(move || worker.worker_loop())
+            {
+                Ok(handle) => threads.push(handle),
+                Err(e) => error!("cannot start upload worker {i}: {e}"),
+            }
+        }
+        *shared.threads.lock().unwrap_or_else(|e| e.into_inner()) = threads;
+        UploadQueue {
+            owner: Arc::new(Owner { shared }),
+        }
+    }
+
+    fn shared(&self) -> &Shared {
+        &self.owner.shared
+    }
+
+    /// Queue a job; never blocks. A queued-but-not-started job for the same path is replaced
+    /// (its spool file removed); a job for the same path that is uploading finishes first and
+    /// this one runs after it. A failed job kept for the same path is dropped (spool removed).
+    pub fn submit(&self, job: UploadJob) {
+        let shared = self.shared();
+        let key = path_key(&job.remote_path);
+        let mut to_remove = Vec::new();
+        {
+            let mut state = shared.lock();
+            if state.shutdown {
+                warn!(
+                    "upload of {} queued after shutdown: it will not run",
+                    job.remote_path
+                );
+            }
+            state.next_id += 1;
+            let id = state.next_id;
+            if let Some((_, old)) = state.failed.remove(&key) {
+                if old.spool_file != job.spool_file {
+                    to_remove.push(old.spool_file);
+                }
+            }
+            shared.ctx.registry.queued(id, &job.remote_path, job.size);
+            match state.pending.get_mut(&key) {
+                Some(p) => {
+                    shared.ctx.registry.remove(p.id);
+                    if p.job.spool_file != job.spool_file {
+                        to_remove.push(p.job.spool_file.clone());
+                    }
+                    p.id = id;
+                    p.job = job;
+                }
+                None => {
+                    state.pending.insert(
+                        key.clone(),
+                        Pending {
+                            id,
+                            job,
+                            enqueued: false,
+                        },
+                    );
+                }
+            }
+            shared.dispatch(&mut state, &key);
+        }
+        remove_spool_files(to_remove);
+    }
+
+    /// Cancel the jobs for `remote_path`: a queued one is dropped and a failed one forgotten
+    /// (spool files removed at once); an uploading one stops at its next fragment boundary or
+    /// wakes from its wait, DELETEs its session and removes its spool file then. The listener
+    /// is not told. An upload whose last fragment was already in flight may still commit; the
+    /// listener then hears `Ok`. Returns whether there was any job for the path.
+    pub fn cancel(&self, remote_path: &str) -> bool {
+        let shared = self.shared();
+        let key = path_key(remote_path);
+        let mut to_remove = Vec::new();
+        let mut found = false;
+        {
+            let mut state = shared.lock();
+            if let Some(p) = state.pending.remove(&key) {
+                shared.ctx.registry.remove(p.id);
+                to_remove.push(p.job.spool_file);
+                found = true;
+            }
+            if let Some((id, job)) = state.failed.remove(&key) {
+                shared.ctx.registry.remove(id);
+                to_remove.push(job.spool_file);
+                found = true;
+            }
+            if let Some(r) = state.running.get_mut(&key) {
+                r.cancelled = true;
+                r.interrupt.trigger();
+                found = true;
+            }
+        }
+        shared.changed.notify_all();
+        remove_spool_files(to_remove);
+        found
+    }
+
+    /// Re-queue failed jobs (all, or the one for `path`) whose spool file is kept; their
+    /// attempts start again from 1. Returns how many were re-queued.
+    pub fn retry_failed(&self, path: Option<&str>) -> usize {
+        let shared = self.shared();
+        let mut state = shared.lock();
+        let keys: Vec<String> = match path {
+            Some(p) => vec![path_key(p)],
+            None => state.failed.keys().cloned().collect(),
+        };
+        let mut count = 0;
+        for key in keys {
+            let Some((id, job)) = state.failed.remove(&key) else {
+                continue;
+            };
+            if state.pending.contains_key(&key) {
+                continue; // cannot happen: submit drops the failed job
+            }
+            shared.ctx.registry.queued(id, &job.remote_path, job.size);
+            state.pending.insert(
+                key.clone(),
+                Pending {
+                    id,
+                    job,
+                    enqueued: false,
+                },
+            );
+            shared.dispatch(&mut state, &key);
+            count += 1;
+        }
+        count
+    }
+
+    /// Failed jobs whose spool files the queue keeps (for spool accounting).
+    pub fn failed_jobs(&self) -> Vec<UploadJob> {
+        self.shared()
+            .lock()
+            .failed
+            .values()
+            .map(|(_, job)| job.clone())
+            .collect()
+    }
+
+    /// Everything `.status` shows.
+    pub fn snapshot(&self) -> StatusSnapshot {
+        let ctx = &self.shared().ctx;
+        let throttled_until = ctx.throttle.closed_until_wall(&*ctx.clock);
+        ctx.registry.snapshot(ctx.clock.now(), throttled_until)
+    }
+
+    /// Wait (in real time) until no job is queued or uploading. `false` on timeout.
+    pub fn wait_idle(&self, timeout: Duration) -> bool {
+        let shared = self.shared();
+        let deadline = Instant::now() + timeout;
+        let mut state = shared.lock();
+        loop {
+            if state.pending.is_empty() && state.running.is_empty() && state.settling == 0 {
+                return true;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            state = shared
+                .changed
+                .wait_timeout(state, deadline - now)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+
+    /// Stop workers: in-flight requests end, no new fragment starts, waiting workers wake, and
+    /// interrupted jobs stay queued with their spool files. Blocks until the workers exit.
+    /// Must not be called from the listener (a worker thread).
+    pub fn shutdown(&self) {
+        let shared = self.shared();
+        shared.begin_shutdown();
+        let handles: Vec<JoinHandle<()>> = shared
+            .threads
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain(..)
+            .collect();
+        let me = std::thread::current().id();
+        for h in handles {
+            if h.thread().id() == me {
+                error!("UploadQueue::shutdown called from an upload worker; not joining it");
+                continue;
+            }
+            if h.join().is_err() {
+                error!("an upload worker panicked");
+            }
+        }
+    }
+}

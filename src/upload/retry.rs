@@ -1,0 +1,309 @@
+//! The retry policy of an upload (reference §2 and §7): which errors are retried and how, how
+//! long to back off, and when a job gives up.
+//!
+//! [`classify`] maps an error, together with the request that produced it, to a [`Decision`];
+//! it is a pure table. What the worker does after the wait follows from the request, not the
+//! decision: after a failed fragment PUT it always GETs the session status and continues from
+//! the first byte the server expects (reference §2: a failed PUT may have been accepted in
+//! part); after a failed createUploadSession it creates again; after a failed status GET it
+//! GETs again.
+//!
+//! Attempts: a job's `attempts` is the number of tries it has started. It becomes 1 when a
+//! worker picks the job up; every failed request (createUploadSession, fragment PUT, status
+//! GET, the item lookup after commit) that is going to be retried adds one. When a retriable
+//! failure happens while `attempts == max_attempts`, the job fails with that failure's reason.
+//! A 429/503 counts like any other failed request (so a permanently throttled job ends);
+//! a worker that merely waits at the shared throttle gate because another worker was throttled
+//! spends no attempt. Successful fragments do not reset the count, but the bytes the server
+//! acknowledged are kept: a retry never re-sends them. Permanent errors fail at once, whatever
+//! the count.
+//!
+//! Backoff is exponential with full jitter: after the n-th failure (n ≥ 1) the wait is uniform
+//! in `[0, min(cap, base · 2^(n-1)))`. Full jitter spreads workers that failed together.
+
+use std::time::Duration;
+
+use rand::Rng;
+
+use crate::remote::RemoteError;
+
+/// Which request failed: the same error means different things on different requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    /// createUploadSession, or the simple PUT of a zero-byte file (both address the item path
+    /// with the bearer token).
+    Create,
+    /// PUT of a fragment to the upload URL.
+    Fragment,
+    /// GET of the upload URL (the session's `nextExpectedRanges`).
+    Status,
+    /// Lookup of the committed item by path (stat), for its id and hash.
+    Lookup,
+}
+
+/// What to do about a failed request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// Retry at once (the server told us where we stand, or the error is not load-related).
+    RetryNow,
+    /// Retry after an exponential backoff with full jitter.
+    Backoff,
+    /// The tenant is throttled: close the shared gate for every worker for the given time
+    /// (Retry-After), or for a backoff when the server gave none; then retry.
+    Throttle(Option<Duration>),
+    /// The upload session is gone (404) or its URL expired (401): create a new session and
+    /// upload from byte 0.
+    NewSession,
+    /// Permanent: the job fails now with the error as its reason.
+    Fail,
+}
+
+/// Classify an error of request `op`. Pure; the table is the policy.
+pub fn classify(op: Op, err: &RemoteError) -> Decision {
+    use Decision::*;
+    use RemoteError as E;
+    match (op, err) {
+        (_, E::Throttled { retry_after, .. }) => Throttle(*retry_after),
+        // Load and network trouble: back off, whatever the request.
+        (_, E::Transport(_) | E::Server { .. }) => Backoff,
+        // Never retried: the tenant is full, the name is taken (conflict = fail, or a second
+        // session on ODB), access is denied, or the credentials do not work.
+        (_, E::QuotaExceeded(_) | E::Conflict(_) | E::Forbidden(_) | E::Auth(_)) => Fail,
+        // At creation the bearer token was refused after a refresh, the parent folder is
+        // missing, or the request itself is wrong: retrying changes nothing.
+        (Op::Create, E::Unauthorized(_) | E::NotFound(_) | E::Client { .. }) => Fail,
+        (Op::Create, E::PreconditionFailed(_)) => Fail,
+        (Op::Create, E::RangeNotSatisfiable(_) | E::Protocol(_)) => Backoff,
+        // On the upload URL, 404 = session unknown or cancelled, 401 = tempauth expired.
+        (Op::Fragment | Op::Status, E::NotFound(_) | E::Unauthorized(_)) => NewSession,
+        // Any other failed PUT: GET the status and continue from what the server has.
+        (Op::Fragment, _) => RetryNow,
+        (Op::Status, _) => Backoff,
+        // The item was just committed: it may take a moment to be visible.
+        (Op::Lookup, E::NotFound(_) | E::Protocol(_)) => Backoff,
+        (Op::Lookup, _) => Fail,
+    }
+}
+
+/// Limits of retrying, from the queue configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Tries per job (≥ 1); see the module documentation for what counts.
+    pub max_attempts: u32,
+    /// Ceiling of the first backoff.
+    pub base: Duration,
+    /// Largest ceiling.
+    pub cap: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            max_attempts: 10,
+            base: Duration::from_secs(1),
+            cap: Duration::from_secs(60),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// Upper bound of the wait after the `failures`-th consecutive failure (1-based):
+    /// `min(cap, base · 2^(failures-1))`.
+    pub fn backoff_ceiling(&self, failures: u32) -> Duration {
+        let doublings = failures.saturating_sub(1).min(31);
+        self.base
+            .checked_mul(1u32 << doublings)
+            .unwrap_or(self.cap)
+            .min(self.cap)
+    }
+
+    /// Full jitter: uniform in `[0, backoff_ceiling(failures))`.
+    pub fn backoff(&self, failures: u32, rng: &mut impl Rng) -> Duration {
+        self.backoff_ceiling(failures)
+            .mul_f64(rng.gen_range(0.0..1.0))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::rngs::mock::StepRng;
+    use rand::SeedableRng;
+    use Decision::*;
+
+    fn client(status: u16) -> RemoteError {
+        RemoteError::Client {
+            status,
+            code: "invalidRequest".into(),
+            message: "m".into(),
+        }
+    }
+
+    #[test]
+    fn classification_table() {
+        let secs = |s| Some(Duration::from_secs(s));
+        let cases: Vec<(Op, RemoteError, Decision)> = vec![
+            (
+                Op::Fragment,
+                RemoteError::Transport("reset".into()),
+                Backoff,
+            ),
+            (Op::Create, RemoteError::Transport("reset".into()), Backoff),
+            (Op::Status, RemoteError::Transport("reset".into()), Backoff),
+            (
+                Op::Fragment,
+                RemoteError::Server {
+                    status: 500,
+                    code: "x".into(),
+                },
+                Backoff,
+            ),
+            (
+                Op::Fragment,
+                RemoteError::Server {
+                    status: 502,
+                    code: "x".into(),
+                },
+                Backoff,
+            ),
+            (
+                Op::Create,
+                RemoteError::Server {
+                    status: 504,
+                    code: "x".into(),
+                },
+                Backoff,
+            ),
+            (
+                Op::Fragment,
+                RemoteError::Throttled {
+                    status: 503,
+                    retry_after: secs(41),
+                },
+                Throttle(secs(41)),
+            ),
+            (
+                Op::Create,
+                RemoteError::Throttled {
+                    status: 429,
+                    retry_after: secs(315),
+                },
+                Throttle(secs(315)),
+            ),
+            (
+                Op::Fragment,
+                RemoteError::Throttled {
+                    status: 429,
+                    retry_after: None,
+                },
+                Throttle(None),
+            ),
+            (
+                Op::Fragment,
+                RemoteError::RangeNotSatisfiable("fragmentOverlap".into()),
+                RetryNow,
+            ),
+            (Op::Fragment, client(400), RetryNow),
+            (Op::Fragment, RemoteError::Protocol("junk".into()), RetryNow),
+            (
+                Op::Fragment,
+                RemoteError::NotFound("uploadSessionNotFound".into()),
+                NewSession,
+            ),
+            (
+                Op::Status,
+                RemoteError::NotFound("uploadSessionNotFound".into()),
+                NewSession,
+            ),
+            (
+                Op::Fragment,
+                RemoteError::Unauthorized("expiredToken".into()),
+                NewSession,
+            ),
+            (
+                Op::Status,
+                RemoteError::Unauthorized("expiredToken".into()),
+                NewSession,
+            ),
+            (
+                Op::Create,
+                RemoteError::QuotaExceeded("quotaLimitReached".into()),
+                Fail,
+            ),
+            (
+                Op::Fragment,
+                RemoteError::QuotaExceeded("quotaLimitReached".into()),
+                Fail,
+            ),
+            (
+                Op::Create,
+                RemoteError::Conflict("nameAlreadyExists".into()),
+                Fail,
+            ),
+            (
+                Op::Fragment,
+                RemoteError::Conflict("nameAlreadyExists".into()),
+                Fail,
+            ),
+            (
+                Op::Create,
+                RemoteError::Forbidden("accessDenied".into()),
+                Fail,
+            ),
+            (Op::Create, client(400), Fail),
+            (Op::Create, RemoteError::NotFound("parent".into()), Fail),
+            (Op::Create, RemoteError::Unauthorized("token".into()), Fail),
+            (Op::Create, RemoteError::Auth("bad password".into()), Fail),
+            (Op::Lookup, RemoteError::NotFound("not yet".into()), Backoff),
+            (Op::Lookup, RemoteError::Forbidden("no".into()), Fail),
+        ];
+        for (op, err, want) in cases {
+            assert_eq!(classify(op, &err), want, "{op:?} {err:?}");
+        }
+    }
+
+    #[test]
+    fn backoff_ceilings() {
+        let p = RetryPolicy::default();
+        for (failures, want_secs) in [
+            (0, 1),
+            (1, 1),
+            (2, 2),
+            (3, 4),
+            (6, 32),
+            (7, 60),
+            (8, 60),
+            (40, 60),
+            (u32::MAX, 60),
+        ] {
+            assert_eq!(
+                p.backoff_ceiling(failures),
+                Duration::from_secs(want_secs),
+                "n={failures}"
+            );
+        }
+        let small = RetryPolicy {
+            max_attempts: 3,
+            base: Duration::from_millis(10),
+            cap: Duration::from_millis(35),
+        };
+        assert_eq!(small.backoff_ceiling(2), Duration::from_millis(20));
+        assert_eq!(small.backoff_ceiling(3), Duration::from_millis(35));
+    }
+
+    #[test]
+    fn backoff_is_full_jitter_below_ceiling() {
+        let p = RetryPolicy::default();
+        // A zero random value gives a zero wait.
+        assert_eq!(p.backoff(5, &mut StepRng::new(0, 0)), Duration::ZERO);
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let mut max_seen = Duration::ZERO;
+        for _ in 0..1000 {
+            let d = p.backoff(4, &mut rng);
+            assert!(d < Duration::from_secs(8));
+            max_seen = max_seen.max(d);
+        }
+        // Uniform over [0, 8 s): 1000 draws reach well above half the ceiling.
+        assert!(max_seen > Duration::from_secs(6));
+    }
+}

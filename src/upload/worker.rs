@@ -1,0 +1,472 @@
+//! The upload session driver: takes ONE job from a sealed spool file to a committed,
+//! hash-checked SharePoint item, following the retry policy (`retry.rs`), the fragment plan
+//! (`chunk.rs`) and the shared throttle gate (`throttle.rs`). It knows nothing of the queue:
+//! it returns how the job ended and the queue decides what happens to the spool file.
+//!
+//! Invariants:
+//! - Constant memory: one buffer of `chunk_size` bytes per worker, allocated once and reused
+//!   for every fragment of every job (`read_exact_at` into a slice of it).
+//! - Fragments of a session are sent one at a time, each starting at the first byte the server
+//!   expects; after any failed PUT the server is asked where it stands (GET the upload URL).
+//! - Every request is preceded by a pass through the throttle gate and a check of the job's
+//!   interrupt (cancel or shutdown): a stopped job sends no new fragment, and its session is
+//!   DELETEd (best effort).
+//! - The upload URL is never logged: only `UploadSession`'s redacting `Debug` could show it,
+//!   and it is not formatted anywhere here. Each failure is logged once (warn) by this file.
+
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use log::{debug, info, warn};
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+
+use super::chunk::ChunkPlan;
+use super::clock::{Clock, Interrupt};
+use super::registry::StatusRegistry;
+use super::retry::{classify, Decision, Op, RetryPolicy};
+use super::status::sanitize_error;
+use super::throttle::Throttle;
+use super::{FileHasher, UploadJob};
+use crate::remote::{ByteRange, Conflict, FragmentOutcome, Remote, RemoteError, RemoteItem};
+
+/// Everything workers share: the remote, the policy and the shared state they report to.
+pub struct UploadContext {
+    pub remote: Arc<dyn Remote>,
+    pub clock: Arc<dyn Clock>,
+    pub throttle: Throttle,
+    pub registry: StatusRegistry,
+    pub policy: RetryPolicy,
+    pub plan: ChunkPlan,
+    pub conflict: Conflict,
+    pub hasher: FileHasher,
+    /// Wait before asking again for a hash the server had not computed yet.
+    pub hash_recheck_delay: Duration,
+}
+
+/// How a job ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JobEnd {
+    /// Committed and hash-checked (or the server had no hash to check).
+    Done(RemoteItem),
+    /// Given up, with the reason shown in `.status` and told to the listener.
+    Failed(String),
+    /// Stopped by cancel or shutdown before the commit.
+    Stopped,
+}
+
+/// Why the driving loop ended early.
+enum Stop {
+    Failed(String),
+    Interrupted,
+}
+
+/// One worker's reusable resources.
+pub struct Uploader {
+    buf: Vec<u8>,
+    rng: StdRng,
+}
+
+impl Uploader {
+    pub fn new(plan: ChunkPlan) -> Self {
+        Uploader {
+            // chunk_size ≤ MAX_CHUNK (< 60 MiB) always fits in usize.
+            buf: vec![0; plan.chunk_size() as usize],
+            rng: StdRng::from_entropy(),
+        }
+    }
+
+    /// Capacity of the fragment buffer (for the memory-bound test).
+    pub fn buffer_capacity(&self) -> usize {
+        self.buf.capacity()
+    }
+
+    /// Drive `job` (status entry `id`) to its end.
+    pub fn run(
+        &mut self,
+        ctx: &UploadContext,
+        id: u64,
+        job: &UploadJob,
+        interrupt: &Interrupt,
+    ) -> JobEnd {
+        let started = ctx.clock.now();
+        ctx.registry.started(id, started, ctx.clock.wall(), 1);
+        let mut drive = Drive {
+            ctx,
+            id,
+            job,
+            interrupt,
+            attempts: 1,
+            failures_in_row: 0,
+            rng: &mut self.rng,
+        };
+        let result = if job.size == 0 {
+            drive.upload_empty()
+        } else {
+            drive.upload_session(&mut self.buf)
+        };
+        match result {
+            Ok(item) => {
+                let secs = ctx
+                    .clock
+                    .now()
+                    .saturating_duration_since(started)
+                    .as_secs_f64();
+                let mbps = if secs > 0.0 {
+                    job.size as f64 / secs / 1_000_000.0
+                } else {
+                    0.0
+                };
+                info!(
+                    "uploaded {} ({} bytes) in {secs:.1} s, {mbps:.2} MB/s",
+                    job.remote_path, job.size
+                );
+                JobEnd::Done(item)
+            }
+            Err(Stop::Failed(reason)) => {
+                warn!("upload of {} failed: {reason}", job.remote_path);
+                JobEnd::Failed(reason)
+            }
+            Err(Stop::Interrupted) => {
+                debug!("upload of {} stopped", job.remote_path);
+                JobEnd::Stopped
+            }
+        }
+    }
+}
+
+/// The state of one job's run.
+struct Drive<'a> {
+    ctx: &'a UploadContext,
+    id: u64,
+    job: &'a UploadJob,
+    interrupt: &'a Interrupt,
+    /// Tries started (see `retry.rs`).
+    attempts: u32,
+    /// Failures since the last request that got through: the backoff exponent.
+    failures_in_row: u32,
+    rng: &'a mut StdRng,
+}
+
+impl Drive<'_> {
+    fn path(&self) -> &str {
+        &self.job.remote_path
+    }
+
+    /// Check the interrupt and pass the throttle gate.
+    fn ready(&self) -> Result<(), Stop> {
+        if self.interrupt.is_set() || !self.ctx.throttle.wait(&*self.ctx.clock, self.interrupt) {
+            return Err(Stop::Interrupted);
+        }
+        Ok(())
+    }
+
+    fn succeeded(&mut self) {
+        self.failures_in_row = 0;
+        self.ctx.throttle.note_success();
+    }
+
+    /// Apply the retry policy to a failed request: fail, or count an attempt and wait as the
+    /// decision says. Returns the decision when the request is to be retried.
+    fn on_failure(&mut self, op: Op, err: &RemoteError) -> Result<Decision, Stop> {
+        let decision = classify(op, err);
+        // Remote errors carry no secrets by contract; sanitise anyway (one line, no URLs).
+        let reason = sanitize_error(&err.to_string());
+        if decision == Decision::Fail {
+            return Err(Stop::Failed(reason));
+        }
+        if self.attempts >= self.ctx.policy.max_attempts {
+            return Err(Stop::Failed(format!(
+                "{reason} (gave up after {} attempts)",
+                self.attempts
+            )));
+        }
+        self.attempts += 1;
+        self.failures_in_row += 1;
+        self.ctx.registry.retrying(self.id, self.attempts, &reason);
+        debug!(
+            "{}: {op:?} failed: {reason}; {decision:?} (attempt {}/{})",
+            self.path(),
+            self.attempts,
+            self.ctx.policy.max_attempts
+        );
+        match decision {
+            Decision::Backoff => {
+                let d = self.ctx.policy.backoff(self.failures_in_row, self.rng);
+                self.ctx.clock.sleep(d, self.interrupt);
+            }
+            Decision::Throttle(retry_after) => {
+                let n = self.ctx.throttle.note_throttled();
+                let d = retry_after.unwrap_or_else(|| self.ctx.policy.backoff(n, self.rng));
+                // Every worker waits at the gate before its next request, this one included.
+                self.ctx.throttle.close_for(&*self.ctx.clock, d);
+            }
+            Decision::RetryNow | Decision::NewSession | Decision::Fail => {}
+        }
+        Ok(decision)
+    }
+
+    fn progress(&self, uploaded: u64) {
+        self.ctx
+            .registry
+            .progress(self.id, self.ctx.clock.now(), uploaded);
+    }
+
+    /// Open the spool file and check it still has the job's size.
+    fn open_spool(&self) -> Result<File, Stop> {
+        let file = File::open(&self.job.spool_file).map_err(|e| {
+            Stop::Failed(format!(
+                "cannot open spool file {}: {e}",
+                self.job.spool_file.display()
+            ))
+        })?;
+        let len = file
+            .metadata()
+            .map_err(|e| Stop::Failed(format!("cannot stat spool file: {e}")))?
+            .len();
+        if len != self.job.size {
+            return Err(Stop::Failed(format!(
+                "spool file changed: {len} bytes, expected {}",
+                self.job.size
+            )));
+        }
+        Ok(file)
+    }
+
+    /// Zero-byte files cannot use a session: simple PUT, then the mtime.
+    fn upload_empty(&mut self) -> Result<RemoteItem, Stop> {
+        self.open_spool()?;
+        let remote = Arc::clone(&self.ctx.remote);
+        loop {
+            self.ready()?;
+            match remote.upload_small(self.path(), &[], self.ctx.conflict) {
+                Ok(_) => break,
+                Err(e) => {
+                    self.on_failure(Op::Create, &e)?;
+                }
+            }
+        }
+        self.succeeded();
+        // The simple PUT cannot carry fileSystemInfo: set the mtime afterwards.
+        let item = loop {
+            self.ready()?;
+            match remote.set_mtime(self.path(), self.job.mtime) {
+                Ok(item) => break item,
+                Err(e) => {
+                    self.on_failure(Op::Lookup, &e)?;
+                }
+            }
+        };
+        self.verify(item)
+    }
+
+    /// createUploadSession, fragments, commit, verification.
+    fn upload_session(&mut self, buf: &mut [u8]) -> Result<RemoteItem, Stop> {
+        let file = self.open_spool()?;
+        let mut session = None;
+        let result = self.drive_session(&file, buf, &mut session);
+        if let (Err(Stop::Interrupted), Some(s)) = (&result, &session) {
+            // Best effort: do not leave an open session (ODB may refuse a second one).
+            if let Err(e) = self.ctx.remote.cancel_upload(s) {
+                debug!("{}: cancelling the upload session failed: {e}", self.path());
+            }
+        }
+        let item = result?;
+        self.verify(item)
+    }
+
+    fn drive_session(
+        &mut self,
+        file: &File,
+        buf: &mut [u8],
+        session: &mut Option<crate::remote::UploadSession>,
+    ) -> Result<RemoteItem, Stop> {
+        let remote = Arc::clone(&self.ctx.remote);
+        let size = self.job.size;
+        let mut expected: Vec<ByteRange> = Vec::new();
+        let mut resync = false;
+        // A PUT carrying the last byte was sent in this session.
+        let mut sent_final = false;
+        loop {
+            self.ready()?;
+            let Some(sess) = session.as_ref() else {
+                match remote.create_upload_session(
+                    self.path(),
+                    size,
+                    self.job.mtime,
+                    self.ctx.conflict,
+                ) {
+                    Ok(s) => {
+                        self.succeeded();
+                        *session = Some(s);
+                        expected = vec![ByteRange {
+                            start: 0,
+                            end: None,
+                        }];
+                        resync = false;
+                        sent_final = false;
+                        self.progress(0);
+                    }
+                    Err(e) => {
+                        self.on_failure(Op::Create, &e)?;
+                    }
+                }
+                continue;
+            };
+            if resync {
+                match remote.upload_status(sess) {
+                    Ok(ranges) => {
+                        self.succeeded();
+                        debug!("{}: server expects {ranges:?}", self.path());
+                        self.progress(ranges.first().map_or(size, |r| r.start.min(size)));
+                        expected = ranges;
+                        resync = false;
+                    }
+                    Err(e) => {
+                        if self.on_failure(Op::Status, &e)? == Decision::NewSession {
+                            *session = None;
+                            if sent_final {
+                                if let Some(item) = self.find_committed() {
+                                    return Ok(item);
+                                }
+                            }
+                        }
+                    }
+                }
+                continue;
+            }
+            let fragment = match self.ctx.plan.next_fragment(size, &expected) {
+                Ok(f) => f,
+                Err(plan_err) => {
+                    let err = RemoteError::Protocol(plan_err.to_string());
+                    self.on_failure(Op::Fragment, &err)?;
+                    resync = true;
+                    continue;
+                }
+            };
+            // len ≤ chunk_size = buf.len(), so both conversions are in range.
+            let body = &mut buf[..fragment.len as usize];
+            file.read_exact_at(body, fragment.offset).map_err(|e| {
+                Stop::Failed(if e.kind() == io::ErrorKind::UnexpectedEof {
+                    "spool file changed: shorter than its size".to_string()
+                } else {
+                    format!("cannot read spool file: {e}")
+                })
+            })?;
+            let range = format!(
+                "{}-{}/{size}",
+                fragment.offset,
+                fragment.offset + fragment.len - 1
+            );
+            sent_final |= fragment.offset + fragment.len == size;
+            match remote.upload_fragment(sess, fragment.offset, size, body) {
+                Ok(FragmentOutcome::Accepted { next_expected }) => {
+                    self.succeeded();
+                    debug!("{}: bytes {range} accepted", self.path());
+                    self.progress(next_expected.first().map_or(size, |r| r.start.min(size)));
+                    expected = next_expected;
+                }
+                Ok(FragmentOutcome::Completed(item)) => {
+                    self.succeeded();
+                    debug!("{}: bytes {range} committed", self.path());
+                    self.progress(size);
+                    return match item {
+                        Some(item) => Ok(item),
+                        None => self.lookup(),
+                    };
+                }
+                Err(e) => {
+                    debug!("{}: bytes {range} failed: {e}", self.path());
+                    match self.on_failure(Op::Fragment, &e)? {
+                        Decision::NewSession => {
+                            *session = None;
+                            if sent_final {
+                                if let Some(item) = self.find_committed() {
+                                    return Ok(item);
+                                }
+                            }
+                            self.progress(0);
+                        }
+                        _ => resync = true,
+                    }
+                }
+            }
+        }
+    }
+
+    /// The last byte was sent but its answer lost, and now the session is gone: the server may
+    /// well have committed the upload. If the item at the path has this job's size, content
+    /// hash and mtime (to the second), it is this upload: do not upload again (with conflict
+    /// `fail` a second upload would get 409, with `rename` it would make a duplicate).
+    fn find_committed(&mut self) -> Option<RemoteItem> {
+        let item = self.ctx.remote.stat(self.path()).ok().flatten()?;
+        let remote_hash = item.quick_xor_hash.as_deref()?;
+        let same_mtime = match item.mtime.duration_since(self.job.mtime) {
+            Ok(d) => d < Duration::from_secs(1),
+            Err(e) => e.duration() < Duration::from_secs(1),
+        };
+        if item.size != self.job.size || !same_mtime {
+            return None;
+        }
+        let local = (self.ctx.hasher)(&self.job.spool_file).ok()?;
+        if local != remote_hash {
+            return None;
+        }
+        debug!(
+            "{}: the lost final answer had committed the upload",
+            self.path()
+        );
+        Some(item)
+    }
+
+    /// The commit answer carried no item (ODI#1531): look it up by path.
+    fn lookup(&mut self) -> Result<RemoteItem, Stop> {
+        let remote = Arc::clone(&self.ctx.remote);
+        loop {
+            self.ready()?;
+            let err = match remote.stat(self.path()) {
+                Ok(Some(item)) => return Ok(item),
+                Ok(None) => RemoteError::NotFound("committed item not visible yet".into()),
+                Err(e) => e,
+            };
+            self.on_failure(Op::Lookup, &err)?;
+        }
+    }
+
+    /// Compare the spool file's hash with the server's; ask once more after a delay when the
+    /// server has not computed it yet, and accept with a warning if it still has none.
+    fn verify(&mut self, item: RemoteItem) -> Result<RemoteItem, Stop> {
+        let local = (self.ctx.hasher)(&self.job.spool_file)
+            .map_err(|e| Stop::Failed(format!("cannot hash spool file: {e}")))?;
+        let mut remote_hash = item.quick_xor_hash.clone();
+        if remote_hash.is_none() {
+            self.ctx
+                .clock
+                .sleep(self.ctx.hash_recheck_delay, self.interrupt);
+            match self.ctx.remote.stat(self.path()) {
+                Ok(Some(again)) => remote_hash = again.quick_xor_hash,
+                Ok(None) => {}
+                Err(e) => debug!("{}: hash re-check failed: {e}", self.path()),
+            }
+        }
+        match remote_hash {
+            Some(remote) if remote == local => Ok(RemoteItem {
+                quick_xor_hash: Some(remote),
+                ..item
+            }),
+            Some(remote) => Err(Stop::Failed(format!(
+                "hash mismatch: local {local} remote {remote}"
+            ))),
+            None => {
+                warn!(
+                    "{}: the server reported no quickXorHash; upload not verified",
+                    self.path()
+                );
+                Ok(item)
+            }
+        }
+    }
+}
