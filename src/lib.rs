@@ -8,6 +8,7 @@
 
 pub mod emulator;
 pub mod graph;
+pub mod quickxor;
 pub mod redact;
 pub mod remote;
 pub mod upload;
