@@ -171,7 +171,10 @@ mod tests {
                 }
             }
         }
-        for (o, l) in state[12..].iter_mut().zip((data.len() as u64).to_le_bytes()) {
+        for (o, l) in state[12..]
+            .iter_mut()
+            .zip((data.len() as u64).to_le_bytes())
+        {
             *o ^= l;
         }
         STANDARD.encode(state)
@@ -185,7 +188,10 @@ mod tests {
             ("0pZP", "0rDEEwAAAAAAAAAAAwAAAAAAAAA="),
             ("/aNzzCFPS/A=", "/RjFHJgRgicsAR4ACAAAAAAAAAA="),
             ("2fuxhBJXtpWFe8dOfdGeHw==", "O9tHLAghgSvYohKFyMMxnNCHaHg="),
-            ("T6LYJIfDh81JrAK309H2JMJTXis=", "zBTHrspn3mEcohlJdIUAbjGNaNg="),
+            (
+                "T6LYJIfDh81JrAK309H2JMJTXis=",
+                "zBTHrspn3mEcohlJdIUAbjGNaNg=",
+            ),
         ] {
             let input = STANDARD.decode(input_b64).unwrap();
             assert_eq!(hash(&input), want, "input {input_b64}");

@@ -96,7 +96,10 @@ mod tests {
     #[test]
     fn redact_url_cases() {
         for (input, want) in [
-            ("http://127.0.0.1:8080/up/abc?x=1", "http://127.0.0.1:8080/…"),
+            (
+                "http://127.0.0.1:8080/up/abc?x=1",
+                "http://127.0.0.1:8080/…",
+            ),
             ("https://host", "https://host"),
             ("no-scheme/path", "no-scheme/…"),
         ] {

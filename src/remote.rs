@@ -94,7 +94,10 @@ pub enum RemoteError {
     /// 403.
     Forbidden(String),
     /// 429, or 503 with Retry-After.
-    Throttled { status: u16, retry_after: Option<Duration> },
+    Throttled {
+        status: u16,
+        retry_after: Option<Duration>,
+    },
     /// 409 (e.g. `nameAlreadyExists` with conflict = fail).
     Conflict(String),
     /// 412 (if-match failed).
@@ -106,7 +109,11 @@ pub enum RemoteError {
     /// 5xx other than throttling.
     Server { status: u16, code: String },
     /// Other 4xx (400 `invalidRequest`, `fragmentLengthMismatch`, ...).
-    Client { status: u16, code: String, message: String },
+    Client {
+        status: u16,
+        code: String,
+        message: String,
+    },
     /// Connection refused/reset, timeout, body cut off.
     Transport(String),
     /// Token acquisition failed (wrong password, unknown client, ...).
@@ -121,7 +128,10 @@ impl fmt::Display for RemoteError {
             RemoteError::NotFound(m) => write!(f, "not found: {m}"),
             RemoteError::Unauthorized(m) => write!(f, "unauthorized (401): {m}"),
             RemoteError::Forbidden(m) => write!(f, "access denied (403): {m}"),
-            RemoteError::Throttled { status, retry_after } => match retry_after {
+            RemoteError::Throttled {
+                status,
+                retry_after,
+            } => match retry_after {
                 Some(d) => write!(f, "throttled ({status}), retry after {}s", d.as_secs()),
                 None => write!(f, "throttled ({status})"),
             },
@@ -130,7 +140,11 @@ impl fmt::Display for RemoteError {
             RemoteError::RangeNotSatisfiable(m) => write!(f, "range not satisfiable (416): {m}"),
             RemoteError::QuotaExceeded(m) => write!(f, "quota exceeded (507): {m}"),
             RemoteError::Server { status, code } => write!(f, "server error {status} {code}"),
-            RemoteError::Client { status, code, message } => {
+            RemoteError::Client {
+                status,
+                code,
+                message,
+            } => {
                 write!(f, "request refused ({status} {code}): {message}")
             }
             RemoteError::Transport(m) => write!(f, "connection error: {m}"),
