@@ -179,9 +179,12 @@ pub fn transport_error(err: reqwest::Error) -> RemoteError {
     }
 }
 
-/// Replace every `http://…`/`https://…` word by its redacted form and bound the length.
+/// Replace every `http://…`/`https://…` word by its redacted form, fold the text onto one
+/// line and bound its length.
 pub fn scrub(text: &str) -> String {
     let mut out = String::with_capacity(text.len().min(MAX_MESSAGE_CHARS));
+    // One line: newlines and tabs become spaces.
+    let text = text.replace(|c: char| c.is_whitespace(), " ");
     for (i, word) in text.split(' ').enumerate() {
         if i > 0 {
             out.push(' ');
@@ -346,5 +349,6 @@ mod tests {
         let long = "x".repeat(1000);
         assert!(scrub(&long).chars().count() <= MAX_MESSAGE_CHARS + 1);
         assert_eq!(scrub("(https://a.b/c?d)"), "(https://a.b/…");
+        assert_eq!(scrub("a\r\nb\tc"), "a  b c");
     }
 }

@@ -48,6 +48,9 @@ pub struct GraphConfig {
     pub timeout: Duration,
 }
 
+/// Metadata request timeout used when `GraphConfig::timeout` is zero.
+const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// Transport settings that rarely need changing; kept out of [`GraphConfig`] so the mount
 /// configuration stays small. `Default` is what `GraphRemote::connect` uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,9 +73,15 @@ impl Default for Tuning {
 
 impl Tuning {
     fn timeouts(&self, cfg: &GraphConfig) -> http::Timeouts {
+        // A zero timeout would fail every request at once: treat it as "unset".
+        let request = if cfg.timeout.is_zero() {
+            DEFAULT_REQUEST_TIMEOUT
+        } else {
+            cfg.timeout
+        };
         http::Timeouts {
-            request: cfg.timeout,
-            transfer: self.transfer_timeout.max(cfg.timeout),
+            request,
+            transfer: self.transfer_timeout.max(request),
             connect: self.connect_timeout,
         }
     }

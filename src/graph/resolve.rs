@@ -27,14 +27,14 @@ pub struct ConnectError {
 impl ConnectError {
     pub fn new(message: impl Into<String>) -> ConnectError {
         ConnectError {
-            message: message.into(),
+            message: one_line(message.into()),
             cause: None,
         }
     }
 
     fn with_cause(message: impl Into<String>, cause: RemoteError) -> ConnectError {
         ConnectError {
-            message: message.into(),
+            message: one_line(message.into()),
             cause: Some(cause),
         }
     }
@@ -64,6 +64,14 @@ impl fmt::Display for ConnectError {
 }
 
 impl std::error::Error for ConnectError {}
+
+fn one_line(s: String) -> String {
+    if s.contains(['\r', '\n']) {
+        s.split_whitespace().collect::<Vec<_>>().join(" ")
+    } else {
+        s
+    }
+}
 
 /// Where the mount lives.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -325,5 +333,6 @@ mod tests {
         assert!(e.is_transient());
         assert!(!e.to_string().contains('\n'));
         assert!(!ConnectError::new("folder not found").is_transient());
+        assert_eq!(ConnectError::new("a\r\n  b").to_string(), "a b");
     }
 }

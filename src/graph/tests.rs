@@ -430,7 +430,7 @@ fn stat_404_is_none_and_throttling_carries_retry_after() {
         if r.path().ends_with("/token") {
             return token_reply(&t);
         }
-        if r.path().ends_with("missing:") {
+        if r.path().ends_with("missing:") || r.path().contains("%C3%9C") {
             return reply(404, r#"{"error":{"code":"itemNotFound","message":"gone"}}"#);
         }
         let mut rep = reply(429, r#"{"error":{"code":"activityLimitReached"}}"#);
@@ -439,6 +439,9 @@ fn stat_404_is_none_and_throttling_carries_retry_after() {
     });
     let remote = server.remote();
     assert_eq!(remote.stat("missing").unwrap(), None);
+    assert_eq!(remote.stat("日本/Übersicht €.pdf").unwrap(), None);
+    assert!(server.requests().iter().any(|r| r.target
+        == "/v1.0/drives/d!1/root:/Up%20loads/%E6%97%A5%E6%9C%AC/%C3%9Cbersicht%20%E2%82%AC.pdf:"));
     assert_eq!(
         remote.stat("busy").unwrap_err(),
         RemoteError::Throttled {
@@ -761,4 +764,31 @@ fn connection_refused_is_transport_without_url() {
     assert!(matches!(err, RemoteError::Transport(_)), "{err:?}");
     assert!(!format!("{err} {err:?}").contains("SECRET"), "{err:?}");
     assert!(!format!("{err}").contains("/up/x"), "{err:?}");
+}
+
+#[test]
+fn concurrent_401s_cause_a_single_refresh() {
+    let tokens = Arc::new(AtomicUsize::new(0));
+    let t = tokens.clone();
+    let server = Server::start(move |r| {
+        if r.path().ends_with("/token") {
+            thread::sleep(Duration::from_millis(20));
+            return token_reply(&t);
+        }
+        match r.header("authorization") {
+            Some("Bearer tok1") => reply(401, r#"{"error":{"code":"InvalidAuthenticationToken"}}"#),
+            _ => reply(200, ITEM),
+        }
+    });
+    let remote = Arc::new(server.remote());
+    let workers: Vec<_> = (0..8)
+        .map(|_| {
+            let remote = remote.clone();
+            thread::spawn(move || remote.stat("a").map(|i| i.is_some()))
+        })
+        .collect();
+    for w in workers {
+        assert_eq!(w.join().unwrap(), Ok(true));
+    }
+    assert_eq!(tokens.load(Ordering::SeqCst), 2);
 }
