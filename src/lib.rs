@@ -13,6 +13,7 @@ pub mod fs;
 pub mod fuse;
 pub mod graph;
 pub mod mount;
+pub mod quickxor;
 pub mod redact;
 pub mod remote;
 pub mod spool;

@@ -1,11 +1,31 @@
 //! Microsoft Graph client: authentication, site/library/folder resolution, and the `Remote`
 //! implementation over drive items and upload sessions.
 //!
-//! PLACEHOLDER API: filled in by the Graph client work.
+//! Files: `auth` (tokens), `http` (the reqwest transport and logging), `api` (bearer token
+//! and 401-retry for Graph calls), `error` (error bodies → `RemoteError`), `paths` (segment
+//! encoding and URL building), `wire` (JSON shapes), `resolve` (site → library → folder at
+//! connect time), `client` (`GraphRemote`, the `Remote` impl). Secrets never leave `Secret`/
+//! `SecretUrl` except into the one request that needs them; no lock is held across a Graph
+//! call.
+
+mod api;
+mod auth;
+mod client;
+mod error;
+mod http;
+mod paths;
+mod resolve;
+#[cfg(test)]
+mod tests;
+mod wire;
 
 use std::time::Duration;
 
 use crate::redact::Secret;
+
+pub use client::GraphRemote;
+pub use resolve::ConnectError;
+pub use wire::parse_ranges;
 
 /// Connection settings, from the mount configuration.
 #[derive(Debug, Clone)]
@@ -28,94 +48,41 @@ pub struct GraphConfig {
     pub timeout: Duration,
 }
 
-/// PLACEHOLDER until the Graph client lands.
-pub struct GraphRemote;
+/// Metadata request timeout used when `GraphConfig::timeout` is zero.
+const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// PLACEHOLDER until the Graph client lands.
-#[derive(Debug)]
-pub struct ConnectError(pub String);
+/// Transport settings that rarely need changing; kept out of [`GraphConfig`] so the mount
+/// configuration stays small. `Default` is what `GraphRemote::connect` uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tuning {
+    /// Whole-request timeout of data transfers: fragment PUTs, simple uploads, downloads.
+    /// A 60 MiB fragment at 1 Mbit/s takes 8 minutes.
+    pub transfer_timeout: Duration,
+    /// TCP + TLS connect timeout.
+    pub connect_timeout: Duration,
+}
 
-impl std::fmt::Display for ConnectError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
+impl Default for Tuning {
+    fn default() -> Self {
+        Tuning {
+            transfer_timeout: Duration::from_secs(10 * 60),
+            connect_timeout: Duration::from_secs(15),
+        }
     }
 }
 
-impl GraphRemote {
-    pub fn connect(_cfg: GraphConfig) -> Result<GraphRemote, ConnectError> {
-        Err(ConnectError("Graph client not built yet".into()))
-    }
-}
-
-impl crate::remote::Remote for GraphRemote {
-    fn stat(
-        &self,
-        _: &str,
-    ) -> Result<Option<crate::remote::RemoteItem>, crate::remote::RemoteError> {
-        Ok(None)
-    }
-    fn list(&self, _: &str) -> Result<Vec<crate::remote::RemoteItem>, crate::remote::RemoteError> {
-        Ok(vec![])
-    }
-    fn mkdir(&self, p: &str) -> Result<crate::remote::RemoteItem, crate::remote::RemoteError> {
-        Err(crate::remote::RemoteError::NotFound(p.into()))
-    }
-    fn create_upload_session(
-        &self,
-        p: &str,
-        _: u64,
-        _: std::time::SystemTime,
-        _: crate::remote::Conflict,
-    ) -> Result<crate::remote::UploadSession, crate::remote::RemoteError> {
-        Err(crate::remote::RemoteError::NotFound(p.into()))
-    }
-    fn upload_fragment(
-        &self,
-        _: &crate::remote::UploadSession,
-        _: u64,
-        _: u64,
-        _: &[u8],
-    ) -> Result<crate::remote::FragmentOutcome, crate::remote::RemoteError> {
-        Err(crate::remote::RemoteError::NotFound(String::new()))
-    }
-    fn upload_status(
-        &self,
-        _: &crate::remote::UploadSession,
-    ) -> Result<Vec<crate::remote::ByteRange>, crate::remote::RemoteError> {
-        Ok(vec![])
-    }
-    fn cancel_upload(
-        &self,
-        _: &crate::remote::UploadSession,
-    ) -> Result<(), crate::remote::RemoteError> {
-        Ok(())
-    }
-    fn upload_small(
-        &self,
-        p: &str,
-        _: &[u8],
-        _: crate::remote::Conflict,
-    ) -> Result<crate::remote::RemoteItem, crate::remote::RemoteError> {
-        Err(crate::remote::RemoteError::NotFound(p.into()))
-    }
-    fn delete(&self, _: &str) -> Result<(), crate::remote::RemoteError> {
-        Ok(())
-    }
-    fn rename(
-        &self,
-        p: &str,
-        _: &str,
-    ) -> Result<crate::remote::RemoteItem, crate::remote::RemoteError> {
-        Err(crate::remote::RemoteError::NotFound(p.into()))
-    }
-    fn set_mtime(
-        &self,
-        p: &str,
-        _: std::time::SystemTime,
-    ) -> Result<crate::remote::RemoteItem, crate::remote::RemoteError> {
-        Err(crate::remote::RemoteError::NotFound(p.into()))
-    }
-    fn read_range(&self, _: &str, _: u64, _: u64) -> Result<Vec<u8>, crate::remote::RemoteError> {
-        Ok(vec![])
+impl Tuning {
+    fn timeouts(&self, cfg: &GraphConfig) -> http::Timeouts {
+        // A zero timeout would fail every request at once: treat it as "unset".
+        let request = if cfg.timeout.is_zero() {
+            DEFAULT_REQUEST_TIMEOUT
+        } else {
+            cfg.timeout
+        };
+        http::Timeouts {
+            request,
+            transfer: self.transfer_timeout.max(request),
+            connect: self.connect_timeout,
+        }
     }
 }

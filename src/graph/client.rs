@@ -1,0 +1,511 @@
+//! `GraphRemote`: the [`Remote`] implementation over Microsoft Graph drive items and upload
+//! sessions, rooted at the mount folder found at connect time.
+//!
+//! Invariants: every path is relative to the mount folder and reaches a URL segment by
+//! segment (`paths`); Graph API calls carry the bearer token (via `api`), while upload URLs
+//! and pre-authenticated download URLs are called through the bare transport with no
+//! Authorization header — they carry their own credentials, and SharePoint answers 401 to a
+//! bearer token on an upload URL (reference §2). Upload URLs appear in logs and errors only
+//! redacted. Rename, delete and set_mtime address items by id (resolved with a stat) as in
+//! reference §6; everything else addresses by path.
+
+use std::io::{self, Read};
+use std::time::SystemTime;
+
+use reqwest::blocking::Response;
+use reqwest::header::{CONTENT_RANGE, CONTENT_TYPE, LOCATION, RANGE};
+use reqwest::Method;
+use serde_json::Value;
+
+use super::api::GraphApi;
+use super::auth::TokenProvider;
+use super::http::{error_from_response, read_json, Http};
+use super::paths::{drive_item_id_url, drive_item_url, split_rel};
+use super::resolve::{resolve, sign_in, ConnectError};
+use super::wire::{
+    format_time, parse_ranges, parse_time, ChildrenPage, CreateSessionBody, CreateSessionItem,
+    DriveItem, EmptyObject, FileSystemInfoOut, MoveBody, NewFolder, ParentRef, SetMtimeBody,
+    UploadSessionWire,
+};
+use super::{GraphConfig, Tuning};
+use crate::redact::SecretUrl;
+use crate::remote::{
+    ByteRange, Conflict, FragmentOutcome, Remote, RemoteError, RemoteItem, UploadSession,
+};
+
+/// Fields requested when listing a folder.
+const LIST_SELECT: &str = "id,name,size,eTag,file,folder,fileSystemInfo,lastModifiedDateTime";
+/// Page size when listing (the Graph maximum).
+const LIST_PAGE: u32 = 1000;
+/// Bound on `@odata.nextLink` pages, against a server that never stops paging.
+const MAX_LIST_PAGES: usize = 100_000;
+
+/// The Microsoft Graph remote, rooted at the configured folder.
+pub struct GraphRemote {
+    api: GraphApi,
+    drive_id: String,
+    drive_name: String,
+    /// Decoded segments of the mount folder inside the drive.
+    folder: Vec<String>,
+}
+
+impl std::fmt::Debug for GraphRemote {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GraphRemote")
+            .field("graph_url", &self.api.base)
+            .field("drive_id", &self.drive_id)
+            .field("drive_name", &self.drive_name)
+            .field("folder", &self.folder)
+            .finish()
+    }
+}
+
+fn usage(op: &str, message: &str) -> RemoteError {
+    RemoteError::Client {
+        status: 400,
+        code: "invalidRequest".into(),
+        message: format!("{op}: {message}"),
+    }
+}
+
+/// `(parent segments, name)` of a non-root path.
+fn split_parent<'a>(segs: &[&'a str], op: &str) -> Result<(Vec<&'a str>, &'a str), RemoteError> {
+    match segs.split_last() {
+        Some((name, parent)) => Ok((parent.to_vec(), name)),
+        None => Err(usage(op, "not allowed on the mount root")),
+    }
+}
+
+/// A driveItem body, or `None` when the body is session-shaped (no `id`, ODI#1531).
+fn item_or_session_shaped(
+    resp: Response,
+    context: &str,
+) -> Result<Option<RemoteItem>, RemoteError> {
+    let v: Value = read_json(resp, context)?;
+    if v.get("id").and_then(Value::as_str).is_none() {
+        return Ok(None);
+    }
+    let item: DriveItem = serde_json::from_value(v)
+        .map_err(|_| RemoteError::Protocol(format!("{context}: malformed driveItem")))?;
+    Ok(Some(item.into_remote_item()))
+}
+
+/// Read `len` bytes after skipping `skip`, from a body; I/O errors are reported by kind only
+/// (their text may carry the URL).
+fn read_body_range(resp: Response, skip: u64, len: u64) -> Result<Vec<u8>, RemoteError> {
+    let mut body = resp;
+    let io_err =
+        |e: io::Error| RemoteError::Transport(format!("download interrupted ({})", e.kind()));
+    if skip > 0 {
+        io::copy(&mut (&mut body).take(skip), &mut io::sink()).map_err(io_err)?;
+    }
+    let mut out = Vec::with_capacity(len.min(16 << 20) as usize);
+    body.take(len).read_to_end(&mut out).map_err(io_err)?;
+    Ok(out)
+}
+
+impl GraphRemote {
+    /// Sign in, resolve site → library → folder, and check the folder exists.
+    pub fn connect(cfg: GraphConfig) -> Result<GraphRemote, ConnectError> {
+        Self::connect_with(cfg, Tuning::default())
+    }
+
+    /// [`connect`](Self::connect) with explicit transport tuning.
+    pub fn connect_with(cfg: GraphConfig, tuning: Tuning) -> Result<GraphRemote, ConnectError> {
+        let api = Self::api(&cfg, tuning)?;
+        sign_in(&api, &cfg)?;
+        let r = resolve(&api, &cfg)?;
+        log::info!(
+            "mounted library {} folder /{} (drive {})",
+            r.drive_name,
+            r.folder.join("/"),
+            r.drive_id
+        );
+        Ok(GraphRemote {
+            api,
+            drive_id: r.drive_id,
+            drive_name: r.drive_name,
+            folder: r.folder,
+        })
+    }
+
+    fn api(cfg: &GraphConfig, tuning: Tuning) -> Result<GraphApi, ConnectError> {
+        let http = Http::new(tuning.timeouts(cfg))
+            .map_err(|e| ConnectError::new(format!("cannot set up HTTPS: {e}")))?;
+        let auth = TokenProvider::new(cfg, http.clone()).map_err(ConnectError::new)?;
+        GraphApi::new(http, auth, &cfg.graph_url).map_err(ConnectError::new)
+    }
+
+    /// A remote for a known drive and folder, without network I/O (tests, reconnects).
+    #[cfg(test)]
+    pub(crate) fn from_parts(
+        cfg: &GraphConfig,
+        tuning: Tuning,
+        drive_id: &str,
+        folder: &[&str],
+    ) -> Result<GraphRemote, ConnectError> {
+        Ok(GraphRemote {
+            api: Self::api(cfg, tuning)?,
+            drive_id: drive_id.into(),
+            drive_name: "Documents".into(),
+            folder: folder.iter().map(|s| s.to_string()).collect(),
+        })
+    }
+
+    pub fn drive_id(&self) -> &str {
+        &self.drive_id
+    }
+
+    pub fn drive_name(&self) -> &str {
+        &self.drive_name
+    }
+
+    /// The mount folder inside the library, `/`-separated, `""` for the library root.
+    pub fn folder_path(&self) -> String {
+        self.folder.join("/")
+    }
+
+    /// URL of the item at mount-relative segments (see `paths::drive_item_url`).
+    fn item_url(&self, rel: &[&str]) -> String {
+        let all: Vec<&str> = self
+            .folder
+            .iter()
+            .map(String::as_str)
+            .chain(rel.iter().copied())
+            .collect();
+        drive_item_url(&self.api.base, &self.drive_id, &all)
+    }
+
+    fn stat_segments(
+        &self,
+        segs: &[&str],
+        context: &str,
+    ) -> Result<Option<RemoteItem>, RemoteError> {
+        match self
+            .api
+            .get_json::<DriveItem>(&self.item_url(segs), context)
+        {
+            Ok(item) => Ok(Some(item.into_remote_item())),
+            Err(RemoteError::NotFound(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn require(&self, path: &str, op: &str) -> Result<RemoteItem, RemoteError> {
+        let segs = split_rel(path)?;
+        self.stat_segments(&segs, &format!("{op} {path}"))?
+            .ok_or_else(|| RemoteError::NotFound(format!("{op} {path}")))
+    }
+
+    /// PATCH an item by id and return the updated item.
+    fn patch_item<B: serde::Serialize>(
+        &self,
+        id: &str,
+        query: &str,
+        body: &B,
+        context: &str,
+    ) -> Result<RemoteItem, RemoteError> {
+        let url = format!(
+            "{}{query}",
+            drive_item_id_url(&self.api.base, &self.drive_id, id)
+        );
+        let resp = self
+            .api
+            .send_ok(Method::PATCH, &url, |r| r.json(body), context)?;
+        let item: DriveItem = read_json(resp, context)?;
+        Ok(item.into_remote_item())
+    }
+
+    /// GET a download URL (from a 302) without Authorization.
+    fn follow_download(
+        &self,
+        location: &str,
+        base: &str,
+        range: &str,
+    ) -> Result<Response, RemoteError> {
+        let target = url::Url::parse(base)
+            .and_then(|b| b.join(location))
+            .map_err(|_| RemoteError::Protocol("download redirect to an invalid URL".into()))?;
+        let target = SecretUrl::new(target.as_str());
+        let req = self
+            .api
+            .http
+            .request(Method::GET, target.expose())
+            .header(RANGE, range)
+            .timeout(self.api.http.timeouts.transfer);
+        self.api.http.send(req, &target.redacted())
+    }
+}
+
+impl Remote for GraphRemote {
+    fn stat(&self, path: &str) -> Result<Option<RemoteItem>, RemoteError> {
+        let segs = split_rel(path)?;
+        self.stat_segments(&segs, &format!("stat {path}"))
+    }
+
+    fn list(&self, path: &str) -> Result<Vec<RemoteItem>, RemoteError> {
+        let segs = split_rel(path)?;
+        let context = format!("list {path}");
+        let mut url = format!(
+            "{}/children?$top={LIST_PAGE}&$select={LIST_SELECT}",
+            self.item_url(&segs)
+        );
+        let mut items = Vec::new();
+        for _ in 0..MAX_LIST_PAGES {
+            let page: ChildrenPage = self.api.get_json(&url, &context)?;
+            items.extend(page.value.into_iter().map(DriveItem::into_remote_item));
+            match page.next_link {
+                Some(next) if next != url => url = next,
+                Some(_) => {
+                    return Err(RemoteError::Protocol(format!(
+                        "{context}: @odata.nextLink points to the same page"
+                    )))
+                }
+                None => return Ok(items),
+            }
+        }
+        Err(RemoteError::Protocol(format!("{context}: too many pages")))
+    }
+
+    fn mkdir(&self, path: &str) -> Result<RemoteItem, RemoteError> {
+        let segs = split_rel(path)?;
+        let context = format!("mkdir {path}");
+        let Some((parent, name)) = segs.split_last().map(|(n, p)| (p, *n)) else {
+            return self.require("", "mkdir");
+        };
+        let url = format!("{}/children", self.item_url(parent));
+        let body = NewFolder {
+            name,
+            folder: EmptyObject {},
+            conflict: Conflict::Fail,
+        };
+        let resp = self
+            .api
+            .send(Method::POST, &url, |r| r.json(&body), &context)?;
+        match resp.status().as_u16() {
+            200 | 201 => {
+                let item: DriveItem = read_json(resp, &context)?;
+                Ok(item.into_remote_item())
+            }
+            409 => {
+                let conflict = error_from_response(resp, &context);
+                match self.stat_segments(&segs, &context)? {
+                    Some(existing) if existing.is_folder => Ok(existing),
+                    _ => Err(conflict),
+                }
+            }
+            _ => Err(error_from_response(resp, &context)),
+        }
+    }
+
+    fn create_upload_session(
+        &self,
+        path: &str,
+        _size: u64,
+        mtime: SystemTime,
+        conflict: Conflict,
+    ) -> Result<UploadSession, RemoteError> {
+        let segs = split_rel(path)?;
+        let (_, name) = split_parent(&segs, "createUploadSession")?;
+        let context = format!("createUploadSession {path}");
+        let body = CreateSessionBody {
+            item: CreateSessionItem {
+                conflict,
+                name,
+                file_system_info: FileSystemInfoOut {
+                    last_modified: format_time(mtime)?,
+                },
+            },
+        };
+        let url = format!("{}/createUploadSession", self.item_url(&segs));
+        let resp = self
+            .api
+            .send_ok(Method::POST, &url, |r| r.json(&body), &context)?;
+        let wire: UploadSessionWire = read_json(resp, &context)?;
+        let url = wire.upload_url.filter(|u| !u.is_empty()).ok_or_else(|| {
+            RemoteError::Protocol(format!("{context}: response has no uploadUrl"))
+        })?;
+        Ok(UploadSession {
+            url: SecretUrl::new(url),
+            expires: wire.expiration.as_deref().and_then(parse_time),
+        })
+    }
+
+    fn upload_fragment(
+        &self,
+        session: &UploadSession,
+        offset: u64,
+        total: u64,
+        body: &[u8],
+    ) -> Result<FragmentOutcome, RemoteError> {
+        let len = body.len() as u64;
+        let end = match offset.checked_add(len) {
+            Some(after) if len > 0 && after <= total => after - 1,
+            _ => {
+                return Err(usage(
+                    "upload fragment",
+                    &format!("bytes {offset}+{len} do not fit a non-empty fragment of {total}"),
+                ))
+            }
+        };
+        let context = "upload session";
+        let req = self
+            .api
+            .http
+            .request(Method::PUT, session.url.expose())
+            .header(CONTENT_RANGE, format!("bytes {offset}-{end}/{total}"))
+            .timeout(self.api.http.timeouts.transfer)
+            .body(body.to_vec());
+        let resp = self.api.http.send(req, &session.url.redacted())?;
+        match resp.status().as_u16() {
+            202 => {
+                let wire: UploadSessionWire = read_json(resp, context)?;
+                let ranges = wire.next_expected_ranges.unwrap_or_default();
+                Ok(FragmentOutcome::Accepted {
+                    next_expected: parse_ranges(&ranges)?,
+                })
+            }
+            200 | 201 => Ok(FragmentOutcome::Completed(item_or_session_shaped(
+                resp, context,
+            )?)),
+            _ => Err(error_from_response(resp, context)),
+        }
+    }
+
+    fn upload_status(&self, session: &UploadSession) -> Result<Vec<ByteRange>, RemoteError> {
+        let context = "upload session status";
+        let req = self.api.http.request(Method::GET, session.url.expose());
+        let resp = self.api.http.send(req, &session.url.redacted())?;
+        if !resp.status().is_success() {
+            return Err(error_from_response(resp, context));
+        }
+        let wire: UploadSessionWire = read_json(resp, context)?;
+        parse_ranges(&wire.next_expected_ranges.unwrap_or_default())
+    }
+
+    fn cancel_upload(&self, session: &UploadSession) -> Result<(), RemoteError> {
+        let req = self.api.http.request(Method::DELETE, session.url.expose());
+        let resp = self.api.http.send(req, &session.url.redacted())?;
+        match resp.status().as_u16() {
+            200..=299 | 404 => Ok(()),
+            _ => Err(error_from_response(resp, "cancel upload session")),
+        }
+    }
+
+    fn upload_small(
+        &self,
+        path: &str,
+        body: &[u8],
+        conflict: Conflict,
+    ) -> Result<RemoteItem, RemoteError> {
+        let segs = split_rel(path)?;
+        split_parent(&segs, "upload")?;
+        let context = format!("upload {path}");
+        let url = format!(
+            "{}/content?@microsoft.graph.conflictBehavior={}",
+            self.item_url(&segs),
+            conflict.as_str()
+        );
+        let timeout = self.api.http.timeouts.transfer;
+        let resp = self.api.send_ok(
+            Method::PUT,
+            &url,
+            |r| {
+                r.header(CONTENT_TYPE, "application/octet-stream")
+                    .timeout(timeout)
+                    .body(body.to_vec())
+            },
+            &context,
+        )?;
+        let item: DriveItem = read_json(resp, &context)?;
+        Ok(item.into_remote_item())
+    }
+
+    fn delete(&self, path: &str) -> Result<(), RemoteError> {
+        let segs = split_rel(path)?;
+        split_parent(&segs, "delete")?;
+        let context = format!("delete {path}");
+        let Some(item) = self.stat_segments(&segs, &context)? else {
+            return Ok(());
+        };
+        let url = drive_item_id_url(&self.api.base, &self.drive_id, &item.id);
+        let resp = self.api.send(Method::DELETE, &url, |r| r, &context)?;
+        match resp.status().as_u16() {
+            200..=299 | 404 => Ok(()),
+            _ => Err(error_from_response(resp, &context)),
+        }
+    }
+
+    fn rename(&self, from: &str, to: &str) -> Result<RemoteItem, RemoteError> {
+        let from_segs = split_rel(from)?;
+        split_parent(&from_segs, "rename")?;
+        let to_segs = split_rel(to)?;
+        let (to_parent, to_name) = split_parent(&to_segs, "rename")?;
+        let context = format!("rename {from} -> {to}");
+        let item = self
+            .stat_segments(&from_segs, &context)?
+            .ok_or_else(|| RemoteError::NotFound(format!("{context}: source")))?;
+        let parent = self
+            .stat_segments(&to_parent, &context)?
+            .ok_or_else(|| RemoteError::NotFound(format!("{context}: target folder")))?;
+        if !parent.is_folder {
+            return Err(usage(&context, "the target's parent is not a folder"));
+        }
+        let body = MoveBody {
+            name: to_name,
+            parent_reference: ParentRef { id: &parent.id },
+        };
+        self.patch_item(
+            &item.id,
+            "?@microsoft.graph.conflictBehavior=fail",
+            &body,
+            &context,
+        )
+    }
+
+    fn set_mtime(&self, path: &str, mtime: SystemTime) -> Result<RemoteItem, RemoteError> {
+        let context = format!("set mtime {path}");
+        let item = self.require(path, "set mtime")?;
+        let body = SetMtimeBody {
+            file_system_info: FileSystemInfoOut {
+                last_modified: format_time(mtime)?,
+            },
+        };
+        self.patch_item(&item.id, "", &body, &context)
+    }
+
+    fn read_range(&self, path: &str, offset: u64, len: u64) -> Result<Vec<u8>, RemoteError> {
+        let segs = split_rel(path)?;
+        if len == 0 {
+            return Ok(Vec::new());
+        }
+        let context = format!("read {path}");
+        let range = format!("bytes={offset}-{}", offset.saturating_add(len - 1));
+        let url = format!("{}/content", self.item_url(&segs));
+        let timeout = self.api.http.timeouts.transfer;
+        let mut resp = self.api.send(
+            Method::GET,
+            &url,
+            |r| r.header(RANGE, &range).timeout(timeout),
+            &context,
+        )?;
+        if resp.status().is_redirection() {
+            let location = resp
+                .headers()
+                .get(LOCATION)
+                .and_then(|v| v.to_str().ok())
+                .ok_or_else(|| {
+                    RemoteError::Protocol(format!("{context}: redirect without Location"))
+                })?
+                .to_string();
+            resp = self.follow_download(&location, &url, &range)?;
+        }
+        match resp.status().as_u16() {
+            206 => read_body_range(resp, 0, len),
+            // The server ignored Range: skip to the offset ourselves.
+            200 => read_body_range(resp, offset, len),
+            416 => Ok(Vec::new()),
+            _ => Err(error_from_response(resp, &context)),
+        }
+    }
+}

@@ -1,0 +1,118 @@
+//! The HTTP transport: one blocking reqwest `Client` shared by token, Graph and upload-URL
+//! requests, request logging, and turning failed responses into [`RemoteError`]s.
+//!
+//! Invariants: the client has no default headers (Authorization is added per Graph request by
+//! `api.rs`, never here) and follows no redirects, so a bearer token can never be replayed to
+//! another URL; the one redirect we expect (download `…/content` → 302) is followed by hand,
+//! without the token. Logs show method, a caller-chosen loggable URL (upload URLs redacted),
+//! status and duration — never headers or bodies.
+
+use std::io::Read;
+use std::time::{Duration, Instant, SystemTime};
+
+use reqwest::blocking::{Client, RequestBuilder, Response};
+use reqwest::header::RETRY_AFTER;
+use reqwest::redirect;
+use serde::de::DeserializeOwned;
+
+use super::error::{classify, parse_error_body, parse_retry_after, scrub, transport_error};
+use crate::remote::RemoteError;
+
+/// Error bodies are read up to this size.
+const MAX_ERROR_BODY: u64 = 64 * 1024;
+
+/// Timeouts of the transport.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// Whole-request timeout of metadata calls.
+    pub request: Duration,
+    /// Whole-request timeout of data transfers (fragment PUTs, downloads, simple uploads).
+    pub transfer: Duration,
+    /// TCP + TLS connect timeout.
+    pub connect: Duration,
+}
+
+#[derive(Clone)]
+pub struct Http {
+    client: Client,
+    pub timeouts: Timeouts,
+}
+
+impl Http {
+    pub fn new(timeouts: Timeouts) -> Result<Http, RemoteError> {
+        let client = Client::builder()
+            .timeout(timeouts.request)
+            .connect_timeout(timeouts.connect)
+            .redirect(redirect::Policy::none())
+            .user_agent(concat!(
+                "ISV|ShareUplift|ShareUplift/",
+                env!("CARGO_PKG_VERSION")
+            ))
+            .build()
+            .map_err(transport_error)?;
+        Ok(Http { client, timeouts })
+    }
+
+    pub fn request(&self, method: reqwest::Method, url: &str) -> RequestBuilder {
+        self.client.request(method, url)
+    }
+
+    /// Send and log. `log_url` is what may appear in logs for this request.
+    pub fn send(&self, req: RequestBuilder, log_url: &str) -> Result<Response, RemoteError> {
+        let started = Instant::now();
+        let (client, built) = req.build_split();
+        let request = built.map_err(transport_error)?;
+        let method = request.method().clone();
+        let result = client.execute(request);
+        let ms = started.elapsed().as_millis();
+        match result {
+            Ok(resp) => {
+                log::debug!(
+                    "{method} {log_url} -> {} in {ms} ms",
+                    resp.status().as_u16()
+                );
+                Ok(resp)
+            }
+            Err(e) => {
+                let err = transport_error(e);
+                log::debug!("{method} {log_url} -> failed in {ms} ms: {err}");
+                Err(err)
+            }
+        }
+    }
+}
+
+/// Read a failed response's body and headers into a classified error.
+pub fn error_from_response(resp: Response, context: &str) -> RemoteError {
+    let status = resp.status().as_u16();
+    let retry_after = resp
+        .headers()
+        .get(RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| parse_retry_after(v, SystemTime::now()));
+    let body = read_body_limited(resp, MAX_ERROR_BODY);
+    classify(
+        status,
+        retry_after,
+        parse_error_body(&body).as_ref(),
+        context,
+    )
+}
+
+/// Up to `limit` bytes of the body as text; empty on read errors (we are already failing).
+pub fn read_body_limited(resp: Response, limit: u64) -> String {
+    let mut buf = Vec::new();
+    let _ = resp.take(limit).read_to_end(&mut buf);
+    String::from_utf8_lossy(&buf).into_owned()
+}
+
+/// Parse a success body as JSON.
+pub fn read_json<T: DeserializeOwned>(resp: Response, context: &str) -> Result<T, RemoteError> {
+    let bytes = resp.bytes().map_err(transport_error)?;
+    serde_json::from_slice(&bytes).map_err(|e| {
+        RemoteError::Protocol(format!(
+            "{context}: unexpected JSON: {}",
+            scrub(&e.to_string())
+        ))
+    })
+}
