@@ -80,13 +80,12 @@ pub fn run(cfg: MountConfig, mountpoint: &Path) -> Result<(), MountError> {
         Arc::new(GraphRemote::connect(graph_config(&cfg)).map_err(|e| MountError(e.to_string()))?);
     info!("connected to {} ({})", cfg.site_url, cfg.folder_url);
 
-    let qcfg = QueueConfig {
-        workers: cfg.workers,
-        chunk_size: cfg.chunk_size,
-        conflict: cfg.conflict,
-        max_attempts: cfg.max_attempts,
-        retention: cfg.status_retention,
-    };
+    let mut qcfg = QueueConfig::new(Arc::new(|p: &Path| crate::quickxor::quickxor_file(p)));
+    qcfg.workers = cfg.workers;
+    qcfg.chunk_size = cfg.chunk_size;
+    qcfg.conflict = cfg.conflict;
+    qcfg.max_attempts = cfg.max_attempts;
+    qcfg.retention = cfg.status_retention;
     let queue_remote = remote.clone();
     let fs = Arc::new(Fs::new(
         remote,

@@ -10,11 +10,13 @@
 //!
 //! Attempts: a job's `attempts` is the number of tries it has started. It becomes 1 when a
 //! worker picks the job up; every failed request (createUploadSession, fragment PUT, status
-//! GET, the item lookup after commit) that is going to be retried adds one. When a retriable
-//! failure happens while `attempts == max_attempts`, the job fails with that failure's reason.
-//! A 429/503 counts like any other failed request (so a permanently throttled job ends);
-//! a worker that merely waits at the shared throttle gate because another worker was throttled
-//! spends no attempt. Successful fragments do not reset the count, but the bytes the server
+//! GET, the item lookup after commit) that is going to be retried adds one. The give-up bound
+//! counts failures *without progress*: when a retriable failure happens after `max_attempts`
+//! failed requests in a row during which the server acknowledged no new byte, the job fails
+//! with that failure's reason. So a long upload over a flaky link that keeps advancing goes
+//! on, while one that is stuck (a permanent 5xx, endless throttling) ends in bounded time.
+//! A 429/503 counts like any other failed request; a worker that merely waits at the shared
+//! throttle gate because another worker was throttled spends no attempt. Bytes the server
 //! acknowledged are kept: a retry never re-sends them. Permanent errors fail at once, whatever
 //! the count.
 //!

@@ -101,6 +101,9 @@ impl Uploader {
             interrupt,
             attempts: 1,
             failures_in_row: 0,
+            parents_created: false,
+            stalled: 0,
+            best_acked: 0,
             rng: &mut self.rng,
         };
         let result = if job.size == 0 {
@@ -148,6 +151,12 @@ struct Drive<'a> {
     attempts: u32,
     /// Failures since the last request that got through: the backoff exponent.
     failures_in_row: u32,
+    /// Missing parent folders were created once already for this run.
+    parents_created: bool,
+    /// Failed requests since the server last acknowledged new bytes: the give-up counter.
+    stalled: u32,
+    /// Most bytes the server has acknowledged in this run.
+    best_acked: u64,
     rng: &'a mut StdRng,
 }
 
@@ -178,12 +187,13 @@ impl Drive<'_> {
         if decision == Decision::Fail {
             return Err(Stop::Failed(reason));
         }
-        if self.attempts >= self.ctx.policy.max_attempts {
+        if self.stalled >= self.ctx.policy.max_attempts {
             return Err(Stop::Failed(format!(
-                "{reason} (gave up after {} attempts)",
-                self.attempts
+                "{reason} (gave up after {} attempts without progress)",
+                self.stalled
             )));
         }
+        self.stalled += 1;
         self.attempts += 1;
         self.failures_in_row += 1;
         self.ctx.registry.retrying(self.id, self.attempts, &reason);
@@ -209,7 +219,11 @@ impl Drive<'_> {
         Ok(decision)
     }
 
-    fn progress(&self, uploaded: u64) {
+    fn progress(&mut self, uploaded: u64) {
+        if uploaded > self.best_acked {
+            self.best_acked = uploaded;
+            self.stalled = 0;
+        }
         self.ctx
             .registry
             .progress(self.id, self.ctx.clock.now(), uploaded);
@@ -236,6 +250,30 @@ impl Drive<'_> {
         Ok(file)
     }
 
+    /// A 404 at creation means a parent folder is missing (deleted on the server, or never
+    /// created): create the ancestors once, then let the caller retry. Returns whether it did.
+    fn create_parents_once(&mut self, e: &RemoteError) -> bool {
+        if !matches!(e, RemoteError::NotFound(_)) || self.parents_created {
+            return false;
+        }
+        self.parents_created = true;
+        let path = self.path().to_string();
+        let mut prefix = String::new();
+        let parts: Vec<&str> = path.split('/').collect();
+        for part in &parts[..parts.len().saturating_sub(1)] {
+            if !prefix.is_empty() {
+                prefix.push('/');
+            }
+            prefix.push_str(part);
+            if let Err(err) = self.ctx.remote.mkdir(&prefix) {
+                warn!("{path}: cannot create folder {prefix}: {err}");
+                return false;
+            }
+        }
+        info!("{path}: created missing parent folders");
+        true
+    }
+
     /// Zero-byte files cannot use a session: simple PUT, then the mtime.
     fn upload_empty(&mut self) -> Result<RemoteItem, Stop> {
         self.open_spool()?;
@@ -245,7 +283,9 @@ impl Drive<'_> {
             match remote.upload_small(self.path(), &[], self.ctx.conflict) {
                 Ok(_) => break,
                 Err(e) => {
-                    self.on_failure(Op::Create, &e)?;
+                    if !self.create_parents_once(&e) {
+                        self.on_failure(Op::Create, &e)?;
+                    }
                 }
             }
         }
@@ -311,7 +351,9 @@ impl Drive<'_> {
                         self.progress(0);
                     }
                     Err(e) => {
-                        self.on_failure(Op::Create, &e)?;
+                        if !self.create_parents_once(&e) {
+                            self.on_failure(Op::Create, &e)?;
+                        }
                     }
                 }
                 continue;
