@@ -504,7 +504,6 @@ fn validate_fragment(
         )
         .inner("fragmentOverlap"));
     }
-    s.total = Some(total);
     if start != s.next || s.state != SessionState::Open {
         let overlap = start < s.next || s.state != SessionState::Open;
         let m = Mismatch { start, overlap };
@@ -534,6 +533,7 @@ fn validate_fragment(
         .inner(inner));
     }
     s.last_mismatch = None;
+    s.total = Some(total);
     Ok((start, len, total))
 }
 
