@@ -45,7 +45,10 @@ fn env_with(faults: Option<&str>) -> Env {
         .unwrap();
     let info = emu.info().clone();
     let r = http
-        .post(format!("{}/{}/oauth2/v2.0/token", info.authority_url, info.tenant))
+        .post(format!(
+            "{}/{}/oauth2/v2.0/token",
+            info.authority_url, info.tenant
+        ))
         .form(&[
             ("grant_type", "password"),
             ("client_id", info.client_id.as_str()),
@@ -88,7 +91,10 @@ impl Env {
     }
     fn send(&self, method: &str, path: &str, body: Option<Value>) -> Response {
         let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
-        let mut rb = self.http.request(m, self.url(path)).bearer_auth(&self.token);
+        let mut rb = self
+            .http
+            .request(m, self.url(path))
+            .bearer_auth(&self.token);
         if let Some(b) = body {
             rb = rb.json(&b);
         }
@@ -215,46 +221,92 @@ fn raw(port: u16, request: &[u8]) -> String {
 fn token_grants() {
     let e = env();
     let i = e.emu.info().clone();
-    let token_url = format!("{}/contoso.onmicrosoft.com/oauth2/v2.0/token", i.authority_url);
+    let token_url = format!(
+        "{}/contoso.onmicrosoft.com/oauth2/v2.0/token",
+        i.authority_url
+    );
     let scope = "https://graph.microsoft.com/.default";
     let cases: Vec<(Vec<(&str, &str)>, u16, &str)> = vec![
         (
-            vec![("grant_type", "password"), ("client_id", &i.client_id), ("username", "UPLOADER@emulator.test"), ("password", &i.password), ("scope", scope)],
+            vec![
+                ("grant_type", "password"),
+                ("client_id", &i.client_id),
+                ("username", "UPLOADER@emulator.test"),
+                ("password", &i.password),
+                ("scope", scope),
+            ],
             200,
             "",
         ),
         (
-            vec![("grant_type", "password"), ("client_id", &i.client_id), ("username", &i.username), ("password", "nope"), ("scope", scope)],
+            vec![
+                ("grant_type", "password"),
+                ("client_id", &i.client_id),
+                ("username", &i.username),
+                ("password", "nope"),
+                ("scope", scope),
+            ],
             400,
             "invalid_grant",
         ),
         (
-            vec![("grant_type", "password"), ("client_id", &i.client_id), ("username", "x@y"), ("password", &i.password), ("scope", scope)],
+            vec![
+                ("grant_type", "password"),
+                ("client_id", &i.client_id),
+                ("username", "x@y"),
+                ("password", &i.password),
+                ("scope", scope),
+            ],
             400,
             "invalid_grant",
         ),
         (
-            vec![("grant_type", "client_credentials"), ("client_id", &i.client_id), ("client_secret", &i.client_secret), ("scope", scope)],
+            vec![
+                ("grant_type", "client_credentials"),
+                ("client_id", &i.client_id),
+                ("client_secret", &i.client_secret),
+                ("scope", scope),
+            ],
             200,
             "",
         ),
         (
-            vec![("grant_type", "client_credentials"), ("client_id", &i.client_id), ("client_secret", "bad"), ("scope", scope)],
+            vec![
+                ("grant_type", "client_credentials"),
+                ("client_id", &i.client_id),
+                ("client_secret", "bad"),
+                ("scope", scope),
+            ],
             401,
             "invalid_client",
         ),
         (
-            vec![("grant_type", "password"), ("client_id", "other"), ("username", &i.username), ("password", &i.password), ("scope", scope)],
+            vec![
+                ("grant_type", "password"),
+                ("client_id", "other"),
+                ("username", &i.username),
+                ("password", &i.password),
+                ("scope", scope),
+            ],
             400,
             "unauthorized_client",
         ),
         (
-            vec![("grant_type", "password"), ("client_id", &i.client_id), ("username", &i.username), ("password", &i.password)],
+            vec![
+                ("grant_type", "password"),
+                ("client_id", &i.client_id),
+                ("username", &i.username),
+                ("password", &i.password),
+            ],
             400,
             "invalid_request",
         ),
         (
-            vec![("grant_type", "implicit"), ("client_id", &i.client_id), ("scope", scope)],
+            vec![
+                ("grant_type", "implicit"),
+                ("client_id", &i.client_id),
+                ("scope", scope),
+            ],
             400,
             "unsupported_grant_type",
         ),
@@ -275,12 +327,21 @@ fn token_grants() {
     let wrong = e
         .http
         .post(&token_url)
-        .form(&[("grant_type", "password"), ("client_id", &i.client_id), ("username", &i.username), ("password", "x"), ("scope", scope)])
+        .form(&[
+            ("grant_type", "password"),
+            ("client_id", &i.client_id),
+            ("username", &i.username),
+            ("password", "x"),
+            ("scope", scope),
+        ])
         .send()
         .unwrap()
         .json::<Value>()
         .unwrap();
-    assert!(wrong["error_description"].as_str().unwrap().starts_with("AADSTS50126"));
+    assert!(wrong["error_description"]
+        .as_str()
+        .unwrap()
+        .starts_with("AADSTS50126"));
     assert!(e
         .emu
         .stats()
@@ -293,7 +354,10 @@ fn graph_requires_valid_token() {
     let e = env();
     let r = e.http.get(e.url("/drives/x/root")).send().unwrap();
     assert_eq!(r.status(), 401);
-    assert_eq!(error_code(&r.json().unwrap()).0, "InvalidAuthenticationToken");
+    assert_eq!(
+        error_code(&r.json().unwrap()).0,
+        "InvalidAuthenticationToken"
+    );
     let r = e
         .http
         .get(e.url("/sites/emulator.sharepoint.test:/sites/Team"))
@@ -303,16 +367,32 @@ fn graph_requires_valid_token() {
     assert_eq!(r.status(), 401);
     // Scripted expiry of the presented token.
     e.set_faults(r#"{"script":[{"on":"any_graph","action":"expire_access_token"}]}"#);
-    assert_eq!(e.get("/sites/emulator.sharepoint.test:/sites/Team").status(), 401);
-    assert_eq!(e.get("/sites/emulator.sharepoint.test:/sites/Team").status(), 401);
+    assert_eq!(
+        e.get("/sites/emulator.sharepoint.test:/sites/Team")
+            .status(),
+        401
+    );
+    assert_eq!(
+        e.get("/sites/emulator.sharepoint.test:/sites/Team")
+            .status(),
+        401
+    );
 }
 
 #[test]
 fn short_token_lifetime() {
     let e = env_with(Some(r#"{"access_token_ttl_secs":1}"#));
-    assert_eq!(e.get("/sites/emulator.sharepoint.test:/sites/Team").status(), 200);
+    assert_eq!(
+        e.get("/sites/emulator.sharepoint.test:/sites/Team")
+            .status(),
+        200
+    );
     std::thread::sleep(Duration::from_millis(1100));
-    assert_eq!(e.get("/sites/emulator.sharepoint.test:/sites/Team").status(), 401);
+    assert_eq!(
+        e.get("/sites/emulator.sharepoint.test:/sites/Team")
+            .status(),
+        401
+    );
 }
 
 #[test]
@@ -321,9 +401,18 @@ fn site_and_drive_resolution() {
     let site = e.site_id();
     assert!(site.starts_with("emulator.sharepoint.test,"));
     for (path, status) in [
-        ("/sites/emulator.sharepoint.test:/sites/Team".to_string(), 200),
-        ("/sites/emulator.sharepoint.test:/sites/team:".to_string(), 200),
-        ("/sites/emulator.sharepoint.test:/sites/Other".to_string(), 404),
+        (
+            "/sites/emulator.sharepoint.test:/sites/Team".to_string(),
+            200,
+        ),
+        (
+            "/sites/emulator.sharepoint.test:/sites/team:".to_string(),
+            200,
+        ),
+        (
+            "/sites/emulator.sharepoint.test:/sites/Other".to_string(),
+            404,
+        ),
         ("/sites/other.sharepoint.com:/sites/Team".to_string(), 404),
         (format!("/sites/{site}"), 200),
         ("/sites/nope".to_string(), 404),
@@ -333,7 +422,10 @@ fn site_and_drive_resolution() {
     }
     let v: Value = e.get(&format!("/sites/{site}/drives")).json().unwrap();
     let drives = v["value"].as_array().unwrap();
-    let urls: Vec<&str> = drives.iter().map(|d| d["webUrl"].as_str().unwrap()).collect();
+    let urls: Vec<&str> = drives
+        .iter()
+        .map(|d| d["webUrl"].as_str().unwrap())
+        .collect();
     assert_eq!(
         urls,
         vec![
@@ -359,7 +451,10 @@ fn site_and_drive_resolution() {
     }
     let root: Value = e.get(&format!("/drives/{d}/root")).json().unwrap();
     let by_id: Value = e
-        .get(&format!("/drives/{d}/items/{}", root["id"].as_str().unwrap()))
+        .get(&format!(
+            "/drives/{d}/items/{}",
+            root["id"].as_str().unwrap()
+        ))
         .json()
         .unwrap();
     assert_eq!(root["id"], by_id["id"]);
@@ -381,13 +476,22 @@ fn children_paging_over_a_thousand() {
     }
     for (top, pages) in [(None, 6), (Some(500), 3), (Some(5000), 2)] {
         let mut url = match top {
-            Some(t) => e.url(&format!("/drives/{d}/root:/Uploads/Many:/children?$top={t}")),
+            Some(t) => e.url(&format!(
+                "/drives/{d}/root:/Uploads/Many:/children?$top={t}"
+            )),
             None => e.url(&format!("/drives/{d}/root:/Uploads/Many:/children")),
         };
         let mut names = Vec::new();
         let mut n = 0;
         loop {
-            let v: Value = e.http.get(&url).bearer_auth(&e.token).send().unwrap().json().unwrap();
+            let v: Value = e
+                .http
+                .get(&url)
+                .bearer_auth(&e.token)
+                .send()
+                .unwrap()
+                .json()
+                .unwrap();
             n += 1;
             for it in v["value"].as_array().unwrap() {
                 names.push(it["name"].as_str().unwrap().to_string());
@@ -403,7 +507,10 @@ fn children_paging_over_a_thousand() {
         names.dedup();
         assert_eq!(names.len(), 1050);
     }
-    let v: Value = e.get(&format!("/drives/{d}/root:/Uploads/Many")).json().unwrap();
+    let v: Value = e
+        .get(&format!("/drives/{d}/root:/Uploads/Many"))
+        .json()
+        .unwrap();
     assert_eq!(v["folder"]["childCount"], 1050);
 }
 
@@ -425,7 +532,12 @@ fn upload_session_happy_path() {
         e.status(&url)["nextExpectedRanges"],
         json!([format!("{}-{}", 2 * ALIGN, content.len() - 1)])
     );
-    let r = e.put(&url, 2 * ALIGN, content.len(), &content[2 * ALIGN..3 * ALIGN]);
+    let r = e.put(
+        &url,
+        2 * ALIGN,
+        content.len(),
+        &content[2 * ALIGN..3 * ALIGN],
+    );
     assert_eq!(r.status(), 202);
     let r = e.put(&url, 3 * ALIGN, content.len(), &content[3 * ALIGN..]);
     assert_eq!(r.status(), 201);
@@ -436,7 +548,10 @@ fn upload_session_happy_path() {
         item["file"]["hashes"]["quickXorHash"],
         quickxor_base64(&content)
     );
-    assert_eq!(item["fileSystemInfo"]["lastModifiedDateTime"], "2021-03-04T05:06:07Z");
+    assert_eq!(
+        item["fileSystemInfo"]["lastModifiedDateTime"],
+        "2021-03-04T05:06:07Z"
+    );
     assert_eq!(
         item["webUrl"],
         "https://emulator.sharepoint.test/sites/Team/Shared%20Documents/Uploads/big%20file.bin"
@@ -444,15 +559,25 @@ fn upload_session_happy_path() {
     // The session is gone once committed.
     assert_eq!(e.http.get(&url).send().unwrap().status(), 404);
     let items = e.emu.items();
-    let it = items.iter().find(|i| i.path == "Uploads/big file.bin").unwrap();
+    let it = items
+        .iter()
+        .find(|i| i.path == "Uploads/big file.bin")
+        .unwrap();
     assert_eq!(it.size, content.len() as u64);
     assert_eq!(it.mtime, "2021-03-04T05:06:07Z");
-    let admin: Value = e.http.get(e.admin("/items")).send().unwrap().json().unwrap();
+    let admin: Value = e
+        .http
+        .get(e.admin("/items"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
     assert!(admin["items"]
         .as_array()
         .unwrap()
         .iter()
-        .any(|i| i["path"] == "Uploads/big file.bin" && i["quickXorHash"] == quickxor_base64(&content)));
+        .any(|i| i["path"] == "Uploads/big file.bin"
+            && i["quickXorHash"] == quickxor_base64(&content)));
     let stored = e
         .http
         .get(e.admin("/files/Documents/Uploads/big%20file.bin"))
@@ -463,7 +588,10 @@ fn upload_session_happy_path() {
     assert_eq!(&stored[..], &content[..]);
     assert!(e.emu.violations().is_empty(), "{:?}", e.emu.violations());
     let s = e.emu.stats();
-    assert_eq!((s.sessions_created, s.sessions_committed, s.fragment_puts), (1, 1, 3));
+    assert_eq!(
+        (s.sessions_created, s.sessions_committed, s.fragment_puts),
+        (1, 1, 3)
+    );
     assert_eq!(s.fragment_bytes_received, content.len() as u64);
 }
 
@@ -479,14 +607,27 @@ fn session_addressing_forms() {
         Some(json!({"item":{"@microsoft.graph.conflictBehavior":"fail","name":"by parent.bin"}})),
     );
     assert_eq!(r.status(), 200);
-    let url = r.json::<Value>().unwrap()["uploadUrl"].as_str().unwrap().to_string();
+    let url = r.json::<Value>().unwrap()["uploadUrl"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let item = e.upload_all(&url, b"hello world", ALIGN);
-    assert_eq!(item["file"]["hashes"]["quickXorHash"], "aCgDG9jwBhDc4Q1yawMZAAAAAAA=");
+    assert_eq!(
+        item["file"]["hashes"]["quickXorHash"],
+        "aCgDG9jwBhDc4Q1yawMZAAAAAAA="
+    );
     // By item id: replaces the content of the existing item, keeps its id.
     let id = item["id"].as_str().unwrap();
-    let r = e.send("POST", &format!("/drives/{d}/items/{id}/createUploadSession"), Some(json!({})));
+    let r = e.send(
+        "POST",
+        &format!("/drives/{d}/items/{id}/createUploadSession"),
+        Some(json!({})),
+    );
     assert_eq!(r.status(), 200);
-    let url = r.json::<Value>().unwrap()["uploadUrl"].as_str().unwrap().to_string();
+    let url = r.json::<Value>().unwrap()["uploadUrl"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let again = e.upload_all(&url, b"bye", ALIGN);
     assert_eq!(again["id"], item["id"]);
     assert_eq!(again["size"], 3);
@@ -496,7 +637,11 @@ fn session_addressing_forms() {
         ("Nope/a.bin", json!({}), 404),
         ("Uploads/a:b.bin", json!({}), 400),
         ("Uploads/desktop.ini", json!({}), 400),
-        ("Uploads/a.bin", json!({"item":{"@microsoft.graph.conflictBehavior":"sometimes"}}), 400),
+        (
+            "Uploads/a.bin",
+            json!({"item":{"@microsoft.graph.conflictBehavior":"sometimes"}}),
+            400,
+        ),
     ] {
         let (st, v) = e.session(path, body);
         assert_eq!(st, status, "{path}: {v}");
@@ -509,7 +654,13 @@ fn strictness_rules() {
     let total = 1_000_000;
     let body = data(ALIGN, 2);
     // (description, request → (status, code/inner), violation kind)
-    type Case<'a> = (&'a str, Box<dyn Fn(&Env, &str) -> Response + 'a>, u16, &'a str, Option<&'a str>);
+    type Case<'a> = (
+        &'a str,
+        Box<dyn Fn(&Env, &str) -> Response + 'a>,
+        u16,
+        &'a str,
+        Option<&'a str>,
+    );
     let cases: Vec<Case> = vec![
         (
             "authorization header",
@@ -590,7 +741,11 @@ fn strictness_rules() {
             None => assert_eq!(kinds.len(), before, "{what}: {kinds:?}"),
         }
         // Nothing was accepted.
-        assert_eq!(e.status(&url)["nextExpectedRanges"], json!(["0-"]), "{what}");
+        assert_eq!(
+            e.status(&url)["nextExpectedRanges"],
+            json!(["0-"]),
+            "{what}"
+        );
     }
 }
 
@@ -608,13 +763,19 @@ fn total_mismatch_and_overlaps() {
     let r = e.put(&url, 0, 1_000_000, &body);
     assert_eq!(r.status(), 416);
     let v: Value = r.json().unwrap();
-    assert_eq!(error_code(&v), ("invalidRange".into(), "fragmentOverlap".into()));
+    assert_eq!(
+        error_code(&v),
+        ("invalidRange".into(), "fragmentOverlap".into())
+    );
     e.status(&url);
     assert_eq!(e.put(&url, 0, 1_000_000, &body).status(), 416);
     assert_eq!(e.violation_kinds().len(), 1);
     // The same overlapping fragment twice in a row without a GET: violation.
     assert_eq!(e.put(&url, 0, 1_000_000, &body).status(), 416);
-    assert_eq!(e.violation_kinds(), vec!["total_mismatch", "repeated_overlap"]);
+    assert_eq!(
+        e.violation_kinds(),
+        vec!["total_mismatch", "repeated_overlap"]
+    );
     assert_eq!(e.emu.events().len(), 2);
     // Out of order twice: violation.
     let url2 = e.upload_url("Uploads/t2.bin");
@@ -640,7 +801,10 @@ fn length_mismatch_and_too_large() {
     let big = vec![7u8; 192 * ALIGN];
     let r = e.put(&url, 0, 100_000_000, &big);
     assert_eq!(r.status(), 400);
-    assert_eq!(error_code(&r.json().unwrap()).1, "maxFragmentLengthExceeded");
+    assert_eq!(
+        error_code(&r.json().unwrap()).1,
+        "maxFragmentLengthExceeded"
+    );
     assert_eq!(e.violation_kinds()[1], "fragment_too_large");
     let r = e.put(&url, 0, 100_000_000, &big[..191 * ALIGN]);
     assert_eq!(r.status(), 202);
@@ -651,7 +815,10 @@ fn status_and_cancel() {
     let e = env_with(Some(r#"{"ranges_style":"personal"}"#));
     let url = e.upload_url("Uploads/c.bin");
     assert_eq!(e.put(&url, 0, 700_000, &data(ALIGN, 4)).status(), 202);
-    assert_eq!(e.status(&url)["nextExpectedRanges"], json!([format!("{ALIGN}-")]));
+    assert_eq!(
+        e.status(&url)["nextExpectedRanges"],
+        json!([format!("{ALIGN}-")])
+    );
     assert_eq!(e.http.delete(&url).send().unwrap().status(), 204);
     let r = e.http.get(&url).send().unwrap();
     assert_eq!(r.status(), 404);
@@ -675,12 +842,25 @@ fn drop_with_partial_acceptance() {
         json!([format!("12345-{}", content.len() - 1)])
     );
     // Resume at the unaligned offset with an aligned length: legal.
-    let r = e.put(&url, 12345, content.len(), &content[12345..12345 + 2 * ALIGN]);
+    let r = e.put(
+        &url,
+        12345,
+        content.len(),
+        &content[12345..12345 + 2 * ALIGN],
+    );
     assert_eq!(r.status(), 202);
-    let r = e.put(&url, 12345 + 2 * ALIGN, content.len(), &content[12345 + 2 * ALIGN..]);
+    let r = e.put(
+        &url,
+        12345 + 2 * ALIGN,
+        content.len(),
+        &content[12345 + 2 * ALIGN..],
+    );
     assert_eq!(r.status(), 201);
     let item: Value = r.json().unwrap();
-    assert_eq!(item["file"]["hashes"]["quickXorHash"], quickxor_base64(&content));
+    assert_eq!(
+        item["file"]["hashes"]["quickXorHash"],
+        quickxor_base64(&content)
+    );
     assert!(e.emu.violations().is_empty(), "{:?}", e.emu.violations());
     let s = e.emu.stats();
     assert_eq!(s.drops, 1);
@@ -712,7 +892,10 @@ fn random_drops_still_converge() {
         }
     }
     let item = done.expect("upload finished");
-    assert_eq!(item["file"]["hashes"]["quickXorHash"], quickxor_base64(&content));
+    assert_eq!(
+        item["file"]["hashes"]["quickXorHash"],
+        quickxor_base64(&content)
+    );
     assert!(e.emu.violations().is_empty());
 }
 
@@ -730,11 +913,20 @@ fn throttling_and_injected_errors() {
     for _ in 0..2 {
         assert_eq!(e.put(&url, 0, ALIGN * 2, &body).status(), 503);
     }
-    assert_eq!(e.status(&url)["nextExpectedRanges"], json!([format!("0-{}", 2 * ALIGN - 1)]));
+    assert_eq!(
+        e.status(&url)["nextExpectedRanges"],
+        json!([format!("0-{}", 2 * ALIGN - 1)])
+    );
     assert_eq!(e.put(&url, 0, ALIGN * 2, &body).status(), 202);
     let s = e.emu.stats();
     assert_eq!((s.throttled, s.errors_injected), (1, 2));
-    let f: Value = e.http.get(e.admin("/faults")).send().unwrap().json().unwrap();
+    let f: Value = e
+        .http
+        .get(e.admin("/faults"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
     assert_eq!(f["script"][1]["count"], 0);
 }
 
@@ -752,7 +944,10 @@ fn session_and_upload_token_expiry() {
     std::thread::sleep(Duration::from_millis(1100));
     let r = e.put(&url, 0, 10, b"0123456789");
     assert_eq!(r.status(), 401);
-    assert_eq!(error_code(&r.json().unwrap()), ("unauthenticated".into(), "expiredToken".into()));
+    assert_eq!(
+        error_code(&r.json().unwrap()),
+        ("unauthenticated".into(), "expiredToken".into())
+    );
 
     e.set_faults(
         r#"{"script":[{"on":"put_fragment","action":"expire_session"},
@@ -777,18 +972,32 @@ fn defer_commit() {
     let r = e.put(url, 0, 5, b"abcde");
     assert_eq!(r.status(), 202);
     assert_eq!(r.json::<Value>().unwrap()["nextExpectedRanges"], json!([]));
-    assert!(!e.emu.items().iter().any(|i| i.path == "Uploads/deferred.bin"));
-    let r = e.http.post(url).header("Content-Length", "0").send().unwrap();
+    assert!(!e
+        .emu
+        .items()
+        .iter()
+        .any(|i| i.path == "Uploads/deferred.bin"));
+    let r = e
+        .http
+        .post(url)
+        .header("Content-Length", "0")
+        .send()
+        .unwrap();
     assert_eq!(r.status(), 201);
     assert_eq!(r.json::<Value>().unwrap()["size"], 5);
-    assert!(e.emu.items().iter().any(|i| i.path == "Uploads/deferred.bin"));
+    assert!(e
+        .emu
+        .items()
+        .iter()
+        .any(|i| i.path == "Uploads/deferred.bin"));
 }
 
 #[test]
 fn conflicts() {
     let e = env();
     e.seed("Uploads/Exists.txt", b"old");
-    let fail = |name: &str| json!({"item":{"@microsoft.graph.conflictBehavior":"fail","name":name}});
+    let fail =
+        |name: &str| json!({"item":{"@microsoft.graph.conflictBehavior":"fail","name":name}});
     let (st, v) = e.session("Uploads/exists.TXT", fail("exists.TXT"));
     assert_eq!(st, 409);
     assert_eq!(error_code(&v).0, "nameAlreadyExists");
@@ -848,7 +1057,11 @@ fn download_with_range() {
     let full = e.http.get(&loc).send().unwrap();
     assert_eq!(full.status(), 200);
     assert_eq!(&full.bytes().unwrap()[..], &content[..]);
-    for (range, start, end) in [("bytes=10-19", 10, 19), ("bytes=99990-", 99_990, 99_999), ("bytes=-5", 99_995, 99_999)] {
+    for (range, start, end) in [
+        ("bytes=10-19", 10, 19),
+        ("bytes=99990-", 99_990, 99_999),
+        ("bytes=-5", 99_995, 99_999),
+    ] {
         let r = e.http.get(&loc).header("Range", range).send().unwrap();
         assert_eq!(r.status(), 206, "{range}");
         assert_eq!(
@@ -857,7 +1070,12 @@ fn download_with_range() {
         );
         assert_eq!(&r.bytes().unwrap()[..], &content[start..=end]);
     }
-    let r = e.http.get(&loc).header("Range", "bytes=100000-").send().unwrap();
+    let r = e
+        .http
+        .get(&loc)
+        .header("Range", "bytes=100000-")
+        .send()
+        .unwrap();
     assert_eq!(r.status(), 416);
     assert_eq!(e.http.get(format!("{loc}x")).send().unwrap().status(), 401);
 }
@@ -878,7 +1096,10 @@ fn simple_upload() {
     assert_eq!(r.status(), 201);
     let v: Value = r.json().unwrap();
     assert_eq!(v["size"], 0);
-    assert_eq!(v["file"]["hashes"]["quickXorHash"], "AAAAAAAAAAAAAAAAAAAAAAAAAAA=");
+    assert_eq!(
+        v["file"]["hashes"]["quickXorHash"],
+        "AAAAAAAAAAAAAAAAAAAAAAAAAAA="
+    );
     assert_eq!(put("Uploads/EMPTY.txt", b"abc").status(), 200);
     assert_eq!(put("Missing/x.txt", b"abc").status(), 404);
     let r = e
@@ -891,7 +1112,15 @@ fn simple_upload() {
         .send()
         .unwrap();
     assert_eq!(r.status(), 409);
-    assert_eq!(e.emu.items().iter().find(|i| i.path == "Uploads/empty.txt").unwrap().size, 3);
+    assert_eq!(
+        e.emu
+            .items()
+            .iter()
+            .find(|i| i.path == "Uploads/empty.txt")
+            .unwrap()
+            .size,
+        3
+    );
 }
 
 #[test]
@@ -912,10 +1141,20 @@ fn patch_and_delete() {
     assert_eq!(r.status(), 200);
     let v: Value = r.json().unwrap();
     assert_eq!(v["name"], "A2.txt");
-    assert_eq!(v["fileSystemInfo"]["lastModifiedDateTime"], "2020-01-02T03:04:05Z");
-    assert_eq!(e.get(&format!("/drives/{d}/root:/Uploads/a2.TXT")).status(), 200);
+    assert_eq!(
+        v["fileSystemInfo"]["lastModifiedDateTime"],
+        "2020-01-02T03:04:05Z"
+    );
+    assert_eq!(
+        e.get(&format!("/drives/{d}/root:/Uploads/a2.TXT")).status(),
+        200
+    );
     // Target name taken (case-insensitively) → 409.
-    let r = e.send("PATCH", &format!("/drives/{d}/items/{id}"), Some(json!({"name":"B.TXT"})));
+    let r = e.send(
+        "PATCH",
+        &format!("/drives/{d}/items/{id}"),
+        Some(json!({"name":"B.TXT"})),
+    );
     assert_eq!(r.status(), 409);
     // if-match mismatch → 412.
     let r = e
@@ -939,10 +1178,26 @@ fn patch_and_delete() {
     assert_eq!(mk("New").status(), 201);
     // Recursive delete by path.
     e.seed("Uploads/Sub/deep/x.txt", b"x");
-    assert_eq!(e.send("DELETE", &format!("/drives/{d}/root:/Uploads/SUB"), None).status(), 204);
-    assert_eq!(e.get(&format!("/drives/{d}/root:/Uploads/Sub/deep/x.txt")).status(), 404);
-    assert_eq!(e.send("DELETE", &format!("/drives/{d}/items/{id}"), None).status(), 204);
-    assert_eq!(e.send("DELETE", &format!("/drives/{d}/items/{id}"), None).status(), 404);
+    assert_eq!(
+        e.send("DELETE", &format!("/drives/{d}/root:/Uploads/SUB"), None)
+            .status(),
+        204
+    );
+    assert_eq!(
+        e.get(&format!("/drives/{d}/root:/Uploads/Sub/deep/x.txt"))
+            .status(),
+        404
+    );
+    assert_eq!(
+        e.send("DELETE", &format!("/drives/{d}/items/{id}"), None)
+            .status(),
+        204
+    );
+    assert_eq!(
+        e.send("DELETE", &format!("/drives/{d}/items/{id}"), None)
+            .status(),
+        404
+    );
     let paths: Vec<String> = e.emu.items().into_iter().map(|i| i.path).collect();
     assert_eq!(paths, vec!["Uploads", "Uploads/New", "Uploads/b.txt"]);
 }
@@ -967,8 +1222,15 @@ fn bandwidth_limit() {
     let e = env_with(Some(r#"{"bandwidth_bytes_per_sec":400000}"#));
     let url = e.upload_url("Uploads/bw.bin");
     let t = std::time::Instant::now();
-    assert_eq!(e.put(&url, 0, 2 * ALIGN, &data(2 * ALIGN, 12)).status(), 201);
-    assert!(t.elapsed() >= Duration::from_millis(1300), "{:?}", t.elapsed());
+    assert_eq!(
+        e.put(&url, 0, 2 * ALIGN, &data(2 * ALIGN, 12)).status(),
+        201
+    );
+    assert!(
+        t.elapsed() >= Duration::from_millis(1300),
+        "{:?}",
+        t.elapsed()
+    );
 }
 
 #[test]
@@ -982,23 +1244,66 @@ fn admin_endpoints_and_persistence() {
         client_secret: Some("sec".into()),
     };
     let emu = Emulator::start(opts.clone()).unwrap();
-    assert_eq!((emu.info().password.as_str(), emu.info().client_secret.as_str()), ("pw", "sec"));
+    assert_eq!(
+        (
+            emu.info().password.as_str(),
+            emu.info().client_secret.as_str()
+        ),
+        ("pw", "sec")
+    );
     let http = Client::new();
     let admin = emu.info().admin_url.clone();
     let r = http
-        .put(format!("{admin}/files/Archive/Old/r%C3%A9sum%C3%A9.txt?mtime=2019-05-06T07:08:09Z"))
+        .put(format!(
+            "{admin}/files/Archive/Old/r%C3%A9sum%C3%A9.txt?mtime=2019-05-06T07:08:09Z"
+        ))
         .body("hello world")
         .send()
         .unwrap();
     assert_eq!(r.status(), 201);
-    assert_eq!(http.post(format!("{admin}/faults")).body(r#"{"eror_rate":1}"#).send().unwrap().status(), 400);
-    assert_eq!(http.post(format!("{admin}/faults")).body(r#"{"error_rate":0.5}"#).send().unwrap().status(), 200);
-    let f: Value = http.get(format!("{admin}/faults")).send().unwrap().json().unwrap();
+    assert_eq!(
+        http.post(format!("{admin}/faults"))
+            .body(r#"{"eror_rate":1}"#)
+            .send()
+            .unwrap()
+            .status(),
+        400
+    );
+    assert_eq!(
+        http.post(format!("{admin}/faults"))
+            .body(r#"{"error_rate":0.5}"#)
+            .send()
+            .unwrap()
+            .status(),
+        200
+    );
+    let f: Value = http
+        .get(format!("{admin}/faults"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
     assert_eq!(f["error_rate"], 0.5);
-    let stats: Value = http.get(format!("{admin}/stats")).send().unwrap().json().unwrap();
+    let stats: Value = http
+        .get(format!("{admin}/stats"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
     assert!(stats["requests"].as_u64().unwrap() >= 3);
-    assert_eq!(http.post(format!("{admin}/reset_stats")).send().unwrap().status(), 204);
-    let v: Value = http.get(format!("{admin}/violations")).send().unwrap().json().unwrap();
+    assert_eq!(
+        http.post(format!("{admin}/reset_stats"))
+            .send()
+            .unwrap()
+            .status(),
+        204
+    );
+    let v: Value = http
+        .get(format!("{admin}/violations"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
     assert_eq!(v["violations"], json!([]));
     let before = emu.items();
     emu.stop();
@@ -1007,9 +1312,15 @@ fn admin_endpoints_and_persistence() {
     let it = before.iter().find(|i| i.path == "Old/résumé.txt").unwrap();
     assert_eq!(it.drive, "Archive");
     assert_eq!(it.mtime, "2019-05-06T07:08:09Z");
-    assert_eq!(it.quick_xor_hash.as_deref(), Some("aCgDG9jwBhDc4Q1yawMZAAAAAAA="));
+    assert_eq!(
+        it.quick_xor_hash.as_deref(),
+        Some("aCgDG9jwBhDc4Q1yawMZAAAAAAA=")
+    );
     let body = http
-        .get(format!("{}/files/Archive/Old/r%C3%A9sum%C3%A9.txt", emu.info().admin_url))
+        .get(format!(
+            "{}/files/Archive/Old/r%C3%A9sum%C3%A9.txt",
+            emu.info().admin_url
+        ))
         .send()
         .unwrap()
         .text()
@@ -1033,7 +1344,10 @@ fn many_concurrent_connections() {
                     let content = data(2 * ALIGN + w * 100 + k, w as u8);
                     let url = e.upload_url(&format!("Uploads/w{w}-{k}.bin"));
                     let item = e.upload_all(&url, &content, ALIGN);
-                    assert_eq!(item["file"]["hashes"]["quickXorHash"], quickxor_base64(&content));
+                    assert_eq!(
+                        item["file"]["hashes"]["quickXorHash"],
+                        quickxor_base64(&content)
+                    );
                 }
             });
         }

@@ -50,8 +50,9 @@ fn admin(shared: &Shared, req: &Request, body: &mut BodyReader<'_>) -> Result<Re
         }
         ("GET", "violations") => ok(json!({ "violations": lock(&shared.journal).violations })),
         ("GET", "events") => ok(json!({ "events": lock(&shared.journal).events })),
-        ("GET", "stats") => ok(serde_json::to_value(lock(&shared.stats).clone())
-            .unwrap_or_default()),
+        ("GET", "stats") => {
+            ok(serde_json::to_value(lock(&shared.stats).clone()).unwrap_or_default())
+        }
         ("GET", "info") => ok(serde_json::to_value(&shared.info).unwrap_or_default()),
         ("GET", "faults") => ok(serde_json::to_value(shared.faults()).unwrap_or_default()),
         ("POST", "faults") => {

@@ -87,11 +87,7 @@ pub fn handle_token(shared: &Shared, req: &Request, body: &mut BodyReader<'_>) -
         }
     };
     let form: Vec<(String, String)> = url::form_urlencoded::parse(&raw).into_owned().collect();
-    let get = |k: &str| {
-        form.iter()
-            .find(|(n, _)| n == k)
-            .map(|(_, v)| v.as_str())
-    };
+    let get = |k: &str| form.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
     let fail = |r: Response| {
         shared.stat(|s| s.auth_failures += 1);
         Reply::Respond(r)

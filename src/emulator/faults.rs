@@ -209,7 +209,9 @@ pub enum Fault {
         retry_after: Option<u64>,
     },
     /// Accept this many body bytes (None: random), then reset the connection.
-    Drop { accept_bytes: Option<u64> },
+    Drop {
+        accept_bytes: Option<u64>,
+    },
     ExpireSession,
     ExpireUploadToken,
     ExpireAccessToken,

@@ -54,7 +54,10 @@ pub enum ItemOp {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Route {
-    SiteByPath { host: String, path: String },
+    SiteByPath {
+        host: String,
+        path: String,
+    },
     Site(String),
     SiteDrives(String),
     Drive(DriveSel),
@@ -74,7 +77,11 @@ fn decode(seg: &str) -> Result<String, ApiError> {
 }
 
 fn bad_route() -> ApiError {
-    ApiError::new(400, "invalidRequest", "Invalid request: unsupported resource path.")
+    ApiError::new(
+        400,
+        "invalidRequest",
+        "Invalid request: unsupported resource path.",
+    )
 }
 
 /// Parse the path after `/v1.0`.
@@ -256,7 +263,12 @@ fn drive_id(store: &Store, sel: &DriveSel) -> Result<String, ApiError> {
 
 fn base_id(store: &Store, drive: &str, base: &Base) -> Result<String, ApiError> {
     let id = match base {
-        Base::Root => return Ok(store.drive(drive).map(|d| d.root_id.clone()).unwrap_or_default()),
+        Base::Root => {
+            return Ok(store
+                .drive(drive)
+                .map(|d| d.root_id.clone())
+                .unwrap_or_default())
+        }
         Base::Id(id) => id,
     };
     match store.get(id) {
@@ -403,7 +415,11 @@ fn item_route(
             let it = existing(&store, &drive, base, rel)?;
             check_preconditions(req, Some(&it))?;
             if it.parent_id.is_none() {
-                return Err(ApiError::new(403, "accessDenied", "The root cannot be deleted."));
+                return Err(ApiError::new(
+                    403,
+                    "accessDenied",
+                    "The root cannot be deleted.",
+                ));
             }
             store.delete(&it.id);
             Ok(Reply::Respond(Response::new(204)))
@@ -419,7 +435,10 @@ fn list_children(
     base: &Base,
     rel: &[String],
 ) -> Result<Reply, ApiError> {
-    let q = |k: &str| req.query(k).or_else(|| req.query(k.trim_start_matches('$')));
+    let q = |k: &str| {
+        req.query(k)
+            .or_else(|| req.query(k.trim_start_matches('$')))
+    };
     let top = match q("$top") {
         None => DEFAULT_TOP,
         Some(t) => t
@@ -501,8 +520,8 @@ fn simple_upload(
     rel: &[String],
 ) -> Result<Reply, ApiError> {
     if req.content_length > SIMPLE_UPLOAD_MAX {
-        let mut r = ApiError::new(413, "requestTooLarge", "Maximum request length exceeded.")
-            .to_response();
+        let mut r =
+            ApiError::new(413, "requestTooLarge", "Maximum request length exceeded.").to_response();
         r.close = true;
         return Ok(Reply::Respond(r));
     }
@@ -596,7 +615,10 @@ fn patch_item(
                     .filter(|s| !s.is_empty())
                     .map(decode)
                     .collect::<Result<_, _>>()?;
-                let root = store.drive(drive).map(|d| d.root_id.clone()).unwrap_or_default();
+                let root = store
+                    .drive(drive)
+                    .map(|d| d.root_id.clone())
+                    .unwrap_or_default();
                 Some(
                     store
                         .resolve(&root, &segs)
@@ -656,8 +678,12 @@ pub fn handle_download(shared: &Shared, req: &Request) -> Reply {
     };
     let Some(item_id) = item_id else {
         return Reply::Respond(
-            ApiError::new(401, "unauthenticated", "The download link is invalid or expired.")
-                .to_response(),
+            ApiError::new(
+                401,
+                "unauthenticated",
+                "The download link is invalid or expired.",
+            )
+            .to_response(),
         );
     };
     if req.method != "GET" && req.method != "HEAD" {
@@ -695,9 +721,13 @@ pub fn handle_download(shared: &Shared, req: &Request) -> Reply {
             Ok(r) => r,
             Err(()) => {
                 return Reply::Respond(
-                    ApiError::new(416, "invalidRange", "The requested range is not satisfiable.")
-                        .to_response()
-                        .with_header("Content-Range", format!("bytes */{size}")),
+                    ApiError::new(
+                        416,
+                        "invalidRange",
+                        "The requested range is not satisfiable.",
+                    )
+                    .to_response()
+                    .with_header("Content-Range", format!("bytes */{size}")),
                 )
             }
         },
@@ -775,11 +805,21 @@ mod tests {
             ),
             (
                 "/drives/b!x/root:/Up/%C3%A9%23%25.bin:/createUploadSession",
-                item(d(), Base::Root, &["Up", "é#%.bin"], ItemOp::CreateUploadSession),
+                item(
+                    d(),
+                    Base::Root,
+                    &["Up", "é#%.bin"],
+                    ItemOp::CreateUploadSession,
+                ),
             ),
             (
                 "/sites/s/drive/items/ID1:/x.bin:/content",
-                item(DriveSel::Default, Base::Id("ID1".into()), &["x.bin"], ItemOp::Content),
+                item(
+                    DriveSel::Default,
+                    Base::Id("ID1".into()),
+                    &["x.bin"],
+                    ItemOp::Content,
+                ),
             ),
             (
                 "/sites/s/drives/b!x/items/ID1/children",
@@ -787,7 +827,12 @@ mod tests {
             ),
             (
                 "/drives/b!x/items/ID1/createUploadSession",
-                item(d(), Base::Id("ID1".into()), &[], ItemOp::CreateUploadSession),
+                item(
+                    d(),
+                    Base::Id("ID1".into()),
+                    &[],
+                    ItemOp::CreateUploadSession,
+                ),
             ),
         ] {
             assert_eq!(parse_route(path), Ok(want), "{path}");

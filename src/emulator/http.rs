@@ -308,10 +308,7 @@ fn accept_loop(
             });
         if let Err(e) = spawned {
             log::warn!("emulator could not spawn a connection thread: {e}");
-            conns
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .remove(&id);
+            conns.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
         }
     }
 }

@@ -135,13 +135,19 @@ mod tests {
             ("0pZP", "0rDEEwAAAAAAAAAAAwAAAAAAAAA="),
             ("/aNzzCFPS/A=", "/RjFHJgRgicsAR4ACAAAAAAAAAA="),
             ("2fuxhBJXtpWFe8dOfdGeHw==", "O9tHLAghgSvYohKFyMMxnNCHaHg="),
-            ("T6LYJIfDh81JrAK309H2JMJTXis=", "zBTHrspn3mEcohlJdIUAbjGNaNg="),
+            (
+                "T6LYJIfDh81JrAK309H2JMJTXis=",
+                "zBTHrspn3mEcohlJdIUAbjGNaNg=",
+            ),
         ] {
             let data = b64.decode(input).unwrap();
             assert_eq!(quickxor_base64(&data), want, "input {input}");
             assert_eq!(naive(&data), want, "naive, input {input}");
         }
-        assert_eq!(quickxor_base64(b"hello world"), "aCgDG9jwBhDc4Q1yawMZAAAAAAA=");
+        assert_eq!(
+            quickxor_base64(b"hello world"),
+            "aCgDG9jwBhDc4Q1yawMZAAAAAAA="
+        );
     }
 
     #[test]

@@ -126,7 +126,10 @@ pub fn now_secs() -> i64 {
 pub fn fmt_time(secs: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp(secs)
         .ok()
-        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
         .unwrap_or_else(|| "1970-01-01T00:00:00Z".to_string())
 }
 
@@ -166,11 +169,18 @@ fn guid() -> String {
 /// SharePoint's naming rules (reference §6). `at_root`: the item is directly under a
 /// library root (where `forms` is reserved).
 pub fn validate_name(name: &str, at_root: bool) -> Result<(), ApiError> {
-    let bad = |why: &str| Err(ApiError::bad_request(format!("Invalid name '{name}': {why}")));
+    let bad = |why: &str| {
+        Err(ApiError::bad_request(format!(
+            "Invalid name '{name}': {why}"
+        )))
+    };
     if name.is_empty() {
         return bad("empty");
     }
-    if name.chars().any(|c| "\"*:<>?/\\|".contains(c) || c.is_control()) {
+    if name
+        .chars()
+        .any(|c| "\"*:<>?/\\|".contains(c) || c.is_control())
+    {
         return bad("contains a character SharePoint refuses");
     }
     if name.starts_with(' ') || name.ends_with(' ') {
@@ -180,11 +190,11 @@ pub fn validate_name(name: &str, at_root: bool) -> Result<(), ApiError> {
         return bad("trailing dot");
     }
     let lower = name.to_lowercase();
-    let stem = lower.split('.').next().unwrap_or("");
-    let reserved_device = ["con", "prn", "aux", "nul"].contains(&stem)
-        || ((stem.starts_with("com") || stem.starts_with("lpt"))
-            && stem.len() == 4
-            && stem.as_bytes()[3].is_ascii_digit());
+    // Device names are refused as whole names (reference §6 lists them as names).
+    let reserved_device = ["con", "prn", "aux", "nul"].contains(&lower.as_str())
+        || ((lower.starts_with("com") || lower.starts_with("lpt"))
+            && lower.len() == 4
+            && lower.as_bytes()[3].is_ascii_digit());
     if reserved_device
         || lower == ".lock"
         || lower == "desktop.ini"
@@ -652,7 +662,9 @@ impl Store {
             .cloned()
             .ok_or_else(|| ApiError::not_found("The resource could not be found."))?;
         if it.parent_id.is_none() && (new_name.is_some() || new_parent.is_some()) {
-            return Err(ApiError::bad_request("The root cannot be moved or renamed."));
+            return Err(ApiError::bad_request(
+                "The root cannot be moved or renamed.",
+            ));
         }
         let old_parent = it.parent_id.clone().unwrap_or_default();
         let parent = new_parent.unwrap_or(&old_parent).to_string();
@@ -661,7 +673,9 @@ impl Store {
         if moving {
             let p = self.parent_folder(&parent)?;
             if p.drive_id != it.drive_id {
-                return Err(ApiError::bad_request("Moving between drives is not supported."));
+                return Err(ApiError::bad_request(
+                    "Moving between drives is not supported.",
+                ));
             }
             // A folder cannot move into itself or below itself.
             let mut cur = Some(parent.clone());
@@ -819,8 +833,22 @@ mod tests {
             assert!(validate_name(ok, true).is_ok(), "{ok}");
         }
         for bad in [
-            "", "a:b", "a*b", "a?", " a", "a ", "a.", "CON", "com1.txt", "lpt9", ".lock",
-            "desktop.ini", "~$doc.docx", "x_vti_y", "a|b", "a\\b",
+            "",
+            "a:b",
+            "a*b",
+            "a?",
+            " a",
+            "a ",
+            "a.",
+            "CON",
+            "com1",
+            "lpt9",
+            ".lock",
+            "desktop.ini",
+            "~$doc.docx",
+            "x_vti_y",
+            "a|b",
+            "a\\b",
         ] {
             assert!(validate_name(bad, false).is_err(), "{bad}");
         }
@@ -868,12 +896,17 @@ mod tests {
                 quota: None,
             })
             .unwrap();
-        assert_eq!((again.id.as_str(), again.name.as_str()), (it.id.as_str(), "A.txt"));
+        assert_eq!(
+            (again.id.as_str(), again.name.as_str()),
+            (it.id.as_str(), "A.txt")
+        );
         assert_eq!(fs::read(s.blob_path(&it.id)).unwrap(), b"hi");
         assert_eq!(s.path_segments(&it.id), vec!["Uploads", "Docs", "A.txt"]);
         s.patch(&it.id, Some("b.txt"), Some(&up.id), Some(5), None)
             .unwrap();
-        assert!(s.resolve(&root, &["Uploads".into(), "B.TXT".into()]).is_some());
+        assert!(s
+            .resolve(&root, &["Uploads".into(), "B.TXT".into()])
+            .is_some());
         assert!(s.patch(&f.id, None, Some(&f.id), None, None).is_err());
         assert!(s.delete(&up.id));
         assert!(!s.blob_path(&it.id).exists());

@@ -110,7 +110,11 @@ impl Session {
 
     /// A short, non-secret label for logs and violations.
     fn label(&self) -> String {
-        format!("session {}… for '{}'", &self.id[..8.min(self.id.len())], self.name)
+        format!(
+            "session {}… for '{}'",
+            &self.id[..8.min(self.id.len())],
+            self.name
+        )
     }
 }
 
@@ -479,8 +483,9 @@ fn validate_fragment(
             "fragment_too_large",
             format!("{label}: fragment of {len} bytes"),
         );
-        return Err(ApiError::bad_request("The fragment is too large.")
-            .inner("maxFragmentLengthExceeded"));
+        return Err(
+            ApiError::bad_request("The fragment is too large.").inner("maxFragmentLengthExceeded")
+        );
     }
     if end + 1 < total && len % FRAGMENT_ALIGN != 0 {
         shared.violation(
@@ -551,7 +556,13 @@ fn put_fragment(
         s.slide(cfg.session_ttl_secs);
         // From here on the session is ours (busy) until `release` puts the hasher back.
         s.busy = true;
-        (start, len, total, s.tmp.clone(), std::mem::take(&mut s.hasher))
+        (
+            start,
+            len,
+            total,
+            s.tmp.clone(),
+            std::mem::take(&mut s.hasher),
+        )
     };
     let finishing = start + len == total;
     let mut decision = shared.decide(Trigger::PutFragment).fault;
@@ -770,7 +781,10 @@ mod tests {
     fn content_range_parsing() {
         for (input, want) in [
             ("bytes 0-9/10", Some((0, 9, 10))),
-            ("bytes 327680-655359/1000000", Some((327680, 655359, 1000000))),
+            (
+                "bytes 327680-655359/1000000",
+                Some((327680, 655359, 1000000)),
+            ),
             ("  bytes 5-5/6 ", Some((5, 5, 6))),
             ("bytes 0-9/9", None),
             ("bytes 9-0/10", None),
