@@ -226,7 +226,8 @@ fn token_grants() {
         i.authority_url
     );
     let scope = "https://graph.microsoft.com/.default";
-    let cases: Vec<(Vec<(&str, &str)>, u16, &str)> = vec![
+    type Form<'a> = Vec<(&'a str, &'a str)>;
+    let cases: Vec<(Form, u16, &str)> = vec![
         (
             vec![
                 ("grant_type", "password"),

@@ -633,34 +633,38 @@ fn patch_item(
     Ok(Reply::Respond(Response::json(200, &store.item_json(&new))))
 }
 
-/// Parse `Range: bytes=…` against `size` → (start, len), or Err(()) if unsatisfiable.
-pub fn parse_range(v: &str, size: u64) -> Result<Option<(u64, u64)>, ()> {
+/// A `Range` header that cannot be served: answer 416.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Unsatisfiable;
+
+/// Parse `Range: bytes=…` against `size` → Some((start, len)), None for "serve it all".
+pub fn parse_range(v: &str, size: u64) -> Result<Option<(u64, u64)>, Unsatisfiable> {
     let Some(spec) = v.trim().strip_prefix("bytes=") else {
         return Ok(None);
     };
     if spec.contains(',') {
         return Ok(None); // multipart ranges: serve the whole file
     }
-    let (a, b) = spec.split_once('-').ok_or(())?;
+    let (a, b) = spec.split_once('-').ok_or(Unsatisfiable)?;
     let (a, b) = (a.trim(), b.trim());
     if a.is_empty() {
-        let n: u64 = b.parse().map_err(|_| ())?;
+        let n: u64 = b.parse().map_err(|_| Unsatisfiable)?;
         if n == 0 || size == 0 {
-            return Err(());
+            return Err(Unsatisfiable);
         }
         let n = n.min(size);
         return Ok(Some((size - n, n)));
     }
-    let start: u64 = a.parse().map_err(|_| ())?;
+    let start: u64 = a.parse().map_err(|_| Unsatisfiable)?;
     if start >= size {
-        return Err(());
+        return Err(Unsatisfiable);
     }
     let end = if b.is_empty() {
         size - 1
     } else {
-        let e: u64 = b.parse().map_err(|_| ())?;
+        let e: u64 = b.parse().map_err(|_| Unsatisfiable)?;
         if e < start {
-            return Err(());
+            return Err(Unsatisfiable);
         }
         e.min(size - 1)
     };
@@ -719,7 +723,7 @@ pub fn handle_download(shared: &Shared, req: &Request) -> Reply {
         None => None,
         Some(v) => match parse_range(v, size) {
             Ok(r) => r,
-            Err(()) => {
+            Err(Unsatisfiable) => {
                 return Reply::Respond(
                     ApiError::new(
                         416,
@@ -855,8 +859,8 @@ mod tests {
             ("bytes=90-", Ok(Some((90, 10)))),
             ("bytes=-5", Ok(Some((95, 5)))),
             ("bytes=95-200", Ok(Some((95, 5)))),
-            ("bytes=100-", Err(())),
-            ("bytes=5-1", Err(())),
+            ("bytes=100-", Err(Unsatisfiable)),
+            ("bytes=5-1", Err(Unsatisfiable)),
             ("items=0-1", Ok(None)),
         ] {
             assert_eq!(parse_range(v, 100), want, "{v}");

@@ -7,8 +7,8 @@
 //! [`Reply::Drop`]. Invariants: requests need `Content-Length` (chunked bodies get 411 and a
 //! close); keep-alive is the default; whatever body a handler leaves unread is drained before
 //! the response (so clients that send whole bodies before reading still see the answer),
-//! unless it is larger than [`DRAIN_MAX`], in which case the response carries
-//! `Connection: close`. Listens on whatever listener it is given (the emulator binds 127.0.0.1).
+//! unless it is larger than [`DRAIN_MAX`] or the handler asked to close, in which case the
+//! response carries `Connection: close` and the rest is never read. Listens on whatever listener it is given (the emulator binds 127.0.0.1).
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -387,7 +387,7 @@ fn serve_connection(stream: TcpStream, handler: &dyn Handler, limiter: &RateLimi
         }
         let unread = body.remaining;
         if unread > 0 {
-            if unread <= DRAIN_MAX {
+            if unread <= DRAIN_MAX && !resp.close {
                 let mut rest = (&mut reader).take(unread);
                 match io::copy(&mut rest, &mut io::sink()) {
                     Ok(n) if n == unread => {}

@@ -192,7 +192,7 @@ impl Emulator {
                     std::thread::sleep(Duration::from_millis(200));
                     persist(&s2);
                     ticks += 1;
-                    if ticks % 5 == 0 {
+                    if ticks.is_multiple_of(5) {
                         upload::sweep_expired(&s2);
                     }
                 }

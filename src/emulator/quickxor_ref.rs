@@ -17,7 +17,9 @@ use base64::Engine;
 /// Incremental reference quickXorHash.
 #[derive(Clone, Debug)]
 pub struct QuickXorRef {
-    folded: [u8; 160],
+    /// The 160 per-position accumulators, 8 to a little-endian word: position `k` is byte
+    /// `k % 8` of `lanes[k / 8]` (words make whole-block folding cheap even in debug builds).
+    lanes: [u64; 20],
     len: u64,
 }
 
@@ -30,7 +32,7 @@ impl Default for QuickXorRef {
 impl QuickXorRef {
     pub fn new() -> Self {
         QuickXorRef {
-            folded: [0; 160],
+            lanes: [0; 20],
             len: 0,
         }
     }
@@ -44,23 +46,52 @@ impl QuickXorRef {
         self.len == 0
     }
 
+    fn fold_byte(&mut self, pos: usize, b: u8) {
+        self.lanes[pos / 8] ^= u64::from(b) << (8 * (pos % 8));
+    }
+
     /// Feed the next bytes of the stream.
     pub fn update(&mut self, data: &[u8]) {
         let mut pos = (self.len % 160) as usize;
-        for &b in data {
-            self.folded[pos] ^= b;
-            pos += 1;
-            if pos == 160 {
-                pos = 0;
+        self.len += data.len() as u64;
+        // Bring the position to a block boundary byte by byte...
+        let head = ((160 - pos) % 160).min(data.len());
+        for &b in &data[..head] {
+            self.fold_byte(pos, b);
+            pos = (pos + 1) % 160;
+        }
+        // ...then fold whole 160-byte blocks word by word (pos is 0 here, or the input has
+        // ended and `rest` is empty)...
+        let rest = &data[head..];
+        let blocks = rest.chunks_exact(160);
+        let tail = blocks.remainder();
+        for block in blocks {
+            for (lane, word) in self.lanes.iter_mut().zip(block.chunks_exact(8)) {
+                let mut w = [0u8; 8];
+                w.copy_from_slice(word);
+                *lane ^= u64::from_le_bytes(w);
             }
         }
-        self.len += data.len() as u64;
+        // ...and the tail byte by byte.
+        for &b in tail {
+            self.fold_byte(pos, b);
+            pos += 1;
+        }
+    }
+
+    /// The 160 folded bytes.
+    fn folded(&self) -> [u8; 160] {
+        let mut out = [0u8; 160];
+        for (chunk, lane) in out.chunks_exact_mut(8).zip(self.lanes) {
+            chunk.copy_from_slice(&lane.to_le_bytes());
+        }
+        out
     }
 
     /// The 20 raw hash bytes.
     pub fn finish_raw(&self) -> [u8; 20] {
         let mut s = [0u8; 20];
-        for (k, &b) in self.folded.iter().enumerate() {
+        for (k, &b) in self.folded().iter().enumerate() {
             let shift = (k * 11) % 160;
             for bit in 0..8 {
                 if (b >> bit) & 1 == 1 {

@@ -24,7 +24,8 @@ pub struct Stats {
     pub requests: u64,
     pub graph_requests: u64,
     pub fragment_puts: u64,
-    /// Every body byte read on upload URLs, including bytes of dropped requests.
+    /// Every body byte read on upload URLs: accepted, rejected (drained) and the partial
+    /// bodies of dropped requests.
     pub fragment_bytes_received: u64,
     /// Bytes that became part of a session (received and kept).
     pub fragment_bytes_accepted: u64,

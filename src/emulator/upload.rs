@@ -19,7 +19,13 @@
 //! bytes, equal to the temp file's length; a PUT holds the session's `busy` flag, not its
 //! lock, while streaming. A PUT cut off (client gone, or an injected drop) keeps what was
 //! received, exactly like the partial acceptance real servers show (ODI#64, ODI#75).
-//! Sessions live in memory only: after an emulator restart their URLs answer 404.
+//! Sessions live in memory only: after an emulator restart their URLs answer 404. A commit
+//! refused by the store (409 `nameAlreadyExists` with `fail`, 507 quota) ends the session,
+//! as on SharePoint: the client must create a new one. A parallel PUT is answered 416
+//! `invalidRange`/`fragmentOverlap` (the bytes of the PUT in flight are not yet visible).
+//! Injected faults are decided after the checks above, so strictness is never masked by them;
+//! on the fragment that completes the file, a `commit` script entry is consulted when no
+//! `put_fragment` entry fired (a `commit` drop keeps all bytes, commits, then resets).
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -321,11 +327,20 @@ pub fn sweep_expired(shared: &Shared) {
 
 /// Everything under `/upload/`.
 pub fn handle_upload_url(shared: &Shared, req: &Request, body: &mut BodyReader<'_>) -> Reply {
-    match upload_url(shared, req, body) {
+    let reply = match upload_url(shared, req, body) {
         Ok(reply) => reply,
         Err(e) if e.status == 0 => Reply::Drop,
         Err(e) => Reply::Respond(e.to_response()),
+    };
+    // A rejected fragment's body still crossed the wire: read it here so that
+    // `fragment_bytes_received` counts every body byte sent to upload URLs.
+    if matches!(reply, Reply::Respond(_)) && body.remaining() > 0 {
+        let unread = body.remaining();
+        if let Ok(n) = std::io::copy(&mut body.take(unread), &mut std::io::sink()) {
+            shared.stat(|st| st.fragment_bytes_received += n);
+        }
     }
+    reply
 }
 
 fn upload_url(
