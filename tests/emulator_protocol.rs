@@ -382,13 +382,13 @@ fn graph_requires_valid_token() {
 
 #[test]
 fn short_token_lifetime() {
-    let e = env_with(Some(r#"{"access_token_ttl_secs":1}"#));
+    let e = env_with(Some(r#"{"access_token_ttl_secs":2}"#));
     assert_eq!(
         e.get("/sites/emulator.sharepoint.test:/sites/Team")
             .status(),
         200
     );
-    std::thread::sleep(Duration::from_millis(1100));
+    std::thread::sleep(Duration::from_millis(2100));
     assert_eq!(
         e.get("/sites/emulator.sharepoint.test:/sites/Team")
             .status(),
@@ -1205,12 +1205,14 @@ fn patch_and_delete() {
 
 #[test]
 fn parallel_put_is_a_violation() {
-    let e = env_with(Some(r#"{"script":[{"on":"put_fragment","delay_ms":800}]}"#));
+    let e = env_with(Some(
+        r#"{"script":[{"on":"put_fragment","delay_ms":2000}]}"#,
+    ));
     let url = e.upload_url("Uploads/par.bin");
     let body = data(ALIGN, 11);
     std::thread::scope(|s| {
         let slow = s.spawn(|| e.put(&url, 0, 3 * ALIGN, &body).status().as_u16());
-        std::thread::sleep(Duration::from_millis(300));
+        std::thread::sleep(Duration::from_millis(600));
         let fast = e.put(&url, ALIGN, 3 * ALIGN, &body);
         assert_eq!(fast.status(), 416);
         assert_eq!(slow.join().unwrap(), 202);
@@ -1355,4 +1357,87 @@ fn many_concurrent_connections() {
     });
     assert_eq!(e.emu.stats().sessions_committed, 24);
     assert!(e.emu.violations().is_empty());
+}
+
+#[test]
+fn commit_drop_keeps_the_file() {
+    let e = env_with(Some(r#"{"script":[{"on":"commit","action":"drop"}]}"#));
+    let content = data(ALIGN + 10, 13);
+    let url = e.upload_url("Uploads/lost-answer.bin");
+    assert_eq!(
+        e.put(&url, 0, content.len(), &content[..ALIGN]).status(),
+        202
+    );
+    assert!(e
+        .try_put(&url, ALIGN, content.len(), &content[ALIGN..])
+        .is_err());
+    // The answer was lost, the file is there; the session is gone.
+    assert_eq!(e.http.get(&url).send().unwrap().status(), 404);
+    let d = e.drive_id();
+    let v: Value = e
+        .get(&format!("/drives/{d}/root:/Uploads/lost-answer.bin"))
+        .json()
+        .unwrap();
+    assert_eq!(
+        v["file"]["hashes"]["quickXorHash"],
+        quickxor_base64(&content)
+    );
+}
+
+#[test]
+fn faults_on_all_graph_requests() {
+    let e = env();
+    e.set_faults(r#"{"apply_to":"all","throttle_rate":1.0,"retry_after_secs":3}"#);
+    let r = e.get("/sites/emulator.sharepoint.test:/sites/Team");
+    assert_eq!(r.status(), 429);
+    assert_eq!(r.headers()["retry-after"], "3");
+    e.set_faults(r#"{"apply_to":"all","drop_rate":1.0}"#);
+    assert!(e
+        .http
+        .get(e.url("/sites/emulator.sharepoint.test:/sites/Team"))
+        .bearer_auth(&e.token)
+        .send()
+        .is_err());
+    // The token endpoint and the admin API are never subject to faults.
+    let i = e.emu.info();
+    let r = e
+        .http
+        .post(format!(
+            "{}/{}/oauth2/v2.0/token",
+            i.authority_url, i.tenant
+        ))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", i.client_id.as_str()),
+            ("client_secret", i.client_secret.as_str()),
+            ("scope", "https://graph.microsoft.com/.default"),
+        ])
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    e.set_faults("{}");
+    assert_eq!(
+        e.get("/sites/emulator.sharepoint.test:/sites/Team")
+            .status(),
+        200
+    );
+}
+
+#[test]
+fn raw_http_edges() {
+    let e = env();
+    let d = e.drive_id();
+    let port = e.emu.info().port;
+    let too_big = format!(
+        "PUT /v1.0/drives/{d}/root:/Uploads/huge.bin:/content HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nContent-Length: 300000000\r\n\r\n",
+        e.token
+    );
+    let answer = raw(port, too_big.as_bytes());
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    let chunked = "PUT /upload/x?tempauth=y HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n";
+    assert!(raw(port, chunked.as_bytes()).starts_with("HTTP/1.1 411"));
+    assert!(raw(port, b"garbage\r\n\r\n").starts_with("HTTP/1.1 400"));
+    // Keep-alive: two requests on one connection.
+    let two = "GET /_admin/stats HTTP/1.1\r\nHost: x\r\n\r\nGET /_admin/stats HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    assert_eq!(raw(port, two.as_bytes()).matches("HTTP/1.1 200").count(), 2);
 }
