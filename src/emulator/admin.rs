@@ -1,0 +1,150 @@
+//! The admin API under `/_admin` (no auth; the emulator only listens on 127.0.0.1): what
+//! tests and the demo use to look inside the emulated tenant and steer it.
+//!
+//! `GET items | violations | events | stats | faults | info`, `POST faults` (replaces the whole
+//! configuration), `POST reset_stats` (counters, violations and events), `PUT
+//! files/{drive}/{path}?mtime=RFC3339` (seed a file, streaming; parents created) and `GET
+//! files/{drive}/{path}` (raw bytes, for content checks). `{drive}` is a drive name
+//! ("Documents", "Archive"), library name ("Shared Documents") or id; path segments are
+//! percent-decoded.
+
+use std::fs::File;
+
+use percent_encoding::percent_decode_str;
+use serde_json::json;
+
+use super::errors::ApiError;
+use super::faults::FaultConfig;
+use super::http::{Body, BodyReader, Reply, Request, Response};
+use super::state::{lock, Journal, Shared, Stats};
+use super::store::{fmt_time, parse_time, NewFile};
+use super::upload::body_to_temp;
+use crate::remote::Conflict;
+
+pub fn handle_admin(shared: &Shared, req: &Request, body: &mut BodyReader<'_>) -> Reply {
+    match admin(shared, req, body) {
+        Ok(r) => Reply::Respond(r),
+        Err(e) if e.status == 0 => Reply::Drop,
+        Err(e) => Reply::Respond(e.to_response()),
+    }
+}
+
+fn admin(shared: &Shared, req: &Request, body: &mut BodyReader<'_>) -> Result<Response, ApiError> {
+    let rest = req.path.strip_prefix("/_admin/").unwrap_or("");
+    let m = req.method.as_str();
+    let ok = |v: serde_json::Value| Ok(Response::json(200, &v));
+    match (m, rest) {
+        ("GET", "items") => {
+            let store = lock(&shared.store);
+            let items: Vec<_> = store
+                .all_items()
+                .into_iter()
+                .map(|(drive, path, it)| {
+                    json!({
+                        "drive": drive, "path": path, "folder": it.folder, "size": it.size,
+                        "quickXorHash": it.qxh, "mtime": fmt_time(it.fs_modified), "id": it.id,
+                    })
+                })
+                .collect();
+            ok(json!({ "items": items }))
+        }
+        ("GET", "violations") => ok(json!({ "violations": lock(&shared.journal).violations })),
+        ("GET", "events") => ok(json!({ "events": lock(&shared.journal).events })),
+        ("GET", "stats") => {
+            ok(serde_json::to_value(lock(&shared.stats).clone()).unwrap_or_default())
+        }
+        ("GET", "info") => ok(serde_json::to_value(&shared.info).unwrap_or_default()),
+        ("GET", "faults") => ok(serde_json::to_value(shared.faults()).unwrap_or_default()),
+        ("POST", "faults") => {
+            let raw = body
+                .read_all(1 << 20)
+                .map_err(|_| ApiError::bad_request("body too large"))?;
+            let text = String::from_utf8(raw).map_err(|_| ApiError::bad_request("not UTF-8"))?;
+            let cfg = FaultConfig::from_json(&text)
+                .map_err(|e| ApiError::bad_request(format!("bad fault configuration: {e}")))?;
+            shared.set_faults(cfg);
+            ok(serde_json::to_value(shared.faults()).unwrap_or_default())
+        }
+        ("POST", "reset_stats") => {
+            *lock(&shared.stats) = Stats::default();
+            *lock(&shared.journal) = Journal::default();
+            Ok(Response::new(204))
+        }
+        (_, r) if r.starts_with("files/") => files(shared, req, body, &r["files/".len()..]),
+        _ => Err(ApiError::not_found("Unknown admin endpoint.")),
+    }
+}
+
+fn files(
+    shared: &Shared,
+    req: &Request,
+    body: &mut BodyReader<'_>,
+    rest: &str,
+) -> Result<Response, ApiError> {
+    let segs: Vec<String> = rest
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            percent_decode_str(s)
+                .decode_utf8()
+                .map(|c| c.into_owned())
+                .map_err(|_| ApiError::bad_request("path is not UTF-8"))
+        })
+        .collect::<Result<_, _>>()?;
+    let (drive_name, path) = segs
+        .split_first()
+        .ok_or_else(|| ApiError::bad_request("drive and path required"))?;
+    let (name, dirs) = path
+        .split_last()
+        .ok_or_else(|| ApiError::bad_request("file path required"))?;
+    let root = {
+        let store = lock(&shared.store);
+        store
+            .drive_by_name(drive_name)
+            .or_else(|| store.drive(drive_name))
+            .map(|d| d.root_id.clone())
+            .ok_or_else(|| ApiError::not_found("unknown drive"))?
+    };
+    match req.method.as_str() {
+        "GET" => {
+            let store = lock(&shared.store);
+            let it = store
+                .resolve(&root, path)
+                .filter(|i| !i.folder)
+                .ok_or_else(|| ApiError::not_found("no such file"))?;
+            let f = File::open(store.blob_path(&it.id))
+                .map_err(|e| ApiError::new(500, "generalException", e.to_string()))?;
+            let mut r = Response::new(200);
+            r.body = Body::File(f, it.size);
+            Ok(r)
+        }
+        "PUT" => {
+            let mtime = match req.query("mtime") {
+                None => None,
+                Some(s) => Some(parse_time(s).ok_or_else(|| ApiError::bad_request("bad mtime"))?),
+            };
+            let (tmp, size, qxh) = body_to_temp(shared, body)?;
+            let result = {
+                let mut store = lock(&shared.store);
+                store.ensure_folders(&root, dirs).and_then(|parent| {
+                    store
+                        .commit_file(NewFile {
+                            parent_id: &parent,
+                            name,
+                            conflict: Conflict::Replace,
+                            tmp: &tmp,
+                            size,
+                            qxh,
+                            fs_created: mtime,
+                            fs_modified: mtime,
+                            quota: None,
+                        })
+                        .map(|it| store.item_json(&it))
+                })
+            };
+            let _ = std::fs::remove_file(&tmp);
+            Ok(Response::json(201, &result?))
+        }
+        _ => Err(ApiError::new(405, "invalidRequest", "Method not allowed.")),
+    }
+}
