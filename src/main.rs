@@ -28,6 +28,8 @@ enum Command {
     Mount(MountArgs),
     /// Run the built-in local SharePoint emulator.
     Emulator(EmulatorArgs),
+    /// Print the quickXorHash of local files (compare with SharePoint's file.hashes).
+    Quickxor { files: Vec<PathBuf> },
     /// Print the upload status of a mount (its .status file).
     Status {
         /// The mount point.
@@ -184,6 +186,16 @@ fn main() -> ExitCode {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => fatal(1, &format!("emulator: {e}")),
             }
+        }
+        Command::Quickxor { files } => {
+            for f in &files {
+                match shareuplift::quickxor::quickxor_file(f) {
+                    Ok(h) if files.len() == 1 => println!("{h}"),
+                    Ok(h) => println!("{h}  {}", f.display()),
+                    Err(e) => return fatal(1, &format!("{}: {e}", f.display())),
+                }
+            }
+            ExitCode::SUCCESS
         }
         Command::Status { mountpoint, json } => {
             let name = if json { ".status.json" } else { ".status" };

@@ -311,7 +311,11 @@ mod tests {
         save_record(&data, &rec).unwrap();
         assert_eq!(load_record(&data).unwrap().unwrap(), rec);
         assert_eq!(rec.mtime(), t);
-        let mode = fs::metadata(record_path(&data)).unwrap().permissions().mode() & 0o777;
+        let mode = fs::metadata(record_path(&data))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
         assert_eq!(mode, 0o600);
         assert!(!format!("{rec:?}").contains("SECRET"));
         // existing_files lists data files only, not records.

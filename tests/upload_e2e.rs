@@ -23,10 +23,19 @@ fn big_file_arrives_identical_and_cp_returns_first() {
     fs::create_dir(m.path("Docs")).unwrap();
 
     let t = Instant::now();
-    sh(&format!("cp {} {}", src.display(), m.path("Docs/").display()));
+    sh(&format!(
+        "cp {} {}",
+        src.display(),
+        m.path("Docs/").display()
+    ));
     let cp_time = t.elapsed();
-    let at_return = m.upload("Docs/big.bin").expect("status entry right after cp");
-    assert_ne!(at_return["state"], "done", "cp waited for the upload ({cp_time:?})");
+    let at_return = m
+        .upload("Docs/big.bin")
+        .expect("status entry right after cp");
+    assert_ne!(
+        at_return["state"], "done",
+        "cp waited for the upload ({cp_time:?})"
+    );
 
     let done = m.wait_state("Docs/big.bin", "done", Duration::from_secs(300));
     assert_eq!(done["size"], 300 * MIB);
@@ -35,10 +44,17 @@ fn big_file_arrives_identical_and_cp_returns_first() {
     assert_eq!(item["size"], 300 * MIB);
     assert_eq!(item["quickXorHash"].as_str().unwrap(), qxh(&src));
     let puts = emu.stats()["fragment_puts"].as_u64().unwrap();
-    assert!(puts >= 30, "300 MiB in 10 MiB fragments needs >= 30 PUTs, saw {puts}");
+    assert!(
+        puts >= 30,
+        "300 MiB in 10 MiB fragments needs >= 30 PUTs, saw {puts}"
+    );
     assert_no_violations(&emu);
     // Read-back through the mount (now from SharePoint) matches too.
-    sh(&format!("cmp {} {}", src.display(), m.path("Docs/big.bin").display()));
+    sh(&format!(
+        "cmp {} {}",
+        src.display(),
+        m.path("Docs/big.bin").display()
+    ));
     // The spool is empty once SharePoint has committed.
     let left: Vec<_> = fs::read_dir(m.spool.join("data")).unwrap().collect();
     assert!(left.is_empty(), "spool files left: {left:?}");
@@ -60,22 +76,41 @@ fn nested_tree_arrives_and_lists() {
         files.push(rel);
     }
     sh(&format!("mkdir -p {}", m.path("Backup/2026/nov").display()));
-    sh(&format!("cp -r {}/. {}", src.display(), m.path("Backup/2026/nov").display()));
+    sh(&format!(
+        "cp -r {}/. {}",
+        src.display(),
+        m.path("Backup/2026/nov").display()
+    ));
     let st = m.settle(Duration::from_secs(120));
     for rel in &files {
         let remote = format!("Backup/2026/nov/{rel}");
-        let item = emu.item(&remote).unwrap_or_else(|| panic!("{remote} missing: {st:#}"));
-        assert_eq!(item["quickXorHash"].as_str().unwrap(), qxh(&src.join(rel)), "{remote}");
+        let item = emu
+            .item(&remote)
+            .unwrap_or_else(|| panic!("{remote} missing: {st:#}"));
+        assert_eq!(
+            item["quickXorHash"].as_str().unwrap(),
+            qxh(&src.join(rel)),
+            "{remote}"
+        );
     }
     // A fresh mount lists what is in SharePoint.
     drop(m);
     let m2 = Mount::start(&emu, "");
-    let listing = sh(&format!("cd {} && find Backup -type f | sort", m2.dir.display()));
-    let mut want: Vec<String> = files.iter().map(|f| format!("Backup/2026/nov/{f}")).collect();
+    let listing = sh(&format!(
+        "cd {} && find Backup -type f | sort",
+        m2.dir.display()
+    ));
+    let mut want: Vec<String> = files
+        .iter()
+        .map(|f| format!("Backup/2026/nov/{f}"))
+        .collect();
     want.sort();
     assert_eq!(listing.lines().collect::<Vec<_>>(), want);
     let ls = sh(&format!("ls {}", m2.path("Backup/2026/nov/d0").display()));
-    assert_eq!(ls.split_whitespace().collect::<Vec<_>>(), vec!["sub0", "sub1"]);
+    assert_eq!(
+        ls.split_whitespace().collect::<Vec<_>>(),
+        vec!["sub0", "sub1"]
+    );
     assert_no_violations(&emu);
 }
 
@@ -89,7 +124,11 @@ fn big_file_survives_faults() {
     let m = Mount::start(&emu, "");
     let src = emu.dir.path().join("big.bin");
     random_file(&src, 300 * MIB, 2);
-    sh(&format!("cp {} {}", src.display(), m.path("big.bin").display()));
+    sh(&format!(
+        "cp {} {}",
+        src.display(),
+        m.path("big.bin").display()
+    ));
     let done = m.wait_state("big.bin", "done", Duration::from_secs(600));
     let item = emu.item("big.bin").expect("stored");
     assert_eq!(item["quickXorHash"].as_str().unwrap(), qxh(&src));
@@ -106,12 +145,17 @@ fn big_file_survives_faults() {
 #[test]
 fn status_shows_lifecycle_and_failure() {
     let emu = Emu::start(Some(r#"{"bandwidth_bytes_per_sec": 20000000}"#));
-    let m = Mount::start(&emu, "workers = 1\nchunk_size = \"2MiB\"\n");
+    let m = Mount::start(&emu, "workers = 1\nchunk_size = \"1920KiB\"\n");
     let a = emu.dir.path().join("a.bin");
     let b = emu.dir.path().join("b.bin");
     random_file(&a, 60 * MIB, 3);
     random_file(&b, 4 * MIB, 4);
-    sh(&format!("cp {} {} {}", a.display(), b.display(), m.dir.display()));
+    sh(&format!(
+        "cp {} {} {}",
+        a.display(),
+        b.display(),
+        m.dir.display()
+    ));
 
     let mut seen_b_queued = false;
     let mut a_progress = Vec::new();
@@ -138,8 +182,15 @@ fn status_shows_lifecycle_and_failure() {
         std::thread::sleep(Duration::from_millis(200));
     }
     assert!(seen_b_queued, "b.bin was never shown queued behind a.bin");
-    assert!(a_progress.len() >= 3, "uploading seen {} times", a_progress.len());
-    assert!(a_progress.windows(2).all(|w| w[0] <= w[1]), "{a_progress:?}");
+    assert!(
+        a_progress.len() >= 3,
+        "uploading seen {} times",
+        a_progress.len()
+    );
+    assert!(
+        a_progress.windows(2).all(|w| w[0] <= w[1]),
+        "{a_progress:?}"
+    );
     assert!(a_progress.first() < a_progress.last(), "{a_progress:?}");
     m.wait_state("b.bin", "done", Duration::from_secs(60));
     let table = m.status_text();
@@ -154,7 +205,10 @@ fn status_shows_lifecycle_and_failure() {
     let reason = failed["error"].as_str().unwrap_or_default().to_lowercase();
     assert!(reason.contains("quota"), "reason: {failed}");
     let table = m.status_text();
-    assert!(table.contains("c.bin") && table.contains("failed"), "{table}");
+    assert!(
+        table.contains("c.bin") && table.contains("failed"),
+        "{table}"
+    );
     // The data stays in the spool.
     let kept: Vec<_> = fs::read_dir(m.spool.join("data")).unwrap().collect();
     assert_eq!(kept.len(), 1, "failed upload's spool file must be kept");
@@ -166,10 +220,7 @@ fn status_shows_lifecycle_and_failure() {
 #[test]
 fn startup_errors_are_one_line_and_secret_free() {
     let emu = Emu::start(None);
-    let secret_lines = format!(
-        "client_secret = \"{}\"\n",
-        emu.info.client_secret
-    );
+    let secret_lines = format!("client_secret = \"{}\"\n", emu.info.client_secret);
     let cases = [
         ("password = \"wrong-password-123\"\n", "password"),
         (
@@ -220,8 +271,18 @@ fn startup_errors_are_one_line_and_secret_free() {
     m.wait_state("x.bin", "done", Duration::from_secs(60));
     logs.push_str(&m.log_text());
     logs.push_str(&m.status_text());
-    for secret in [&emu.info.password, &emu.info.client_secret, &"wrong-password-123".to_string()] {
-        assert!(!logs.contains(secret.as_str()), "a secret leaked into the logs");
+    for secret in [
+        &emu.info.password,
+        &emu.info.client_secret,
+        &"wrong-password-123".to_string(),
+    ] {
+        assert!(
+            !logs.contains(secret.as_str()),
+            "a secret leaked into the logs"
+        );
     }
-    assert!(!logs.contains("tempauth"), "an upload URL leaked into the logs");
+    assert!(
+        !logs.contains("tempauth"),
+        "an upload URL leaked into the logs"
+    );
 }

@@ -325,11 +325,3 @@ pub fn run_foreground(opts: EmulatorOptions, ready_file: Option<&Path>) -> io::R
     emu.stop();
     Ok(())
 }
-
-/// PLACEHOLDER until the emulator lands.
-pub fn run_foreground(
-    _opts: EmulatorOptions,
-    _ready: Option<&std::path::Path>,
-) -> std::io::Result<()> {
-    Err(std::io::Error::other("emulator not built yet"))
-}

@@ -153,7 +153,10 @@ pub fn config_for(info: &EmulatorInfo, spool: &Path, extra: &str) -> String {
 fn is_mounted(dir: &Path) -> bool {
     let want = dir.to_string_lossy().to_string();
     fs::read_to_string("/proc/self/mountinfo")
-        .map(|m| m.lines().any(|l| l.split(' ').nth(4) == Some(want.as_str())))
+        .map(|m| {
+            m.lines()
+                .any(|l| l.split(' ').nth(4) == Some(want.as_str()))
+        })
         .unwrap_or(false)
 }
 
@@ -164,11 +167,7 @@ impl Mount {
     }
 
     /// Start; `Err((status, log))` if the process exits before mounting.
-    pub fn try_start(
-        emu: &Emu,
-        extra: &str,
-        args: &[&str],
-    ) -> Result<Mount, (ExitStatus, String)> {
+    pub fn try_start(emu: &Emu, extra: &str, args: &[&str]) -> Result<Mount, (ExitStatus, String)> {
         let tmp = tempfile::tempdir().expect("tempdir");
         let spool = tmp.path().join("spool");
         Self::start_with(emu, extra, args, tmp, spool)
@@ -225,7 +224,11 @@ impl Mount {
                     return Err((st, m.log_text()));
                 }
             }
-            assert!(Instant::now() < deadline, "mount did not appear:\n{}", m.log_text());
+            assert!(
+                Instant::now() < deadline,
+                "mount did not appear:\n{}",
+                m.log_text()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -264,8 +267,12 @@ impl Mount {
         loop {
             let st = self.status_json();
             let busy = st["uploads"].as_array().is_some_and(|a| {
-                a.iter()
-                    .any(|u| matches!(u["state"].as_str(), Some("queued" | "uploading" | "retrying")))
+                a.iter().any(|u| {
+                    matches!(
+                        u["state"].as_str(),
+                        Some("queued" | "uploading" | "retrying")
+                    )
+                })
             });
             if !busy {
                 return st;
@@ -300,7 +307,10 @@ impl Mount {
 
     /// Unmount cleanly and wait for the process; returns its exit status.
     pub fn unmount(mut self) -> ExitStatus {
-        let _ = Command::new("fusermount3").arg("-u").arg(&self.dir).status();
+        let _ = Command::new("fusermount3")
+            .arg("-u")
+            .arg(&self.dir)
+            .status();
         let mut child = self.child.take().expect("running");
         wait_timeout(&mut child, Duration::from_secs(30))
     }
@@ -311,7 +321,10 @@ impl Mount {
             let _ = c.kill();
             let _ = c.wait();
         }
-        let _ = Command::new("fusermount3").arg("-uz").arg(&self.dir).status();
+        let _ = Command::new("fusermount3")
+            .arg("-uz")
+            .arg(&self.dir)
+            .status();
     }
 
     /// Send a signal and wait for exit.
@@ -320,7 +333,10 @@ impl Mount {
         // SAFETY: sending a signal to our own child.
         unsafe { libc::kill(child.id() as i32, sig) };
         let st = wait_timeout(&mut child, Duration::from_secs(30));
-        let _ = Command::new("fusermount3").arg("-uz").arg(&self.dir).status();
+        let _ = Command::new("fusermount3")
+            .arg("-uz")
+            .arg(&self.dir)
+            .status();
         st
     }
 }
@@ -342,7 +358,10 @@ fn wait_timeout(child: &mut Child, t: Duration) -> ExitStatus {
 impl Drop for Mount {
     fn drop(&mut self) {
         if let Some(mut c) = self.child.take() {
-            let _ = Command::new("fusermount3").arg("-u").arg(&self.dir).status();
+            let _ = Command::new("fusermount3")
+                .arg("-u")
+                .arg(&self.dir)
+                .status();
             let deadline = Instant::now() + Duration::from_secs(10);
             while Instant::now() < deadline {
                 if let Ok(Some(_)) = c.try_wait() {
@@ -352,7 +371,10 @@ impl Drop for Mount {
             }
             let _ = c.kill();
             let _ = c.wait();
-            let _ = Command::new("fusermount3").arg("-uz").arg(&self.dir).status();
+            let _ = Command::new("fusermount3")
+                .arg("-uz")
+                .arg(&self.dir)
+                .status();
         }
     }
 }
@@ -414,4 +436,18 @@ pub fn sh(cmd: &str) -> String {
 pub fn assert_no_violations(emu: &Emu) {
     let v = emu.violations();
     assert!(v.is_empty(), "protocol violations: {v:#?}");
+}
+
+/// Lazy unmount if still mounted; silent.
+fn quiet_unmount(dir: &Path) -> bool {
+    if !is_mounted(dir) {
+        return true;
+    }
+    Command::new("fusermount3")
+        .arg("-uz")
+        .arg(dir)
+        .stderr(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
 }
