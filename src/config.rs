@@ -175,7 +175,7 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
 
 /// Check a fragment size against the upload-session rules.
 pub fn validate_chunk_size(bytes: u64) -> Result<u64, String> {
-    if bytes == 0 || bytes % FRAGMENT_ALIGN != 0 {
+    if bytes == 0 || !bytes.is_multiple_of(FRAGMENT_ALIGN) {
         let lower = (bytes / FRAGMENT_ALIGN).max(1) * FRAGMENT_ALIGN;
         return Err(format!(
             "chunk_size = {bytes} bytes is not a multiple of 320 KiB (327680 bytes); \

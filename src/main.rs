@@ -25,7 +25,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Mount a SharePoint folder and stay in the foreground until unmounted.
-    Mount(MountArgs),
+    Mount(Box<MountArgs>),
     /// Run the built-in local SharePoint emulator.
     Emulator(EmulatorArgs),
     /// Print the quickXorHash of local files (compare with SharePoint's file.hashes).

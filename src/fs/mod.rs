@@ -889,10 +889,8 @@ impl Fs {
             (ino, NodeKind::Dir, ".".to_string()),
             (parent_ino, NodeKind::Dir, "..".to_string()),
         ];
-        if ino == ROOT_INO {
-            entries.push((STATUS_INO, NodeKind::File, STATUS_NAME.into()));
-            entries.push((STATUS_JSON_INO, NodeKind::File, STATUS_JSON_NAME.into()));
-        }
+        // `.status` and `.status.json` are looked up by name but not listed: `rsync --delete`
+        // would try to remove them and `cp -r` of the mount would copy them.
         let mut children: Vec<(u64, NodeKind, String)> = st
             .table
             .children(&path)
@@ -967,7 +965,9 @@ impl Fs {
             }
         }
         // Ask the server, not the cache: a folder is empty only if SharePoint says so.
-        self.lock().table.get_mut(ino).map(|n| n.listed = None);
+        if let Some(n) = self.lock().table.get_mut(ino) {
+            n.listed = None;
+        }
         self.refresh_listing(ino)?;
         if !self.lock().table.children(&path).is_empty() {
             return Err(FsError::NotEmpty);
