@@ -86,6 +86,7 @@ pub fn run(cfg: MountConfig, mountpoint: &Path) -> Result<(), MountError> {
     qcfg.conflict = cfg.conflict;
     qcfg.max_attempts = cfg.max_attempts;
     qcfg.retention = cfg.status_retention;
+    qcfg.write_back_delay = std::time::Duration::from_secs(1);
     let queue_remote = remote.clone();
     let fs = Arc::new(Fs::new(
         remote,
@@ -93,6 +94,7 @@ pub fn run(cfg: MountConfig, mountpoint: &Path) -> Result<(), MountError> {
         move |listener| UploadQueue::start(queue_remote, qcfg, listener),
         FsOptions {
             base_path_chars: folder_server_path(&cfg.folder_url).chars().count(),
+            replace_by_upload: cfg.conflict == crate::remote::Conflict::Replace,
             ..FsOptions::default()
         },
     ));

@@ -83,6 +83,8 @@ pub struct FsOptions {
     pub meta_ttl: Duration,
     /// Characters of the mounted folder's server-relative path, for the 400-character rule.
     pub base_path_chars: usize,
+    /// The upload conflict behaviour is `replace`.
+    pub replace_by_upload: bool,
 }
 
 impl Default for FsOptions {
@@ -90,6 +92,7 @@ impl Default for FsOptions {
         FsOptions {
             meta_ttl: Duration::from_secs(2),
             base_path_chars: 0,
+            replace_by_upload: true,
         }
     }
 }
@@ -145,10 +148,23 @@ impl UploadListener for Listener {
         let mut fix_mtime = None;
         {
             let mut st = self.shared.lock();
-            let Some(ino) = st.table.ino_of(&job.remote_path) else {
-                return;
-            };
-            let Some(node) = st.table.get_mut(ino) else {
+            let node = st
+                .table
+                .ino_of(&job.remote_path)
+                .and_then(|ino| st.table.get_mut(ino));
+            let Some(node) = node else {
+                // The file was renamed or deleted while this upload was in flight and the
+                // upload committed anyway: the item under the old name is an orphan.
+                drop(st);
+                if outcome.is_ok() {
+                    info!(
+                        "{}: removing upload of a file renamed or deleted meanwhile",
+                        job.remote_path
+                    );
+                    if let Err(e) = self.shared.remote.delete(&job.remote_path) {
+                        warn!("{}: could not remove orphaned upload: {e}", job.remote_path);
+                    }
+                }
                 return;
             };
             let same_content = node
@@ -204,6 +220,9 @@ pub struct Fs {
     queue: UploadQueue,
     spool: Arc<Spool>,
     opts: FsOptions,
+    /// Uploads replace existing items (conflict = replace), so a rename over a file can
+    /// leave the server's item to be replaced by the upload.
+    replace_by_upload: bool,
 }
 
 fn name_error(p: NameProblem) -> FsError {
@@ -242,6 +261,7 @@ impl Fs {
             shared,
             queue,
             spool,
+            replace_by_upload: opts.replace_by_upload,
             opts,
         }
     }
@@ -302,7 +322,21 @@ impl Fs {
 
     /// The status the virtual files show.
     pub fn status_snapshot(&self) -> crate::upload::status::StatusSnapshot {
-        self.queue.snapshot()
+        let mut snap = self.queue.snapshot();
+        let st = self.lock();
+        let mut open: Vec<String> = st
+            .table
+            .local_nodes()
+            .filter(|(_, n)| {
+                n.local
+                    .as_ref()
+                    .is_some_and(|l| !l.queued && l.failed.is_none())
+            })
+            .map(|(_, n)| n.path.clone())
+            .collect();
+        open.sort();
+        snap.open_for_writing = open;
+        snap
     }
 
     fn dir_path(&self, st: &State, ino: u64) -> FsResult<String> {
@@ -666,8 +700,11 @@ impl Fs {
 
     /// If `ino` has dirty spool content and no writers, hand it to the queue.
     fn seal(&self, ino: u64, closing_writer: bool) {
+        // The job is submitted while the core's lock is held, so a concurrent rename or
+        // unlink (FUSE release is asynchronous to close) sees either the file before it was
+        // queued or the queued job, never a job in flight to the queue.
+        let mut st = self.lock();
         let job = {
-            let mut st = self.lock();
             let Some(node) = st.table.get_mut(ino) else {
                 return;
             };
@@ -697,6 +734,7 @@ impl Fs {
             job.remote_path, job.size
         );
         self.queue.submit(job);
+        drop(st);
     }
 
     /// Set size and/or mtime (`truncate`, `utimens`); mode and owner are accepted and ignored.
@@ -779,17 +817,25 @@ impl Fs {
     }
 
     fn set_mtime(&self, ino: u64, mtime: SystemTime) -> FsResult<()> {
-        let (path, kind, has_local) = {
+        let (path, kind, has_local, queued) = {
             let mut st = self.lock();
             let n = st.table.get_mut(ino).ok_or(FsError::NotFound)?;
-            let has_local = if let Some(l) = n.local.as_mut() {
-                l.mtime = mtime;
-                true
-            } else {
-                false
+            let (has_local, queued) = match n.local.as_mut() {
+                Some(l) => {
+                    l.mtime = mtime;
+                    (true, l.queued)
+                }
+                None => (false, false),
             };
-            (n.path.clone(), n.kind, has_local)
+            (n.path.clone(), n.kind, has_local, queued)
         };
+        if queued && self.queue.amend_mtime(&path, mtime) {
+            let mut st = self.lock();
+            if let Some(l) = st.table.get_mut(ino).and_then(|n| n.local.as_mut()) {
+                l.queued_mtime = Some(mtime);
+            }
+            return Ok(());
+        }
         if has_local {
             // Sent with the upload; if the job is already under way, the listener patches
             // the committed item.
@@ -945,15 +991,44 @@ impl Fs {
         if kind == NodeKind::Dir {
             return Err(FsError::IsDir);
         }
+        // Forget the node and cancel its upload under the lock, so a concurrent release
+        // cannot queue it again (see `seal`).
+        let local = {
+            let mut st = self.lock();
+            let local = st.table.get(ino).and_then(|n| n.local.clone()).or(local);
+            if local.is_some() {
+                self.queue.cancel(&path);
+            }
+            st.table.remove_tree(&path);
+            local
+        };
         if let Some(l) = &local {
-            self.queue.cancel(&path);
             let _ = std::fs::remove_file(&l.spool);
         }
         if remote.is_some() || local.as_ref().is_some_and(|l| l.queued) {
-            self.remote().delete(&path)?;
+            match self.remote().delete(&path) {
+                Ok(()) | Err(crate::remote::RemoteError::NotFound(_)) => {}
+                Err(e) => return Err(e.into()),
+            }
         }
-        self.lock().table.remove_tree(&path);
         Ok(())
+    }
+
+    /// Drop whatever local state the file at `path` has (its pending upload, its spool file)
+    /// and forget it, leaving the server's item alone.
+    fn forget_local_target(&self, path: &str) {
+        let local = {
+            let st = self.lock();
+            st.table
+                .ino_of(path)
+                .and_then(|i| st.table.get(i))
+                .and_then(|n| n.local.clone())
+        };
+        if let Some(l) = local {
+            self.queue.cancel(path);
+            let _ = std::fs::remove_file(&l.spool);
+        }
+        self.lock().table.remove_tree(path);
     }
 
     pub fn rmdir(&self, parent: u64, name: &str) -> FsResult<()> {
@@ -993,20 +1068,49 @@ impl Fs {
             Err(FsError::NotFound) => None,
             Err(e) => return Err(e),
         };
-        let same_item = names::fold(&from) == names::fold(&to);
-        if let (Some(t), false) = (target, same_item) {
-            if t.kind == NodeKind::Dir {
-                self.rmdir(newparent, newname)?;
-            } else {
-                self.unlink(newparent, newname)?;
-            }
-        }
         let (kind, local, remote) = {
             let st = self.lock();
             let n = st.table.get(ino).ok_or(FsError::NotFound)?;
             (n.kind, n.local.clone(), n.remote.clone())
         };
-        let queued = local.as_ref().is_some_and(|l| l.queued);
+        let same_item = names::fold(&from) == names::fold(&to);
+        if let (Some(t), false) = (target, same_item) {
+            if t.kind == NodeKind::Dir {
+                self.rmdir(newparent, newname)?;
+            } else if kind == NodeKind::File && local.is_some() && self.replace_by_upload {
+                // Atomic save (write a temp file, rename it over the original): the upload of
+                // the new content replaces the server's item, keeping its version history.
+                // Only the target's own pending upload, if any, is dropped.
+                self.forget_local_target(&to);
+            } else {
+                self.unlink(newparent, newname)?;
+            }
+        }
+        if kind == NodeKind::File && remote.is_none() {
+            // Decide under the lock: `seal` submits under it too (see there).
+            let mut st = self.lock();
+            let l = st.table.get(ino).and_then(|n| n.local.as_ref());
+            let queued_now = l.is_some_and(|l| l.queued);
+            let unqueued_now = l.is_some_and(|l| !l.queued);
+            if unqueued_now || (queued_now && self.queue.retarget(&from, &to)) {
+                // Not yet queued (it will be under the new name), or queued but not started
+                // (the job simply goes to the new name): nothing to do on the server.
+                st.table.rename_tree(&from, &to);
+                if let Some(n) = st.table.get_mut(ino) {
+                    n.seen = None;
+                }
+                drop(st);
+                debug!("renamed {from} -> {to} before its upload started");
+                return Ok(());
+            }
+        }
+        let queued = {
+            let st = self.lock();
+            st.table
+                .get(ino)
+                .and_then(|n| n.local.as_ref())
+                .is_some_and(|l| l.queued)
+        };
         let mut relinked = None;
         if let (NodeKind::File, true, Some(l)) = (kind, queued, local.as_ref()) {
             // The queued upload goes to the old name: keep the content under a new spool

@@ -64,6 +64,10 @@ pub struct QueueConfig {
     pub hasher: FileHasher,
     /// Time source; `SystemClock` except in tests.
     pub clock: Arc<dyn clock::Clock>,
+    /// How long a submitted job waits before it may start (real time), so that a rename or
+    /// utimens right after close amends it instead of racing its upload. Default 0; mounts
+    /// use 1 s.
+    pub write_back_delay: Duration,
 }
 
 impl QueueConfig {
@@ -80,6 +84,7 @@ impl QueueConfig {
             hash_recheck_delay: Duration::from_secs(2),
             hasher,
             clock: Arc::new(clock::SystemClock),
+            write_back_delay: Duration::ZERO,
         }
     }
 }

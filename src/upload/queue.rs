@@ -44,6 +44,9 @@ struct Pending {
     job: UploadJob,
     /// Its path key is in the ready channel.
     enqueued: bool,
+    /// Not to be started before this (the write-back delay), so a rename or utimens right
+    /// after close (rsync, cp -a, editors) amends the job instead of racing its upload.
+    not_before: Instant,
 }
 
 /// A job a worker is driving.
@@ -71,6 +74,9 @@ struct Shared {
     state: Mutex<QueueState>,
     /// Signalled whenever a job ends or is dropped (for `wait_idle`).
     changed: Condvar,
+    /// Wakes the scheduler thread when a delayed job is added or at shutdown.
+    sched: Condvar,
+    write_back_delay: Duration,
     ready_tx: Sender<String>,
     ready_rx: Receiver<String>,
     stop_tx: Mutex<Option<Sender<()>>>,
@@ -120,10 +126,46 @@ impl Shared {
             return;
         }
         if let Some(p) = state.pending.get_mut(key) {
+            if p.not_before > Instant::now() {
+                self.sched.notify_all();
+                return;
+            }
             // The channel is unbounded and we hold its receiver: send cannot block or fail.
             if !p.enqueued && self.ready_tx.send(key.to_string()).is_ok() {
                 p.enqueued = true;
             }
+        }
+    }
+
+    /// Dispatch delayed jobs when their write-back delay has passed.
+    fn scheduler_loop(&self) {
+        let mut state = self.lock();
+        loop {
+            if state.shutdown {
+                return;
+            }
+            let now = Instant::now();
+            let due: Vec<String> = state
+                .pending
+                .iter()
+                .filter(|(_, p)| !p.enqueued && p.not_before <= now)
+                .map(|(k, _)| k.clone())
+                .collect();
+            for key in due {
+                self.dispatch(&mut state, &key);
+            }
+            let next = state
+                .pending
+                .values()
+                .filter(|p| !p.enqueued && p.not_before > now)
+                .map(|p| p.not_before - now)
+                .min()
+                .unwrap_or(Duration::from_secs(1));
+            state = self
+                .sched
+                .wait_timeout(state, next)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
         }
     }
 
@@ -135,6 +177,7 @@ impl Shared {
                 r.interrupt.trigger();
             }
         }
+        self.sched.notify_all();
         self.stop_tx
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -251,6 +294,7 @@ impl Shared {
                             id,
                             job,
                             enqueued: false,
+                            not_before: Instant::now(),
                         },
                     );
                 }
@@ -300,6 +344,8 @@ impl UploadQueue {
             listener,
             state: Mutex::new(QueueState::default()),
             changed: Condvar::new(),
+            sched: Condvar::new(),
+            write_back_delay: config.write_back_delay,
             ready_tx,
             ready_rx,
             stop_tx: Mutex::new(Some(stop_tx)),
@@ -316,6 +362,14 @@ impl UploadQueue {
                 Ok(handle) => threads.push(handle),
                 Err(e) => error!("cannot start upload worker {i}: {e}"),
             }
+        }
+        let sched = Arc::clone(&shared);
+        match std::thread::Builder::new()
+            .name("upload-sched".into())
+            .spawn(move || sched.scheduler_loop())
+        {
+            Ok(handle) => threads.push(handle),
+            Err(e) => error!("cannot start the upload scheduler: {e}"),
         }
         *shared.threads.lock().unwrap_or_else(|e| e.into_inner()) = threads;
         UploadQueue {
@@ -358,6 +412,7 @@ impl UploadQueue {
                     }
                     p.id = id;
                     p.job = job;
+                    p.not_before = Instant::now() + shared.write_back_delay;
                 }
                 None => {
                     state.pending.insert(
@@ -366,6 +421,7 @@ impl UploadQueue {
                             id,
                             job,
                             enqueued: false,
+                            not_before: Instant::now(),
                         },
                     );
                 }
@@ -432,12 +488,66 @@ impl UploadQueue {
                     id,
                     job,
                     enqueued: false,
+                    not_before: Instant::now(),
                 },
             );
             shared.dispatch(&mut state, &key);
             count += 1;
         }
         count
+    }
+
+    /// Move a job that has not started from `from` to `to` (a rename right after close): no
+    /// upload under the old name happens. A job already waiting for `to` is replaced (its
+    /// spool file removed). Returns false if no job for `from` is waiting (none, or it is
+    /// uploading already).
+    pub fn retarget(&self, from: &str, to: &str) -> bool {
+        let shared = self.shared();
+        let (kf, kt) = (path_key(from), path_key(to));
+        let mut to_remove = Vec::new();
+        {
+            let mut state = shared.lock();
+            if state.running.contains_key(&kf) || !state.pending.contains_key(&kf) {
+                return false;
+            }
+            let Some(mut p) = state.pending.remove(&kf) else {
+                return false;
+            };
+            if let Some(old) = state.pending.remove(&kt) {
+                shared.ctx.registry.remove(old.id);
+                if old.job.spool_file != p.job.spool_file {
+                    to_remove.push(old.job.spool_file);
+                }
+            }
+            if let Some((id, old)) = state.failed.remove(&kt) {
+                shared.ctx.registry.remove(id);
+                to_remove.push(old.spool_file);
+            }
+            p.job.remote_path = to.to_string();
+            // A key already in the channel under the old name is skipped as stale.
+            p.enqueued = false;
+            shared.ctx.registry.remove(p.id);
+            state.next_id += 1;
+            p.id = state.next_id;
+            shared.ctx.registry.queued(p.id, to, p.job.size);
+            state.pending.insert(kt.clone(), p);
+            shared.dispatch(&mut state, &kt);
+        }
+        remove_spool_files(to_remove);
+        true
+    }
+
+    /// Change the mtime a waiting (not started) job will send. False if none is waiting.
+    pub fn amend_mtime(&self, path: &str, mtime: std::time::SystemTime) -> bool {
+        let shared = self.shared();
+        let mut state = shared.lock();
+        match state.pending.get_mut(&path_key(path)) {
+            Some(p) => {
+                p.job.mtime = mtime;
+                true
+            }
+            None => false,
+        }
     }
 
     /// Failed jobs whose spool files the queue keeps (for spool accounting).

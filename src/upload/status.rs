@@ -155,6 +155,8 @@ pub struct StatusSnapshot {
     pub totals: Totals,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub spool: Option<SpoolUsage>,
+    /// Files written through the mount that are still open (not yet queued), by path.
+    pub open_for_writing: Vec<String>,
 }
 
 impl StatusSnapshot {
@@ -166,6 +168,7 @@ impl StatusSnapshot {
             throttled_until,
             totals,
             spool: None,
+            open_for_writing: Vec::new(),
         }
     }
 
@@ -178,6 +181,9 @@ impl StatusSnapshot {
         );
         if t.retrying > 0 {
             let _ = write!(out, "{} retrying, ", t.retrying);
+        }
+        if !self.open_for_writing.is_empty() {
+            let _ = write!(out, "{} open for writing, ", self.open_for_writing.len());
         }
         let _ = write!(out, "{} done, {} failed", t.done, t.failed);
         if let Some(until) = self.throttled_until {

@@ -273,7 +273,9 @@ impl Mount {
                         Some("queued" | "uploading" | "retrying")
                     )
                 })
-            });
+            }) || st["open_for_writing"]
+                .as_array()
+                .is_some_and(|a| !a.is_empty());
             if !busy {
                 return st;
             }
@@ -450,4 +452,62 @@ fn quiet_unmount(dir: &Path) -> bool {
         .status()
         .map(|s| s.success())
         .unwrap_or(false)
+}
+
+impl Emu {
+    /// Seed a file in the emulator from a local file, streamed.
+    pub fn seed_file(&self, rel: &str, path: &Path) {
+        let url = format!("{}/files/Documents/{FOLDER}/{rel}", self.info.admin_url);
+        let f = fs::File::open(path).expect("open seed");
+        let len = f.metadata().expect("stat seed").len();
+        let r = self
+            .http
+            .put(&url)
+            .body(reqwest::blocking::Body::sized(f, len))
+            .send()
+            .expect("seed");
+        assert!(r.status().is_success(), "seed {rel}: {}", r.status());
+    }
+
+    /// Relative paths of all files (not folders) under the mount folder, sorted.
+    pub fn file_paths(&self) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .items()
+            .into_iter()
+            .filter(|i| i["folder"] != true)
+            .filter_map(|i| i["rel"].as_str().map(str::to_string))
+            .collect();
+        v.sort();
+        v
+    }
+}
+
+/// mtime of a local file, whole seconds since the epoch.
+pub fn mtime_secs(path: &Path) -> i64 {
+    use std::os::unix::fs::MetadataExt;
+    fs::metadata(path).expect("stat").mtime()
+}
+
+/// Seconds since the epoch of an RFC 3339 UTC time as the emulator prints it.
+pub fn rfc3339_secs(s: &str) -> i64 {
+    time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|e| panic!("bad time {s}: {e}"))
+        .unix_timestamp()
+}
+
+/// Run a shell command and return (success, stdout+stderr).
+pub fn sh_status(cmd: &str) -> (bool, String) {
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg(cmd)
+        .output()
+        .expect("bash");
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
 }
