@@ -421,7 +421,7 @@ impl UploadQueue {
                             id,
                             job,
                             enqueued: false,
-                            not_before: Instant::now(),
+                            not_before: Instant::now() + shared.write_back_delay,
                         },
                     );
                 }
