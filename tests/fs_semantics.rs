@@ -403,3 +403,51 @@ fn names_are_case_insensitive() {
     let ls = sh(&format!("ls '{}'", m.dir.display()));
     assert_eq!(ls.trim(), "Report.TXT");
 }
+
+#[test]
+fn large_folders_truncate_limits_and_attributes() {
+    let emu = Emu::start(None);
+    // A folder with more children than one Graph page (1,000) lists completely.
+    for i in 0..1203 {
+        emu.seed(&format!("many/f{i:04}.txt"), format!("{i}").into_bytes());
+    }
+    let m = Mount::start(&emu, "");
+    let n = sh(&format!("ls '{}' | wc -l", m.path("many").display()));
+    assert_eq!(n.trim(), "1203");
+    assert_eq!(
+        fs::read_to_string(m.path("many/f1202.txt")).unwrap(),
+        "1202"
+    );
+
+    // truncate of a remote file uploads a new version.
+    emu.seed("t.txt", b"0123456789".to_vec());
+    sh(&format!("truncate -s 4 '{}'", m.path("t.txt").display()));
+    m.settle(Duration::from_secs(30));
+    assert_eq!(emu.item("t.txt").unwrap()["size"], 4);
+    assert_eq!(fs::read_to_string(m.path("t.txt")).unwrap(), "0123");
+    // utimens of an uploaded file patches its mtime; chmod and chown are accepted.
+    sh(&format!(
+        "touch -d @1400000000 '{}'",
+        m.path("t.txt").display()
+    ));
+    assert_eq!(
+        rfc3339_secs(emu.item("t.txt").unwrap()["mtime"].as_str().unwrap()),
+        1_400_000_000
+    );
+    sh(&format!(
+        "chmod 600 '{}' && chown 0:0 '{}'",
+        m.path("t.txt").display(),
+        m.path("t.txt").display()
+    ));
+    // Files over 250 GB are refused with EFBIG, at truncate and at write.
+    let (ok, out) = sh_status(&format!(
+        "truncate -s 251G '{}'",
+        m.path("huge.bin").display()
+    ));
+    assert!(!ok && out.contains("File too large"), "{out}");
+    let (ok, out) = sh_status(&format!(
+        "dd if=/dev/zero of='{}' bs=1 count=1 seek=250000000000 status=none",
+        m.path("huge2.bin").display()
+    ));
+    assert!(!ok && out.contains("File too large"), "{out}");
+}

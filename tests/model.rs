@@ -20,9 +20,22 @@ const NAMES: [&str; 4] = ["a.txt", "B.bin", "c d.dat", "é.txt"];
 #[derive(Debug, Clone)]
 enum Op {
     Mkdir(usize),
-    Write { dir: usize, name: usize, len: usize, seed: u8 },
-    Append { dir: usize, name: usize, len: usize, seed: u8 },
-    Rename { from: (usize, usize), to: (usize, usize) },
+    Write {
+        dir: usize,
+        name: usize,
+        len: usize,
+        seed: u8,
+    },
+    Append {
+        dir: usize,
+        name: usize,
+        len: usize,
+        seed: u8,
+    },
+    Rename {
+        from: (usize, usize),
+        to: (usize, usize),
+    },
     Unlink(usize, usize),
 }
 
@@ -30,10 +43,22 @@ fn op() -> impl Strategy<Value = Op> {
     let loc = (0..DIRS.len(), 0..NAMES.len());
     prop_oneof![
         (1..DIRS.len()).prop_map(Op::Mkdir),
-        (loc.clone(), 0..300_000usize, any::<u8>())
-            .prop_map(|((dir, name), len, seed)| Op::Write { dir, name, len, seed }),
-        (loc.clone(), 0..50_000usize, any::<u8>())
-            .prop_map(|((dir, name), len, seed)| Op::Append { dir, name, len, seed }),
+        (loc.clone(), 0..300_000usize, any::<u8>()).prop_map(|((dir, name), len, seed)| {
+            Op::Write {
+                dir,
+                name,
+                len,
+                seed,
+            }
+        }),
+        (loc.clone(), 0..50_000usize, any::<u8>()).prop_map(|((dir, name), len, seed)| {
+            Op::Append {
+                dir,
+                name,
+                len,
+                seed,
+            }
+        }),
         (loc.clone(), loc.clone()).prop_map(|(from, to)| Op::Rename { from, to }),
         loc.prop_map(|(d, n)| Op::Unlink(d, n)),
     ]
@@ -48,7 +73,9 @@ fn rel(dir: usize, name: usize) -> String {
 }
 
 fn content(len: usize, seed: u8) -> Vec<u8> {
-    (0..len).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed)).collect()
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+        .collect()
 }
 
 /// Apply `op` under `root`; returns whether it was applicable (its parent folders exist,
@@ -56,10 +83,18 @@ fn content(len: usize, seed: u8) -> Vec<u8> {
 fn apply(root: &Path, op: &Op) -> std::io::Result<()> {
     match op {
         Op::Mkdir(d) => fs::create_dir(root.join(DIRS[*d])),
-        Op::Write { dir, name, len, seed } => {
-            fs::write(root.join(rel(*dir, *name)), content(*len, *seed))
-        }
-        Op::Append { dir, name, len, seed } => fs::OpenOptions::new()
+        Op::Write {
+            dir,
+            name,
+            len,
+            seed,
+        } => fs::write(root.join(rel(*dir, *name)), content(*len, *seed)),
+        Op::Append {
+            dir,
+            name,
+            len,
+            seed,
+        } => fs::OpenOptions::new()
             .append(true)
             .open(root.join(rel(*dir, *name)))?
             .write_all(&content(*len, *seed)),
@@ -74,7 +109,10 @@ fn applicable(model: &Path, op: &Op) -> bool {
     let exists = |d: usize| DIRS[d].is_empty() || model.join(DIRS[d]).is_dir();
     match op {
         Op::Mkdir(d) => {
-            let parent = Path::new(DIRS[*d]).parent().map(|p| p.to_path_buf()).unwrap_or_default();
+            let parent = Path::new(DIRS[*d])
+                .parent()
+                .map(|p| p.to_path_buf())
+                .unwrap_or_default();
             !model.join(DIRS[*d]).exists() && model.join(parent).is_dir()
         }
         Op::Write { dir, .. } => exists(*dir),
@@ -96,7 +134,10 @@ fn local_files(root: &Path) -> BTreeMap<String, String> {
             if p.is_dir() {
                 stack.push(p);
             } else {
-                out.insert(p.strip_prefix(root).unwrap().to_string_lossy().to_string(), qxh(&p));
+                out.insert(
+                    p.strip_prefix(root).unwrap().to_string_lossy().to_string(),
+                    qxh(&p),
+                );
             }
         }
     }
@@ -128,7 +169,9 @@ fn random_operation_sequences_leave_sharepoint_equal_to_the_model() {
             }
             apply(&model, op).unwrap();
             if let Err(e) = apply(&mount, op) {
-                return Err(TestCaseError::fail(format!("{op:?} failed on the mount: {e}")));
+                return Err(TestCaseError::fail(format!(
+                    "{op:?} failed on the mount: {e}"
+                )));
             }
         }
         m.settle(Duration::from_secs(60));
@@ -138,8 +181,14 @@ fn random_operation_sequences_leave_sharepoint_equal_to_the_model() {
             .into_iter()
             .filter(|i| i["folder"] != true)
             .filter_map(|i| {
-                let r = i["rel"].as_str()?.strip_prefix(&format!("{name}/"))?.to_string();
-                Some((r, i["quickXorHash"].as_str().unwrap_or_default().to_string()))
+                let r = i["rel"]
+                    .as_str()?
+                    .strip_prefix(&format!("{name}/"))?
+                    .to_string();
+                Some((
+                    r,
+                    i["quickXorHash"].as_str().unwrap_or_default().to_string(),
+                ))
             })
             .collect();
         prop_assert_eq!(&got, &want, "ops: {:?}", ops);

@@ -112,6 +112,11 @@ enum HandleKind {
         size: u64,
         window: Mutex<(u64, Vec<u8>)>,
     },
+    /// Opened for writing, content still only on the server: materialized by `resolve`.
+    Lazy {
+        ino: u64,
+        real: Mutex<Option<Arc<HandleKind>>>,
+    },
     /// Rendered `.status` content, fixed at open.
     Virtual { data: Vec<u8> },
     /// Directory listing, fixed at opendir.
@@ -531,8 +536,34 @@ impl Fs {
                 direct_io: false,
             });
         }
-        // Writing. Reuse the spool file while it is still being written (not yet queued);
-        // otherwise start a new spool file, seeded with the current content unless O_TRUNC.
+        // Writing a file that only exists on the server, without O_TRUNC: fetch it on the
+        // first write or truncate, not now (`touch`, `utimens`-only opens download nothing).
+        if !truncate && local.is_none() && remote.as_ref().is_some_and(|r| r.size > 0) {
+            let fh = self.add_handle(HandleKind::Lazy {
+                ino,
+                real: Mutex::new(None),
+            });
+            return Ok(Opened {
+                fh,
+                direct_io: false,
+            });
+        }
+        let h = self.open_write(ino, truncate)?;
+        Ok(Opened {
+            fh: self.add_handle(h),
+            direct_io: false,
+        })
+    }
+
+    /// Set up spool content for writing `ino` and return the write handle. Reuses the spool
+    /// file while it is still being written (not yet queued); otherwise starts a new spool
+    /// file, seeded with the current content (local or fetched) unless truncating.
+    fn open_write(&self, ino: u64, truncate: bool) -> FsResult<HandleKind> {
+        let (path, local, remote) = {
+            let st = self.lock();
+            let n = st.table.get(ino).ok_or(FsError::NotFound)?;
+            (n.path.clone(), n.local.clone(), n.remote.clone())
+        };
         if let Some(l) = local.as_ref().filter(|l| !l.queued) {
             let file = OpenOptions::new().read(true).write(true).open(&l.spool)?;
             if truncate {
@@ -548,14 +579,10 @@ impl Fs {
                 }
             }
             drop(st);
-            let fh = self.add_handle(HandleKind::Write {
+            return Ok(HandleKind::Write {
                 ino,
                 spool: l.spool.clone(),
                 file: Arc::new(file),
-            });
-            return Ok(Opened {
-                fh,
-                direct_io: false,
             });
         }
         let (spool_path, file) = self.spool.new_file()?;
@@ -592,15 +619,27 @@ impl Fs {
             failed: None,
         });
         drop(st);
-        let fh = self.add_handle(HandleKind::Write {
+        Ok(HandleKind::Write {
             ino,
             spool: spool_path,
             file: Arc::new(file),
-        });
-        Ok(Opened {
-            fh,
-            direct_io: false,
         })
+    }
+
+    /// The handle to use for I/O on `fh`: a lazy write handle is materialized (its remote
+    /// content fetched into the spool) on first use.
+    fn resolve(&self, fh: u64) -> FsResult<Arc<HandleKind>> {
+        let h = self.handle(fh)?;
+        let HandleKind::Lazy { ino, real } = h.as_ref() else {
+            return Ok(h);
+        };
+        let mut real = real.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(r) = real.as_ref() {
+            return Ok(r.clone());
+        }
+        let r = Arc::new(self.open_write(*ino, false)?);
+        *real = Some(r.clone());
+        Ok(r)
     }
 
     /// Copy a remote file into a spool file, in constant memory.
@@ -621,7 +660,7 @@ impl Fs {
     }
 
     pub fn read(&self, fh: u64, offset: u64, size: u32) -> FsResult<Vec<u8>> {
-        let h = self.handle(fh)?;
+        let h = self.resolve(fh)?;
         match h.as_ref() {
             HandleKind::Virtual { data } => {
                 let start = (offset as usize).min(data.len());
@@ -653,11 +692,12 @@ impl Fs {
                 Ok(buf[s.min(e)..e].to_vec())
             }
             HandleKind::Dir { .. } => Err(FsError::IsDir),
+            HandleKind::Lazy { .. } => Err(FsError::BadHandle),
         }
     }
 
     pub fn write(&self, fh: u64, offset: u64, data: &[u8]) -> FsResult<u32> {
-        let h = self.handle(fh)?;
+        let h = self.resolve(fh)?;
         let HandleKind::Write { ino, spool, file } = h.as_ref() else {
             return Err(FsError::BadHandle);
         };
@@ -679,6 +719,9 @@ impl Fs {
     /// `fsync`: the spool file is made durable on local disk.
     pub fn fsync(&self, fh: u64) -> FsResult<()> {
         let h = self.handle(fh)?;
+        if matches!(h.as_ref(), HandleKind::Lazy { .. }) {
+            return Ok(()); // nothing written: nothing to make durable
+        }
         if let HandleKind::Write { file, .. } = h.as_ref() {
             file.sync_data()?;
         }
@@ -690,6 +733,16 @@ impl Fs {
         let h = {
             let mut st = self.lock();
             st.handles.remove(&fh).ok_or(FsError::BadHandle)?
+        };
+        let h = match h.as_ref() {
+            HandleKind::Lazy { real, .. } => {
+                let real = real.lock().unwrap_or_else(|e| e.into_inner());
+                match real.as_ref() {
+                    Some(r) => r.clone(),
+                    None => return Ok(()), // never written: nothing to upload
+                }
+            }
+            _ => h,
         };
         let HandleKind::Write { ino, .. } = h.as_ref() else {
             return Ok(());
@@ -715,7 +768,18 @@ impl Fs {
             if closing_writer {
                 l.writers = l.writers.saturating_sub(1);
             }
-            if l.writers > 0 || !l.dirty {
+            if l.writers > 0 {
+                return;
+            }
+            if !l.dirty {
+                if !l.queued && l.failed.is_none() && node.remote.is_some() {
+                    // An unchanged copy of the server's file (opened for writing, never
+                    // written): nothing to upload, drop the copy.
+                    let spool = l.spool.clone();
+                    node.local = None;
+                    drop(st);
+                    let _ = std::fs::remove_file(spool);
+                }
                 return;
             }
             l.dirty = false;
@@ -775,7 +839,7 @@ impl Fs {
             return Err(FsError::IsDir);
         }
         // Truncating through an open write handle, or a file still being written.
-        let writable = match fh.map(|f| self.handle(f)) {
+        let writable = match fh.map(|f| self.resolve(f)) {
             Some(Ok(h)) => matches!(h.as_ref(), HandleKind::Write { .. }),
             _ => false,
         };

@@ -246,17 +246,19 @@ impl Shared {
         let clock = &self.ctx.clock;
         let cancelled_early = self.lock().running.get(key).is_some_and(|r| r.cancelled);
         match &end {
+            // The listener first: when `.status` says done or failed, the filesystem already
+            // shows the outcome (and a utimens after "done" addresses the committed item).
             JobEnd::Done(item) => {
+                self.tell_listener(&job, Ok(item));
                 self.ctx
                     .registry
                     .finished(id, clock.now(), clock.wall(), Ok(()));
-                self.tell_listener(&job, Ok(item));
             }
             JobEnd::Failed(reason) if !cancelled_early => {
+                self.tell_listener(&job, Err(reason));
                 self.ctx
                     .registry
                     .finished(id, clock.now(), clock.wall(), Err(reason));
-                self.tell_listener(&job, Err(reason));
             }
             JobEnd::Failed(_) | JobEnd::Stopped => {}
         }
