@@ -15,9 +15,11 @@ mount_emulator ""
 head -c "$((size * 1024 * 1024))" /dev/urandom > "$work/src.bin"
 mkdir -p "$work/direct"
 echo "== cp of ${size} MiB: spool disk directly vs. into the mount (close returns before upload)"
+# Each run starts with the previous run's upload drained, so cp does not compete with it.
+drained="while grep -q '\"state\": *\"\\(queued\\|uploading\\|retrying\\)\"' $mnt/.status.json; do sleep 0.2; done"
 hyperfine --warmup 1 --runs 5 \
   --prepare "rm -f $work/direct/x.bin; sync" "cp $work/src.bin $work/direct/x.bin" \
-  --prepare "sync" "cp $work/src.bin $mnt/x.bin"
+  --prepare "$drained; sync" "cp $work/src.bin $mnt/x.bin"
 wait_all_done
 echo "== upload drain rate: ${size} MiB file, from close to committed"
 t0=$(date +%s%N)

@@ -14,6 +14,8 @@
 pub mod error;
 pub mod inode;
 pub mod names;
+#[cfg(test)]
+mod tests;
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
