@@ -37,6 +37,7 @@ enum Op {
         to: (usize, usize),
     },
     Unlink(usize, usize),
+    RenameDir(usize, usize),
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -61,6 +62,7 @@ fn op() -> impl Strategy<Value = Op> {
         }),
         (loc.clone(), loc.clone()).prop_map(|(from, to)| Op::Rename { from, to }),
         loc.prop_map(|(d, n)| Op::Unlink(d, n)),
+        (1..DIRS.len(), 1..DIRS.len()).prop_map(|(a, b)| Op::RenameDir(a, b)),
     ]
 }
 
@@ -102,6 +104,7 @@ fn apply(root: &Path, op: &Op) -> std::io::Result<()> {
             fs::rename(root.join(rel(from.0, from.1)), root.join(rel(to.0, to.1)))
         }
         Op::Unlink(d, n) => fs::remove_file(root.join(rel(*d, *n))),
+        Op::RenameDir(a, b) => fs::rename(root.join(DIRS[*a]), root.join(DIRS[*b])),
     }
 }
 
@@ -121,6 +124,17 @@ fn applicable(model: &Path, op: &Op) -> bool {
         }
         Op::Rename { from, to } => {
             exists(from.0) && exists(to.0) && model.join(rel(from.0, from.1)).is_file()
+        }
+        Op::RenameDir(a, b) => {
+            let (a, b) = (DIRS[*a], DIRS[*b]);
+            let parent = Path::new(b)
+                .parent()
+                .map(|p| p.to_path_buf())
+                .unwrap_or_default();
+            model.join(a).is_dir()
+                && !model.join(b).exists()
+                && model.join(parent).is_dir()
+                && !b.starts_with(&format!("{a}/"))
         }
     }
 }

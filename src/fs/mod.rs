@@ -1213,7 +1213,53 @@ impl Fs {
         if queued {
             self.seal(ino, false);
         }
+        if kind == NodeKind::Dir {
+            self.move_pending_under(&from, &to)?;
+        }
         info!("renamed {from} -> {to}");
+        Ok(())
+    }
+
+    /// After a folder moved from `from` to `to`, send the queued uploads beneath it to their
+    /// new paths: a waiting job is retargeted; one already uploading is stopped and its
+    /// content queued again under the new path (a hard link keeps the spool content).
+    fn move_pending_under(&self, from: &str, to: &str) -> FsResult<()> {
+        let prefix = format!("{}/", names::fold(to));
+        let moved: Vec<(u64, String, PathBuf)> = {
+            let st = self.lock();
+            st.table
+                .local_nodes()
+                .filter(|(_, n)| names::fold(&n.path).starts_with(&prefix))
+                .filter_map(|(i, n)| {
+                    let l = n.local.as_ref().filter(|l| l.queued)?;
+                    Some((*i, n.path.clone(), l.spool.clone()))
+                })
+                .collect()
+        };
+        for (ino, new_path, spool) in moved {
+            let old_path = format!("{from}{}", &new_path[to.len()..]);
+            {
+                let _st = self.lock(); // ordered with `seal`, as in `rename`
+                if self.queue.retarget(&old_path, &new_path) {
+                    continue;
+                }
+            }
+            let (link, _) = self.spool.new_file()?;
+            std::fs::remove_file(&link)?;
+            std::fs::hard_link(&spool, &link)?;
+            self.queue.cancel(&old_path);
+            if let Some(l) = self
+                .lock()
+                .table
+                .get_mut(ino)
+                .and_then(|n| n.local.as_mut())
+            {
+                l.spool = link;
+                l.queued = false;
+                l.dirty = true;
+            }
+            self.seal(ino, false);
+        }
         Ok(())
     }
 

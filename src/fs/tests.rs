@@ -182,3 +182,24 @@ fn status_files_are_virtual_read_only_and_fresh() {
     assert!(r.fs.unlink(ROOT_INO, ".status").is_err());
     assert!(r.fs.create(ROOT_INO, ".status", libc::O_WRONLY).is_err());
 }
+
+#[test]
+fn renaming_a_folder_moves_its_pending_uploads() {
+    let r = rig(Duration::from_millis(300));
+    let d = r.fs.mkdir(ROOT_INO, "d").unwrap();
+    let sub = r.fs.mkdir(d.ino, "sub").unwrap();
+    r.write_file(d.ino, "f.txt", b"one");
+    r.write_file(sub.ino, "g.txt", b"two");
+    r.fs.rename(ROOT_INO, "d", ROOT_INO, "e").unwrap();
+    r.settle();
+    assert_eq!(r.remote.content("e/f.txt").as_deref(), Some(&b"one"[..]));
+    assert_eq!(
+        r.remote.content("e/sub/g.txt").as_deref(),
+        Some(&b"two"[..])
+    );
+    assert!(
+        r.remote.stat("d").unwrap().is_none(),
+        "old folder recreated"
+    );
+    assert_eq!(r.sessions_for("d/f.txt") + r.sessions_for("d/sub/g.txt"), 0);
+}
