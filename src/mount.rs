@@ -57,11 +57,27 @@ pub fn graph_config(cfg: &MountConfig) -> GraphConfig {
 
 /// Mount and serve until unmounted or signalled.
 pub fn run(cfg: MountConfig, mountpoint: &Path) -> Result<(), MountError> {
-    if !mountpoint.is_dir() {
-        return Err(MountError(format!(
-            "mount point {} does not exist or is not a directory",
-            mountpoint.display()
-        )));
+    match std::fs::metadata(mountpoint) {
+        Ok(m) if m.is_dir() => {}
+        Ok(_) => {
+            return Err(MountError(format!(
+                "mount point {} is not a directory",
+                mountpoint.display()
+            )))
+        }
+        Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => {
+            return Err(MountError(format!(
+                "{} is a stale mount of a process that died; run `fusermount3 -u {}` first",
+                mountpoint.display(),
+                mountpoint.display()
+            )))
+        }
+        Err(e) => {
+            return Err(MountError(format!(
+                "mount point {}: {e}",
+                mountpoint.display()
+            )))
+        }
     }
     // Block the shutdown signals before any thread starts, so every thread inherits the
     // mask and only the signal thread receives them.

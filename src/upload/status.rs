@@ -156,6 +156,7 @@ pub struct StatusSnapshot {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub spool: Option<SpoolUsage>,
     /// Files written through the mount that are still open (not yet queued), by path.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub open_for_writing: Vec<String>,
 }
 

@@ -398,7 +398,7 @@ fn bounded_attempts_then_retry_failed() {
     let reason = h.listener.events()[0].1.clone().unwrap_err();
     assert_eq!(
         reason,
-        "connection error: connection reset (gave up after 3 attempts)"
+        "connection error: connection reset (gave up after 3 attempts without progress)"
     );
     assert!(spool.exists());
     assert_eq!(h.fragments().len(), 3);

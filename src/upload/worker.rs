@@ -102,7 +102,7 @@ impl Uploader {
             attempts: 1,
             failures_in_row: 0,
             parents_created: false,
-            stalled: 0,
+            stalled: 1,
             best_acked: 0,
             rng: &mut self.rng,
         };
@@ -153,7 +153,8 @@ struct Drive<'a> {
     failures_in_row: u32,
     /// Missing parent folders were created once already for this run.
     parents_created: bool,
-    /// Failed requests since the server last acknowledged new bytes: the give-up counter.
+    /// Tries since the server last acknowledged new bytes (the current one counts): the
+    /// give-up counter, compared with `max_attempts`.
     stalled: u32,
     /// Most bytes the server has acknowledged in this run.
     best_acked: u64,
@@ -222,7 +223,7 @@ impl Drive<'_> {
     fn progress(&mut self, uploaded: u64) {
         if uploaded > self.best_acked {
             self.best_acked = uploaded;
-            self.stalled = 0;
+            self.stalled = 1;
         }
         self.ctx
             .registry
