@@ -139,14 +139,7 @@ fn init_logging(verbose: u8) {
     };
     // HTTP stack internals may print URLs, and upload URLs are capabilities: keep them quiet
     // whatever the user asked for.
-    for m in [
-        "reqwest",
-        "hyper",
-        "hyper_util",
-        "h2",
-        "rustls",
-        "tiny_http",
-    ] {
+    for m in ["reqwest", "hyper", "hyper_util", "h2", "rustls"] {
         b.filter_module(m, log::LevelFilter::Warn);
     }
     b.format_timestamp_millis();
