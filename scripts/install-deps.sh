@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# Install the system packages ShareUplift's demo and tests need (fuse3, rsync), if missing.
+# Install the system packages ShareUplift's demo and tests need (fuse3, rsync, curl), if missing.
 # Safe to run repeatedly; needs root (or sudo) only when something is missing.
 set -euo pipefail
 missing=()
 command -v fusermount3 >/dev/null 2>&1 || missing+=(fuse3)
 command -v rsync >/dev/null 2>&1 || missing+=(rsync)
+command -v curl >/dev/null 2>&1 || missing+=(curl)
 if [ ${#missing[@]} -gt 0 ]; then
   SUDO=""
   [ "$(id -u)" -eq 0 ] || SUDO="sudo"

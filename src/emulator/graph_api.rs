@@ -589,18 +589,8 @@ fn patch_item(
         },
     };
     let fsi = doc.get("fileSystemInfo");
-    let time_field = |k: &str| -> Result<Option<i64>, ApiError> {
-        match fsi.and_then(|f| f.get(k)) {
-            None | Some(Value::Null) => Ok(None),
-            Some(v) => v
-                .as_str()
-                .and_then(parse_time)
-                .map(Some)
-                .ok_or_else(|| ApiError::bad_request(format!("Invalid {k}."))),
-        }
-    };
-    let mtime = time_field("lastModifiedDateTime")?;
-    let ctime = time_field("createdDateTime")?;
+    let mtime = fs_info_time(fsi, "lastModifiedDateTime")?;
+    let ctime = fs_info_time(fsi, "createdDateTime")?;
     let mut store = lock(&shared.store);
     let it = existing(&store, drive, base, rel)?;
     check_preconditions(req, Some(&it))?;
@@ -865,5 +855,18 @@ mod tests {
         ] {
             assert_eq!(parse_range(v, 100), want, "{v}");
         }
+    }
+}
+
+/// A `fileSystemInfo` time field: absent or null is `None`, anything but an RFC 3339 string is
+/// a 400, as on SharePoint.
+pub(super) fn fs_info_time(fsi: Option<&Value>, key: &str) -> Result<Option<i64>, ApiError> {
+    match fsi.and_then(|f| f.get(key)) {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => v
+            .as_str()
+            .and_then(parse_time)
+            .map(Some)
+            .ok_or_else(|| ApiError::bad_request(format!("Invalid {key}."))),
     }
 }

@@ -40,7 +40,7 @@ use super::faults::{Fault, RangesStyle, Trigger};
 use super::http::{BodyReader, Reply, Request, Response};
 use super::quickxor_ref::QuickXorRef;
 use super::state::{lock, Shared};
-use super::store::{parse_time, random_string, NewFile, ALNUM};
+use super::store::{random_string, NewFile, ALNUM};
 use crate::remote::Conflict;
 
 /// Largest fragment + 1: a fragment must be smaller than 60 MiB.
@@ -185,18 +185,8 @@ pub fn create_session(
         Some(s) => parse_conflict(s)?,
     };
     let fsi = item.get("fileSystemInfo");
-    let time_field = |k: &str| -> Result<Option<i64>, ApiError> {
-        match fsi.and_then(|f| f.get(k)) {
-            None | Some(Value::Null) => Ok(None),
-            Some(v) => v
-                .as_str()
-                .and_then(parse_time)
-                .map(Some)
-                .ok_or_else(|| ApiError::bad_request(format!("Invalid {k}."))),
-        }
-    };
-    let fs_created = time_field("createdDateTime")?;
-    let fs_modified = time_field("lastModifiedDateTime")?;
+    let fs_created = super::graph_api::fs_info_time(fsi, "createdDateTime")?;
+    let fs_modified = super::graph_api::fs_info_time(fsi, "lastModifiedDateTime")?;
     let defer_commit = match doc.get("deferCommit") {
         None | Some(Value::Null) => false,
         Some(Value::Bool(b)) => *b,
