@@ -750,6 +750,19 @@ pub fn handle_download(shared: &Shared, req: &Request) -> Reply {
     Reply::Respond(resp)
 }
 
+/// A `fileSystemInfo` time field: absent or null is `None`, anything but an RFC 3339 string is
+/// a 400, as on SharePoint.
+pub(super) fn fs_info_time(fsi: Option<&Value>, key: &str) -> Result<Option<i64>, ApiError> {
+    match fsi.and_then(|f| f.get(key)) {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => v
+            .as_str()
+            .and_then(parse_time)
+            .map(Some)
+            .ok_or_else(|| ApiError::bad_request(format!("Invalid {key}."))),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -855,18 +868,5 @@ mod tests {
         ] {
             assert_eq!(parse_range(v, 100), want, "{v}");
         }
-    }
-}
-
-/// A `fileSystemInfo` time field: absent or null is `None`, anything but an RFC 3339 string is
-/// a 400, as on SharePoint.
-pub(super) fn fs_info_time(fsi: Option<&Value>, key: &str) -> Result<Option<i64>, ApiError> {
-    match fsi.and_then(|f| f.get(key)) {
-        None | Some(Value::Null) => Ok(None),
-        Some(v) => v
-            .as_str()
-            .and_then(parse_time)
-            .map(Some)
-            .ok_or_else(|| ApiError::bad_request(format!("Invalid {key}."))),
     }
 }
