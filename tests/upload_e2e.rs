@@ -228,6 +228,10 @@ fn startup_errors_are_one_line_and_secret_free() {
             "site",
         ),
         ("chunk_size = \"100000\"\n", "chunk_size"),
+        (
+            "folder_url = \"/sites/Team/Shared Documents/NoSuchFolder\"\n",
+            "folder",
+        ),
     ];
     let mut logs = String::new();
     for (extra, needle) in cases {
