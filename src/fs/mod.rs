@@ -393,7 +393,20 @@ impl Fs {
         if check_name(name, false).is_err() {
             return Err(FsError::NotFound);
         }
-        let found = self.remote().stat(&path)?;
+        let found = match self.remote().stat(&path) {
+            Ok(f) => f,
+            // SharePoint unreachable or overloaded: answer from what we know, so writes keep
+            // going to the spool during an outage (a name we have never seen is "absent").
+            Err(e) if transient(&e) => {
+                debug!("lookup {path}: {e}; answering from the cache");
+                let st = self.lock();
+                return match st.table.ino_of(&path) {
+                    Some(ino) => Self::attr_of(&st, ino),
+                    None => Err(FsError::NotFound),
+                };
+            }
+            Err(e) => return Err(e.into()),
+        };
         let mut st = self.lock();
         match found {
             Some(item) => {
@@ -960,7 +973,14 @@ impl Fs {
         if !stale {
             return Ok(path);
         }
-        let items = self.remote().list(&path)?;
+        let items = match self.remote().list(&path) {
+            Ok(items) => items,
+            Err(e) if transient(&e) => {
+                warn!("listing {path}: {e}; showing the cached listing");
+                return Ok(path);
+            }
+            Err(e) => return Err(e.into()),
+        };
         let now = Instant::now();
         let mut st = self.lock();
         let mut seen = std::collections::HashSet::new();
@@ -1277,6 +1297,12 @@ impl Fs {
     pub fn shutdown(&self) {
         self.queue.shutdown();
     }
+}
+
+/// Errors that say nothing about the item (network, 5xx, throttling): the cache may answer.
+fn transient(e: &crate::remote::RemoteError) -> bool {
+    use crate::remote::RemoteError as E;
+    matches!(e, E::Transport(_) | E::Server { .. } | E::Throttled { .. })
 }
 
 fn read_file_at(file: &File, offset: u64, size: u32) -> FsResult<Vec<u8>> {
