@@ -5,7 +5,8 @@
 //! module that touches fuser reply types) → `fs` (filesystem core: inodes, handles, spool
 //! files, `.status`) → `upload` (queue and workers, knows nothing of FUSE) → `remote` (the
 //! trait) implemented by `graph`. `emulator` is the built-in local SharePoint used by the demo
-//! and the tests; `spool` owns the private spool directory; `redact` keeps secrets out of logs.
+//! and the tests; `spool` owns the private spool directory and its records, `recovery` puts
+//! what an earlier run left there back at mount; `redact` keeps secrets out of logs.
 
 pub mod config;
 pub mod emulator;
@@ -14,6 +15,7 @@ pub mod fuse;
 pub mod graph;
 pub mod mount;
 pub mod quickxor;
+pub mod recovery;
 pub mod redact;
 pub mod remote;
 pub mod spool;

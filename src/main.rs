@@ -85,6 +85,12 @@ struct MountArgs {
     /// Let other users access the mount.
     #[arg(long)]
     allow_other: bool,
+    /// Most bytes the spool may hold, e.g. 20GiB (default: keep max(1 GiB, 5%) free).
+    #[arg(long)]
+    spool_max: Option<String>,
+    /// fsync blocks until the file's current content is committed in SharePoint.
+    #[arg(long)]
+    fsync_barrier: bool,
 }
 
 #[derive(Args)]
@@ -122,6 +128,8 @@ impl MountArgs {
             max_attempts: self.max_attempts,
             status_retention: self.status_retention,
             allow_other: self.allow_other.then_some(true),
+            spool_max: self.spool_max.clone().map(SizeValue::Text),
+            fsync_barrier: self.fsync_barrier.then_some(true),
         }
     }
 }

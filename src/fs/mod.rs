@@ -11,6 +11,7 @@
 //! or update state, never across file or network I/O: handles are `Arc`s cloned out of the
 //! map, I/O runs unlocked, and the result is applied under the lock afterwards.
 
+mod durable;
 pub mod error;
 pub mod inode;
 pub mod names;
@@ -24,6 +25,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use log::{debug, info, warn};
 
+pub use durable::{ControlCommand, CONTROL_INO, CONTROL_NAME};
 pub use error::FsError;
 use inode::{InodeTable, LocalFile, RemoteMeta};
 pub use inode::{NodeKind, ROOT_INO, STATUS_INO, STATUS_JSON_INO};
@@ -83,6 +85,10 @@ pub struct FsOptions {
     pub meta_ttl: Duration,
     /// Characters of the mounted folder's server-relative path, for the 400-character rule.
     pub base_path_chars: usize,
+    /// Most bytes the spool may hold; `None`: keep max(1 GiB, 5 %) of its filesystem free.
+    pub spool_max: Option<u64>,
+    /// fsync waits for the commit of the file's current content (see `durable.rs`).
+    pub fsync_barrier: bool,
 }
 
 impl Default for FsOptions {
@@ -90,6 +96,8 @@ impl Default for FsOptions {
         FsOptions {
             meta_ttl: Duration::from_secs(2),
             base_path_chars: 0,
+            spool_max: None,
+            fsync_barrier: false,
         }
     }
 }
@@ -111,6 +119,8 @@ enum HandleKind {
     },
     /// Rendered `.status` content, fixed at open.
     Virtual { data: Vec<u8> },
+    /// `.control`: each write is applied as commands.
+    Control,
     /// Directory listing, fixed at opendir.
     Dir {
         entries: Vec<(u64, NodeKind, String)>,
@@ -138,10 +148,12 @@ impl Shared {
 /// Applies finished uploads to the table.
 struct Listener {
     shared: Arc<Shared>,
+    barrier: Arc<durable::Barrier>,
 }
 
 impl UploadListener for Listener {
     fn finished(&self, job: &UploadJob, outcome: Result<&RemoteItem, &str>) {
+        self.barrier.finished(job, outcome);
         let mut fix_mtime = None;
         {
             let mut st = self.shared.lock();
@@ -204,6 +216,7 @@ pub struct Fs {
     queue: UploadQueue,
     spool: Arc<Spool>,
     opts: FsOptions,
+    dur: durable::Durability,
 }
 
 fn name_error(p: NameProblem) -> FsError {
@@ -234,8 +247,10 @@ impl Fs {
             }),
             remote,
         });
+        let dur = durable::Durability::new(spool.clone(), opts.spool_max, opts.fsync_barrier);
         let listener = Arc::new(Listener {
             shared: shared.clone(),
+            barrier: dur.barrier.clone(),
         });
         let queue = start_queue(listener);
         Fs {
@@ -243,6 +258,7 @@ impl Fs {
             queue,
             spool,
             opts,
+            dur,
         }
     }
 
@@ -279,6 +295,17 @@ impl Fs {
         })
     }
 
+    fn control_attr(&self) -> Attr {
+        Attr {
+            ino: CONTROL_INO,
+            kind: NodeKind::File,
+            size: 0,
+            mtime: SystemTime::now(),
+            perm: 0o200,
+            volatile: true,
+        }
+    }
+
     fn virtual_attr(&self, ino: u64) -> Attr {
         let size = self.render_virtual(ino).len() as u64;
         Attr {
@@ -302,7 +329,9 @@ impl Fs {
 
     /// The status the virtual files show.
     pub fn status_snapshot(&self) -> crate::upload::status::StatusSnapshot {
-        self.queue.snapshot()
+        let mut snap = self.queue.snapshot();
+        snap.spool = Some(self.dur.usage());
+        snap
     }
 
     fn dir_path(&self, st: &State, ino: u64) -> FsResult<String> {
@@ -327,6 +356,9 @@ impl Fs {
         }
         if parent == ROOT_INO && name == STATUS_JSON_NAME {
             return Ok(self.virtual_attr(STATUS_JSON_INO));
+        }
+        if parent == ROOT_INO && name == CONTROL_NAME {
+            return Ok(self.control_attr());
         }
         let path = {
             let st = self.lock();
@@ -380,6 +412,9 @@ impl Fs {
         if ino == STATUS_INO || ino == STATUS_JSON_INO {
             return Ok(self.virtual_attr(ino));
         }
+        if ino == CONTROL_INO {
+            return Ok(self.control_attr());
+        }
         let st = self.lock();
         Self::attr_of(&st, ino)
     }
@@ -413,6 +448,7 @@ impl Fs {
             return Ok((Self::attr_of(&st, ino)?, opened));
         }
         let (spool_path, file) = self.spool.new_file()?;
+        self.dur.opened_for_write(&spool_path, &path)?;
         let mut st = self.lock();
         let ino = st.table.upsert(&path, NodeKind::File);
         let node = st.table.get_mut(ino).ok_or(FsError::NotFound)?;
@@ -461,6 +497,12 @@ impl Fs {
 
     /// Open an existing file.
     pub fn open(&self, ino: u64, flags: i32) -> FsResult<Opened> {
+        if ino == CONTROL_INO {
+            return Ok(Opened {
+                fh: self.add_handle(HandleKind::Control),
+                direct_io: true,
+            });
+        }
         if ino == STATUS_INO || ino == STATUS_JSON_INO {
             if accmode_writes(flags) {
                 return Err(FsError::ReadOnly);
@@ -497,6 +539,7 @@ impl Fs {
                 direct_io: false,
             });
         }
+        self.dur.check_writable()?;
         // Writing. Reuse the spool file while it is still being written (not yet queued);
         // otherwise start a new spool file, seeded with the current content unless O_TRUNC.
         if let Some(l) = local.as_ref().filter(|l| !l.queued) {
@@ -525,6 +568,7 @@ impl Fs {
             });
         }
         let (spool_path, file) = self.spool.new_file()?;
+        self.dur.opened_for_write(&spool_path, &path)?;
         let (size, mtime) = if truncate {
             (0, SystemTime::now())
         } else if let Some(l) = &local {
@@ -619,11 +663,15 @@ impl Fs {
                 Ok(buf[s.min(e)..e].to_vec())
             }
             HandleKind::Dir { .. } => Err(FsError::IsDir),
+            HandleKind::Control => Err(FsError::ReadOnly),
         }
     }
 
     pub fn write(&self, fh: u64, offset: u64, data: &[u8]) -> FsResult<u32> {
         let h = self.handle(fh)?;
+        if let HandleKind::Control = h.as_ref() {
+            return self.control_write(data);
+        }
         let HandleKind::Write { ino, spool, file } = h.as_ref() else {
             return Err(FsError::BadHandle);
         };
@@ -631,7 +679,20 @@ impl Fs {
         if end > MAX_FILE_BYTES {
             return Err(FsError::FileTooBig);
         }
-        file.write_all_at(data, offset)?;
+        // Space is checked before the spool file grows; a failed write marks the file so it
+        // is never uploaded as if complete.
+        let size = {
+            let st = self.lock();
+            st.table
+                .get(*ino)
+                .and_then(|n| n.local.as_ref())
+                .map_or(0, |l| l.size)
+        };
+        self.dur.admit(spool, end.saturating_sub(size))?;
+        if let Err(e) = file.write_all_at(data, offset) {
+            self.dur.mark_broken(spool, &format!("a write failed: {e}"));
+            return Err(e.into());
+        }
         let mut st = self.lock();
         let local = st.table.get_mut(*ino).and_then(|n| n.local.as_mut());
         if let Some(l) = local.filter(|l| l.spool == *spool) {
@@ -645,8 +706,9 @@ impl Fs {
     /// `fsync`: the spool file is made durable on local disk.
     pub fn fsync(&self, fh: u64) -> FsResult<()> {
         let h = self.handle(fh)?;
-        if let HandleKind::Write { file, .. } = h.as_ref() {
+        if let HandleKind::Write { file, ino, spool } = h.as_ref() {
             file.sync_data()?;
+            self.fsync_barrier(*ino, spool)?;
         }
         Ok(())
     }
@@ -685,13 +747,11 @@ impl Fs {
             l.queued = true;
             l.failed = None;
             l.queued_mtime = Some(l.mtime);
-            UploadJob {
-                remote_path: path,
-                spool_file: l.spool.clone(),
-                size: l.size,
-                mtime: l.mtime,
-            }
+            UploadJob::new(path, l.spool.clone(), l.size, l.mtime)
         };
+        if !self.dur.sealing(&self.queue, &job) {
+            return;
+        }
         debug!(
             "{}: queued for upload ({} bytes)",
             job.remote_path, job.size
@@ -707,6 +767,9 @@ impl Fs {
         mtime: Option<SystemTime>,
         fh: Option<u64>,
     ) -> FsResult<Attr> {
+        if ino == CONTROL_INO {
+            return Ok(self.control_attr());
+        }
         if ino == STATUS_INO || ino == STATUS_JSON_INO {
             return if size.is_some() {
                 Err(FsError::ReadOnly)
