@@ -148,6 +148,9 @@ pub fn run(cfg: MountConfig, mountpoint: &Path) -> Result<(), MountError> {
         .spawn(move || {
             let mut draining = false;
             let mut announced = false;
+            // Consecutive idle checks while draining: two, so a file closed just before
+            // the drain (its release still on the way) is queued and waited for.
+            let mut idle_checks = 0;
             loop {
                 crossbeam_channel::select! {
                     recv(sig_rx) -> sig => match sig {
@@ -161,23 +164,35 @@ pub fn run(cfg: MountConfig, mountpoint: &Path) -> Result<(), MountError> {
                     recv(drain_rx) -> _ => draining = true,
                     default(std::time::Duration::from_millis(200)) => {}
                 }
-                if draining {
-                    if !announced {
-                        announced = true;
-                        ctl_fs.request_drain();
-                        info!("draining: new writes refused; waiting for the queue");
-                    }
-                    if ctl_fs
+                if !draining {
+                    continue;
+                }
+                if !announced {
+                    announced = true;
+                    ctl_fs.request_drain();
+                    info!("draining: new writes refused; waiting for the queue");
+                }
+                let idle = ctl_fs.open_writers() == 0
+                    && ctl_fs
                         .queue()
-                        .wait_idle(std::time::Duration::from_millis(200))
-                    {
-                        info!("drained: unmounting");
-                        break;
-                    }
+                        .wait_idle(std::time::Duration::from_millis(200));
+                idle_checks = if idle { idle_checks + 1 } else { 0 };
+                if idle_checks >= 2 {
+                    info!("drained: unmounting");
+                    break;
                 }
             }
-            if let Err(e) = unmounter.unmount() {
-                error!("unmount failed: {e}");
+            // The mount may be busy for a moment (the `.control` write that asked for the
+            // drain is still open): try for a while.
+            for attempt in 0..50 {
+                match unmounter.unmount() {
+                    Ok(()) => return,
+                    Err(e) if attempt < 49 => {
+                        log::debug!("unmount: {e}; trying again");
+                        std::thread::sleep(std::time::Duration::from_millis(200));
+                    }
+                    Err(e) => error!("unmount failed: {e}"),
+                }
             }
         })
         .map_err(|e| MountError(format!("cannot start unmount thread: {e}")))?;

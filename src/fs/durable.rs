@@ -369,6 +369,15 @@ impl Fs {
         let _ = self.dur.drain_tx.send(());
     }
 
+    /// Handles open for writing (a file is queued only at its last release).
+    pub fn open_writers(&self) -> usize {
+        self.lock()
+            .handles
+            .values()
+            .filter(|h| matches!(h.as_ref(), super::HandleKind::Write { .. }))
+            .count()
+    }
+
     /// Drain requests (from `.control`), for the mount's drain thread.
     pub fn drain_requests(&self) -> Receiver<()> {
         self.dur.drain_rx.clone()

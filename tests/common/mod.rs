@@ -489,8 +489,8 @@ impl Mount {
         }
     }
 
-    /// Wait for the process to exit by itself (after a drain); returns its status.
-    pub fn wait_exit(mut self, timeout: Duration) -> ExitStatus {
+    /// Wait for the process to exit by itself (after a drain); returns its status and log.
+    pub fn wait_exit(mut self, timeout: Duration) -> (ExitStatus, String) {
         let mut child = self.child.take().expect("running");
         let st = wait_timeout(&mut child, timeout);
         let _ = Command::new("fusermount3")
@@ -498,7 +498,7 @@ impl Mount {
             .arg(&self.dir)
             .stderr(Stdio::null())
             .status();
-        st
+        (st, self.log_text())
     }
 }
 
