@@ -400,23 +400,24 @@ fn bounded_attempts_then_retry_failed() {
     let reason = h.listener.events()[0].1.clone().unwrap_err();
     assert_eq!(
         reason,
-        "connection error: connection reset (gave up after 3 attempts)"
+        "connection error: connection reset (gave up after 3 attempts without progress)"
     );
     assert!(spool.exists());
-    assert_eq!(h.fragments().len(), 3);
-    assert_eq!(h.clock.sleeps().len(), 2);
+    // Three failures without progress are retried; the fourth gives up.
+    assert_eq!(h.fragments().len(), 4);
+    assert_eq!(h.clock.sleeps().len(), 3);
     let u = &h.queue.snapshot().uploads[0];
-    assert_eq!((u.state, u.attempts), (UploadState::Failed, 3));
+    assert_eq!((u.state, u.attempts), (UploadState::Failed, 4));
     assert!(u.error.as_deref().unwrap().contains("gave up"));
 
-    // Two faults left: the retried job gets through on its third try.
+    // One fault left: the retried job gets through on its second try.
     assert_eq!(h.queue.retry_failed(Some("F.BIN")), 1);
     h.idle();
     assert_eq!(h.queue.retry_failed(None), 0);
     assert_eq!(h.remote.content("f.bin"), Some(data));
     assert!(!spool.exists());
     let u = &h.queue.snapshot().uploads[0];
-    assert_eq!((u.state, u.attempts), (UploadState::Done, 3));
+    assert_eq!((u.state, u.attempts), (UploadState::Done, 2));
 }
 
 #[test]
