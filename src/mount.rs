@@ -152,19 +152,29 @@ pub fn run(cfg: MountConfig, mountpoint: &Path) -> Result<(), MountError> {
             // the drain (its release still on the way) is queued and waited for.
             let mut idle_checks = 0;
             loop {
-                crossbeam_channel::select! {
-                    recv(sig_rx) -> sig => match sig {
-                        Ok(libc::SIGUSR1) => draining = true,
+                if draining {
+                    // Checks are spaced out so that a release still on its way (a file closed
+                    // just before the drain) is seen, and the `.control` writer has closed.
+                    std::thread::sleep(std::time::Duration::from_millis(250));
+                    match sig_rx.try_recv() {
+                        Ok(libc::SIGUSR1) | Err(_) => {}
                         Ok(sig) => {
                             info!("signal {sig}: unmounting");
                             break;
                         }
-                        Err(_) => return,
-                    },
-                    recv(drain_rx) -> _ => draining = true,
-                    default(std::time::Duration::from_millis(200)) => {}
-                }
-                if !draining {
+                    }
+                } else {
+                    crossbeam_channel::select! {
+                        recv(sig_rx) -> sig => match sig {
+                            Ok(libc::SIGUSR1) => draining = true,
+                            Ok(sig) => {
+                                info!("signal {sig}: unmounting");
+                                break;
+                            }
+                            Err(_) => return,
+                        },
+                        recv(drain_rx) -> _ => draining = true,
+                    }
                     continue;
                 }
                 if !announced {
