@@ -263,8 +263,35 @@ pub fn record_path(data_file: &Path) -> PathBuf {
     data_file.with_extension("json")
 }
 
-/// Atomically replace the record of `data_file`.
+/// Atomically replace the record of `data_file`, durably (fsync of the record and directory).
 pub fn save_record(data_file: &Path, rec: &SpoolRecord) -> io::Result<()> {
+    write_record(data_file, rec, true)
+}
+
+/// Atomically replace the record of `data_file` without waiting for the disk: after a crash
+/// of the process the record is the old or the new one (the rename is atomic); after a power
+/// loss it may be the old one. Used on FUSE threads (create, close), where an fsync would also
+/// flush the whole just-written data file on ext4 and make `close` wait for the disk; the
+/// worker makes both durable ([`make_durable`]) before it starts uploading.
+pub fn save_record_fast(data_file: &Path, rec: &SpoolRecord) -> io::Result<()> {
+    write_record(data_file, rec, false)
+}
+
+/// fsync a data file, its record and the directory.
+pub fn make_durable(data_file: &Path) -> io::Result<()> {
+    File::open(data_file)?.sync_all()?;
+    match File::open(record_path(data_file)) {
+        Ok(f) => f.sync_all()?,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    if let Some(dir) = data_file.parent() {
+        File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
+
+fn write_record(data_file: &Path, rec: &SpoolRecord, sync: bool) -> io::Result<()> {
     use std::io::Write;
     let final_path = record_path(data_file);
     let tmp = final_path.with_extension("json.tmp");
@@ -277,10 +304,12 @@ pub fn save_record(data_file: &Path, rec: &SpoolRecord) -> io::Result<()> {
             .mode(0o600)
             .open(&tmp)?;
         f.write_all(&bytes)?;
-        f.sync_all()?;
+        if sync {
+            f.sync_all()?;
+        }
     }
     fs::rename(&tmp, &final_path)?;
-    if let Some(dir) = final_path.parent() {
+    if let (true, Some(dir)) = (sync, final_path.parent()) {
         File::open(dir)?.sync_all()?;
     }
     Ok(())
@@ -325,6 +354,12 @@ impl SpoolStore {
 }
 
 impl crate::upload::JobStore for SpoolStore {
+    fn starting(&self, job: &crate::upload::UploadJob) {
+        if let Err(e) = make_durable(&job.spool_file) {
+            log::warn!("{}: cannot sync the spool file: {e}", job.remote_path);
+        }
+    }
+
     fn session(
         &self,
         job: &crate::upload::UploadJob,

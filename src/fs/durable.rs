@@ -3,6 +3,8 @@
 //! adopted from the spool at start-up, and the opt-in fsync barrier.
 //!
 //! Invariants:
+//! - Records written here (FUSE threads) are atomic but not fsynced: they survive a crash of
+//!   the process; the worker fsyncs data and record before it uploads (see `spool.rs`).
 //! - A spool file gets an `incomplete` record when it is created for writing and a `sealed`
 //!   record (with its fingerprint) just before its job is submitted; everything later is the
 //!   queue's `JobStore`. So after a crash every spool file says whether it was complete.
@@ -33,7 +35,7 @@ use log::{info, warn};
 use super::inode::{LocalFile, NodeKind};
 use super::{Fs, FsError, FsResult};
 use crate::remote::RemoteItem;
-use crate::spool::{save_record, Fingerprint, RecordState, Spool, SpoolRecord};
+use crate::spool::{save_record_fast as save_record, Fingerprint, RecordState, Spool, SpoolRecord};
 use crate::upload::status::{SpoolUsage, UploadState};
 use crate::upload::{UploadJob, UploadQueue};
 

@@ -145,6 +145,8 @@ pub struct Resume {
 /// Persists job progress (the spool records). Called on worker threads with no queue lock
 /// held; implementations do local file I/O only and never fail the job (errors are logged).
 pub trait JobStore: Send + Sync + 'static {
+    /// A worker is about to upload the job: make its spool file and record durable.
+    fn starting(&self, job: &UploadJob);
     /// A session was opened (`Some`) or abandoned (`None`: a new one is needed).
     fn session(&self, job: &UploadJob, session: Option<&UploadSession>);
     /// The server has acknowledged `bytes` bytes of the current session.

@@ -106,6 +106,9 @@ impl Uploader {
     ) -> JobEnd {
         let started = ctx.clock.now();
         ctx.registry.started(id, started, ctx.clock.wall(), 1);
+        if let Some(store) = &ctx.store {
+            store.starting(job);
+        }
         let mut drive = Drive {
             ctx,
             id,
