@@ -383,7 +383,9 @@ fn permanent_failures_are_kept_then_retried_and_wait_reports() {
     assert!(out.status.success(), "{out:?}");
     m.wait_state("flaky.bin", "done", Duration::from_secs(60));
     // The name conflict persists: retried, it fails again with the same reason.
-    m.wait_state("taken.txt", "failed", Duration::from_secs(60));
+    m.settle(Duration::from_secs(60));
+    let u = m.wait_state("taken.txt", "failed", Duration::from_secs(1));
+    assert!(u["error"].as_str().unwrap().contains("409"), "{u:#}");
     let out = Command::new(bin())
         .args(["discard", m.path("taken.txt").to_str().unwrap()])
         .output()

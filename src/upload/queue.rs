@@ -215,12 +215,13 @@ impl Shared {
                 self.tell_listener(&job, Ok(item));
             }
             JobEnd::Failed(reason) if !cancelled_early => {
-                self.ctx
-                    .registry
-                    .finished(id, clock.now(), clock.wall(), Err(reason));
+                // Persisted first: a `failed` status implies a `failed` record.
                 if let Some(store) = &self.ctx.store {
                     store.failed(&job, reason);
                 }
+                self.ctx
+                    .registry
+                    .finished(id, clock.now(), clock.wall(), Err(reason));
                 self.tell_listener(&job, Err(reason));
             }
             JobEnd::Failed(_) | JobEnd::Stopped => {}
