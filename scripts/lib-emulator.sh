@@ -29,7 +29,7 @@ stop_emulator() { kill "$emu_pid" 2>/dev/null || true; wait "$emu_pid" 2>/dev/nu
 # mount_emulator EXTRA_TOML [WRAPPER...]
 mount_emulator() {
   local extra=$1; shift
-  rm -rf "$work/spool"
+  [ -n "${keep_spool:-}" ] || rm -rf "$work/spool"
   cat > "$work/config.toml" <<TOML
 site_url = "$(val site_url)"
 folder_url = "$(val folder_url)"

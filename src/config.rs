@@ -48,6 +48,11 @@ pub struct FileConfig {
     pub status_retention: Option<u64>,
     /// Let other users access the mount (`allow_other`); default false.
     pub allow_other: Option<bool>,
+    /// Most bytes the spool may hold (`"20GiB"`); default: keep max(1 GiB, 5 %) of the
+    /// spool filesystem free.
+    pub spool_max: Option<SizeValue>,
+    /// fsync waits until the file's current content is committed in SharePoint.
+    pub fsync_barrier: Option<bool>,
 }
 
 /// A size given as a TOML integer (bytes) or a string with a unit.
@@ -77,6 +82,9 @@ pub struct MountConfig {
     pub max_attempts: u32,
     pub status_retention: Duration,
     pub allow_other: bool,
+    /// `None`: the free-space margin rule.
+    pub spool_max: Option<u64>,
+    pub fsync_barrier: bool,
 }
 
 /// A configuration problem, as one line that says what to fix.
@@ -140,7 +148,9 @@ impl FileConfig {
             conflict,
             max_attempts,
             status_retention,
-            allow_other
+            allow_other,
+            spool_max,
+            fsync_barrier
         );
         self
     }
@@ -290,6 +300,17 @@ impl MountConfig {
                 ))
             }
         };
+        let spool_max = match file.spool_max {
+            None => None,
+            Some(SizeValue::Bytes(b)) => Some(b),
+            Some(SizeValue::Text(t)) if t.trim() == "auto" => None,
+            Some(SizeValue::Text(t)) => {
+                Some(parse_size(&t).map_err(|e| ConfigError(format!("spool_max: {e}")))?)
+            }
+        };
+        if spool_max == Some(0) {
+            return err("spool_max must be positive (or \"auto\")");
+        }
         let max_attempts = file.max_attempts.unwrap_or(10);
         if max_attempts == 0 {
             return err("max_attempts must be at least 1");
@@ -311,6 +332,8 @@ impl MountConfig {
             max_attempts,
             status_retention: Duration::from_secs(file.status_retention.unwrap_or(600)),
             allow_other: file.allow_other.unwrap_or(false),
+            spool_max,
+            fsync_barrier: file.fsync_barrier.unwrap_or(false),
         })
     }
 }

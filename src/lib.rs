@@ -5,15 +5,19 @@
 //! module that touches fuser reply types) → `fs` (filesystem core: inodes, handles, spool
 //! files, `.status`) → `upload` (queue and workers, knows nothing of FUSE) → `remote` (the
 //! trait) implemented by `graph`. `emulator` is the built-in local SharePoint used by the demo
-//! and the tests; `spool` owns the private spool directory; `redact` keeps secrets out of logs.
+//! and the tests; `control` is the client side of a running mount's `.control` and
+//! `.status.json` (the `retry`, `discard`, `drain` and `wait` commands); `spool` owns the private spool directory and its records, `recovery` puts
+//! what an earlier run left there back at mount; `redact` keeps secrets out of logs.
 
 pub mod config;
+pub mod control;
 pub mod emulator;
 pub mod fs;
 pub mod fuse;
 pub mod graph;
 pub mod mount;
 pub mod quickxor;
+pub mod recovery;
 pub mod redact;
 pub mod remote;
 pub mod spool;

@@ -1,7 +1,8 @@
 //! Command-line entry point: parses arguments, sets up logging and hands off to the library.
-//! Exit codes: 0 success, 1 runtime failure, 2 bad configuration or usage.
+//! Exit codes: 0 success, 1 runtime failure (for `wait`: an upload failed), 2 bad
+//! configuration or usage, 3 `wait` timed out.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
@@ -38,6 +39,30 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Block until the uploads of PATHs (files in a mount, or a mount root for everything)
+    /// are done (exit 0) or failed (exit 1, reasons printed); exit 3 on timeout.
+    Wait {
+        /// Give up after this many seconds.
+        #[arg(long)]
+        timeout: Option<u64>,
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+    },
+    /// Queue failed or incomplete uploads again (PATHs in a mount, or --all MOUNTPOINT).
+    Retry(KeptArgs),
+    /// Remove failed or incomplete uploads from the spool (PATHs, or --all MOUNTPOINT).
+    Discard(KeptArgs),
+    /// Refuse new writes, finish the upload queue, then unmount (same as SIGUSR1).
+    Drain { mountpoint: PathBuf },
+}
+
+#[derive(Args)]
+struct KeptArgs {
+    /// Every failed or incomplete upload of the mount given as PATH.
+    #[arg(long)]
+    all: bool,
+    #[arg(required = true)]
+    paths: Vec<PathBuf>,
 }
 
 #[derive(Args)]
@@ -85,6 +110,12 @@ struct MountArgs {
     /// Let other users access the mount.
     #[arg(long)]
     allow_other: bool,
+    /// Most bytes the spool may hold, e.g. 20GiB (default: keep max(1 GiB, 5%) free).
+    #[arg(long)]
+    spool_max: Option<String>,
+    /// fsync blocks until the file's current content is committed in SharePoint.
+    #[arg(long)]
+    fsync_barrier: bool,
 }
 
 #[derive(Args)]
@@ -122,6 +153,8 @@ impl MountArgs {
             max_attempts: self.max_attempts,
             status_retention: self.status_retention,
             allow_other: self.allow_other.then_some(true),
+            spool_max: self.spool_max.clone().map(SizeValue::Text),
+            fsync_barrier: self.fsync_barrier.then_some(true),
         }
     }
 }
@@ -200,6 +233,80 @@ fn main() -> ExitCode {
                 Err(e) => fatal(1, &format!("{}: {e}", mountpoint.join(name).display())),
             }
         }
+        Command::Wait { timeout, paths } => wait_command(&paths, timeout),
+        Command::Retry(args) => kept_command("retry", &args),
+        Command::Discard(args) => kept_command("discard", &args),
+        Command::Drain { mountpoint } => match shareuplift::control::locate(&mountpoint) {
+            Ok((root, _)) => match shareuplift::control::send(&root, "drain") {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => fatal(1, &e),
+            },
+            Err(e) => fatal(2, &e),
+        },
+    }
+}
+
+/// Send `verb REL` (or `verb --all`) for each path to its mount's `.control`.
+fn kept_command(verb: &str, args: &KeptArgs) -> ExitCode {
+    for p in &args.paths {
+        let (root, rel) = match shareuplift::control::locate(p) {
+            Ok(x) => x,
+            Err(e) => return fatal(2, &e),
+        };
+        let line = if args.all || rel.is_empty() {
+            format!("{verb} --all")
+        } else {
+            format!("{verb} {rel}")
+        };
+        if let Err(e) = shareuplift::control::send(&root, &line) {
+            return fatal(1, &e);
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+fn wait_command(paths: &[PathBuf], timeout: Option<u64>) -> ExitCode {
+    use shareuplift::control::{locate, wait, WaitOutcome};
+    // Group paths by mount root, waiting on each mount in turn.
+    let mut groups: Vec<(PathBuf, Vec<String>)> = Vec::new();
+    for p in paths {
+        let (root, rel) = match locate(p) {
+            Ok(x) => x,
+            Err(e) => return fatal(2, &e),
+        };
+        match groups.iter_mut().find(|(r, _)| *r == root) {
+            Some((_, rels)) if !rel.is_empty() && !rels.is_empty() => rels.push(rel),
+            Some((_, rels)) => rels.clear(),
+            None if rel.is_empty() => groups.push((root, Vec::new())),
+            None => groups.push((root, vec![rel])),
+        }
+    }
+    let deadline = timeout.map(|s| std::time::Instant::now() + std::time::Duration::from_secs(s));
+    let mut failed = false;
+    for (root, rels) in &groups {
+        let left = deadline.map(|d| d.saturating_duration_since(std::time::Instant::now()));
+        match wait(Path::new(root), rels, left) {
+            Ok(WaitOutcome::Done) => {}
+            Ok(WaitOutcome::Failed(list)) => {
+                for (path, reason) in list {
+                    eprintln!("shareuplift: {path}: {reason}");
+                }
+                failed = true;
+            }
+            Ok(WaitOutcome::TimedOut(list)) => {
+                for path in list.iter().filter(|p| !p.is_empty()) {
+                    eprintln!("shareuplift: {path}: still uploading");
+                }
+                eprintln!("shareuplift: wait timed out");
+                return ExitCode::from(3);
+            }
+            Err(e) => return fatal(1, &e),
+        }
+    }
+    if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
     }
 }
 

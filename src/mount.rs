@@ -1,9 +1,17 @@
 //! Running a mount: builds the remote, spool, upload queue and filesystem core from a
 //! validated configuration, mounts, and waits for unmount or a signal.
 //!
+//! Start-up: the spool is locked, then `recovery` re-queues what an earlier run left there
+//! (resuming upload sessions) before the filesystem is served.
+//!
 //! Shutdown: SIGINT/SIGTERM/SIGHUP unmount the filesystem; an external `fusermount3 -u` or
-//! `umount` ends the session the same way. Either way the upload queue is stopped (in-flight
-//! fragments end, spool files stay) and the process exits 0.
+//! `umount` ends the session the same way. Either way the upload queue is stopped (the
+//! fragment in flight ends or is cut off, no new one starts, each job's session stays in its
+//! spool record) and the process exits 0; the next mount resumes those sessions.
+//!
+//! Drain: SIGUSR1, or `drain` written to `MOUNT/.control`, refuses new writes (EACCES), waits
+//! until the queue has nothing queued or uploading (failed and incomplete uploads stay in the
+//! spool), then unmounts and exits 0. A SIGTERM during a drain unmounts at once.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -15,7 +23,7 @@ use crate::fs::{Fs, FsOptions};
 use crate::fuse::FuseAdapter;
 use crate::graph::{GraphConfig, GraphRemote};
 use crate::remote::Remote;
-use crate::spool::Spool;
+use crate::spool::{Spool, SpoolStore};
 use crate::upload::{QueueConfig, UploadQueue};
 
 /// A start-up or runtime failure, as one line for the user.
@@ -103,17 +111,22 @@ pub fn run(cfg: MountConfig, mountpoint: &Path) -> Result<(), MountError> {
     qcfg.max_attempts = cfg.max_attempts;
     qcfg.retention = cfg.status_retention;
     qcfg.write_back_delay = std::time::Duration::from_secs(1);
+    qcfg.store = Some(Arc::new(SpoolStore));
     let queue_remote = remote.clone();
+    let spool = Arc::new(spool);
     let fs = Arc::new(Fs::new(
         remote,
-        Arc::new(spool),
+        spool.clone(),
         move |listener| UploadQueue::start(queue_remote, qcfg, listener),
         FsOptions {
             base_path_chars: folder_server_path(&cfg.folder_url).chars().count(),
             replace_by_upload: cfg.conflict == crate::remote::Conflict::Replace,
+            spool_max: cfg.spool_max,
+            fsync_barrier: cfg.fsync_barrier,
             ..FsOptions::default()
         },
     ));
+    crate::recovery::recover(&fs, &spool);
 
     let options = vec![
         fuser::MountOption::FSName("shareuplift".into()),
@@ -135,17 +148,82 @@ pub fn run(cfg: MountConfig, mountpoint: &Path) -> Result<(), MountError> {
     let mut session = fuser::Session::new(FuseAdapter::new(fs.clone()), mountpoint, &fuse_cfg)
         .map_err(|e| MountError(format!("cannot mount at {}: {e}", mountpoint.display())))?;
     let mut unmounter = session.unmount_callable();
+    let (sig_tx, sig_rx) = crossbeam_channel::unbounded::<i32>();
     std::thread::Builder::new()
         .name("signals".into())
         .spawn(move || {
-            if let Some(sig) = wait_signal(&sigset) {
-                info!("signal {sig}: unmounting");
-                if let Err(e) = unmounter.unmount() {
-                    error!("unmount failed: {e}");
+            while let Some(sig) = wait_signal(&sigset) {
+                if sig_tx.send(sig).is_err() {
+                    return;
                 }
             }
         })
         .map_err(|e| MountError(format!("cannot start signal thread: {e}")))?;
+    let drain_rx = fs.drain_requests();
+    let ctl_fs = fs.clone();
+    std::thread::Builder::new()
+        .name("unmounter".into())
+        .spawn(move || {
+            let mut draining = false;
+            let mut announced = false;
+            // Consecutive idle checks while draining: two, so a file closed just before
+            // the drain (its release still on the way) is queued and waited for.
+            let mut idle_checks = 0;
+            loop {
+                if draining {
+                    // Checks are spaced out so that a release still on its way (a file closed
+                    // just before the drain) is seen, and the `.control` writer has closed.
+                    std::thread::sleep(std::time::Duration::from_millis(250));
+                    match sig_rx.try_recv() {
+                        Ok(libc::SIGUSR1) | Err(_) => {}
+                        Ok(sig) => {
+                            info!("signal {sig}: unmounting");
+                            break;
+                        }
+                    }
+                } else {
+                    crossbeam_channel::select! {
+                        recv(sig_rx) -> sig => match sig {
+                            Ok(libc::SIGUSR1) => draining = true,
+                            Ok(sig) => {
+                                info!("signal {sig}: unmounting");
+                                break;
+                            }
+                            Err(_) => return,
+                        },
+                        recv(drain_rx) -> _ => draining = true,
+                    }
+                    continue;
+                }
+                if !announced {
+                    announced = true;
+                    ctl_fs.request_drain();
+                    info!("draining: new writes refused; waiting for the queue");
+                }
+                let idle = ctl_fs.open_writers() == 0
+                    && ctl_fs
+                        .queue()
+                        .wait_idle(std::time::Duration::from_millis(200));
+                idle_checks = if idle { idle_checks + 1 } else { 0 };
+                if idle_checks >= 2 {
+                    info!("drained: unmounting");
+                    break;
+                }
+            }
+            // The mount may be busy for a moment (the `.control` write that asked for the
+            // drain is still open): try for a while.
+            for attempt in 0..50 {
+                match unmounter.unmount() {
+                    Ok(()) => return,
+                    Err(e) if attempt < 49 => {
+                        log::debug!("unmount: {e}; trying again");
+                        std::thread::sleep(std::time::Duration::from_millis(200));
+                    }
+                    Err(e) => error!("unmount failed: {e}"),
+                }
+            }
+        })
+        .map_err(|e| MountError(format!("cannot start unmount thread: {e}")))?;
     info!("mounted at {}", mountpoint.display());
     let result = session.run();
     fs.shutdown();
@@ -161,6 +239,7 @@ fn block_signals() -> libc::sigset_t {
         libc::sigaddset(&mut set, libc::SIGINT);
         libc::sigaddset(&mut set, libc::SIGTERM);
         libc::sigaddset(&mut set, libc::SIGHUP);
+        libc::sigaddset(&mut set, libc::SIGUSR1);
         libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
         set
     }

@@ -12,6 +12,16 @@
 //! bytes SharePoint acknowledged. Records are replaced atomically (write a temp file, fsync,
 //! rename, fsync the directory), so after a crash each record is either the old or the new
 //! version, never a torn one.
+//!
+//! Record life: `incomplete` when the spool file is created for writing; `sealed` (with the
+//! size and a fingerprint of the data file) when the last writer closes it and the upload is
+//! queued; then the session URL, its expiry and the acknowledged bytes as the upload advances
+//! ([`SpoolStore`], the queue's `JobStore`); `failed` with the reason if the upload gives up;
+//! removed with the data file after the commit. The fingerprint (size, inode and the data
+//! file's own mtime in nanoseconds, captured at seal) is how recovery checks that the local
+//! file is the one that was being sent before it resumes a session: nothing writes a spool
+//! file after it is sealed, so any change means "not the same content"; the quickXorHash check
+//! after the commit is the final guard.
 
 use std::fs::{self, File, OpenOptions};
 use std::io;
@@ -165,6 +175,30 @@ pub struct SpoolRecord {
     /// quickXorHash of the content when sealed, to check the spool file before resuming.
     #[serde(default)]
     pub content_hash: Option<String>,
+    /// The data file as it was when sealed (see the module documentation).
+    #[serde(default)]
+    pub fingerprint: Option<Fingerprint>,
+}
+
+/// Identity of a sealed spool data file: length, inode and mtime (ns since the epoch).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Fingerprint {
+    pub len: u64,
+    pub ino: u64,
+    pub mtime_ns: i128,
+}
+
+impl Fingerprint {
+    /// The fingerprint of `data_file` now.
+    pub fn of(data_file: &Path) -> io::Result<Fingerprint> {
+        use std::os::unix::fs::MetadataExt;
+        let m = fs::metadata(data_file)?;
+        Ok(Fingerprint {
+            len: m.len(),
+            ino: m.ino(),
+            mtime_ns: i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec()),
+        })
+    }
 }
 
 impl std::fmt::Debug for SpoolRecord {
@@ -181,6 +215,37 @@ impl std::fmt::Debug for SpoolRecord {
 }
 
 impl SpoolRecord {
+    /// A record with no session, no attempts and no error.
+    pub fn new(path: &str, state: RecordState, size: u64, mtime: SystemTime) -> SpoolRecord {
+        let mut rec = SpoolRecord {
+            path: path.to_string(),
+            state,
+            size,
+            mtime_secs: 0,
+            mtime_nanos: 0,
+            attempts: 0,
+            error: None,
+            session_url: None,
+            session_expires: None,
+            acked: 0,
+            content_hash: None,
+            fingerprint: None,
+        };
+        rec.set_mtime(mtime);
+        rec
+    }
+
+    /// The session the record holds, if any.
+    pub fn session(&self) -> Option<crate::remote::UploadSession> {
+        let url = self.session_url.as_ref()?;
+        Some(crate::remote::UploadSession {
+            url: crate::redact::SecretUrl::new(url.clone()),
+            expires: self
+                .session_expires
+                .map(|s| UNIX_EPOCH + std::time::Duration::from_secs(s.max(0) as u64)),
+        })
+    }
+
     pub fn mtime(&self) -> SystemTime {
         let d = std::time::Duration::new(self.mtime_secs.max(0) as u64, self.mtime_nanos);
         UNIX_EPOCH + d
@@ -198,8 +263,35 @@ pub fn record_path(data_file: &Path) -> PathBuf {
     data_file.with_extension("json")
 }
 
-/// Atomically replace the record of `data_file`.
+/// Atomically replace the record of `data_file`, durably (fsync of the record and directory).
 pub fn save_record(data_file: &Path, rec: &SpoolRecord) -> io::Result<()> {
+    write_record(data_file, rec, true)
+}
+
+/// Atomically replace the record of `data_file` without waiting for the disk: after a crash
+/// of the process the record is the old or the new one (the rename is atomic); after a power
+/// loss it may be the old one. Used on FUSE threads (create, close), where an fsync would also
+/// flush the whole just-written data file on ext4 and make `close` wait for the disk; the
+/// worker makes both durable ([`make_durable`]) before it starts uploading.
+pub fn save_record_fast(data_file: &Path, rec: &SpoolRecord) -> io::Result<()> {
+    write_record(data_file, rec, false)
+}
+
+/// fsync a data file, its record and the directory.
+pub fn make_durable(data_file: &Path) -> io::Result<()> {
+    File::open(data_file)?.sync_all()?;
+    match File::open(record_path(data_file)) {
+        Ok(f) => f.sync_all()?,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    if let Some(dir) = data_file.parent() {
+        File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
+
+fn write_record(data_file: &Path, rec: &SpoolRecord, sync: bool) -> io::Result<()> {
     use std::io::Write;
     let final_path = record_path(data_file);
     let tmp = final_path.with_extension("json.tmp");
@@ -212,10 +304,12 @@ pub fn save_record(data_file: &Path, rec: &SpoolRecord) -> io::Result<()> {
             .mode(0o600)
             .open(&tmp)?;
         f.write_all(&bytes)?;
-        f.sync_all()?;
+        if sync {
+            f.sync_all()?;
+        }
     }
     fs::rename(&tmp, &final_path)?;
-    if let Some(dir) = final_path.parent() {
+    if let (true, Some(dir)) = (sync, final_path.parent()) {
         File::open(dir)?.sync_all()?;
     }
     Ok(())
@@ -229,6 +323,75 @@ pub fn load_record(data_file: &Path) -> io::Result<Option<SpoolRecord>> {
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e)),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(e),
+    }
+}
+
+/// Load, change and atomically save the record of `data_file`; nothing if it has none (the
+/// file was discarded or uploaded meanwhile).
+pub fn update_record(data_file: &Path, f: impl FnOnce(&mut SpoolRecord)) -> io::Result<()> {
+    let Some(mut rec) = load_record(data_file)? else {
+        return Ok(());
+    };
+    f(&mut rec);
+    save_record(data_file, &rec)
+}
+
+/// The queue's `JobStore`: keeps each job's record up to date. Errors are logged, never
+/// fatal: the upload goes on, and at worst a restart starts that file over from byte 0.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SpoolStore;
+
+impl SpoolStore {
+    fn update(job: &crate::upload::UploadJob, what: &str, f: impl FnOnce(&mut SpoolRecord)) {
+        // Only the data file's name is logged: the record holds the upload URL.
+        if let Err(e) = update_record(&job.spool_file, f) {
+            log::warn!(
+                "{}: cannot persist {what} in the spool: {e}",
+                job.remote_path
+            );
+        }
+    }
+}
+
+impl crate::upload::JobStore for SpoolStore {
+    fn starting(&self, job: &crate::upload::UploadJob) {
+        if let Err(e) = make_durable(&job.spool_file) {
+            log::warn!("{}: cannot sync the spool file: {e}", job.remote_path);
+        }
+    }
+
+    fn session(
+        &self,
+        job: &crate::upload::UploadJob,
+        session: Option<&crate::remote::UploadSession>,
+    ) {
+        Self::update(job, "the upload session", |r| {
+            r.session_url = session.map(|s| s.url.expose().to_string());
+            r.session_expires = session
+                .and_then(|s| s.expires)
+                .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+                .map(|d| d.as_secs() as i64);
+            r.acked = 0;
+        });
+    }
+
+    fn acked(&self, job: &crate::upload::UploadJob, bytes: u64) {
+        Self::update(job, "progress", |r| r.acked = bytes);
+    }
+
+    fn failed(&self, job: &crate::upload::UploadJob, reason: &str) {
+        Self::update(job, "the failure", |r| {
+            r.state = RecordState::Failed;
+            r.attempts += 1;
+            r.error = Some(crate::upload::status::sanitize_error(reason));
+        });
+    }
+
+    fn requeued(&self, job: &crate::upload::UploadJob) {
+        Self::update(job, "the re-queue", |r| {
+            r.state = RecordState::Sealed;
+            r.error = None;
+        });
     }
 }
 
@@ -305,6 +468,7 @@ mod tests {
             session_expires: Some(1),
             acked: 327_680,
             content_hash: None,
+            fingerprint: Fingerprint::of(&data).ok(),
         };
         let t = UNIX_EPOCH + std::time::Duration::new(1_700_000_000, 123);
         rec.set_mtime(t);

@@ -210,7 +210,11 @@ fn status_shows_lifecycle_and_failure() {
         "{table}"
     );
     // The data stays in the spool.
-    let kept: Vec<_> = fs::read_dir(m.spool.join("data")).unwrap().collect();
+    let kept: Vec<_> = fs::read_dir(m.spool.join("data"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "data"))
+        .collect();
     assert_eq!(kept.len(), 1, "failed upload's spool file must be kept");
     assert!(emu.item("c.bin").is_none());
 }

@@ -11,6 +11,7 @@
 //! or update state, never across file or network I/O: handles are `Arc`s cloned out of the
 //! map, I/O runs unlocked, and the result is applied under the lock afterwards.
 
+mod durable;
 pub mod error;
 pub mod inode;
 pub mod names;
@@ -26,6 +27,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use log::{debug, info, warn};
 
+pub use durable::{ControlCommand, CONTROL_INO, CONTROL_NAME};
 pub use error::FsError;
 use inode::{InodeTable, LocalFile, RemoteMeta};
 pub use inode::{NodeKind, ROOT_INO, STATUS_INO, STATUS_JSON_INO};
@@ -87,6 +89,10 @@ pub struct FsOptions {
     pub base_path_chars: usize,
     /// The upload conflict behaviour is `replace`.
     pub replace_by_upload: bool,
+    /// Most bytes the spool may hold; `None`: keep max(1 GiB, 5 %) of its filesystem free.
+    pub spool_max: Option<u64>,
+    /// fsync waits for the commit of the file's current content (see `durable.rs`).
+    pub fsync_barrier: bool,
 }
 
 impl Default for FsOptions {
@@ -95,6 +101,8 @@ impl Default for FsOptions {
             meta_ttl: Duration::from_secs(2),
             base_path_chars: 0,
             replace_by_upload: true,
+            spool_max: None,
+            fsync_barrier: false,
         }
     }
 }
@@ -121,6 +129,8 @@ enum HandleKind {
     },
     /// Rendered `.status` content, fixed at open.
     Virtual { data: Vec<u8> },
+    /// `.control`: each write is applied as commands.
+    Control,
     /// Directory listing, fixed at opendir.
     Dir {
         entries: Vec<(u64, NodeKind, String)>,
@@ -148,10 +158,12 @@ impl Shared {
 /// Applies finished uploads to the table.
 struct Listener {
     shared: Arc<Shared>,
+    barrier: Arc<durable::Barrier>,
 }
 
 impl UploadListener for Listener {
     fn finished(&self, job: &UploadJob, outcome: Result<&RemoteItem, &str>) {
+        self.barrier.finished(job, outcome);
         let mut fix_mtime = None;
         {
             let mut st = self.shared.lock();
@@ -230,6 +242,7 @@ pub struct Fs {
     /// Uploads replace existing items (conflict = replace), so a rename over a file can
     /// leave the server's item to be replaced by the upload.
     replace_by_upload: bool,
+    dur: durable::Durability,
 }
 
 fn name_error(p: NameProblem) -> FsError {
@@ -260,8 +273,10 @@ impl Fs {
             }),
             remote,
         });
+        let dur = durable::Durability::new(spool.clone(), opts.spool_max, opts.fsync_barrier);
         let listener = Arc::new(Listener {
             shared: shared.clone(),
+            barrier: dur.barrier.clone(),
         });
         let queue = start_queue(listener);
         Fs {
@@ -270,6 +285,7 @@ impl Fs {
             spool,
             replace_by_upload: opts.replace_by_upload,
             opts,
+            dur,
         }
     }
 
@@ -304,6 +320,17 @@ impl Fs {
             },
             volatile: false,
         })
+    }
+
+    fn control_attr(&self) -> Attr {
+        Attr {
+            ino: CONTROL_INO,
+            kind: NodeKind::File,
+            size: 0,
+            mtime: SystemTime::now(),
+            perm: 0o200,
+            volatile: true,
+        }
     }
 
     fn virtual_attr(&self, ino: u64) -> Attr {
@@ -343,6 +370,8 @@ impl Fs {
             .collect();
         open.sort();
         snap.open_for_writing = open;
+        drop(st);
+        snap.spool = Some(self.dur.usage());
         snap
     }
 
@@ -368,6 +397,9 @@ impl Fs {
         }
         if parent == ROOT_INO && name == STATUS_JSON_NAME {
             return Ok(self.virtual_attr(STATUS_JSON_INO));
+        }
+        if parent == ROOT_INO && name == CONTROL_NAME {
+            return Ok(self.control_attr());
         }
         let path = {
             let st = self.lock();
@@ -434,6 +466,9 @@ impl Fs {
         if ino == STATUS_INO || ino == STATUS_JSON_INO {
             return Ok(self.virtual_attr(ino));
         }
+        if ino == CONTROL_INO {
+            return Ok(self.control_attr());
+        }
         let st = self.lock();
         Self::attr_of(&st, ino)
     }
@@ -467,6 +502,7 @@ impl Fs {
             return Ok((Self::attr_of(&st, ino)?, opened));
         }
         let (spool_path, file) = self.spool.new_file()?;
+        self.dur.opened_for_write(&spool_path, &path)?;
         let mut st = self.lock();
         let ino = st.table.upsert(&path, NodeKind::File);
         let node = st.table.get_mut(ino).ok_or(FsError::NotFound)?;
@@ -515,6 +551,12 @@ impl Fs {
 
     /// Open an existing file.
     pub fn open(&self, ino: u64, flags: i32) -> FsResult<Opened> {
+        if ino == CONTROL_INO {
+            return Ok(Opened {
+                fh: self.add_handle(HandleKind::Control),
+                direct_io: true,
+            });
+        }
         if ino == STATUS_INO || ino == STATUS_JSON_INO {
             if accmode_writes(flags) {
                 return Err(FsError::ReadOnly);
@@ -551,6 +593,7 @@ impl Fs {
                 direct_io: false,
             });
         }
+        self.dur.check_writable()?;
         // Writing a file that only exists on the server, without O_TRUNC: fetch it on the
         // first write or truncate, not now (`touch`, `utimens`-only opens download nothing).
         if !truncate && local.is_none() && remote.as_ref().is_some_and(|r| r.size > 0) {
@@ -601,6 +644,7 @@ impl Fs {
             });
         }
         let (spool_path, file) = self.spool.new_file()?;
+        self.dur.opened_for_write(&spool_path, &path)?;
         let (size, mtime) = if truncate {
             (0, SystemTime::now())
         } else if let Some(l) = &local {
@@ -708,11 +752,15 @@ impl Fs {
             }
             HandleKind::Dir { .. } => Err(FsError::IsDir),
             HandleKind::Lazy { .. } => Err(FsError::BadHandle),
+            HandleKind::Control => Err(FsError::ReadOnly),
         }
     }
 
     pub fn write(&self, fh: u64, offset: u64, data: &[u8]) -> FsResult<u32> {
         let h = self.resolve(fh)?;
+        if let HandleKind::Control = h.as_ref() {
+            return self.control_write(data);
+        }
         let HandleKind::Write { ino, spool, file } = h.as_ref() else {
             return Err(FsError::BadHandle);
         };
@@ -720,7 +768,20 @@ impl Fs {
         if end > MAX_FILE_BYTES {
             return Err(FsError::FileTooBig);
         }
-        file.write_all_at(data, offset)?;
+        // Space is checked before the spool file grows; a failed write marks the file so it
+        // is never uploaded as if complete.
+        let size = {
+            let st = self.lock();
+            st.table
+                .get(*ino)
+                .and_then(|n| n.local.as_ref())
+                .map_or(0, |l| l.size)
+        };
+        self.dur.admit(spool, end.saturating_sub(size))?;
+        if let Err(e) = file.write_all_at(data, offset) {
+            self.dur.mark_broken(spool, &format!("a write failed: {e}"));
+            return Err(e.into());
+        }
         let mut st = self.lock();
         let local = st.table.get_mut(*ino).and_then(|n| n.local.as_mut());
         if let Some(l) = local.filter(|l| l.spool == *spool) {
@@ -737,8 +798,9 @@ impl Fs {
         if matches!(h.as_ref(), HandleKind::Lazy { .. }) {
             return Ok(()); // nothing written: nothing to make durable
         }
-        if let HandleKind::Write { file, .. } = h.as_ref() {
+        if let HandleKind::Write { file, ino, spool } = h.as_ref() {
             file.sync_data()?;
+            self.fsync_barrier(*ino, spool)?;
         }
         Ok(())
     }
@@ -801,13 +863,11 @@ impl Fs {
             l.queued = true;
             l.failed = None;
             l.queued_mtime = Some(l.mtime);
-            UploadJob {
-                remote_path: path,
-                spool_file: l.spool.clone(),
-                size: l.size,
-                mtime: l.mtime,
-            }
+            UploadJob::new(path, l.spool.clone(), l.size, l.mtime)
         };
+        if !self.dur.sealing(&self.queue, &job) {
+            return;
+        }
         debug!(
             "{}: queued for upload ({} bytes)",
             job.remote_path, job.size
@@ -824,6 +884,9 @@ impl Fs {
         mtime: Option<SystemTime>,
         fh: Option<u64>,
     ) -> FsResult<Attr> {
+        if ino == CONTROL_INO {
+            return Ok(self.control_attr());
+        }
         if ino == STATUS_INO || ino == STATUS_JSON_INO {
             return if size.is_some() {
                 Err(FsError::ReadOnly)

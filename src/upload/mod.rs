@@ -14,6 +14,11 @@
 //! the commit (after telling the listener), on cancel, or when a newer job for the same path
 //! replaces it. A failed job keeps its spool file until `retry_failed`, `cancel` or a newer
 //! submit for its path.
+//!
+//! Durability: a [`JobStore`] (the spool records, `crate::spool::SpoolStore`) is told of every
+//! session opened or dropped, of acknowledged bytes, of failures and re-queues, so that a
+//! restart finds each job's session and resumes it ([`UploadJob::resume`]). On shutdown an
+//! interrupted job keeps its session (persisted) for the next mount; only a cancel DELETEs it.
 
 pub mod chunk;
 pub mod clock;
@@ -31,7 +36,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use crate::remote::{Conflict, RemoteItem};
+use crate::remote::{Conflict, RemoteItem, UploadSession};
 
 pub use queue::UploadQueue;
 
@@ -68,6 +73,8 @@ pub struct QueueConfig {
     /// utimens right after close amends it instead of racing its upload. Default 0; mounts
     /// use 1 s.
     pub write_back_delay: Duration,
+    /// Where job progress is persisted; `None`: nowhere (unit tests).
+    pub store: Option<Arc<dyn JobStore>>,
 }
 
 impl QueueConfig {
@@ -85,6 +92,7 @@ impl QueueConfig {
             hasher,
             clock: Arc::new(clock::SystemClock),
             write_back_delay: Duration::ZERO,
+            store: None,
         }
     }
 }
@@ -113,6 +121,45 @@ pub struct UploadJob {
     pub spool_file: PathBuf,
     pub size: u64,
     pub mtime: SystemTime,
+    /// Set for a job recovered from the spool after a restart.
+    pub resume: Option<Resume>,
+}
+
+impl UploadJob {
+    /// A fresh job (not recovered).
+    pub fn new(remote_path: String, spool_file: PathBuf, size: u64, mtime: SystemTime) -> Self {
+        UploadJob {
+            remote_path,
+            spool_file,
+            size,
+            mtime,
+            resume: None,
+        }
+    }
+}
+
+/// What a recovered job brings from the previous run.
+#[derive(Debug, Clone, Default)]
+pub struct Resume {
+    /// The session the previous run had open, checked by recovery to belong to this exact
+    /// spool content. The worker asks it where it stands (GET) before sending anything; a
+    /// 404/401 or a past expiry means a new session from byte 0.
+    pub session: Option<UploadSession>,
+}
+
+/// Persists job progress (the spool records). Called on worker threads with no queue lock
+/// held; implementations do local file I/O only and never fail the job (errors are logged).
+pub trait JobStore: Send + Sync + 'static {
+    /// A worker is about to upload the job: make its spool file and record durable.
+    fn starting(&self, job: &UploadJob);
+    /// A session was opened (`Some`) or abandoned (`None`: a new one is needed).
+    fn session(&self, job: &UploadJob, session: Option<&UploadSession>);
+    /// The server has acknowledged `bytes` bytes of the current session.
+    fn acked(&self, job: &UploadJob, bytes: u64);
+    /// The job is `failed` (kept in the spool).
+    fn failed(&self, job: &UploadJob, reason: &str);
+    /// A failed or incomplete job was queued again by the user.
+    fn requeued(&self, job: &UploadJob);
 }
 
 /// Told when a job ends, before its spool file is removed. Called on a worker thread with no

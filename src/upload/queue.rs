@@ -21,6 +21,7 @@
 use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -33,6 +34,7 @@ use super::clock::Interrupt;
 use super::registry::StatusRegistry;
 use super::retry::RetryPolicy;
 use super::status::StatusSnapshot;
+use super::status::UploadState;
 use super::throttle::Throttle;
 use super::worker::{JobEnd, UploadContext, Uploader};
 use super::{QueueConfig, UploadJob, UploadListener};
@@ -105,6 +107,7 @@ fn path_key(path: &str) -> String {
     path.to_lowercase()
 }
 
+/// Remove spool data files and their records.
 fn remove_spool_files(files: Vec<PathBuf>) {
     for f in files {
         if let Err(e) = std::fs::remove_file(&f) {
@@ -112,6 +115,7 @@ fn remove_spool_files(files: Vec<PathBuf>) {
                 warn!("cannot remove spool file {}: {e}", f.display());
             }
         }
+        crate::spool::remove_spooled(&f);
     }
 }
 
@@ -173,6 +177,7 @@ impl Shared {
         {
             let mut state = self.lock();
             state.shutdown = true;
+            self.ctx.stopping.store(true, Ordering::SeqCst);
             for r in state.running.values() {
                 r.interrupt.trigger();
             }
@@ -255,6 +260,10 @@ impl Shared {
                     .finished(id, clock.now(), clock.wall(), Ok(()));
             }
             JobEnd::Failed(reason) if !cancelled_early => {
+                // Persisted first: a `failed` status implies a `failed` record.
+                if let Some(store) = &self.ctx.store {
+                    store.failed(&job, reason);
+                }
                 self.tell_listener(&job, Err(reason));
                 self.ctx
                     .registry
@@ -342,6 +351,8 @@ impl UploadQueue {
                 conflict: config.conflict,
                 hasher: config.hasher,
                 hash_recheck_delay: config.hash_recheck_delay,
+                store: config.store,
+                stopping: std::sync::atomic::AtomicBool::new(false),
             },
             listener,
             state: Mutex::new(QueueState::default()),
@@ -400,7 +411,8 @@ impl UploadQueue {
             }
             state.next_id += 1;
             let id = state.next_id;
-            if let Some((_, old)) = state.failed.remove(&key) {
+            if let Some((old_id, old)) = state.failed.remove(&key) {
+                shared.ctx.registry.remove(old_id);
                 if old.spool_file != job.spool_file {
                     to_remove.push(old.spool_file);
                 }
@@ -470,6 +482,7 @@ impl UploadQueue {
     /// attempts start again from 1. Returns how many were re-queued.
     pub fn retry_failed(&self, path: Option<&str>) -> usize {
         let shared = self.shared();
+        let mut requeued = Vec::new();
         let mut state = shared.lock();
         let keys: Vec<String> = match path {
             Some(p) => vec![path_key(p)],
@@ -484,6 +497,7 @@ impl UploadQueue {
                 continue; // cannot happen: submit drops the failed job
             }
             shared.ctx.registry.queued(id, &job.remote_path, job.size);
+            requeued.push(job.clone());
             state.pending.insert(
                 key.clone(),
                 Pending {
@@ -495,6 +509,12 @@ impl UploadQueue {
             );
             shared.dispatch(&mut state, &key);
             count += 1;
+        }
+        drop(state);
+        if let Some(store) = &shared.ctx.store {
+            for job in &requeued {
+                store.requeued(job);
+            }
         }
         count
     }
@@ -550,6 +570,32 @@ impl UploadQueue {
             }
             None => false,
         }
+    }
+
+    /// Keep a job in the spool without uploading it: `Failed` (recovered from an earlier run)
+    /// or `Incomplete` (never closed, or a spool write failed). It shows in the status with
+    /// `reason`, counts as failed for `retry_failed` (which uploads it as it is), `cancel`
+    /// (discard) and `submit` (a newer version of the path replaces it).
+    pub fn keep(&self, job: UploadJob, state: UploadState, reason: &str) {
+        let shared = self.shared();
+        let key = path_key(&job.remote_path);
+        let mut to_remove = Vec::new();
+        {
+            let mut st = shared.lock();
+            st.next_id += 1;
+            let id = st.next_id;
+            shared
+                .ctx
+                .registry
+                .kept(id, &job.remote_path, job.size, state, reason);
+            if let Some((old_id, old)) = st.failed.insert(key, (id, job.clone())) {
+                shared.ctx.registry.remove(old_id);
+                if old.spool_file != job.spool_file {
+                    to_remove.push(old.spool_file);
+                }
+            }
+        }
+        remove_spool_files(to_remove);
     }
 
     /// Failed jobs whose spool files the queue keeps (for spool accounting).

@@ -2,8 +2,10 @@
 //! workers, read as a [`StatusSnapshot`] by `.status`.
 //!
 //! Entries are keyed by job id, not path: a path can have a finished entry (done/failed) and a
-//! newer queued one at the same time. Finished entries are kept for `retention` and then pruned
+//! newer queued one at the same time. Done entries are kept for `retention` and then pruned
 //! (on every update and snapshot), so memory stays bounded however many files pass through.
+//! Failed and incomplete entries stay until the queue removes them (retry, discard, a newer
+//! upload of the path): their data is still in the spool, waiting for the user.
 //! The rate is an exponentially weighted average of per-fragment rates (weight 0.3 for the
 //! newest sample), so one fast or slow fragment does not make the ETA jump. Errors are
 //! sanitised on the way in. The mutex is held only to update or copy entries; the queue may
@@ -109,6 +111,20 @@ impl StatusRegistry {
         });
     }
 
+    /// A job kept in the spool without being uploaded: failed (with `attempts`) or incomplete.
+    pub fn kept(&self, id: u64, path: &str, size: u64, state: UploadState, reason: &str) {
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        let entry = entries.entry(id).or_insert_with(|| Entry {
+            status: UploadStatus::queued(path, size),
+            rate: None,
+            sample: None,
+            started_at: None,
+            finished_at: None,
+        });
+        entry.status.state = state;
+        entry.status.error = Some(sanitize_error(reason));
+    }
+
     /// A request failed and will be retried.
     pub fn retrying(&self, id: u64, attempts: u32, error: &str) {
         self.update(id, |e| {
@@ -144,8 +160,9 @@ impl StatusRegistry {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .retain(|_, e| {
-                e.finished_at
-                    .is_none_or(|t| now.saturating_duration_since(t) < retention)
+                e.status.state != UploadState::Done
+                    || e.finished_at
+                        .is_none_or(|t| now.saturating_duration_since(t) < retention)
             });
     }
 
@@ -168,7 +185,7 @@ impl StatusRegistry {
                 let rank = match s.state {
                     UploadState::Uploading | UploadState::Retrying => 0,
                     UploadState::Queued => 1,
-                    UploadState::Failed => 2,
+                    UploadState::Failed | UploadState::Incomplete => 2,
                     UploadState::Done => 3,
                 };
                 (rank, *id, s)
@@ -225,8 +242,13 @@ mod tests {
         assert_eq!(s.totals.failed, 1);
         assert_eq!(s.uploads[0].path, "b.bin"); // failed before done
         assert_eq!(s.uploads[1].uploaded, 100 * MIB);
+        // Done entries are pruned after the retention; failed ones stay until the queue
+        // removes them.
         let s = reg.snapshot(t1 + Duration::from_secs(600), None);
-        assert!(s.uploads.is_empty());
+        assert_eq!(s.uploads.len(), 1);
+        assert_eq!(s.uploads[0].state, UploadState::Failed);
+        reg.remove(2);
+        assert!(reg.snapshot(t1, None).uploads.is_empty());
     }
 
     #[test]

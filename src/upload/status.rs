@@ -28,6 +28,9 @@ pub enum UploadState {
     Done,
     /// Given up; the spool file is kept for `retry_failed`.
     Failed,
+    /// Never closed (the process died while it was open for writing, or a write to the spool
+    /// failed): kept in the spool, never uploaded unless the user asks (`retry`).
+    Incomplete,
 }
 
 impl UploadState {
@@ -38,6 +41,7 @@ impl UploadState {
             UploadState::Retrying => "retrying",
             UploadState::Done => "done",
             UploadState::Failed => "failed",
+            UploadState::Incomplete => "incomplete",
         }
     }
 
@@ -46,9 +50,12 @@ impl UploadState {
         matches!(self, UploadState::Uploading | UploadState::Retrying)
     }
 
-    /// Done or failed.
+    /// Done, failed or incomplete: nothing will happen without the user.
     pub fn is_finished(self) -> bool {
-        matches!(self, UploadState::Done | UploadState::Failed)
+        matches!(
+            self,
+            UploadState::Done | UploadState::Failed | UploadState::Incomplete
+        )
     }
 }
 
@@ -111,6 +118,7 @@ pub struct Totals {
     pub retrying: usize,
     pub done: usize,
     pub failed: usize,
+    pub incomplete: usize,
     /// Bytes still to send for queued, uploading and retrying entries.
     pub bytes_pending: u64,
     /// Sum of the rates of uploading entries.
@@ -127,6 +135,7 @@ impl Totals {
                 UploadState::Retrying => t.retrying += 1,
                 UploadState::Done => t.done += 1,
                 UploadState::Failed => t.failed += 1,
+                UploadState::Incomplete => t.incomplete += 1,
             }
             if !u.state.is_finished() {
                 t.bytes_pending += u.size.saturating_sub(u.uploaded);
@@ -187,6 +196,9 @@ impl StatusSnapshot {
             let _ = write!(out, "{} open for writing, ", self.open_for_writing.len());
         }
         let _ = write!(out, "{} done, {} failed", t.done, t.failed);
+        if t.incomplete > 0 {
+            let _ = write!(out, ", {} incomplete", t.incomplete);
+        }
         if let Some(until) = self.throttled_until {
             let _ = write!(out, " — throttled until {}", clock_time_utc(until));
         }
@@ -432,6 +444,7 @@ done      100%            11 B / 11 B            -       -      2  a.txt
             ],
             "throttled_until": "2026-11-21T21:33:05Z",
             "totals": {"queued": 1, "uploading": 1, "retrying": 0, "done": 1, "failed": 1,
+                       "incomplete": 0,
                        "bytes_pending": 63963136u64, "rate_bytes_per_sec": 5242880u64}
         });
         assert_eq!(v, want);

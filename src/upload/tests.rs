@@ -94,6 +94,7 @@ impl Harness {
             spool_file,
             size: data.len() as u64,
             mtime: SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000),
+            resume: None,
         }
     }
 
@@ -254,6 +255,7 @@ fn throttling_pauses_every_worker() {
             spool_file,
             size: data.len() as u64,
             mtime: SystemTime::UNIX_EPOCH,
+            resume: None,
         });
     }
     std::thread::sleep(Duration::from_millis(150));
@@ -401,6 +403,7 @@ fn bounded_attempts_then_retry_failed() {
         "connection error: connection reset (gave up after 3 attempts without progress)"
     );
     assert!(spool.exists());
+    // Three tries without progress (the first counts), then it gives up.
     assert_eq!(h.fragments().len(), 3);
     assert_eq!(h.clock.sleeps().len(), 2);
     let u = &h.queue.snapshot().uploads[0];
@@ -579,6 +582,7 @@ fn shutdown_wakes_a_backing_off_worker() {
         spool_file: spool_file.clone(),
         size: 2 * K,
         mtime: SystemTime::UNIX_EPOCH,
+        resume: None,
     });
     std::thread::sleep(Duration::from_millis(100));
     let t0 = Instant::now();
@@ -607,6 +611,8 @@ fn direct_context(remote: Arc<MemoryRemote>, chunk: u64, max_attempts: u32) -> U
         conflict: Conflict::Replace,
         hasher: Arc::new(stand_in_file_hash),
         hash_recheck_delay: Duration::ZERO,
+        store: None,
+        stopping: std::sync::atomic::AtomicBool::new(false),
     }
 }
 
@@ -644,6 +650,7 @@ fn random_faults_always_converge() {
             spool_file,
             size,
             mtime: SystemTime::UNIX_EPOCH,
+            resume: None,
         };
         ctx.registry.queued(1, "r.bin", size);
         let mut uploader = Uploader::new(ctx.plan);
@@ -673,6 +680,7 @@ fn worker_memory_is_one_chunk() {
             spool_file,
             size,
             mtime: SystemTime::UNIX_EPOCH,
+            resume: None,
         };
         ctx.registry.queued(i as u64, &path, size);
         let end = uploader.run(&ctx, i as u64, &job, &Interrupt::new());
@@ -721,6 +729,7 @@ fn a_panicking_listener_does_not_block_the_path() {
             spool_file,
             size: content.len() as u64,
             mtime: SystemTime::UNIX_EPOCH,
+            resume: None,
         });
         assert!(queue.wait_idle(Duration::from_secs(20)));
     }

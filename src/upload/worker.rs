@@ -9,14 +9,22 @@
 //! - Fragments of a session are sent one at a time, each starting at the first byte the server
 //!   expects; after any failed PUT the server is asked where it stands (GET the upload URL).
 //! - Every request is preceded by a pass through the throttle gate and a check of the job's
-//!   interrupt (cancel or shutdown): a stopped job sends no new fragment, and its session is
-//!   DELETEd (best effort).
+//!   interrupt (cancel or shutdown): a stopped job sends no new fragment. A cancelled job's
+//!   session is DELETEd (best effort); at shutdown the session is kept, and persisted through
+//!   the `JobStore`, so the next mount resumes it.
+//! - Durability: every session opened or abandoned and every acknowledgement is told to the
+//!   `JobStore` (one record write per fragment at most). A recovered job (`UploadJob::resume`)
+//!   first asks its old session where the server stands (GET) and continues from there; if
+//!   that session is gone it first checks whether the earlier run's upload had in fact been
+//!   committed (size, mtime, quickXorHash of the item at the path) before uploading anew, so a
+//!   crash between commit and spool cleanup never uploads a file twice.
 //! - The upload URL is never logged: only `UploadSession`'s redacting `Debug` could show it,
 //!   and it is not formatted anywhere here. Each failure is logged once (warn) by this file.
 
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -30,7 +38,7 @@ use super::registry::StatusRegistry;
 use super::retry::{classify, Decision, Op, RetryPolicy};
 use super::status::sanitize_error;
 use super::throttle::Throttle;
-use super::{FileHasher, UploadJob};
+use super::{FileHasher, JobStore, UploadJob};
 use crate::remote::{ByteRange, Conflict, FragmentOutcome, Remote, RemoteError, RemoteItem};
 
 /// Everything workers share: the remote, the policy and the shared state they report to.
@@ -45,6 +53,10 @@ pub struct UploadContext {
     pub hasher: FileHasher,
     /// Wait before asking again for a hash the server had not computed yet.
     pub hash_recheck_delay: Duration,
+    /// Where progress is persisted (spool records).
+    pub store: Option<Arc<dyn JobStore>>,
+    /// The queue is shutting down: interrupted jobs keep their sessions.
+    pub stopping: AtomicBool,
 }
 
 /// How a job ended.
@@ -94,6 +106,9 @@ impl Uploader {
     ) -> JobEnd {
         let started = ctx.clock.now();
         ctx.registry.started(id, started, ctx.clock.wall(), 1);
+        if let Some(store) = &ctx.store {
+            store.starting(job);
+        }
         let mut drive = Drive {
             ctx,
             id,
@@ -220,6 +235,18 @@ impl Drive<'_> {
         Ok(decision)
     }
 
+    fn persist_session(&self, session: Option<&crate::remote::UploadSession>) {
+        if let Some(store) = &self.ctx.store {
+            store.session(self.job, session);
+        }
+    }
+
+    fn persist_acked(&self, bytes: u64) {
+        if let Some(store) = &self.ctx.store {
+            store.acked(self.job, bytes);
+        }
+    }
+
     fn progress(&mut self, uploaded: u64) {
         if uploaded > self.best_acked {
             self.best_acked = uploaded;
@@ -307,16 +334,36 @@ impl Drive<'_> {
     /// createUploadSession, fragments, commit, verification.
     fn upload_session(&mut self, buf: &mut [u8]) -> Result<RemoteItem, Stop> {
         let file = self.open_spool()?;
-        let mut session = None;
+        let mut session = self.resumable_session();
+        if self.job.resume.is_some() && session.is_none() {
+            // Recovered without a usable session: the earlier run may have committed it.
+            if let Some(item) = self.find_committed() {
+                return Ok(item);
+            }
+        }
         let result = self.drive_session(&file, buf, &mut session);
-        if let (Err(Stop::Interrupted), Some(s)) = (&result, &session) {
-            // Best effort: do not leave an open session (ODB may refuse a second one).
+        let stopping = self.ctx.stopping.load(Ordering::SeqCst);
+        if let (Err(Stop::Interrupted), Some(s), false) = (&result, &session, stopping) {
+            // Cancelled: do not leave an open session (ODB may refuse a second one).
             if let Err(e) = self.ctx.remote.cancel_upload(s) {
                 debug!("{}: cancelling the upload session failed: {e}", self.path());
             }
+            self.persist_session(None);
         }
         let item = result?;
         self.verify(item)
+    }
+
+    /// The recovered job's session, unless it has expired.
+    fn resumable_session(&self) -> Option<crate::remote::UploadSession> {
+        let s = self.job.resume.as_ref()?.session.clone()?;
+        let now = self.ctx.clock.wall();
+        if s.expires.is_some_and(|t| t <= now) {
+            info!("{}: the earlier upload session has expired", self.path());
+            self.persist_session(None);
+            return None;
+        }
+        Some(s)
     }
 
     fn drive_session(
@@ -328,9 +375,11 @@ impl Drive<'_> {
         let remote = Arc::clone(&self.ctx.remote);
         let size = self.job.size;
         let mut expected: Vec<ByteRange> = Vec::new();
-        let mut resync = false;
-        // A PUT carrying the last byte was sent in this session.
-        let mut sent_final = false;
+        // A resumed session: ask the server where it stands before sending anything.
+        let mut resync = session.is_some();
+        // A PUT carrying the last byte was sent in this session (or, for a resumed session,
+        // may have been sent by the earlier run).
+        let mut sent_final = session.is_some();
         loop {
             self.ready()?;
             let Some(sess) = session.as_ref() else {
@@ -342,6 +391,7 @@ impl Drive<'_> {
                 ) {
                     Ok(s) => {
                         self.succeeded();
+                        self.persist_session(Some(&s));
                         *session = Some(s);
                         expected = vec![ByteRange {
                             start: 0,
@@ -364,13 +414,18 @@ impl Drive<'_> {
                     Ok(ranges) => {
                         self.succeeded();
                         debug!("{}: server expects {ranges:?}", self.path());
-                        self.progress(ranges.first().map_or(size, |r| r.start.min(size)));
+                        let at = ranges.first().map_or(size, |r| r.start.min(size));
+                        if self.best_acked == 0 && at > 0 {
+                            info!("{}: resuming at byte {at} of {size}", self.path());
+                        }
+                        self.progress(at);
                         expected = ranges;
                         resync = false;
                     }
                     Err(e) => {
                         if self.on_failure(Op::Status, &e)? == Decision::NewSession {
                             *session = None;
+                            self.persist_session(None);
                             if sent_final {
                                 if let Some(item) = self.find_committed() {
                                     return Ok(item);
@@ -409,7 +464,9 @@ impl Drive<'_> {
                 Ok(FragmentOutcome::Accepted { next_expected }) => {
                     self.succeeded();
                     debug!("{}: bytes {range} accepted", self.path());
-                    self.progress(next_expected.first().map_or(size, |r| r.start.min(size)));
+                    let at = next_expected.first().map_or(size, |r| r.start.min(size));
+                    self.progress(at);
+                    self.persist_acked(at);
                     expected = next_expected;
                 }
                 Ok(FragmentOutcome::Completed(item)) => {
@@ -426,6 +483,7 @@ impl Drive<'_> {
                     match self.on_failure(Op::Fragment, &e)? {
                         Decision::NewSession => {
                             *session = None;
+                            self.persist_session(None);
                             if sent_final {
                                 if let Some(item) = self.find_committed() {
                                     return Ok(item);

@@ -511,3 +511,73 @@ pub fn sh_status(cmd: &str) -> (bool, String) {
         ),
     )
 }
+
+// ---- Durability helpers (issue 3) ----
+
+impl Mount {
+    /// Start on a spool directory the test owns (so it survives `kill9`/`signal`, which drop
+    /// the mount's own temp directory).
+    pub fn start_on(emu: &Emu, spool: &Path, extra: &str) -> Mount {
+        Self::restart(emu, spool, extra)
+    }
+
+    /// Write one command line to the mount's `.control`.
+    pub fn control(&self, line: &str) -> std::io::Result<()> {
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .open(self.path(".control"))?;
+        f.write_all(format!("{line}\n").as_bytes())
+    }
+
+    /// Wait until `pred(uploaded bytes of rel)` holds; panics on timeout.
+    pub fn wait_uploaded(&self, rel: &str, min: u64, timeout: Duration) -> u64 {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(u) = self.upload(rel) {
+                let n = u["uploaded"].as_u64().unwrap_or(0);
+                if n >= min {
+                    return n;
+                }
+                assert_ne!(u["state"], "done", "{rel} finished before the fault point");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{rel} never reached {min} bytes: {:#}",
+                self.status_json()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Wait for the process to exit by itself (after a drain); returns its status and log.
+    pub fn wait_exit(mut self, timeout: Duration) -> (ExitStatus, String) {
+        let mut child = self.child.take().expect("running");
+        let st = wait_timeout(&mut child, timeout);
+        let _ = Command::new("fusermount3")
+            .arg("-uz")
+            .arg(&self.dir)
+            .stderr(Stdio::null())
+            .status();
+        (st, self.log_text())
+    }
+}
+
+/// Spool data files (and records) left in `spool`.
+pub fn spool_files(spool: &Path) -> Vec<PathBuf> {
+    fs::read_dir(spool.join("data"))
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default()
+}
+
+/// Wait until the spool directory holds no data file or record.
+pub fn wait_spool_empty(spool: &Path, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let left = spool_files(spool);
+        if left.is_empty() {
+            return;
+        }
+        assert!(Instant::now() < deadline, "spool files left: {left:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

@@ -1,0 +1,180 @@
+//! The client side of a running mount's control surface, for the `retry`, `discard`, `drain`
+//! and `wait` subcommands: find the mount root of a path, write commands to its hidden
+//! `.control` file, and poll its `.status.json`.
+//!
+//! Nothing here talks to SharePoint or to the mount process directly: `.control` and
+//! `.status.json` are plain files of the mount, so these commands work from any script and
+//! with the permissions of the mount itself.
+//!
+//! `wait` semantics, per path: still `queued`/`uploading`/`retrying` → keep waiting; any
+//! `failed` or `incomplete` entry → failed (exit 1, the reason printed); else a `done` entry
+//! → done. A path with no entry at all is done if it exists in the mount and still has no
+//! entry after a grace period (`GRACE`): the kernel sends the last release of a file (which
+//! queues its upload) shortly after `close` returns, so right after `cp` the entry may not
+//! exist yet; after that, a path without entry is one whose upload finished longer ago than
+//! `status_retention`, or was never written. Without paths (or with the mount root), wait
+//! until nothing is queued, uploading or retrying; exit 1 if anything is failed/incomplete.
+
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// How long a path may have no status entry before it counts as done.
+const GRACE: Duration = Duration::from_secs(2);
+/// Poll interval of `wait`.
+const POLL: Duration = Duration::from_millis(200);
+
+/// How `wait` ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WaitOutcome {
+    Done,
+    /// `(path, reason)` of every failed or incomplete upload.
+    Failed(Vec<(String, String)>),
+    TimedOut(Vec<String>),
+}
+
+/// The absolute form of `p` without following the last component.
+fn absolute(p: &Path) -> std::io::Result<PathBuf> {
+    let p = if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        std::env::current_dir()?.join(p)
+    };
+    Ok(p)
+}
+
+/// The mount root holding `path` (the nearest ancestor with `.status.json` and `.control`)
+/// and `path` relative to it (`""` for the root itself).
+pub fn locate(path: &Path) -> Result<(PathBuf, String), String> {
+    let abs = absolute(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut cur: Option<&Path> = Some(abs.as_path());
+    while let Some(dir) = cur {
+        if dir.join(".control").exists() && dir.join(".status.json").is_file() {
+            let rel = abs
+                .strip_prefix(dir)
+                .map(|r| r.to_string_lossy().trim_matches('/').to_string())
+                .unwrap_or_default();
+            return Ok((dir.to_path_buf(), rel));
+        }
+        cur = dir.parent();
+    }
+    Err(format!(
+        "{} is not inside a shareuplift mount",
+        path.display()
+    ))
+}
+
+/// Write one command line to `root/.control`.
+pub fn send(root: &Path, line: &str) -> Result<(), String> {
+    let ctl = root.join(".control");
+    let mut f = OpenOptions::new()
+        .write(true)
+        .open(&ctl)
+        .map_err(|e| format!("{}: {e}", ctl.display()))?;
+    f.write_all(format!("{line}\n").as_bytes()).map_err(|e| {
+        if e.raw_os_error() == Some(libc::ENOENT) {
+            format!("{line}: no failed or incomplete upload with that path")
+        } else {
+            format!("{line}: {e}")
+        }
+    })
+}
+
+fn read_status(root: &Path) -> Result<Value, String> {
+    let p = root.join(".status.json");
+    let text = std::fs::read_to_string(&p).map_err(|e| format!("{}: {e}", p.display()))?;
+    serde_json::from_str(&text).map_err(|e| format!("{}: {e}", p.display()))
+}
+
+fn uploads(st: &Value) -> Vec<Value> {
+    st["uploads"].as_array().cloned().unwrap_or_default()
+}
+
+fn is_busy(state: &str) -> bool {
+    matches!(state, "queued" | "uploading" | "retrying")
+}
+
+fn is_kept(state: &str) -> bool {
+    matches!(state, "failed" | "incomplete")
+}
+
+fn reason(u: &Value) -> String {
+    format!(
+        "{}: {}",
+        u["state"].as_str().unwrap_or("?"),
+        u["error"].as_str().unwrap_or("no reason given")
+    )
+}
+
+/// Block until the uploads of `rels` (paths relative to `root`; empty: the whole mount) are
+/// done or failed, or `timeout` passes.
+pub fn wait(
+    root: &Path,
+    rels: &[String],
+    timeout: Option<Duration>,
+) -> Result<WaitOutcome, String> {
+    let start = Instant::now();
+    loop {
+        let st = read_status(root)?;
+        let ups = uploads(&st);
+        let mut pending = Vec::new();
+        let mut failed = Vec::new();
+        if rels.is_empty() {
+            for u in &ups {
+                let path = u["path"].as_str().unwrap_or("").to_string();
+                let state = u["state"].as_str().unwrap_or("");
+                if is_busy(state) {
+                    pending.push(path);
+                } else if is_kept(state) {
+                    failed.push((path, reason(u)));
+                }
+            }
+            // Give a just-closed file time to be queued.
+            if pending.is_empty() && start.elapsed() < GRACE {
+                pending.push(String::new());
+            }
+        } else {
+            for rel in rels {
+                let mine: Vec<&Value> = ups
+                    .iter()
+                    .filter(|u| {
+                        u["path"]
+                            .as_str()
+                            .is_some_and(|p| p.to_lowercase() == rel.to_lowercase())
+                    })
+                    .collect();
+                let busy = mine
+                    .iter()
+                    .any(|u| is_busy(u["state"].as_str().unwrap_or("")));
+                let kept = mine
+                    .iter()
+                    .find(|u| is_kept(u["state"].as_str().unwrap_or("")));
+                if busy {
+                    pending.push(rel.clone());
+                } else if let Some(u) = kept {
+                    failed.push((rel.clone(), reason(u)));
+                } else if mine.is_empty() {
+                    if start.elapsed() < GRACE {
+                        pending.push(rel.clone());
+                    } else if !root.join(rel).exists() {
+                        failed.push((rel.clone(), "no such file in the mount".into()));
+                    }
+                }
+            }
+        }
+        if pending.is_empty() {
+            return Ok(if failed.is_empty() {
+                WaitOutcome::Done
+            } else {
+                WaitOutcome::Failed(failed)
+            });
+        }
+        if timeout.is_some_and(|t| start.elapsed() >= t) {
+            return Ok(WaitOutcome::TimedOut(pending));
+        }
+        std::thread::sleep(POLL);
+    }
+}
