@@ -106,17 +106,7 @@ fn recover_one(fs: &Fs, data: &Path, report: &mut RecoveryReport) {
             rec.error = Some(reason);
             keep(fs, data, &rec, len, UploadState::Incomplete, report);
         }
-        RecordState::Failed => {
-            fs.adopt_spooled(
-                &rec.path,
-                data.to_path_buf(),
-                len,
-                rec.mtime(),
-                false,
-                rec.error.clone(),
-            );
-            keep(fs, data, &rec, len, UploadState::Failed, report);
-        }
+        RecordState::Failed => adopt_failed(fs, data, &rec, len, report),
         RecordState::Sealed if len != rec.size => {
             let mut rec = rec;
             rec.error = Some(format!(
@@ -125,15 +115,7 @@ fn recover_one(fs: &Fs, data: &Path, report: &mut RecoveryReport) {
             ));
             rec.state = RecordState::Failed;
             let _ = crate::spool::save_record(data, &rec);
-            fs.adopt_spooled(
-                &rec.path,
-                data.to_path_buf(),
-                len,
-                rec.mtime(),
-                false,
-                rec.error.clone(),
-            );
-            keep(fs, data, &rec, len, UploadState::Failed, report);
+            adopt_failed(fs, data, &rec, len, report);
         }
         RecordState::Sealed => {
             let same = rec.fingerprint.is_some() && Fingerprint::of(data).ok() == rec.fingerprint;
@@ -167,6 +149,19 @@ fn recover_one(fs: &Fs, data: &Path, report: &mut RecoveryReport) {
             fs.queue().submit(job);
         }
     }
+}
+
+/// Show a failed upload in the mount and keep it in the queue's failed set.
+fn adopt_failed(fs: &Fs, data: &Path, rec: &SpoolRecord, len: u64, report: &mut RecoveryReport) {
+    fs.adopt_spooled(
+        &rec.path,
+        data.to_path_buf(),
+        len,
+        rec.mtime(),
+        false,
+        rec.error.clone(),
+    );
+    keep(fs, data, rec, len, UploadState::Failed, report);
 }
 
 fn keep(
