@@ -387,6 +387,13 @@ impl crate::upload::JobStore for SpoolStore {
         });
     }
 
+    fn amended(&self, job: &crate::upload::UploadJob) {
+        Self::update(job, "the new name or mtime", |r| {
+            r.path = job.remote_path.clone();
+            r.set_mtime(job.mtime);
+        });
+    }
+
     fn requeued(&self, job: &crate::upload::UploadJob) {
         Self::update(job, "the re-queue", |r| {
             r.state = RecordState::Sealed;

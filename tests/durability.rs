@@ -488,3 +488,28 @@ fn fsync_barrier_waits_for_commit() {
     m.settle(Duration::from_secs(60));
     assert_no_violations(&emu);
 }
+
+/// A crash inside the write-back delay, right after rsync-style rename + utimens: the file is
+/// recovered under its final name with its final mtime; the temp name never reaches SharePoint.
+#[test]
+fn crash_right_after_rename_recovers_the_final_name() {
+    let emu = Emu::start(None);
+    let spool = emu.dir.path().join("spool");
+    let m = Mount::start_on(&emu, &spool, "");
+    write_file(&m.path(".report.pdf.Ab12Cd"), b"final content");
+    sh(&format!(
+        "touch -d @1500000000 '{}'",
+        m.path(".report.pdf.Ab12Cd").display()
+    ));
+    fs::rename(m.path(".report.pdf.Ab12Cd"), m.path("report.pdf")).unwrap();
+    m.kill9();
+    let m = Mount::start_on(&emu, &spool, "");
+    m.wait_state("report.pdf", "done", Duration::from_secs(60));
+    assert_eq!(emu.file_paths(), vec!["report.pdf"]);
+    let item = emu.item("report.pdf").unwrap();
+    assert_eq!(rfc3339_secs(item["mtime"].as_str().unwrap()), 1_500_000_000);
+    assert_eq!(
+        fs::read_to_string(m.path("report.pdf")).unwrap(),
+        "final content"
+    );
+}

@@ -594,9 +594,13 @@ impl Fs {
             });
         }
         self.dur.check_writable()?;
-        // Writing a file that only exists on the server, without O_TRUNC: fetch it on the
-        // first write or truncate, not now (`touch`, `utimens`-only opens download nothing).
-        if !truncate && local.is_none() && remote.as_ref().is_some_and(|r| r.size > 0) {
+        // Writing without O_TRUNC a file that only exists on the server, or whose content is
+        // already handed to the queue: fetch or copy it on the first write or truncate, not
+        // now. `touch` and other utimens-only opens copy nothing and leave the queued upload
+        // (and its rename or mtime amendments) alone.
+        let remote_only = local.is_none() && remote.as_ref().is_some_and(|r| r.size > 0);
+        let queued = local.as_ref().is_some_and(|l| l.queued);
+        if !truncate && (remote_only || queued) {
             let fh = self.add_handle(HandleKind::Lazy {
                 ino,
                 real: Mutex::new(None),
@@ -652,13 +656,13 @@ impl Fs {
             match copied {
                 Ok(n) => (n, l.mtime),
                 Err(e) => {
-                    let _ = std::fs::remove_file(&spool_path);
+                    crate::spool::remove_spooled(&spool_path);
                     return Err(e.into());
                 }
             }
         } else if let Some(r) = &remote {
             if let Err(e) = self.fetch_into(&path, r.size, &file) {
-                let _ = std::fs::remove_file(&spool_path);
+                crate::spool::remove_spooled(&spool_path);
                 return Err(e);
             }
             (r.size, r.mtime)
@@ -855,7 +859,7 @@ impl Fs {
                     let spool = l.spool.clone();
                     node.local = None;
                     drop(st);
-                    let _ = std::fs::remove_file(spool);
+                    crate::spool::remove_spooled(&spool);
                 }
                 return;
             }
@@ -1152,7 +1156,7 @@ impl Fs {
             local
         };
         if let Some(l) = &local {
-            let _ = std::fs::remove_file(&l.spool);
+            crate::spool::remove_spooled(&l.spool);
         }
         if remote.is_some() || local.as_ref().is_some_and(|l| l.queued) {
             match self.remote().delete(&path) {
@@ -1175,7 +1179,7 @@ impl Fs {
         };
         if let Some(l) = local {
             self.queue.cancel(path);
-            let _ = std::fs::remove_file(&l.spool);
+            crate::spool::remove_spooled(&l.spool);
         }
         self.lock().table.remove_tree(path);
     }

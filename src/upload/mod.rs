@@ -160,6 +160,8 @@ pub trait JobStore: Send + Sync + 'static {
     fn failed(&self, job: &UploadJob, reason: &str);
     /// A failed or incomplete job was queued again by the user.
     fn requeued(&self, job: &UploadJob);
+    /// A waiting job's target path or mtime changed (rename or utimens after close).
+    fn amended(&self, job: &UploadJob);
 }
 
 /// Told when a job ends, before its spool file is removed. Called on a worker thread with no

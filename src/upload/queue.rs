@@ -527,6 +527,7 @@ impl UploadQueue {
         let shared = self.shared();
         let (kf, kt) = (path_key(from), path_key(to));
         let mut to_remove = Vec::new();
+        let amended: UploadJob;
         {
             let mut state = shared.lock();
             if state.running.contains_key(&kf) || !state.pending.contains_key(&kf) {
@@ -546,6 +547,7 @@ impl UploadQueue {
                 to_remove.push(old.spool_file);
             }
             p.job.remote_path = to.to_string();
+            amended = p.job.clone();
             // A key already in the channel under the old name is skipped as stale.
             p.enqueued = false;
             shared.ctx.registry.remove(p.id);
@@ -556,20 +558,29 @@ impl UploadQueue {
             shared.dispatch(&mut state, &kt);
         }
         remove_spool_files(to_remove);
+        if let Some(store) = &shared.ctx.store {
+            store.amended(&amended);
+        }
         true
     }
 
     /// Change the mtime a waiting (not started) job will send. False if none is waiting.
     pub fn amend_mtime(&self, path: &str, mtime: std::time::SystemTime) -> bool {
         let shared = self.shared();
-        let mut state = shared.lock();
-        match state.pending.get_mut(&path_key(path)) {
-            Some(p) => {
-                p.job.mtime = mtime;
-                true
+        let job = {
+            let mut state = shared.lock();
+            match state.pending.get_mut(&path_key(path)) {
+                Some(p) => {
+                    p.job.mtime = mtime;
+                    p.job.clone()
+                }
+                None => return false,
             }
-            None => false,
+        };
+        if let Some(store) = &shared.ctx.store {
+            store.amended(&job);
         }
+        true
     }
 
     /// Keep a job in the spool without uploading it: `Failed` (recovered from an earlier run)
