@@ -156,6 +156,11 @@ impl fmt::Display for RemoteError {
 
 impl std::error::Error for RemoteError {}
 
+/// The folders above a mount-relative path, outermost first: `"a/b/c"` → `["a", "a/b"]`.
+pub fn ancestors(path: &str) -> Vec<&str> {
+    path.match_indices('/').map(|(i, _)| &path[..i]).collect()
+}
+
 /// The operations ShareUplift needs from SharePoint. All calls block; none is ever made on a
 /// FUSE request thread that the kernel waits on for a write.
 pub trait Remote: Send + Sync + 'static {
@@ -200,4 +205,13 @@ pub trait Remote: Send + Sync + 'static {
     fn set_mtime(&self, path: &str, mtime: SystemTime) -> Result<RemoteItem, RemoteError>;
     /// Ranged download of `len` bytes at `offset` (fewer at end of file).
     fn read_range(&self, path: &str, offset: u64, len: u64) -> Result<Vec<u8>, RemoteError>;
+}
+
+#[cfg(test)]
+mod path_tests {
+    #[test]
+    fn ancestors_outermost_first() {
+        assert_eq!(super::ancestors("a/b/c.txt"), vec!["a", "a/b"]);
+        assert!(super::ancestors("top.txt").is_empty());
+    }
 }

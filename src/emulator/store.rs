@@ -81,6 +81,32 @@ pub struct Item {
 }
 
 impl Item {
+    /// An empty folder created at `now`.
+    fn new_folder(
+        id: String,
+        drive_id: String,
+        parent_id: Option<String>,
+        name: String,
+        now: i64,
+    ) -> Item {
+        Item {
+            id,
+            drive_id,
+            parent_id,
+            name,
+            folder: true,
+            size: 0,
+            qxh: None,
+            created: now,
+            modified: now,
+            fs_created: now,
+            fs_modified: now,
+            version: 1,
+        }
+    }
+}
+
+impl Item {
     pub fn etag(&self) -> String {
         format!("\"{{{}}},{}\"", self.id, self.version)
     }
@@ -270,20 +296,13 @@ impl Store {
             let root_id = new_item_id();
             let drive_id = format!("b!{}", random_string(64, ALNUM));
             let now = now_secs();
-            s.index(Item {
-                id: root_id.clone(),
-                drive_id: drive_id.clone(),
-                parent_id: None,
-                name: "root".into(),
-                folder: true,
-                size: 0,
-                qxh: None,
-                created: now,
-                modified: now,
-                fs_created: now,
-                fs_modified: now,
-                version: 1,
-            });
+            s.index(Item::new_folder(
+                root_id.clone(),
+                drive_id.clone(),
+                None,
+                "root".into(),
+                now,
+            ));
             s.drives.push(DriveMeta {
                 id: drive_id,
                 name: name.into(),
@@ -517,20 +536,7 @@ impl Store {
             }
         }
         let now = now_secs();
-        let it = Item {
-            id: new_item_id(),
-            drive_id,
-            parent_id: Some(parent.to_string()),
-            name,
-            folder: true,
-            size: 0,
-            qxh: None,
-            created: now,
-            modified: now,
-            fs_created: now,
-            fs_modified: now,
-            version: 1,
-        };
+        let it = Item::new_folder(new_item_id(), drive_id, Some(parent.to_string()), name, now);
         self.index(it.clone());
         self.touch_parent(parent, now);
         self.dirty = true;

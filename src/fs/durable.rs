@@ -338,15 +338,9 @@ impl Fs {
         failed: Option<String>,
     ) {
         let mut st = self.lock();
-        let mut prefix = String::new();
-        let parts: Vec<&str> = path.split('/').collect();
-        for part in &parts[..parts.len().saturating_sub(1)] {
-            if !prefix.is_empty() {
-                prefix.push('/');
-            }
-            prefix.push_str(part);
-            if st.table.ino_of(&prefix).is_none() {
-                st.table.upsert(&prefix, NodeKind::Dir);
+        for dir in crate::remote::ancestors(path) {
+            if st.table.ino_of(dir).is_none() {
+                st.table.upsert(dir, NodeKind::Dir);
             }
         }
         let ino = st.table.upsert(path, NodeKind::File);

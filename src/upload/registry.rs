@@ -30,6 +30,18 @@ struct Entry {
     finished_at: Option<Instant>,
 }
 
+impl Entry {
+    fn new(path: &str, size: u64) -> Entry {
+        Entry {
+            status: UploadStatus::queued(path, size),
+            rate: None,
+            sample: None,
+            started_at: None,
+            finished_at: None,
+        }
+    }
+}
+
 /// Status of every known job.
 #[derive(Debug)]
 pub struct StatusRegistry {
@@ -55,13 +67,7 @@ impl StatusRegistry {
     /// A new job, or one put back in the queue (keeps its attempts and last error).
     pub fn queued(&self, id: u64, path: &str, size: u64) {
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        let entry = entries.entry(id).or_insert_with(|| Entry {
-            status: UploadStatus::queued(path, size),
-            rate: None,
-            sample: None,
-            started_at: None,
-            finished_at: None,
-        });
+        let entry = entries.entry(id).or_insert_with(|| Entry::new(path, size));
         entry.status.state = UploadState::Queued;
         entry.status.uploaded = 0;
         entry.status.finished = None;
@@ -114,13 +120,7 @@ impl StatusRegistry {
     /// A job kept in the spool without being uploaded: failed (with `attempts`) or incomplete.
     pub fn kept(&self, id: u64, path: &str, size: u64, state: UploadState, reason: &str) {
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        let entry = entries.entry(id).or_insert_with(|| Entry {
-            status: UploadStatus::queued(path, size),
-            rate: None,
-            sample: None,
-            started_at: None,
-            finished_at: None,
-        });
+        let entry = entries.entry(id).or_insert_with(|| Entry::new(path, size));
         entry.status.state = state;
         entry.status.error = Some(sanitize_error(reason));
     }

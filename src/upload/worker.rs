@@ -286,15 +286,9 @@ impl Drive<'_> {
         }
         self.parents_created = true;
         let path = self.path().to_string();
-        let mut prefix = String::new();
-        let parts: Vec<&str> = path.split('/').collect();
-        for part in &parts[..parts.len().saturating_sub(1)] {
-            if !prefix.is_empty() {
-                prefix.push('/');
-            }
-            prefix.push_str(part);
-            if let Err(err) = self.ctx.remote.mkdir(&prefix) {
-                warn!("{path}: cannot create folder {prefix}: {err}");
+        for dir in crate::remote::ancestors(&path) {
+            if let Err(err) = self.ctx.remote.mkdir(dir) {
+                warn!("{path}: cannot create folder {dir}: {err}");
                 return false;
             }
         }
