@@ -16,6 +16,7 @@ pub mod fs;
 pub mod fuse;
 pub mod graph;
 pub mod mount;
+pub mod protocol;
 pub mod quickxor;
 pub mod recovery;
 pub mod redact;
