@@ -27,6 +27,12 @@ pub const MAX_NAME_BYTES: usize = 255;
 /// Most children one listing page may carry (`$top`).
 pub const MAX_PAGE_SIZE: usize = 1000;
 
+// Checked at compile time: the derived numbers keep the protocol's rules.
+const _: () = assert!(MAX_FRAGMENT % FRAGMENT_UNIT == 0);
+const _: () = assert!(MAX_FRAGMENT < FRAGMENT_LIMIT);
+const _: () = assert!(MAX_FRAGMENT + FRAGMENT_UNIT >= FRAGMENT_LIMIT);
+const _: () = assert!(DEFAULT_CHUNK % FRAGMENT_UNIT == 0 && DEFAULT_CHUNK <= MAX_FRAGMENT);
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -35,9 +41,6 @@ mod tests {
     fn numbers_agree_with_the_reference() {
         assert_eq!(FRAGMENT_UNIT, 327_680);
         assert_eq!(MAX_FRAGMENT, 62_586_880);
-        assert_eq!(MAX_FRAGMENT % FRAGMENT_UNIT, 0);
-        assert!(MAX_FRAGMENT < FRAGMENT_LIMIT);
-        assert!(MAX_FRAGMENT + FRAGMENT_UNIT >= FRAGMENT_LIMIT);
         assert_eq!(DEFAULT_CHUNK, 10 * 1024 * 1024);
     }
 }
