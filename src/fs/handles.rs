@@ -25,9 +25,9 @@ use std::time::{Instant, SystemTime};
 use log::{debug, info, warn};
 
 use super::inode::{LocalFile, NodeKind, RemoteMeta};
-use super::names::MAX_FILE_BYTES;
 use super::virtual_files;
 use super::{Attr, Fs, FsError, FsResult, Opened};
+use crate::protocol::MAX_FILE_BYTES;
 use crate::upload::UploadJob;
 
 /// Read-ahead window for remote files.

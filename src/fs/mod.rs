@@ -133,7 +133,7 @@ pub struct FsOptions {
     pub replace_by_upload: bool,
     /// Most bytes the spool may hold; `None`: keep max(1 GiB, 5 %) of its filesystem free.
     pub spool_max: Option<u64>,
-    /// fsync waits for the commit of the file's current content (see `durable.rs`).
+    /// fsync waits for the commit of the file's current content (see `barrier.rs`, `handles.rs`).
     pub fsync_barrier: bool,
 }
 
