@@ -23,7 +23,8 @@ use super::virtual_files;
 use super::{Attr, DirReplier, Fs, FsError, FsResult, NodeKind, Opened, State, ROOT_INO};
 
 impl Fs {
-    /// Is server metadata seen at `t` still within `meta_ttl`?
+    /// Is server metadata seen at `t` still within `meta_ttl`? Pure; called with the core
+    /// lock held.
     fn fresh(&self, t: Option<Instant>) -> bool {
         t.is_some_and(|t| t.elapsed() < self.opts.meta_ttl)
     }
@@ -55,6 +56,8 @@ impl Fs {
         Ok(node.path.clone())
     }
 
+    /// The path of a new entry `name` in `parent_path`, if SharePoint allows it. Pure; called
+    /// with the core lock held.
     pub(super) fn check_new_name(&self, parent_path: &str, name: &str) -> FsResult<String> {
         check_name(name, parent_path.is_empty()).map_err(name_error)?;
         let path = join(parent_path, name);
