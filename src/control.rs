@@ -22,6 +22,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use crate::fs::{ControlCommand, CONTROL_NAME, STATUS_JSON_NAME};
+
 /// How long a path may have no status entry before it counts as done.
 const GRACE: Duration = Duration::from_secs(2);
 /// Poll interval of `wait`.
@@ -46,13 +48,14 @@ fn absolute(p: &Path) -> std::io::Result<PathBuf> {
     Ok(p)
 }
 
-/// The mount root holding `path` (the nearest ancestor with `.status.json` and `.control`)
+/// The mount root holding `path` (the nearest ancestor with [`STATUS_JSON_NAME`] and
+/// [`CONTROL_NAME`])
 /// and `path` relative to it (`""` for the root itself).
 pub fn locate(path: &Path) -> Result<(PathBuf, String), String> {
     let abs = absolute(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let mut cur: Option<&Path> = Some(abs.as_path());
     while let Some(dir) = cur {
-        if dir.join(".control").exists() && dir.join(".status.json").is_file() {
+        if dir.join(CONTROL_NAME).exists() && dir.join(STATUS_JSON_NAME).is_file() {
             let rel = abs
                 .strip_prefix(dir)
                 .map(|r| r.to_string_lossy().trim_matches('/').to_string())
@@ -67,9 +70,10 @@ pub fn locate(path: &Path) -> Result<(PathBuf, String), String> {
     ))
 }
 
-/// Write one command line to `root/.control`.
-pub fn send(root: &Path, line: &str) -> Result<(), String> {
-    let ctl = root.join(".control");
+/// Write one command, as a line of the `.control` grammar, to the mount's `.control`.
+pub fn send(root: &Path, cmd: &ControlCommand) -> Result<(), String> {
+    let line = cmd.line();
+    let ctl = root.join(CONTROL_NAME);
     let mut f = OpenOptions::new()
         .write(true)
         .open(&ctl)
@@ -84,7 +88,7 @@ pub fn send(root: &Path, line: &str) -> Result<(), String> {
 }
 
 fn read_status(root: &Path) -> Result<Value, String> {
-    let p = root.join(".status.json");
+    let p = root.join(STATUS_JSON_NAME);
     let text = std::fs::read_to_string(&p).map_err(|e| format!("{}: {e}", p.display()))?;
     serde_json::from_str(&text).map_err(|e| format!("{}: {e}", p.display()))
 }

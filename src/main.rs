@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 
 use shareuplift::config::{FileConfig, MountConfig, SizeValue};
+use shareuplift::fs::{ControlCommand, STATUS_JSON_NAME, STATUS_NAME};
 
 #[derive(Parser)]
 #[command(
@@ -224,7 +225,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Status { mountpoint, json } => {
-            let name = if json { ".status.json" } else { ".status" };
+            let name = if json { STATUS_JSON_NAME } else { STATUS_NAME };
             match std::fs::read_to_string(mountpoint.join(name)) {
                 Ok(s) => {
                     print!("{s}");
@@ -234,10 +235,10 @@ fn main() -> ExitCode {
             }
         }
         Command::Wait { timeout, paths } => wait_command(&paths, timeout),
-        Command::Retry(args) => kept_command("retry", &args),
-        Command::Discard(args) => kept_command("discard", &args),
+        Command::Retry(args) => kept_command(ControlCommand::Retry, &args),
+        Command::Discard(args) => kept_command(ControlCommand::Discard, &args),
         Command::Drain { mountpoint } => match shareuplift::control::locate(&mountpoint) {
-            Ok((root, _)) => match shareuplift::control::send(&root, "drain") {
+            Ok((root, _)) => match shareuplift::control::send(&root, &ControlCommand::Drain) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => fatal(1, &e),
             },
@@ -247,18 +248,14 @@ fn main() -> ExitCode {
 }
 
 /// Send `verb REL` (or `verb --all`) for each path to its mount's `.control`.
-fn kept_command(verb: &str, args: &KeptArgs) -> ExitCode {
+fn kept_command(verb: fn(Option<String>) -> ControlCommand, args: &KeptArgs) -> ExitCode {
     for p in &args.paths {
         let (root, rel) = match shareuplift::control::locate(p) {
             Ok(x) => x,
             Err(e) => return fatal(2, &e),
         };
-        let line = if args.all || rel.is_empty() {
-            format!("{verb} --all")
-        } else {
-            format!("{verb} {rel}")
-        };
-        if let Err(e) = shareuplift::control::send(&root, &line) {
+        let cmd = verb((!args.all && !rel.is_empty()).then_some(rel));
+        if let Err(e) = shareuplift::control::send(&root, &cmd) {
             return fatal(1, &e);
         }
     }

@@ -14,8 +14,7 @@ use super::names::{fold, join, split};
 use crate::remote::RemoteItem;
 
 pub const ROOT_INO: u64 = 1;
-pub const STATUS_INO: u64 = 2;
-pub const STATUS_JSON_INO: u64 = 3;
+/// Inodes below this are reserved (the root and the virtual files, `virtual_files.rs`).
 const FIRST_INO: u64 = 16;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -5,10 +5,7 @@
 //! Also the case-folding used for lookups: SharePoint names are case-insensitive and
 //! case-preserving, so the inode table keys paths by [`fold`].
 
-/// Longest server-relative path SharePoint accepts, in characters.
-pub const MAX_PATH_CHARS: usize = 400;
-/// Largest file SharePoint accepts: 250 GB.
-pub const MAX_FILE_BYTES: u64 = 250 * 1000 * 1000 * 1000;
+use crate::protocol::MAX_PATH_CHARS;
 
 /// Why a name is refused.
 #[derive(Debug, Clone, PartialEq, Eq)]

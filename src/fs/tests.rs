@@ -1,6 +1,7 @@
 //! Filesystem-core tests without a kernel: the core driven directly, against the strict
 //! in-memory remote and a real spool directory, with the upload queue running.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -202,4 +203,34 @@ fn renaming_a_folder_moves_its_pending_uploads() {
         "old folder recreated"
     );
     assert_eq!(r.sessions_for("d/f.txt") + r.sessions_for("d/sub/g.txt"), 0);
+}
+
+#[test]
+fn a_write_past_spool_max_fails_and_marks_the_file_broken() {
+    let tmp = tempfile::tempdir().unwrap();
+    let spool = Arc::new(Spool::open(&tmp.path().join("spool")).unwrap());
+    let r: Arc<dyn Remote> = Arc::new(MemoryRemote::default());
+    let mut qcfg = QueueConfig::new(Arc::new(|p: &std::path::Path| stand_in_file_hash(p)));
+    qcfg.write_back_delay = Duration::from_secs(5);
+    let qr = r.clone();
+    let fs = Fs::new(
+        r,
+        spool,
+        move |l| UploadQueue::start(qr, qcfg, l),
+        FsOptions {
+            spool_max: Some(1000),
+            ..FsOptions::default()
+        },
+    );
+    let (_, o) = fs.create(ROOT_INO, "big.bin", libc::O_WRONLY).unwrap();
+    assert_eq!(fs.write(o.fh, 0, &[0u8; 600]).unwrap(), 600);
+    let e = fs.write(o.fh, 600, &[0u8; 600]).unwrap_err();
+    assert!(matches!(e, FsError::NoSpace(_)), "{e:?}");
+    assert_eq!(fs.records.broken_files().len(), 1);
+    assert_eq!(fs.status_snapshot().spool.unwrap().limit_bytes, Some(1000));
+    fs.release(o.fh).unwrap();
+    // Kept as incomplete, never submitted.
+    let snap = fs.status_snapshot();
+    assert_eq!(snap.uploads.len(), 1);
+    assert_eq!(snap.uploads[0].state.as_str(), "incomplete");
 }

@@ -1,0 +1,105 @@
+//! The `.control` grammar, shared by the filesystem (which parses each written line) and the
+//! CLI client (`crate::control`, which writes them): one command per line, `retry PATH`,
+//! `retry --all`, `discard PATH`, `discard --all`, `drain`; paths relative to the mount root.
+//!
+//! Pure: no I/O, no locks. [`ControlCommand::line`] and [`ControlCommand::parse`] are inverse,
+//! so the client can never write a line the filesystem does not understand.
+
+use std::fmt;
+
+/// The argument that means "every failed or incomplete upload".
+const ALL: &str = "--all";
+
+/// One `.control` command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ControlCommand {
+    /// Queue again a failed or incomplete upload (`None`: all of them).
+    Retry(Option<String>),
+    /// Remove a failed or incomplete upload from the spool (`None`: all of them).
+    Discard(Option<String>),
+    /// Refuse new writes, finish the queue, then unmount.
+    Drain,
+}
+
+impl ControlCommand {
+    /// Parse one line: `retry PATH`, `retry --all`, `discard PATH`, `discard --all`, `drain`.
+    /// Paths are relative to the mount root (a leading `/` is ignored).
+    pub fn parse(line: &str) -> Result<ControlCommand, String> {
+        let line = line.trim();
+        let (verb, arg) = match line.split_once(char::is_whitespace) {
+            Some((v, a)) => (v, a.trim()),
+            None => (line, ""),
+        };
+        let target = |arg: &str| -> Result<Option<String>, String> {
+            match arg {
+                "" => Err(format!("{verb}: give a path or {ALL}")),
+                ALL => Ok(None),
+                p => Ok(Some(p.trim_start_matches('/').to_string())),
+            }
+        };
+        match verb {
+            "retry" => Ok(ControlCommand::Retry(target(arg)?)),
+            "discard" => Ok(ControlCommand::Discard(target(arg)?)),
+            "drain" if arg.is_empty() => Ok(ControlCommand::Drain),
+            _ => Err(format!("unknown command {line:?}")),
+        }
+    }
+
+    /// The line that [`parse`](Self::parse) reads back as this command (without newline).
+    pub fn line(&self) -> String {
+        let with = |verb: &str, target: &Option<String>| match target {
+            Some(p) => format!("{verb} {p}"),
+            None => format!("{verb} {ALL}"),
+        };
+        match self {
+            ControlCommand::Retry(t) => with("retry", t),
+            ControlCommand::Discard(t) => with("discard", t),
+            ControlCommand::Drain => "drain".to_string(),
+        }
+    }
+}
+
+impl fmt::Display for ControlCommand {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.line())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_commands_parse() {
+        use ControlCommand::*;
+        for (line, want) in [
+            (
+                "retry Docs/a b.bin\n",
+                Ok(Retry(Some("Docs/a b.bin".into()))),
+            ),
+            ("retry --all", Ok(Retry(None))),
+            ("discard /x.bin", Ok(Discard(Some("x.bin".into())))),
+            ("discard --all", Ok(Discard(None))),
+            ("drain", Ok(Drain)),
+        ] {
+            assert_eq!(ControlCommand::parse(line), want, "{line}");
+        }
+        for bad in ["retry", "frobnicate x", "drain now", ""] {
+            assert!(ControlCommand::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn lines_parse_back_to_their_command() {
+        use ControlCommand::*;
+        for cmd in [
+            Retry(Some("Docs/a b.bin".into())),
+            Retry(None),
+            Discard(Some("x.bin".into())),
+            Discard(None),
+            Drain,
+        ] {
+            assert_eq!(ControlCommand::parse(&cmd.line()), Ok(cmd.clone()), "{cmd}");
+        }
+    }
+}

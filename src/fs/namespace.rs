@@ -1,0 +1,504 @@
+//! The namespace half of the core: lookup, getattr, directory listings (opendir, readdir,
+//! releasedir), mkdir, unlink, rmdir, rename (with the pending uploads beneath a moved
+//! folder), and the metadata cache that answers them.
+//!
+//! Cache rules: server metadata (a node's attributes, a folder's listing) is trusted for
+//! `FsOptions::meta_ttl`; a node with local content, or a folder we created, is answered from
+//! the table; our own changes update the table at once. On a transient error (network, 5xx,
+//! throttling) lookups and listings answer from the cache, so writes keep going to the spool
+//! during an outage.
+//!
+//! Locks: the core state lock only, taken for each read or update of the table and released
+//! before every remote call. `unlink`, `rename` and `move_pending_under` hold it across the
+//! queue calls that cancel or retarget a queued job (see "Locks" in `mod.rs`).
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use log::{debug, info, warn};
+
+use super::handles::HandleKind;
+use super::names::{self, check_name, check_path_len, join, NameProblem};
+use super::virtual_files;
+use super::{Attr, DirReplier, Fs, FsError, FsResult, NodeKind, Opened, State, ROOT_INO};
+
+impl Fs {
+    /// Is server metadata seen at `t` still within `meta_ttl`? Pure; called with the core
+    /// lock held.
+    fn fresh(&self, t: Option<Instant>) -> bool {
+        t.is_some_and(|t| t.elapsed() < self.opts.meta_ttl)
+    }
+
+    /// The attributes of `ino` as the table has them. Called with the core lock held.
+    pub(super) fn attr_of(st: &State, ino: u64) -> FsResult<Attr> {
+        let node = st.table.get(ino).ok_or(FsError::NotFound)?;
+        let (size, mtime) = node.size_mtime();
+        Ok(Attr {
+            ino,
+            kind: node.kind,
+            size,
+            mtime,
+            perm: if node.kind == NodeKind::Dir {
+                0o755
+            } else {
+                0o644
+            },
+            volatile: false,
+        })
+    }
+
+    /// The path of the folder `ino`. Called with the core lock held.
+    pub(super) fn dir_path(&self, st: &State, ino: u64) -> FsResult<String> {
+        let node = st.table.get(ino).ok_or(FsError::NotFound)?;
+        if node.kind != NodeKind::Dir {
+            return Err(FsError::NotDir);
+        }
+        Ok(node.path.clone())
+    }
+
+    /// The path of a new entry `name` in `parent_path`, if SharePoint allows it. Pure; called
+    /// with the core lock held.
+    pub(super) fn check_new_name(&self, parent_path: &str, name: &str) -> FsResult<String> {
+        check_name(name, parent_path.is_empty()).map_err(name_error)?;
+        let path = join(parent_path, name);
+        check_path_len(self.opts.base_path_chars, &path).map_err(name_error)?;
+        Ok(path)
+    }
+
+    pub fn lookup(&self, parent: u64, name: &str) -> FsResult<Attr> {
+        if let Some(attr) = self.virtual_lookup(parent, name) {
+            return Ok(attr);
+        }
+        let path = {
+            let st = self.lock();
+            let parent_path = self.dir_path(&st, parent)?;
+            let path = join(&parent_path, name);
+            let parent_listed = st.table.get(parent).and_then(|n| n.listed);
+            match st.table.ino_of(&path) {
+                Some(ino) => {
+                    let n = st.table.get(ino).ok_or(FsError::NotFound)?;
+                    if n.local.is_some()
+                        || self.fresh(n.seen)
+                        || self.fresh(parent_listed)
+                        || (n.kind == NodeKind::Dir && n.remote.is_none())
+                    {
+                        return Self::attr_of(&st, ino);
+                    }
+                }
+                None if self.fresh(parent_listed) => return Err(FsError::NotFound),
+                None => {}
+            }
+            path
+        };
+        if check_name(name, false).is_err() {
+            return Err(FsError::NotFound);
+        }
+        let found = match self.remote().stat(&path) {
+            Ok(f) => f,
+            // SharePoint unreachable or overloaded: answer from what we know, so writes keep
+            // going to the spool during an outage (a name we have never seen is "absent").
+            Err(e) if transient(&e) => {
+                debug!("lookup {path}: {e}; answering from the cache");
+                let st = self.lock();
+                return match st.table.ino_of(&path) {
+                    Some(ino) => Self::attr_of(&st, ino),
+                    None => Err(FsError::NotFound),
+                };
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let mut st = self.lock();
+        match found {
+            Some(item) => {
+                let parent_path = names::split(&path).0.to_string();
+                let ino = st.table.upsert_remote(&parent_path, &item, Instant::now());
+                Self::attr_of(&st, ino)
+            }
+            None => {
+                if let Some(ino) = st.table.ino_of(&path) {
+                    let keep = st
+                        .table
+                        .get(ino)
+                        .is_some_and(|n| n.local.is_some() || n.remote.is_none());
+                    if keep {
+                        return Self::attr_of(&st, ino);
+                    }
+                    st.table.remove_tree(&path);
+                }
+                Err(FsError::NotFound)
+            }
+        }
+    }
+
+    pub fn getattr(&self, ino: u64) -> FsResult<Attr> {
+        if let Some(attr) = self.virtual_getattr(ino) {
+            return Ok(attr);
+        }
+        let st = self.lock();
+        Self::attr_of(&st, ino)
+    }
+
+    pub fn mkdir(&self, parent: u64, name: &str) -> FsResult<Attr> {
+        let path = {
+            let st = self.lock();
+            let parent_path = self.dir_path(&st, parent)?;
+            let path = self.check_new_name(&parent_path, name)?;
+            if let Some(ino) = st.table.ino_of(&path) {
+                let n = st.table.get(ino);
+                if n.is_some_and(|n| n.local.is_some() || self.fresh(n.seen)) {
+                    return Err(FsError::Exists);
+                }
+            }
+            path
+        };
+        if let Some(existing) = self.remote().stat(&path)? {
+            let mut st = self.lock();
+            st.table
+                .upsert_remote(names::split(&path).0, &existing, Instant::now());
+            return Err(FsError::Exists);
+        }
+        let item = self.remote().mkdir(&path)?;
+        let mut st = self.lock();
+        let ino = st
+            .table
+            .upsert_remote(names::split(&path).0, &item, Instant::now());
+        if let Some(n) = st.table.get_mut(ino) {
+            n.listed = Some(Instant::now());
+        }
+        Self::attr_of(&st, ino)
+    }
+
+    /// Fetch the listing of `dir` from the server if it is stale, merging it into the table.
+    fn refresh_listing(&self, ino: u64) -> FsResult<String> {
+        let (path, stale) = {
+            let st = self.lock();
+            let path = self.dir_path(&st, ino)?;
+            let listed = st.table.get(ino).and_then(|n| n.listed);
+            (path, !self.fresh(listed))
+        };
+        if !stale {
+            return Ok(path);
+        }
+        let items = match self.remote().list(&path) {
+            Ok(items) => items,
+            Err(e) if transient(&e) => {
+                warn!("listing {path}: {e}; showing the cached listing");
+                return Ok(path);
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let now = Instant::now();
+        let mut st = self.lock();
+        let mut seen = std::collections::HashSet::new();
+        for item in &items {
+            seen.insert(st.table.upsert_remote(&path, item, now));
+        }
+        // Forget children the server no longer has, unless they have local content.
+        for child in st.table.children(&path) {
+            if seen.contains(&child) {
+                continue;
+            }
+            let gone = st
+                .table
+                .get(child)
+                .is_some_and(|n| n.local.is_none() && n.remote.is_some());
+            if gone {
+                if let Some(p) = st.table.get(child).map(|n| n.path.clone()) {
+                    st.table.remove_tree(&p);
+                }
+            }
+        }
+        if let Some(n) = st.table.get_mut(ino) {
+            n.listed = Some(now);
+            n.seen = Some(now);
+        }
+        Ok(path)
+    }
+
+    pub fn opendir(&self, ino: u64) -> FsResult<Opened> {
+        let path = self.refresh_listing(ino)?;
+        let st = self.lock();
+        let parent_ino = if path.is_empty() {
+            ROOT_INO
+        } else {
+            st.table.ino_of(names::split(&path).0).unwrap_or(ROOT_INO)
+        };
+        let mut entries = vec![
+            (ino, NodeKind::Dir, ".".to_string()),
+            (parent_ino, NodeKind::Dir, "..".to_string()),
+        ];
+        // `.status` and `.status.json` are looked up by name but not listed: `rsync --delete`
+        // would try to remove them and `cp -r` of the mount would copy them.
+        let mut children: Vec<(u64, NodeKind, String)> = st
+            .table
+            .children(&path)
+            .into_iter()
+            .filter_map(|c| st.table.get(c).map(|n| (c, n.kind, n.name().to_string())))
+            .collect();
+        children.sort_by(|a, b| a.2.cmp(&b.2));
+        entries.extend(children);
+        drop(st);
+        Ok(Opened {
+            fh: self.add_handle(HandleKind::Dir { entries }),
+            direct_io: false,
+        })
+    }
+
+    pub fn readdir(&self, fh: u64, offset: u64, out: &mut dyn DirReplier) -> FsResult<()> {
+        let h = self.handle(fh)?;
+        let HandleKind::Dir { entries } = h.as_ref() else {
+            return Err(FsError::BadHandle);
+        };
+        for (i, (ino, kind, name)) in entries.iter().enumerate().skip(offset as usize) {
+            if out.add(*ino, i as u64 + 1, *kind, name) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    pub fn releasedir(&self, fh: u64) {
+        self.lock().handles.remove(&fh);
+    }
+
+    fn child(&self, parent: u64, name: &str) -> FsResult<(u64, String)> {
+        self.lookup(parent, name)?;
+        let st = self.lock();
+        let parent_path = self.dir_path(&st, parent)?;
+        let path = join(&parent_path, name);
+        let ino = st.table.ino_of(&path).ok_or(FsError::NotFound)?;
+        Ok((ino, path))
+    }
+
+    pub fn unlink(&self, parent: u64, name: &str) -> FsResult<()> {
+        if virtual_files::is_status_file(parent, name) {
+            return Err(FsError::ReadOnly);
+        }
+        let (ino, path) = self.child(parent, name)?;
+        let (kind, local, remote) = {
+            let st = self.lock();
+            let n = st.table.get(ino).ok_or(FsError::NotFound)?;
+            (n.kind, n.local.clone(), n.remote.clone())
+        };
+        if kind == NodeKind::Dir {
+            return Err(FsError::IsDir);
+        }
+        // Forget the node and cancel its upload under the lock, so a concurrent release
+        // cannot queue it again (see `seal`).
+        let local = {
+            let mut st = self.lock();
+            let local = st.table.get(ino).and_then(|n| n.local.clone()).or(local);
+            if local.is_some() {
+                self.queue.cancel(&path);
+            }
+            st.table.remove_tree(&path);
+            local
+        };
+        if let Some(l) = &local {
+            crate::spool::remove_spooled(&l.spool);
+        }
+        if remote.is_some() || local.as_ref().is_some_and(|l| l.queued) {
+            match self.remote().delete(&path) {
+                Ok(()) | Err(crate::remote::RemoteError::NotFound(_)) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    }
+
+    /// Drop whatever local state the file at `path` has (its pending upload, its spool file)
+    /// and forget it, leaving the server's item alone.
+    fn forget_local_target(&self, path: &str) {
+        let local = {
+            let st = self.lock();
+            st.table
+                .ino_of(path)
+                .and_then(|i| st.table.get(i))
+                .and_then(|n| n.local.clone())
+        };
+        if let Some(l) = local {
+            self.queue.cancel(path);
+            crate::spool::remove_spooled(&l.spool);
+        }
+        self.lock().table.remove_tree(path);
+    }
+
+    pub fn rmdir(&self, parent: u64, name: &str) -> FsResult<()> {
+        let (ino, path) = self.child(parent, name)?;
+        {
+            let st = self.lock();
+            if st.table.get(ino).map(|n| n.kind) != Some(NodeKind::Dir) {
+                return Err(FsError::NotDir);
+            }
+        }
+        // Ask the server, not the cache: a folder is empty only if SharePoint says so.
+        if let Some(n) = self.lock().table.get_mut(ino) {
+            n.listed = None;
+        }
+        self.refresh_listing(ino)?;
+        if !self.lock().table.children(&path).is_empty() {
+            return Err(FsError::NotEmpty);
+        }
+        self.remote().delete(&path)?;
+        self.lock().table.remove_tree(&path);
+        Ok(())
+    }
+
+    pub fn rename(&self, parent: u64, name: &str, newparent: u64, newname: &str) -> FsResult<()> {
+        let (ino, from) = self.child(parent, name)?;
+        let to = {
+            let st = self.lock();
+            let np = self.dir_path(&st, newparent)?;
+            self.check_new_name(&np, newname)?
+        };
+        if from == to {
+            return Ok(());
+        }
+        // Whatever is at the target is replaced (POSIX rename).
+        let target = match self.lookup(newparent, newname) {
+            Ok(a) => Some(a),
+            Err(FsError::NotFound) => None,
+            Err(e) => return Err(e),
+        };
+        let (kind, local, remote) = {
+            let st = self.lock();
+            let n = st.table.get(ino).ok_or(FsError::NotFound)?;
+            (n.kind, n.local.clone(), n.remote.clone())
+        };
+        let same_item = names::fold(&from) == names::fold(&to);
+        if let (Some(t), false) = (target, same_item) {
+            if t.kind == NodeKind::Dir {
+                self.rmdir(newparent, newname)?;
+            } else if kind == NodeKind::File && local.is_some() && self.opts.replace_by_upload {
+                // Atomic save (write a temp file, rename it over the original): the upload of
+                // the new content replaces the server's item, keeping its version history.
+                // Only the target's own pending upload, if any, is dropped.
+                self.forget_local_target(&to);
+            } else {
+                self.unlink(newparent, newname)?;
+            }
+        }
+        if kind == NodeKind::File && remote.is_none() {
+            // Decide under the lock: `seal` submits under it too (see there).
+            let mut st = self.lock();
+            let l = st.table.get(ino).and_then(|n| n.local.as_ref());
+            let queued_now = l.is_some_and(|l| l.queued);
+            let unqueued_now = l.is_some_and(|l| !l.queued);
+            if unqueued_now || (queued_now && self.queue.retarget(&from, &to)) {
+                // Not yet queued (it will be under the new name), or queued but not started
+                // (the job simply goes to the new name): nothing to do on the server.
+                st.table.rename_tree(&from, &to);
+                if let Some(n) = st.table.get_mut(ino) {
+                    n.seen = None;
+                }
+                drop(st);
+                debug!("renamed {from} -> {to} before its upload started");
+                return Ok(());
+            }
+        }
+        let queued = {
+            let st = self.lock();
+            st.table
+                .get(ino)
+                .and_then(|n| n.local.as_ref())
+                .is_some_and(|l| l.queued)
+        };
+        let mut relinked = None;
+        if let (NodeKind::File, true, Some(l)) = (kind, queued, local.as_ref()) {
+            // The queued upload goes to the old name: keep the content under a new spool
+            // name (a hard link, no copy), stop that upload, and queue it under the new name.
+            let (link, _) = self.spool.new_file()?;
+            std::fs::remove_file(&link)?;
+            std::fs::hard_link(&l.spool, &link)?;
+            self.queue.cancel(&from);
+            relinked = Some(link);
+        }
+        if remote.is_some() || kind == NodeKind::Dir {
+            match self.remote().rename(&from, &to) {
+                Ok(_) => {}
+                // Not on the server yet (still uploading when cancelled): nothing to move.
+                Err(crate::remote::RemoteError::NotFound(_)) if local.is_some() => {}
+                // The new content is re-queued under the new name either way; an older copy
+                // may stay under the old name, but nothing is lost.
+                Err(e) if queued => warn!("rename {from} -> {to} on the server failed: {e}"),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        {
+            let mut st = self.lock();
+            st.table.rename_tree(&from, &to);
+            if let Some(n) = st.table.get_mut(ino) {
+                n.seen = None;
+                if let (Some(link), Some(l)) = (relinked.take(), n.local.as_mut()) {
+                    l.spool = link;
+                    l.queued = false;
+                    l.dirty = true;
+                }
+            }
+        }
+        if queued {
+            self.seal(ino, false);
+        }
+        if kind == NodeKind::Dir {
+            self.move_pending_under(&from, &to)?;
+        }
+        info!("renamed {from} -> {to}");
+        Ok(())
+    }
+
+    /// After a folder moved from `from` to `to`, send the queued uploads beneath it to their
+    /// new paths: a waiting job is retargeted; one already uploading is stopped and its
+    /// content queued again under the new path (a hard link keeps the spool content).
+    fn move_pending_under(&self, from: &str, to: &str) -> FsResult<()> {
+        let prefix = format!("{}/", names::fold(to));
+        let moved: Vec<(u64, String, PathBuf)> = {
+            let st = self.lock();
+            st.table
+                .local_nodes()
+                .filter(|(_, n)| names::fold(&n.path).starts_with(&prefix))
+                .filter_map(|(i, n)| {
+                    let l = n.local.as_ref().filter(|l| l.queued)?;
+                    Some((*i, n.path.clone(), l.spool.clone()))
+                })
+                .collect()
+        };
+        for (ino, new_path, spool) in moved {
+            let old_path = format!("{from}{}", &new_path[to.len()..]);
+            {
+                let _st = self.lock(); // ordered with `seal`, as in `rename`
+                if self.queue.retarget(&old_path, &new_path) {
+                    continue;
+                }
+            }
+            let (link, _) = self.spool.new_file()?;
+            std::fs::remove_file(&link)?;
+            std::fs::hard_link(&spool, &link)?;
+            self.queue.cancel(&old_path);
+            if let Some(l) = self
+                .lock()
+                .table
+                .get_mut(ino)
+                .and_then(|n| n.local.as_mut())
+            {
+                l.spool = link;
+                l.queued = false;
+                l.dirty = true;
+            }
+            self.seal(ino, false);
+        }
+        Ok(())
+    }
+}
+
+fn name_error(p: NameProblem) -> FsError {
+    match p {
+        NameProblem::Invalid(m) => FsError::InvalidName(m),
+        NameProblem::TooLong(n) => FsError::NameTooLong(n),
+    }
+}
+
+/// Errors that say nothing about the item (network, 5xx, throttling): the cache may answer.
+fn transient(e: &crate::remote::RemoteError) -> bool {
+    use crate::remote::RemoteError as E;
+    matches!(e, E::Transport(_) | E::Server { .. } | E::Throttled { .. })
+}
