@@ -28,10 +28,10 @@ pub const MAX_NAME_BYTES: usize = 255;
 pub const MAX_PAGE_SIZE: usize = 1000;
 
 // Checked at compile time: the derived numbers keep the protocol's rules.
-const _: () = assert!(MAX_FRAGMENT % FRAGMENT_UNIT == 0);
+const _: () = assert!(MAX_FRAGMENT.is_multiple_of(FRAGMENT_UNIT));
 const _: () = assert!(MAX_FRAGMENT < FRAGMENT_LIMIT);
 const _: () = assert!(MAX_FRAGMENT + FRAGMENT_UNIT >= FRAGMENT_LIMIT);
-const _: () = assert!(DEFAULT_CHUNK % FRAGMENT_UNIT == 0 && DEFAULT_CHUNK <= MAX_FRAGMENT);
+const _: () = assert!(DEFAULT_CHUNK.is_multiple_of(FRAGMENT_UNIT) && DEFAULT_CHUNK <= MAX_FRAGMENT);
 
 #[cfg(test)]
 mod tests {
