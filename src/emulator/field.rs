@@ -164,7 +164,8 @@ impl Bucket {
             };
         }
         self.tokens -= 1.0;
-        let used = 1.0 - self.tokens / self.capacity;
+        // In whole tokens, as the headers report them (a sliver of refill is not a token).
+        let used = 1.0 - self.tokens.floor() / self.capacity;
         if used < 0.8 {
             return Admission::Admit(Vec::new());
         }

@@ -12,7 +12,9 @@
 //! does); times are whole seconds (SharePoint drops sub-second precision of
 //! `fileSystemInfo`); a file's blob exists exactly while its item does. The store does no
 //! network I/O; its file operations are renames and deletes, done under the store lock so a
-//! commit and a conflicting commit cannot interleave.
+//! commit and a conflicting commit cannot interleave. Every item change (index, parent touch,
+//! delete) is recorded in the store's `delta::ChangeLog`, so Graph and admin changes alike
+//! reach `/root/delta`.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs;
