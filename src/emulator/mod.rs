@@ -143,12 +143,11 @@ impl Handler for App {
                 Admission::Admit(h) => rate_headers = h,
                 Admission::Refuse { retry_after_secs } => {
                     shared.stat(|s| s.budget_refused += 1);
-                    let e = errors::ApiError::new(
+                    let mut e = errors::ApiError::new(
                         429,
                         "activityLimitReached",
                         "The request has been throttled.",
                     );
-                    let mut e = e;
                     e.retry_after = Some(retry_after_secs);
                     return self.answered(Reply::Respond(e.to_response()), metered);
                 }
