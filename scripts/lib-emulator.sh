@@ -15,10 +15,18 @@ trap _cleanup EXIT
 
 val() { grep -o "\"$1\": *\"[^\"]*\"" "$work/ready.json" | head -1 | sed 's/^[^:]*: *"\(.*\)"$/\1/'; }
 
-# start_emulator FAULTS_JSON
+# start_emulator FAULTS_JSON [FIELD_JSON]
+# FIELD_JSON sets field conditions (src/emulator/field.rs), e.g.
+#   '{"latency_ms": 50, "latency_jitter_ms": 10, "budget_per_sec": 20, "budget_burst": 20,
+#     "delta_disabled": false, "delta_disabled_status": 501, "allow_parallel_sessions": false}'
+# At run time: curl -X POST --data '{"latency_ms":0}' "$(val admin_url)/field" (merges keys);
+# counters: curl "$(val admin_url)/stats" (by_kind, budget_refused, requests_inside_retry_after,
+# open_sessions, open_session_paths); POST .../reset_stats; POST .../delta/expire;
+# GET .../sessions; PUT/DELETE .../files/Documents/PATH; PUT .../folders/Documents/PATH.
 start_emulator() {
   rm -rf "$work/emu" "$work/ready.json"
-  "$bin" emulator --data "$work/emu" --ready-file "$work/ready.json" --faults "$1" 2>"$work/emulator.log" &
+  "$bin" emulator --data "$work/emu" --ready-file "$work/ready.json" --faults "$1" \
+    --field "${2:-{\}}" 2>"$work/emulator.log" &
   emu_pid=$!
   for _ in $(seq 100); do [ -s "$work/ready.json" ] && return 0; sleep 0.1; done
   echo "emulator did not start"; cat "$work/emulator.log"; exit 1

@@ -133,6 +133,41 @@ struct EmulatorArgs {
     /// Fault injection settings as JSON.
     #[arg(long)]
     faults: Option<String>,
+    /// Field conditions as JSON (latency, request budget, delta knobs; see emulator::field).
+    #[arg(long)]
+    field: Option<String>,
+    /// Answer every request (but /_admin) after this many milliseconds (overrides --field).
+    #[arg(long)]
+    latency_ms: Option<u64>,
+    /// Add a uniform random 0..=N ms to the latency (overrides --field).
+    #[arg(long)]
+    latency_jitter_ms: Option<u64>,
+    /// Request budget: a token bucket of N requests/s, 429 when empty (overrides --field).
+    #[arg(long)]
+    budget_per_sec: Option<f64>,
+}
+
+impl EmulatorArgs {
+    /// `--field` with the single-knob flags merged in.
+    fn field_json(&self) -> Result<Option<String>, String> {
+        let mut v: serde_json::Value = match &self.field {
+            Some(j) => serde_json::from_str(j).map_err(|e| format!("--field: {e}"))?,
+            None => serde_json::json!({}),
+        };
+        if !v.is_object() {
+            return Err("--field must be a JSON object".into());
+        }
+        if let Some(n) = self.latency_ms {
+            v["latency_ms"] = n.into();
+        }
+        if let Some(n) = self.latency_jitter_ms {
+            v["latency_jitter_ms"] = n.into();
+        }
+        if let Some(n) = self.budget_per_sec {
+            v["budget_per_sec"] = n.into();
+        }
+        Ok(Some(v.to_string()))
+    }
 }
 
 impl MountArgs {
@@ -203,10 +238,15 @@ fn main() -> ExitCode {
             }
         }
         Command::Emulator(a) => {
+            let field_json = match a.field_json() {
+                Ok(f) => f,
+                Err(e) => return fatal(2, &format!("emulator: {e}")),
+            };
             let opts = shareuplift::emulator::EmulatorOptions {
                 data_dir: a.data,
                 port: a.port,
                 faults_json: a.faults,
+                field_json,
                 ..Default::default()
             };
             match shareuplift::emulator::run_foreground(opts, a.ready_file.as_deref()) {

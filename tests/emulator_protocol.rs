@@ -36,6 +36,7 @@ fn env_with(faults: Option<&str>) -> Env {
         faults_json: faults.map(str::to_string),
         password: None,
         client_secret: None,
+        ..Default::default()
     })
     .unwrap();
     let http = Client::builder()
@@ -1245,6 +1246,7 @@ fn admin_endpoints_and_persistence() {
         faults_json: None,
         password: Some("pw".into()),
         client_secret: Some("sec".into()),
+        ..Default::default()
     };
     let emu = Emulator::start(opts.clone()).unwrap();
     assert_eq!(

@@ -3,8 +3,18 @@
 //!
 //! `GET items | violations | events | stats | faults | info`, `POST faults` (replaces the whole
 //! configuration), `POST reset_stats` (counters, violations and events), `PUT
-//! files/{drive}/{path}?mtime=RFC3339` (seed a file, streaming; parents created) and `GET
-//! files/{drive}/{path}` (raw bytes, for content checks). `{drive}` is a drive name
+//! files/{drive}/{path}?mtime=RFC3339` (seed or replace a file, streaming; parents created),
+//! `GET files/{drive}/{path}` (raw bytes, for content checks), `DELETE files/{drive}/{path}`
+//! (a file or a folder with everything below; 204, 404 when absent) and `PUT
+//! folders/{drive}/{path}` (folders created as needed; 201 with the item). Changes through
+//! `files/` and `folders/` are a colleague's changes: they appear in `/root/delta`.
+//!
+//! Field conditions (`field`): `GET field` shows the knobs, `POST field` merges a JSON object
+//! into them and answers the result. `POST delta/expire` makes every delta token issued so far
+//! answer 410 `resyncRequired`. `GET sessions` answers `{"count": N, "paths": ["Uploads/a.bin",
+//! …]}`, the open upload sessions by drive-relative path (never URLs); `GET stats` carries the
+//! same as `open_sessions` / `open_session_paths`, plus `by_kind`, `budget_refused`,
+//! `requests_inside_retry_after` and `sessions_refused_path_busy`. `{drive}` is a drive name
 //! ("Documents", "Archive"), library name ("Shared Documents") or id; path segments are
 //! percent-decoded.
 
@@ -16,12 +26,13 @@ use serde_json::json;
 use super::errors::ApiError;
 use super::faults::FaultConfig;
 use super::http::{Body, BodyReader, Reply, Request, Response};
-use super::state::{lock, Journal, Shared, Stats};
+use super::state::{lock, EmulatorState, Journal, Stats};
 use super::store::{fmt_time, parse_time, NewFile};
 use super::upload::body_to_temp;
+use super::upload::open_session_paths;
 use crate::remote::Conflict;
 
-pub fn handle_admin(shared: &Shared, req: &Request, body: &mut BodyReader<'_>) -> Reply {
+pub fn handle_admin(shared: &EmulatorState, req: &Request, body: &mut BodyReader<'_>) -> Reply {
     match admin(shared, req, body) {
         Ok(r) => Reply::Respond(r),
         Err(e) if e.status == 0 => Reply::Drop,
@@ -29,7 +40,11 @@ pub fn handle_admin(shared: &Shared, req: &Request, body: &mut BodyReader<'_>) -
     }
 }
 
-fn admin(shared: &Shared, req: &Request, body: &mut BodyReader<'_>) -> Result<Response, ApiError> {
+fn admin(
+    shared: &EmulatorState,
+    req: &Request,
+    body: &mut BodyReader<'_>,
+) -> Result<Response, ApiError> {
     let rest = req.path.strip_prefix("/_admin/").unwrap_or("");
     let m = req.method.as_str();
     let ok = |v: serde_json::Value| Ok(Response::json(200, &v));
@@ -51,7 +66,33 @@ fn admin(shared: &Shared, req: &Request, body: &mut BodyReader<'_>) -> Result<Re
         ("GET", "violations") => ok(json!({ "violations": lock(&shared.journal).violations })),
         ("GET", "events") => ok(json!({ "events": lock(&shared.journal).events })),
         ("GET", "stats") => {
-            ok(serde_json::to_value(lock(&shared.stats).clone()).unwrap_or_default())
+            let mut v = serde_json::to_value(lock(&shared.stats).clone()).unwrap_or_default();
+            let paths = open_session_paths(shared);
+            v["open_sessions"] = json!(paths.len());
+            v["open_session_paths"] = json!(paths);
+            ok(v)
+        }
+        ("GET", "sessions") => {
+            let paths = open_session_paths(shared);
+            ok(json!({ "count": paths.len(), "paths": paths }))
+        }
+        ("GET", "field") => ok(serde_json::to_value(shared.field()).unwrap_or_default()),
+        ("POST", "field") => {
+            let raw = body
+                .read_all(1 << 20)
+                .map_err(|_| ApiError::bad_request("body too large"))?;
+            let patch: serde_json::Value = serde_json::from_slice(&raw)
+                .map_err(|e| ApiError::bad_request(format!("bad field configuration: {e}")))?;
+            let cfg = shared
+                .field()
+                .merged(&patch)
+                .map_err(|e| ApiError::bad_request(format!("bad field configuration: {e}")))?;
+            shared.set_field(cfg);
+            ok(serde_json::to_value(shared.field()).unwrap_or_default())
+        }
+        ("POST", "delta/expire") => {
+            lock(&shared.store).changes_mut().expire_tokens();
+            Ok(Response::new(204))
         }
         ("GET", "info") => ok(serde_json::to_value(&shared.info).unwrap_or_default()),
         ("GET", "faults") => ok(serde_json::to_value(shared.faults()).unwrap_or_default()),
@@ -71,18 +112,14 @@ fn admin(shared: &Shared, req: &Request, body: &mut BodyReader<'_>) -> Result<Re
             Ok(Response::new(204))
         }
         (_, r) if r.starts_with("files/") => files(shared, req, body, &r["files/".len()..]),
+        ("PUT", r) if r.starts_with("folders/") => folders(shared, &r["folders/".len()..]),
         _ => Err(ApiError::not_found("Unknown admin endpoint.")),
     }
 }
 
-fn files(
-    shared: &Shared,
-    req: &Request,
-    body: &mut BodyReader<'_>,
-    rest: &str,
-) -> Result<Response, ApiError> {
-    let segs: Vec<String> = rest
-        .split('/')
+/// Percent-decoded segments of `{drive}/{path}`.
+fn segments(rest: &str) -> Result<Vec<String>, ApiError> {
+    rest.split('/')
         .filter(|s| !s.is_empty())
         .map(|s| {
             percent_decode_str(s)
@@ -90,21 +127,48 @@ fn files(
                 .map(|c| c.into_owned())
                 .map_err(|_| ApiError::bad_request("path is not UTF-8"))
         })
-        .collect::<Result<_, _>>()?;
+        .collect::<Result<_, _>>()
+}
+
+/// The root id of the drive named (or identified) by `name`.
+fn drive_root(shared: &EmulatorState, name: &str) -> Result<String, ApiError> {
+    let store = lock(&shared.store);
+    store
+        .drive_by_name(name)
+        .or_else(|| store.drive(name))
+        .map(|d| d.root_id.clone())
+        .ok_or_else(|| ApiError::not_found("unknown drive"))
+}
+
+fn folders(shared: &EmulatorState, rest: &str) -> Result<Response, ApiError> {
+    let segs = segments(rest)?;
+    let (drive_name, path) = segs
+        .split_first()
+        .ok_or_else(|| ApiError::bad_request("drive and path required"))?;
+    let root = drive_root(shared, drive_name)?;
+    let mut store = lock(&shared.store);
+    let id = store.ensure_folders(&root, path)?;
+    let it = store
+        .get(&id)
+        .cloned()
+        .ok_or_else(|| ApiError::not_found("no such folder"))?;
+    Ok(Response::json(201, &store.item_json(&it)))
+}
+
+fn files(
+    shared: &EmulatorState,
+    req: &Request,
+    body: &mut BodyReader<'_>,
+    rest: &str,
+) -> Result<Response, ApiError> {
+    let segs = segments(rest)?;
     let (drive_name, path) = segs
         .split_first()
         .ok_or_else(|| ApiError::bad_request("drive and path required"))?;
     let (name, dirs) = path
         .split_last()
         .ok_or_else(|| ApiError::bad_request("file path required"))?;
-    let root = {
-        let store = lock(&shared.store);
-        store
-            .drive_by_name(drive_name)
-            .or_else(|| store.drive(drive_name))
-            .map(|d| d.root_id.clone())
-            .ok_or_else(|| ApiError::not_found("unknown drive"))?
-    };
+    let root = drive_root(shared, drive_name)?;
     match req.method.as_str() {
         "GET" => {
             let store = lock(&shared.store);
@@ -144,6 +208,15 @@ fn files(
             };
             let _ = std::fs::remove_file(&tmp);
             Ok(Response::json(201, &result?))
+        }
+        "DELETE" => {
+            let mut store = lock(&shared.store);
+            let id = store
+                .resolve(&root, path)
+                .map(|i| i.id.clone())
+                .ok_or_else(|| ApiError::not_found("no such item"))?;
+            store.delete(&id);
+            Ok(Response::new(204))
         }
         _ => Err(ApiError::new(405, "invalidRequest", "Method not allowed.")),
     }

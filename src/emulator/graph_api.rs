@@ -21,15 +21,13 @@ use super::auth::bearer;
 use super::errors::ApiError;
 use super::faults::{Fault, Trigger};
 use super::http::{Body, BodyReader, Reply, Request, Response};
-use super::state::{lock, Shared};
+use super::state::{lock, EmulatorState};
 use super::store::{parse_time, random_string, Item, NewFile, Store, ALNUM, HOST};
 use super::upload::{self, check_preconditions, parse_conflict, SessionTarget};
+use crate::protocol::{MAX_PAGE_SIZE, SIMPLE_UPLOAD_LIMIT};
 use crate::remote::Conflict;
 
-/// Simple upload limit (250 MB).
-pub const SIMPLE_UPLOAD_MAX: u64 = 250 * 1024 * 1024;
 const DEFAULT_TOP: usize = 200;
-const MAX_TOP: usize = 1000;
 const DOWNLOAD_TTL: Duration = Duration::from_secs(3600);
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,6 +48,8 @@ pub enum ItemOp {
     Children,
     Content,
     CreateUploadSession,
+    /// `root/delta` (the change feed; only on the root, as on SharePoint).
+    Delta,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -171,6 +171,7 @@ fn drive_route(drive: DriveSel, rest: &str) -> Result<Route, ApiError> {
         "children" => ItemOp::Children,
         "content" => ItemOp::Content,
         "createUploadSession" => ItemOp::CreateUploadSession,
+        "delta" => ItemOp::Delta,
         _ => return Err(bad_route()),
     };
     Ok(Route::Item {
@@ -182,7 +183,7 @@ fn drive_route(drive: DriveSel, rest: &str) -> Result<Route, ApiError> {
 }
 
 /// Everything under `/v1.0`.
-pub fn handle_graph(shared: &Shared, req: &Request, body: &mut BodyReader<'_>) -> Reply {
+pub fn handle_graph(shared: &EmulatorState, req: &Request, body: &mut BodyReader<'_>) -> Reply {
     shared.stat(|s| s.graph_requests += 1);
     match shared.decide(Trigger::AnyGraph).fault {
         Fault::Status {
@@ -320,7 +321,7 @@ fn file_target(
 }
 
 fn dispatch(
-    shared: &Shared,
+    shared: &EmulatorState,
     req: &Request,
     body: &mut BodyReader<'_>,
     route: Route,
@@ -375,7 +376,7 @@ fn dispatch(
 }
 
 fn item_route(
-    shared: &Shared,
+    shared: &EmulatorState,
     req: &Request,
     body: &mut BodyReader<'_>,
     drive: &DriveSel,
@@ -404,6 +405,7 @@ fn item_route(
                 format!("{}/download/{token}", shared.base_url),
             )))
         }
+        ("GET", ItemOp::Delta) => delta(shared, req, &drive, base, rel),
         ("PUT", ItemOp::Content) => simple_upload(shared, req, body, &drive, base, rel),
         ("POST", ItemOp::CreateUploadSession) => {
             let target = file_target(&lock(&shared.store), &drive, base, rel)?;
@@ -429,7 +431,7 @@ fn item_route(
 }
 
 fn list_children(
-    shared: &Shared,
+    shared: &EmulatorState,
     req: &Request,
     drive: &str,
     base: &Base,
@@ -446,7 +448,7 @@ fn list_children(
             .ok()
             .filter(|t| *t > 0)
             .ok_or_else(|| ApiError::bad_request("Invalid $top."))?
-            .min(MAX_TOP),
+            .min(MAX_PAGE_SIZE),
     };
     let skip = match q("$skiptoken") {
         None => 0,
@@ -478,8 +480,48 @@ fn list_children(
     Ok(Reply::Respond(Response::json(200, &v)))
 }
 
+fn delta(
+    shared: &EmulatorState,
+    req: &Request,
+    drive: &str,
+    base: &Base,
+    rel: &[String],
+) -> Result<Reply, ApiError> {
+    let knobs = shared.field();
+    if knobs.delta_disabled {
+        let status = knobs.delta_disabled_status;
+        let (code, msg) = if status == 403 {
+            ("accessDenied", "Delta is not allowed for this app.")
+        } else {
+            (
+                "notSupported",
+                "Delta queries are not supported on this drive.",
+            )
+        };
+        return Err(ApiError::new(status, code, msg));
+    }
+    if *base != Base::Root || !rel.is_empty() {
+        return Err(ApiError::bad_request(
+            "Delta is only supported on the root of a drive.",
+        ));
+    }
+    let top = match req.query("$top").or_else(|| req.query("top")) {
+        None => super::delta::DEFAULT_TOP,
+        Some(t) => t
+            .parse::<usize>()
+            .ok()
+            .filter(|t| *t > 0)
+            .ok_or_else(|| ApiError::bad_request("Invalid $top."))?
+            .min(MAX_PAGE_SIZE),
+    };
+    let link_base = format!("{}{}", shared.base_url, req.path);
+    let store = lock(&shared.store);
+    let v = super::delta::delta_page(&store, drive, req.query("token"), top, &link_base)?;
+    Ok(Reply::Respond(Response::json(200, &v)))
+}
+
 fn create_folder(
-    shared: &Shared,
+    shared: &EmulatorState,
     body: &mut BodyReader<'_>,
     drive: &str,
     base: &Base,
@@ -512,14 +554,14 @@ fn create_folder(
 }
 
 fn simple_upload(
-    shared: &Shared,
+    shared: &EmulatorState,
     req: &Request,
     body: &mut BodyReader<'_>,
     drive: &str,
     base: &Base,
     rel: &[String],
 ) -> Result<Reply, ApiError> {
-    if req.content_length > SIMPLE_UPLOAD_MAX {
+    if req.content_length > SIMPLE_UPLOAD_LIMIT {
         let mut r =
             ApiError::new(413, "requestTooLarge", "Maximum request length exceeded.").to_response();
         r.close = true;
@@ -565,7 +607,7 @@ fn simple_upload(
 }
 
 fn patch_item(
-    shared: &Shared,
+    shared: &EmulatorState,
     req: &Request,
     body: &mut BodyReader<'_>,
     drive: &str,
@@ -662,7 +704,7 @@ pub fn parse_range(v: &str, size: u64) -> Result<Option<(u64, u64)>, Unsatisfiab
 }
 
 /// `GET /download/{token}` (no auth: the token is the capability).
-pub fn handle_download(shared: &Shared, req: &Request) -> Reply {
+pub fn handle_download(shared: &EmulatorState, req: &Request) -> Reply {
     let token = req.path.strip_prefix("/download/").unwrap_or("");
     let item_id = {
         let mut d = lock(&shared.downloads);

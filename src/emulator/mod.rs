@@ -6,7 +6,8 @@
 //! connections) serving: `/auth/{tenant}/oauth2/v2.0/token` (`auth`), `/v1.0/...` Graph sites,
 //! drives and items (`graph_api`), `/upload/{session}` upload URLs (`upload`), `/download/...`
 //! pre-authenticated downloads, and `/_admin/...` (`admin`). Content lives under the data
-//! directory (`store`); faults are described in `faults`. The tenant is identified by the
+//! directory (`store`); faults are described in `faults`; latency, the request budget, the
+//! delta knobs and the per-kind counters in `field`; the change feed in `delta`. The tenant is identified by the
 //! reserved host name `emulator.sharepoint.test`, which is only an identifier and is never
 //! resolved. Credentials are random per start unless given; the ready file that carries them
 //! is written atomically with mode 0600.
@@ -17,8 +18,10 @@
 
 pub mod admin;
 pub mod auth;
+pub mod delta;
 pub mod errors;
 pub mod faults;
+pub mod field;
 pub mod graph_api;
 pub mod http;
 pub mod quickxor_ref;
@@ -33,11 +36,12 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use faults::{FaultConfig, FaultState};
+use field::{Admission, FieldConfig, FieldState};
 use http::{BodyReader, Handler, RateLimiter, Reply, Request, Server};
-use state::{lock, Shared, Stats, Violation};
+use state::{lock, EmulatorState, Stats, Violation};
 use store::{random_string, Store, ALNUM, HOST};
 
 /// Fixed application (client) id of the emulated app registration.
@@ -60,6 +64,8 @@ pub struct EmulatorOptions {
     pub password: Option<String>,
     /// Client secret of the app; random when None.
     pub client_secret: Option<String>,
+    /// Field conditions as JSON (see [`field`]: latency, budget, delta knobs), or None.
+    pub field_json: Option<String>,
 }
 
 /// What a client needs to talk to a running emulator (written to the ready file as JSON).
@@ -93,18 +99,92 @@ pub struct AdminItem {
 /// A running emulator; stops when dropped.
 pub struct Emulator {
     info: EmulatorInfo,
-    shared: Arc<Shared>,
+    shared: Arc<EmulatorState>,
     server: Server,
     stop: Arc<AtomicBool>,
     persister: Option<JoinHandle<()>>,
 }
 
-struct App(Arc<Shared>);
+struct App(Arc<EmulatorState>);
 
 impl Handler for App {
     fn handle(&self, req: &Request, body: &mut BodyReader<'_>) -> Reply {
         let shared = &*self.0;
-        shared.stat(|s| s.requests += 1);
+        let arrived = Instant::now();
+        let kind = field::classify(req);
+        let metered = field::metered(req);
+        let (inside, latency) = {
+            let f = lock(&shared.field);
+            (
+                metered && f.inside_retry_after(arrived),
+                f.config().latency(),
+            )
+        };
+        shared.stat(|s| {
+            s.requests += 1;
+            if let Some(k) = kind {
+                *k(&mut s.by_kind) += 1;
+            }
+            if inside {
+                s.requests_inside_retry_after += 1;
+            }
+        });
+        if kind.is_none() {
+            return admin::handle_admin(shared, req, body);
+        }
+        // Sleeps on this connection's own thread: concurrent requests wait in parallel.
+        if !latency.is_zero() {
+            std::thread::sleep(latency);
+        }
+        let mut rate_headers = Vec::new();
+        if metered {
+            let admission = lock(&shared.field).admit(Instant::now());
+            match admission {
+                Admission::Admit(h) => rate_headers = h,
+                Admission::Refuse { retry_after_secs } => {
+                    shared.stat(|s| s.budget_refused += 1);
+                    let mut e = errors::ApiError::new(
+                        429,
+                        "activityLimitReached",
+                        "The request has been throttled.",
+                    );
+                    e.retry_after = Some(retry_after_secs);
+                    return self.answered(Reply::Respond(e.to_response()), metered);
+                }
+            }
+        }
+        let reply = self.route(req, body);
+        let reply = match reply {
+            Reply::Respond(mut r) => {
+                r.headers.extend(rate_headers);
+                Reply::Respond(r)
+            }
+            other => other,
+        };
+        self.answered(reply, metered)
+    }
+}
+
+impl App {
+    /// Note the Retry-After window of a 429/503 we are about to send.
+    fn answered(&self, reply: Reply, metered: bool) -> Reply {
+        if let Reply::Respond(r) = &reply {
+            if metered && (r.status == 429 || r.status == 503) {
+                let secs = r
+                    .headers
+                    .iter()
+                    .find(|(n, _)| n.eq_ignore_ascii_case("retry-after"))
+                    .and_then(|(_, v)| v.trim().parse::<u64>().ok());
+                if let Some(secs) = secs {
+                    lock(&self.0.field).gave_retry_after(Instant::now(), secs);
+                }
+            }
+        }
+        reply
+    }
+
+    fn route(&self, req: &Request, body: &mut BodyReader<'_>) -> Reply {
+        let shared = &*self.0;
         let p = req.path.as_str();
         if p.starts_with("/upload/") {
             upload::handle_upload_url(shared, req, body)
@@ -114,15 +194,13 @@ impl Handler for App {
             auth::handle_token(shared, req, body)
         } else if p.starts_with("/download/") {
             graph_api::handle_download(shared, req)
-        } else if p.starts_with("/_admin/") {
-            admin::handle_admin(shared, req, body)
         } else {
             Reply::Respond(errors::ApiError::not_found("Unknown endpoint.").to_response())
         }
     }
 }
 
-fn persist(shared: &Shared) {
+fn persist(shared: &EmulatorState) {
     let snapshot = {
         let mut store = lock(&shared.store);
         if !store.take_dirty() {
@@ -166,14 +244,20 @@ impl Emulator {
                 .clone()
                 .unwrap_or_else(|| random_string(24, ALNUM)),
         };
+        let field_cfg = match &opts.field_json {
+            Some(j) => FieldConfig::from_json(j)
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?,
+            None => FieldConfig::default(),
+        };
         let limiter = Arc::new(RateLimiter::default());
         limiter.set_rate(config.bandwidth_bytes_per_sec);
-        let shared = Arc::new(Shared {
+        let shared = Arc::new(EmulatorState {
             info: info.clone(),
             base_url,
             store: Mutex::new(store),
             sessions: Mutex::new(HashMap::new()),
             faults: Mutex::new(FaultState::new(config)),
+            field: Mutex::new(FieldState::new(field_cfg)),
             tokens: Mutex::new(HashMap::new()),
             downloads: Mutex::new(HashMap::new()),
             stats: Mutex::new(Stats::default()),
@@ -229,6 +313,29 @@ impl Emulator {
     pub fn set_faults(&self, json: &str) -> Result<(), String> {
         self.shared.set_faults(FaultConfig::from_json(json)?);
         Ok(())
+    }
+
+    /// Merge field knobs (as `POST /_admin/field`); returns the resulting configuration.
+    pub fn set_field(&self, json: &str) -> Result<FieldConfig, String> {
+        let patch: serde_json::Value = serde_json::from_str(json).map_err(|e| e.to_string())?;
+        let cfg = self.shared.field().merged(&patch)?;
+        self.shared.set_field(cfg.clone());
+        Ok(cfg)
+    }
+
+    /// The current field knobs.
+    pub fn field(&self) -> FieldConfig {
+        self.shared.field()
+    }
+
+    /// Make every delta token issued so far answer 410 resyncRequired.
+    pub fn expire_delta_tokens(&self) {
+        lock(&self.shared.store).changes_mut().expire_tokens();
+    }
+
+    /// Drive-relative paths of the open (unexpired) upload sessions, sorted.
+    pub fn open_session_paths(&self) -> Vec<String> {
+        upload::open_session_paths(&self.shared)
     }
 
     /// The current fault configuration (with remaining script counts).

@@ -1,8 +1,11 @@
 //! State shared by all connection threads of one emulator: the store, open upload sessions,
 //! fault configuration, issued tokens, download links, counters and the violation journal.
 //!
+//! The type is [`EmulatorState`] (one per running emulator, behind an `Arc` that every
+//! connection thread holds).
+//!
 //! Lock order (never take an earlier lock while holding a later one): `sessions` (map) →
-//! one session → `store` → `faults` → `tokens` / `downloads` → `stats` / `journal`. No lock is
+//! one session → `store` → `faults` → `field` → `tokens` / `downloads` → `stats` / `journal`. No lock is
 //! held while reading a request body or writing a response; the only file operations under a
 //! lock are renames/deletes in the store (see `store`).
 
@@ -13,6 +16,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use super::faults::{Decision, FaultConfig, FaultState, Trigger};
+use super::field::{FieldConfig, FieldState, KindCounts};
 use super::http::RateLimiter;
 use super::store::Store;
 use super::upload::Session;
@@ -33,6 +37,8 @@ pub struct Stats {
     pub sessions_committed: u64,
     pub sessions_cancelled: u64,
     pub sessions_expired: u64,
+    /// createUploadSession refused because another session holds the path (409).
+    pub sessions_refused_path_busy: u64,
     pub status_gets: u64,
     pub overlaps: u64,
     pub out_of_order: u64,
@@ -44,6 +50,12 @@ pub struct Stats {
     pub simple_uploads: u64,
     pub downloads: u64,
     pub violations: u64,
+    /// Requests by kind (every request outside `/_admin`, refused ones included).
+    pub by_kind: KindCounts,
+    /// Metered requests refused by the budget (429 from the token bucket).
+    pub budget_refused: u64,
+    /// Metered requests that arrived inside a Retry-After window the emulator gave.
+    pub requests_inside_retry_after: u64,
     /// Tenant segments seen on the token endpoint.
     pub tenants_seen: Vec<String>,
 }
@@ -63,13 +75,16 @@ pub struct Journal {
     pub events: Vec<Violation>,
 }
 
-pub struct Shared {
+/// Everything the connection threads of one emulator share.
+pub struct EmulatorState {
     pub info: EmulatorInfo,
     /// `http://127.0.0.1:{port}`.
     pub base_url: String,
     pub store: Mutex<Store>,
     pub sessions: Mutex<HashMap<String, Arc<Mutex<Session>>>>,
     pub faults: Mutex<FaultState>,
+    /// Latency, budget and delta knobs (see `field`).
+    pub field: Mutex<FieldState>,
     /// Access token → expiry.
     pub tokens: Mutex<HashMap<String, Instant>>,
     /// Download token → (item id, expiry).
@@ -79,11 +94,15 @@ pub struct Shared {
     pub limiter: Arc<RateLimiter>,
 }
 
+/// The old name, kept only so `auth.rs` (edited on another branch) keeps compiling until the
+/// merge; new code says `EmulatorState`.
+pub type Shared = EmulatorState;
+
 pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-impl Shared {
+impl EmulatorState {
     pub fn stat(&self, f: impl FnOnce(&mut Stats)) {
         f(&mut lock(&self.stats));
     }
@@ -119,6 +138,14 @@ impl Shared {
     pub fn set_faults(&self, cfg: FaultConfig) {
         self.limiter.set_rate(cfg.bandwidth_bytes_per_sec);
         lock(&self.faults).replace(cfg);
+    }
+
+    pub fn field(&self) -> FieldConfig {
+        lock(&self.field).config().clone()
+    }
+
+    pub fn set_field(&self, cfg: FieldConfig) {
+        lock(&self.field).replace(cfg);
     }
 
     /// Decide a fault for `event` and apply its delay.

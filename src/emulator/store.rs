@@ -12,7 +12,9 @@
 //! does); times are whole seconds (SharePoint drops sub-second precision of
 //! `fileSystemInfo`); a file's blob exists exactly while its item does. The store does no
 //! network I/O; its file operations are renames and deletes, done under the store lock so a
-//! commit and a conflicting commit cannot interleave.
+//! commit and a conflicting commit cannot interleave. Every item change (index, parent touch,
+//! delete) is recorded in the store's `delta::ChangeLog`, so Graph and admin changes alike
+//! reach `/root/delta`.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs;
@@ -24,6 +26,7 @@ use rand::Rng;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
+use super::delta::{ChangeLog, Tombstone};
 use super::errors::ApiError;
 use crate::remote::Conflict;
 
@@ -142,6 +145,8 @@ pub struct Store {
     children: HashMap<String, BTreeMap<String, String>>,
     dir: PathBuf,
     dirty: bool,
+    /// The change feed behind `/root/delta` (in memory only; see `delta`).
+    changes: ChangeLog,
 }
 
 pub fn now_secs() -> i64 {
@@ -271,10 +276,12 @@ impl Store {
                 children: HashMap::new(),
                 dir: dir.to_path_buf(),
                 dirty: false,
+                changes: ChangeLog::default(),
             };
             for it in p.items {
                 s.index(it);
             }
+            s.reset_changes();
             return Ok(s);
         }
         let site_web = format!("https://{HOST}/sites/Team");
@@ -291,6 +298,7 @@ impl Store {
             children: HashMap::new(),
             dir: dir.to_path_buf(),
             dirty: true,
+            changes: ChangeLog::default(),
         };
         for (name, lib) in [("Documents", "Shared%20Documents"), ("Archive", "Archive")] {
             let root_id = new_item_id();
@@ -313,6 +321,7 @@ impl Store {
         let docs_root = s.drives[0].root_id.clone();
         s.create_folder(&docs_root, "Uploads", Conflict::Fail)
             .map_err(|e| io::Error::other(e.message))?;
+        s.reset_changes();
         Ok(s)
     }
 
@@ -326,7 +335,30 @@ impl Store {
         if it.folder {
             self.children.entry(it.id.clone()).or_default();
         }
+        self.changes.touched(&it.id);
         self.items.insert(it.id.clone(), it);
+    }
+
+    /// A fresh change log in which every item appears once, parents before children.
+    fn reset_changes(&mut self) {
+        let mut ids: Vec<(usize, String)> = self
+            .items
+            .keys()
+            .map(|id| (self.path_segments(id).len(), id.clone()))
+            .collect();
+        ids.sort();
+        self.changes = ChangeLog::default();
+        for (_, id) in ids {
+            self.changes.touched(&id);
+        }
+    }
+
+    pub fn changes(&self) -> &ChangeLog {
+        &self.changes
+    }
+
+    pub fn changes_mut(&mut self) -> &mut ChangeLog {
+        &mut self.changes
     }
 
     fn unindex(&mut self, id: &str) -> Option<Item> {
@@ -547,6 +579,7 @@ impl Store {
         if let Some(p) = self.items.get_mut(parent) {
             p.modified = now;
             p.version += 1;
+            self.changes.touched(parent);
         }
     }
 
@@ -640,6 +673,16 @@ impl Store {
         let parent = self.items.get(id).and_then(|i| i.parent_id.clone());
         for cur in all {
             if let Some(it) = self.unindex(&cur) {
+                self.changes.deleted(
+                    &it.id,
+                    Tombstone {
+                        drive_id: it.drive_id.clone(),
+                        parent_id: it.parent_id.clone(),
+                        name: it.name.clone(),
+                        folder: it.folder,
+                        seq: 0,
+                    },
+                );
                 if !it.folder {
                     let _ = fs::remove_file(self.blob_path(&it.id));
                 }

@@ -26,6 +26,16 @@
 //! Injected faults are decided after the checks above, so strictness is never masked by them;
 //! on the fragment that completes the file, a `commit` script entry is consulted when no
 //! `put_fragment` entry fired (a `commit` drop keeps all bytes, commits, then resets).
+//!
+//! One open session per path, as OneDrive for Business: createUploadSession on a path (same
+//! parent folder, name ignoring case) that already has a session which is neither committed,
+//! cancelled (`DELETE`) nor expired answers 409 `nameAlreadyExists` "Another upload session is
+//! already open for this path.", whatever the conflictBehavior (counted in
+//! `sessions_refused_path_busy`; the field knob `allow_parallel_sessions` lifts the rule). A
+//! session expires after `session_ttl_secs` (fault configuration, default 900) without
+//! activity: creation, each fragment PUT and each status GET slide the expiry forward, so it
+//! is an idle lifetime. Expired sessions stop holding their path at once and are swept within
+//! a second. `GET /_admin/sessions` lists the open ones by path (never by URL).
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -39,14 +49,11 @@ use super::errors::ApiError;
 use super::faults::{Fault, RangesStyle, Trigger};
 use super::http::{BodyReader, Reply, Request, Response};
 use super::quickxor_ref::QuickXorRef;
-use super::state::{lock, Shared};
+use super::state::{lock, EmulatorState};
 use super::store::{random_string, NewFile, ALNUM};
 use crate::remote::Conflict;
 
-/// Largest fragment + 1: a fragment must be smaller than 60 MiB.
-pub const MAX_FRAGMENT: u64 = 60 * 1024 * 1024;
-/// Non-final fragments are multiples of 320 KiB.
-pub const FRAGMENT_ALIGN: u64 = 327_680;
+use crate::protocol::{FRAGMENT_LIMIT, FRAGMENT_UNIT};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SessionState {
@@ -156,7 +163,7 @@ pub struct SessionTarget {
 
 /// `POST …/createUploadSession`.
 pub fn create_session(
-    shared: &Shared,
+    shared: &EmulatorState,
     req: &Request,
     body: &mut BodyReader<'_>,
     target: SessionTarget,
@@ -248,7 +255,32 @@ pub fn create_session(
         "{}/upload/{id}?tempauth={tempauth}",
         shared.base_url
     ));
-    lock(&shared.sessions).insert(id, Arc::new(Mutex::new(session)));
+    let parallel_ok = shared.field().allow_parallel_sessions;
+    {
+        // Check and insert under one lock: two racing creates cannot both win.
+        let mut sessions = lock(&shared.sessions);
+        let holder = sessions
+            .iter()
+            .find(|(_, c)| {
+                let o = lock(c);
+                o.drive_id == session.drive_id
+                    && o.parent_id == session.parent_id
+                    && o.name.to_lowercase() == session.name.to_lowercase()
+                    && (o.busy || !o.expired())
+            })
+            .map(|(id, _)| id.clone());
+        if let (Some(_), false) = (&holder, parallel_ok) {
+            drop(sessions);
+            let _ = fs::remove_file(&session.tmp);
+            shared.stat(|s| s.sessions_refused_path_busy += 1);
+            return Err(ApiError::new(
+                409,
+                "nameAlreadyExists",
+                "Another upload session is already open for this path.",
+            ));
+        }
+        sessions.insert(id, Arc::new(Mutex::new(session)));
+    }
     shared.stat(|s| s.sessions_created += 1);
     Ok(Response::json(200, &v))
 }
@@ -291,7 +323,7 @@ fn session_not_found() -> ApiError {
 }
 
 /// Remove a session and its temp file.
-fn discard(shared: &Shared, id: &str) {
+fn discard(shared: &EmulatorState, id: &str) {
     let removed = lock(&shared.sessions).remove(id);
     if let Some(s) = removed {
         let tmp = lock(&s).tmp.clone();
@@ -299,8 +331,31 @@ fn discard(shared: &Shared, id: &str) {
     }
 }
 
+/// Drive-relative paths ("Uploads/a.bin") of the sessions still open (unexpired, not
+/// committed or cancelled), sorted; never their URLs.
+pub fn open_session_paths(shared: &EmulatorState) -> Vec<String> {
+    let targets: Vec<(String, String)> = lock(&shared.sessions)
+        .values()
+        .filter_map(|c| {
+            let s = lock(c);
+            (s.busy || !s.expired()).then(|| (s.parent_id.clone(), s.name.clone()))
+        })
+        .collect();
+    let store = lock(&shared.store);
+    let mut paths: Vec<String> = targets
+        .into_iter()
+        .map(|(parent, name)| {
+            let mut segs = store.path_segments(&parent);
+            segs.push(name);
+            segs.join("/")
+        })
+        .collect();
+    paths.sort();
+    paths
+}
+
 /// Drop sessions past their expiry (called periodically).
-pub fn sweep_expired(shared: &Shared) {
+pub fn sweep_expired(shared: &EmulatorState) {
     let expired: Vec<String> = lock(&shared.sessions)
         .iter()
         .filter(|(_, s)| {
@@ -316,7 +371,11 @@ pub fn sweep_expired(shared: &Shared) {
 }
 
 /// Everything under `/upload/`.
-pub fn handle_upload_url(shared: &Shared, req: &Request, body: &mut BodyReader<'_>) -> Reply {
+pub fn handle_upload_url(
+    shared: &EmulatorState,
+    req: &Request,
+    body: &mut BodyReader<'_>,
+) -> Reply {
     let reply = match upload_url(shared, req, body) {
         Ok(reply) => reply,
         Err(e) if e.status == 0 => Reply::Drop,
@@ -334,7 +393,7 @@ pub fn handle_upload_url(shared: &Shared, req: &Request, body: &mut BodyReader<'
 }
 
 fn upload_url(
-    shared: &Shared,
+    shared: &EmulatorState,
     req: &Request,
     body: &mut BodyReader<'_>,
 ) -> Result<Reply, ApiError> {
@@ -443,7 +502,7 @@ fn upload_url(
 
 /// Validate a fragment PUT; returns (start, len, total).
 fn validate_fragment(
-    shared: &Shared,
+    shared: &EmulatorState,
     req: &Request,
     s: &mut Session,
 ) -> Result<(u64, u64, u64), ApiError> {
@@ -483,7 +542,7 @@ fn validate_fragment(
             "The Content-Length does not match the Content-Range.",
         ));
     }
-    if len >= MAX_FRAGMENT {
+    if len >= FRAGMENT_LIMIT {
         shared.violation(
             "fragment_too_large",
             format!("{label}: fragment of {len} bytes"),
@@ -492,10 +551,12 @@ fn validate_fragment(
             ApiError::bad_request("The fragment is too large.").inner("maxFragmentLengthExceeded")
         );
     }
-    if end + 1 < total && len % FRAGMENT_ALIGN != 0 {
+    if end + 1 < total && len % FRAGMENT_UNIT != 0 {
         shared.violation(
             "unaligned_fragment",
-            format!("{label}: non-final fragment of {len} bytes is not a multiple of 327680"),
+            format!(
+                "{label}: non-final fragment of {len} bytes is not a multiple of {FRAGMENT_UNIT}"
+            ),
         );
         return Err(ApiError::bad_request(
             "Fragments other than the last must be a multiple of 320 KiB.",
@@ -548,7 +609,7 @@ fn validate_fragment(
 }
 
 fn put_fragment(
-    shared: &Shared,
+    shared: &EmulatorState,
     req: &Request,
     body: &mut BodyReader<'_>,
     cell: &Arc<Mutex<Session>>,
@@ -672,7 +733,7 @@ fn put_fragment(
 /// Append `want` body bytes to the session file at `start`. Returns the bytes kept and an
 /// error (status 0: the client went away).
 fn stream_to_file(
-    shared: &Shared,
+    shared: &EmulatorState,
     body: &mut BodyReader<'_>,
     tmp: &PathBuf,
     start: u64,
@@ -708,7 +769,11 @@ fn stream_to_file(
 }
 
 /// Commit a complete session into the store.
-fn commit(shared: &Shared, cell: &Arc<Mutex<Session>>, sid: &str) -> Result<Reply, ApiError> {
+fn commit(
+    shared: &EmulatorState,
+    cell: &Arc<Mutex<Session>>,
+    sid: &str,
+) -> Result<Reply, ApiError> {
     let cfg = shared.faults();
     let (parent, name, conflict, tmp, size, qxh, fs_created, fs_modified) = {
         let s = lock(cell);
@@ -748,7 +813,7 @@ fn commit(shared: &Shared, cell: &Arc<Mutex<Session>>, sid: &str) -> Result<Repl
 /// Stream a request body into a fresh temp file, hashing it. Used by simple uploads and the
 /// admin seeding endpoint.
 pub fn body_to_temp(
-    shared: &Shared,
+    shared: &EmulatorState,
     body: &mut BodyReader<'_>,
 ) -> Result<(PathBuf, u64, String), ApiError> {
     let path = lock(&shared.store)
