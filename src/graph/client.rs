@@ -130,7 +130,7 @@ impl GraphRemote {
     }
 
     fn api(cfg: &GraphConfig, tuning: Tuning) -> Result<GraphApi, ConnectError> {
-        let http = Http::new(tuning.timeouts(cfg))
+        let http = Http::new(tuning.timeouts(cfg), cfg.ca_file.as_deref())
             .map_err(|e| ConnectError::new(format!("cannot set up HTTPS: {e}")))?;
         let auth = TokenProvider::new(cfg, http.clone()).map_err(ConnectError::new)?;
         GraphApi::new(http, auth, &cfg.graph_url).map_err(ConnectError::new)
