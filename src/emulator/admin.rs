@@ -22,6 +22,9 @@ use super::upload::body_to_temp;
 use crate::remote::Conflict;
 
 pub fn handle_admin(shared: &Shared, req: &Request, body: &mut BodyReader<'_>) -> Reply {
+    if let Some(r) = super::shares::handle_admin(shared, req) {
+        return r;
+    }
     match admin(shared, req, body) {
         Ok(r) => Reply::Respond(r),
         Err(e) if e.status == 0 => Reply::Drop,

@@ -22,6 +22,7 @@ pub mod faults;
 pub mod graph_api;
 pub mod http;
 pub mod quickxor_ref;
+pub mod shares;
 pub mod state;
 pub mod store;
 pub mod upload;
