@@ -107,3 +107,119 @@ fn token_requests_ask_for_the_graph_scope() {
         m.unmount();
     }
 }
+
+/// A private CA and a certificate for 127.0.0.1 signed by it, made with the openssl CLI.
+fn test_ca(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("openssl");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=ShareUplift Test CA",
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign",
+    ]);
+    run(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "srv.key",
+        "-out",
+        "srv.csr",
+        "-subj",
+        "/CN=127.0.0.1",
+    ]);
+    fs::write(
+        dir.join("ext.cnf"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "srv.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "srv.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "ext.cnf",
+    ]);
+    (dir.join("ca.pem"), dir.join("srv.pem"), dir.join("srv.key"))
+}
+
+/// Over TLS with a private CA: the mount works when the CA is trusted through `ca_file` or
+/// `SSL_CERT_FILE`, and fails with a certificate error otherwise.
+#[test]
+fn tls_with_a_private_ca() {
+    let emu = Emu::start(None);
+    let tmp = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = test_ca(tmp.path());
+    let front = shareuplift::emulator::tls::start(emu.info.port, 0, &cert, &key).unwrap();
+    let base = format!("https://127.0.0.1:{}", front.port);
+    let graph = format!("{base}/v1.0");
+    let authority = format!("{base}/auth");
+    let tls_args = [
+        "--graph-url",
+        graph.as_str(),
+        "--authority-url",
+        authority.as_str(),
+    ];
+
+    let (_, log) = Mount::try_start(&emu, "", &tls_args)
+        .err()
+        .expect("an untrusted certificate must not mount");
+    let last = log
+        .lines()
+        .rev()
+        .find(|l| l.starts_with("shareuplift: "))
+        .unwrap_or("");
+    assert!(last.to_lowercase().contains("certificate"), "{log}");
+
+    let ca_str = ca.display().to_string();
+    let mut args = tls_args.to_vec();
+    args.extend(["--ca-file", ca_str.as_str()]);
+    let m = Mount::try_start(&emu, "", &args)
+        .unwrap_or_else(|(_, log)| panic!("ca_file: mount failed:\n{log}"));
+    fs::write(m.path("tls.txt"), b"over tls").unwrap();
+    m.wait_state("tls.txt", "done", Duration::from_secs(30));
+    m.unmount();
+
+    // SAFETY of the test: only this test's children read SSL_CERT_FILE.
+    std::env::set_var("SSL_CERT_FILE", &ca);
+    let r = Mount::try_start(&emu, "", &tls_args);
+    std::env::remove_var("SSL_CERT_FILE");
+    let m = r.unwrap_or_else(|(_, log)| panic!("SSL_CERT_FILE: mount failed:\n{log}"));
+    assert!(m.path("tls.txt").exists());
+    m.unmount();
+}

@@ -25,6 +25,7 @@ pub mod quickxor_ref;
 pub mod shares;
 pub mod state;
 pub mod store;
+pub mod tls;
 pub mod upload;
 
 use std::collections::HashMap;
