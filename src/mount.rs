@@ -65,6 +65,7 @@ pub fn graph_config(cfg: &MountConfig) -> GraphConfig {
         site_url: cfg.site_url.clone(),
         folder_url: cfg.folder_url.clone(),
         timeout: std::time::Duration::from_secs(60),
+        startup_timeout: cfg.startup_timeout,
     }
 }
 

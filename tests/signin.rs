@@ -223,3 +223,28 @@ fn tls_with_a_private_ca() {
     assert!(m.path("tls.txt").exists());
     m.unmount();
 }
+
+/// Start-up rides out throttling of the token endpoint and of Graph (429 + Retry-After) and
+/// comes up; a wrong password ends start-up at once even with retries configured.
+#[test]
+fn startup_waits_out_throttling_but_not_wrong_credentials() {
+    let emu = Emu::start(Some(
+        r#"{"script":[{"on":"token","status":503,"retry_after_secs":1,"count":2},
+                      {"on":"any_graph","status":429,"retry_after_secs":1,"count":2}]}"#,
+    ));
+    let started = std::time::Instant::now();
+    let m = Mount::try_start(&emu, "startup_timeout = 60\n", &[])
+        .unwrap_or_else(|(_, log)| panic!("mount failed:\n{log}"));
+    assert!(started.elapsed() >= Duration::from_secs(3), "no waits?");
+    let log = m.log_text();
+    assert!(log.matches("trying again in").count() >= 4, "{log}");
+    m.unmount();
+
+    let t0 = std::time::Instant::now();
+    let (_, log) = Mount::try_start(&emu, "", &["--password", "wrong-password-xyz"])
+        .err()
+        .expect("wrong password must not mount");
+    assert!(t0.elapsed() < Duration::from_secs(10));
+    assert!(log.contains("sign-in failed"), "{log}");
+    assert!(!log.contains("wrong-password-xyz"));
+}

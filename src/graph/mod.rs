@@ -59,6 +59,8 @@ pub struct GraphConfig {
     pub folder_url: String,
     /// Per-request timeout for metadata calls (fragment PUTs get a longer one).
     pub timeout: Duration,
+    /// How long connecting retries throttling, 5xx and network errors (zero: no retry).
+    pub startup_timeout: Duration,
 }
 
 /// Metadata request timeout used when `GraphConfig::timeout` is zero.
