@@ -48,15 +48,13 @@ impl ConnectError {
     }
 
     /// Whether trying again later may succeed (network, server error, throttling).
+    /// A certificate the client does not trust is not transient: waiting will not fix it.
     pub fn is_transient(&self) -> bool {
-        matches!(
-            self.cause,
-            Some(
-                RemoteError::Transport(_)
-                    | RemoteError::Server { .. }
-                    | RemoteError::Throttled { .. }
-            )
-        )
+        match &self.cause {
+            Some(RemoteError::Transport(m)) => !m.to_ascii_lowercase().contains("certificate"),
+            Some(RemoteError::Server { .. } | RemoteError::Throttled { .. }) => true,
+            _ => false,
+        }
     }
 }
 
@@ -424,6 +422,8 @@ mod tests {
         assert!(e.is_transient());
         assert!(!e.to_string().contains('\n'));
         assert!(!ConnectError::new("folder not found").is_transient());
+        let tls = RemoteError::Transport("invalid peer certificate: UnknownIssuer".into());
+        assert!(!step_failed("sign-in", "", tls).is_transient());
         assert_eq!(ConnectError::new("a\r\n  b").to_string(), "a b");
     }
 }
