@@ -13,6 +13,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::graph::cloud::{choose_auth, Cloud, KeysSet};
+use crate::graph::AuthMethod;
 use crate::redact::Secret;
 use crate::remote::Conflict;
 
@@ -53,6 +55,20 @@ pub struct FileConfig {
     pub spool_max: Option<SizeValue>,
     /// fsync waits until the file's current content is committed in SharePoint.
     pub fsync_barrier: Option<bool>,
+    // --- sign-in, cloud and TLS (see `crate::graph::cloud`) ---
+    /// `device_code`, `client_secret`, `certificate` or `password`; inferred when unambiguous.
+    pub auth: Option<String>,
+    /// `global` (default), `usgov`, `usgov-dod`, `china`: sets authority, Graph URL and scope.
+    pub cloud: Option<String>,
+    /// The Graph resource scopes are built from (default: the cloud's).
+    pub graph_scope: Option<String>,
+    /// PEM file with the certificate (and key, unless `certificate_key_file`).
+    pub certificate_file: Option<PathBuf>,
+    pub certificate_key_file: Option<PathBuf>,
+    /// Extra trusted root CA certificate(s), PEM (e.g. a TLS-inspecting proxy's).
+    pub ca_file: Option<PathBuf>,
+    /// Seconds start-up keeps retrying throttling, 5xx and network errors (default 120).
+    pub startup_timeout: Option<u64>,
 }
 
 /// A size given as a TOML integer (bytes) or a string with a unit.
@@ -85,6 +101,13 @@ pub struct MountConfig {
     /// `None`: the free-space margin rule.
     pub spool_max: Option<u64>,
     pub fsync_barrier: bool,
+    pub auth: AuthMethod,
+    /// Graph resource for scopes, e.g. `https://graph.microsoft.com`.
+    pub graph_scope: String,
+    pub certificate_file: Option<PathBuf>,
+    pub certificate_key_file: Option<PathBuf>,
+    pub ca_file: Option<PathBuf>,
+    pub startup_timeout: Duration,
 }
 
 /// A configuration problem, as one line that says what to fix.
@@ -150,7 +173,14 @@ impl FileConfig {
             status_retention,
             allow_other,
             spool_max,
-            fsync_barrier
+            fsync_barrier,
+            auth,
+            cloud,
+            graph_scope,
+            certificate_file,
+            certificate_key_file,
+            ca_file,
+            startup_timeout
         );
         self
     }
@@ -231,31 +261,49 @@ impl MountConfig {
         file: FileConfig,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<MountConfig, ConfigError> {
-        let site_url =
-            match non_empty(file.site_url) {
-                Some(s) => s.trim_end_matches('/').to_string(),
-                None => return err(
-                    "site_url is missing; set it to e.g. https://contoso.sharepoint.com/sites/Team",
-                ),
-            };
-        check_url("site_url", &site_url)?;
         let folder_url = match non_empty(file.folder_url) {
             Some(s) => s,
-            None => return err("folder_url is missing; set it to the folder to mount, e.g. /sites/Team/Shared Documents/Uploads"),
+            None => return err("folder_url is missing; set it to the folder to mount, e.g. https://contoso.sharepoint.com/sites/Team/Shared Documents/Uploads"),
         };
-        if !folder_url.starts_with('/') {
+        let folder_is_url = folder_url.contains("://");
+        if folder_is_url {
             check_url("folder_url", &folder_url)?;
         }
+        let site_url = match non_empty(file.site_url) {
+            Some(s) => s.trim_end_matches('/').to_string(),
+            // Derived from the folder URL at connect time.
+            None if folder_is_url => String::new(),
+            None => return err(
+                "site_url is missing; set it to e.g. https://contoso.sharepoint.com/sites/Team \
+                 (or give folder_url as a full URL)",
+            ),
+        };
+        if !site_url.is_empty() {
+            check_url("site_url", &site_url)?;
+        }
+        let cloud = match non_empty(file.cloud) {
+            Some(c) => Cloud::parse(&c).map_err(ConfigError)?,
+            None => Cloud::Global,
+        }
+        .endpoints();
         let graph_url = non_empty(file.graph_url)
-            .unwrap_or_else(|| "https://graph.microsoft.com/v1.0".into())
+            .unwrap_or_else(|| cloud.graph_url.into())
             .trim_end_matches('/')
             .to_string();
         check_url("graph_url", &graph_url)?;
         let authority_url = non_empty(file.authority_url)
-            .unwrap_or_else(|| "https://login.microsoftonline.com".into())
+            .unwrap_or_else(|| cloud.authority_url.into())
             .trim_end_matches('/')
             .to_string();
         check_url("authority_url", &authority_url)?;
+        let graph_scope =
+            non_empty(file.graph_scope).unwrap_or_else(|| cloud.graph_resource.into());
+        let graph_scope = graph_scope
+            .trim()
+            .trim_end_matches("/.default")
+            .trim_end_matches('/')
+            .to_string();
+        check_url("graph_scope", &graph_scope)?;
 
         let password = non_empty(env("SHAREUPLIFT_PASSWORD"))
             .or(non_empty(file.password))
@@ -265,17 +313,20 @@ impl MountConfig {
             .map(Secret::new);
         let username = non_empty(file.username);
         let client_id = non_empty(file.client_id);
-        let app_creds = client_id.is_some() && client_secret.is_some();
-        let user_creds = username.is_some() && password.is_some();
-        if !app_creds && !user_creds {
-            return err(
-                "no credentials: set username + password (or SHAREUPLIFT_PASSWORD) with client_id, \
-                 or client_id + client_secret (or SHAREUPLIFT_CLIENT_SECRET)",
-            );
-        }
-        if client_id.is_none() {
-            return err("client_id is missing: the app registration's id is needed for username/password sign-in too");
-        }
+        let tenant = non_empty(file.tenant);
+        let auth = choose_auth(
+            file.auth.as_deref(),
+            KeysSet {
+                client_id: client_id.is_some(),
+                client_secret: client_secret.is_some(),
+                certificate_file: file.certificate_file.is_some(),
+                username: username.is_some(),
+                password: password.is_some(),
+                tenant: tenant.is_some(),
+            },
+        )
+        .map_err(ConfigError)?;
+        let startup_timeout = Duration::from_secs(file.startup_timeout.unwrap_or(120));
 
         let chunk_size = match file.chunk_size {
             None => DEFAULT_CHUNK,
@@ -320,7 +371,7 @@ impl MountConfig {
             folder_url,
             username,
             password,
-            tenant: non_empty(file.tenant),
+            tenant,
             client_id,
             client_secret,
             graph_url,
@@ -334,6 +385,12 @@ impl MountConfig {
             allow_other: file.allow_other.unwrap_or(false),
             spool_max,
             fsync_barrier: file.fsync_barrier.unwrap_or(false),
+            auth,
+            graph_scope,
+            certificate_file: file.certificate_file,
+            certificate_key_file: file.certificate_key_file,
+            ca_file: file.ca_file,
+            startup_timeout,
         })
     }
 }
@@ -470,7 +527,7 @@ mod tests {
                     password: None,
                     ..base()
                 },
-                "credentials",
+                "missing: password",
             ),
         ];
         for (cfg, key) in cases {
@@ -479,6 +536,28 @@ mod tests {
             assert!(!e.contains('\n'), "one line: {e}");
             assert!(!e.contains("pw-very-secret"));
         }
+    }
+
+    #[test]
+    fn cloud_scope_and_optional_site_url() {
+        let mut f = base();
+        f.cloud = Some("usgov".into());
+        f.site_url = None;
+        f.folder_url = Some("https://contoso.sharepoint.us/sites/Team/Shared Documents".into());
+        let cfg = MountConfig::resolve(f.clone(), &no_env).unwrap();
+        assert_eq!(cfg.authority_url, "https://login.microsoftonline.us");
+        assert_eq!(cfg.graph_url, "https://graph.microsoft.us/v1.0");
+        assert_eq!(cfg.graph_scope, "https://graph.microsoft.us");
+        assert_eq!(cfg.site_url, "");
+        assert_eq!(cfg.auth, AuthMethod::Password);
+        f.graph_url = Some("http://127.0.0.1:9/v1.0".into());
+        f.graph_scope = Some("https://graph.microsoft.com/.default".into());
+        let cfg = MountConfig::resolve(f.clone(), &no_env).unwrap();
+        assert_eq!(cfg.graph_scope, "https://graph.microsoft.com");
+        assert_eq!(cfg.authority_url, "https://login.microsoftonline.us");
+        f.folder_url = Some("/sites/Team/Shared Documents".into());
+        let e = MountConfig::resolve(f, &no_env).unwrap_err().0;
+        assert!(e.contains("site_url is missing"), "{e}");
     }
 
     #[test]

@@ -117,6 +117,15 @@ struct MountArgs {
     /// fsync blocks until the file's current content is committed in SharePoint.
     #[arg(long)]
     fsync_barrier: bool,
+    /// device_code, client_secret, certificate or password (default: inferred).
+    #[arg(long)]
+    auth: Option<String>,
+    /// global, usgov, usgov-dod or china.
+    #[arg(long)]
+    cloud: Option<String>,
+    /// Extra trusted root CA certificate(s), PEM.
+    #[arg(long)]
+    ca_file: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -191,6 +200,10 @@ impl MountArgs {
             allow_other: self.allow_other.then_some(true),
             spool_max: self.spool_max.clone().map(SizeValue::Text),
             fsync_barrier: self.fsync_barrier.then_some(true),
+            auth: self.auth.clone(),
+            cloud: self.cloud.clone(),
+            ca_file: self.ca_file.clone(),
+            ..FileConfig::default()
         }
     }
 }

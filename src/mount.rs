@@ -52,6 +52,11 @@ pub fn graph_config(cfg: &MountConfig) -> GraphConfig {
     GraphConfig {
         graph_url: cfg.graph_url.clone(),
         authority_url: cfg.authority_url.clone(),
+        graph_scope: cfg.graph_scope.clone(),
+        auth: cfg.auth,
+        certificate_file: cfg.certificate_file.clone(),
+        certificate_key_file: cfg.certificate_key_file.clone(),
+        ca_file: cfg.ca_file.clone(),
         tenant: cfg.tenant.clone(),
         client_id: cfg.client_id.clone(),
         client_secret: cfg.client_secret.clone(),
@@ -60,6 +65,7 @@ pub fn graph_config(cfg: &MountConfig) -> GraphConfig {
         site_url: cfg.site_url.clone(),
         folder_url: cfg.folder_url.clone(),
         timeout: std::time::Duration::from_secs(60),
+        startup_timeout: cfg.startup_timeout,
     }
 }
 

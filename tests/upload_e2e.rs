@@ -224,7 +224,11 @@ fn status_shows_lifecycle_and_failure() {
 #[test]
 fn startup_errors_are_one_line_and_secret_free() {
     let emu = Emu::start(None);
-    let secret_lines = format!("client_secret = \"{}\"\n", emu.info.client_secret);
+    // Both credential sets are in the config: `auth` picks the app's.
+    let secret_lines = format!(
+        "auth = \"client_secret\"\nclient_secret = \"{}\"\n",
+        emu.info.client_secret
+    );
     let cases = [
         ("password = \"wrong-password-123\"\n", "password"),
         (

@@ -33,6 +33,9 @@ use super::upload::open_session_paths;
 use crate::remote::Conflict;
 
 pub fn handle_admin(shared: &EmulatorState, req: &Request, body: &mut BodyReader<'_>) -> Reply {
+    if let Some(r) = super::shares::handle_admin(shared, req) {
+        return r;
+    }
     match admin(shared, req, body) {
         Ok(r) => Reply::Respond(r),
         Err(e) if e.status == 0 => Reply::Drop,

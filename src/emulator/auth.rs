@@ -4,7 +4,9 @@
 //! Answers mirror Azure AD v2.0 (reference §8): 400 `invalid_grant` / AADSTS50126 for a wrong
 //! user or password, 401 `invalid_client` / AADSTS7000215 for a wrong client secret, 400
 //! `unauthorized_client` / AADSTS700016 for an unknown client id, 400 `invalid_request` /
-//! AADSTS90014 for a missing field. Any tenant segment is accepted and recorded in the stats.
+//! AADSTS90014 for a missing field, 400 `invalid_scope` / AADSTS70011 for a scope that is not
+//! Microsoft Graph's (the emulator answers for `https://graph.microsoft.com` whatever its own
+//! address). Any tenant segment is accepted and recorded in the stats.
 //! Tokens are random opaque strings valid for `access_token_ttl_secs` (fault setting).
 
 use std::time::Duration;
@@ -13,7 +15,7 @@ use serde_json::json;
 
 use super::faults::{Fault, Trigger};
 use super::http::{BodyReader, Reply, Request, Response};
-use super::state::Shared;
+use super::state::EmulatorState;
 
 fn aad_error(status: u16, error: &str, code: u32, description: &str) -> Response {
     Response::json(
@@ -28,7 +30,7 @@ fn aad_error(status: u16, error: &str, code: u32, description: &str) -> Response
 }
 
 /// `POST /auth/{tenant}/oauth2/v2.0/token`.
-pub fn handle_token(shared: &Shared, req: &Request, body: &mut BodyReader<'_>) -> Reply {
+pub fn handle_token(shared: &EmulatorState, req: &Request, body: &mut BodyReader<'_>) -> Reply {
     let segs: Vec<&str> = req.path.trim_matches('/').split('/').collect();
     let tenant = match segs.as_slice() {
         ["auth", tenant, "oauth2", "v2.0", "token"] => *tenant,
@@ -111,6 +113,9 @@ pub fn handle_token(shared: &Shared, req: &Request, body: &mut BodyReader<'_>) -
             ));
         }
     }
+    if let Err(r) = check_scope(grant, get("scope").unwrap_or_default()) {
+        return fail(r);
+    }
     if get("client_id") != Some(info.client_id.as_str()) {
         return fail(aad_error(
             400,
@@ -163,6 +168,50 @@ pub fn handle_token(shared: &Shared, req: &Request, body: &mut BodyReader<'_>) -
             "access_token": token,
         }),
     ))
+}
+
+/// The Graph resource the emulator issues tokens for, whatever its own address: clients must
+/// ask for the real Graph scope, as they would of Azure AD.
+pub const GRAPH_RESOURCE: &str = "https://graph.microsoft.com";
+
+/// Scope rules of the v2.0 endpoint: client credentials take exactly `{resource}/.default`;
+/// user grants take `.default` or Graph permissions (`{resource}/Files.ReadWrite.All`, …),
+/// plus the OpenID scopes (`offline_access`, `openid`, `profile`, `email`).
+fn check_scope(grant: &str, scope: &str) -> Result<(), Response> {
+    let default = format!("{GRAPH_RESOURCE}/.default");
+    let invalid = |what: &str| {
+        aad_error(
+            400,
+            "invalid_scope",
+            70011,
+            &format!("The provided value for the input parameter 'scope' is not valid. {what}"),
+        )
+    };
+    if grant == "client_credentials" {
+        return if scope.trim() == default {
+            Ok(())
+        } else {
+            Err(invalid(&format!(
+                "The scope for client credentials must be {default}."
+            )))
+        };
+    }
+    let openid = ["offline_access", "openid", "profile", "email"];
+    let graph = scope
+        .split_whitespace()
+        .filter(|s| !openid.contains(s))
+        .collect::<Vec<_>>();
+    let ok = !graph.is_empty()
+        && graph.iter().all(|s| {
+            s.strip_prefix(GRAPH_RESOURCE)
+                .and_then(|p| p.strip_prefix('/'))
+                .is_some_and(|p| !p.is_empty() && !p.contains('/'))
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(invalid("Request Microsoft Graph permissions."))
+    }
 }
 
 /// The bearer token of a request, if it carries one.

@@ -184,7 +184,7 @@ impl Bucket {
     }
 }
 
-/// The knobs plus the run-time state they drive (under one lock, `Shared::field`).
+/// The knobs plus the run-time state they drive (under one lock, `EmulatorState::field`).
 #[derive(Debug)]
 pub struct FieldState {
     config: FieldConfig,

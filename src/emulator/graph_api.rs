@@ -222,6 +222,9 @@ pub fn handle_graph(shared: &EmulatorState, req: &Request, body: &mut BodyReader
         );
     }
     let path = req.path.strip_prefix("/v1.0").unwrap_or("");
+    if let Some(r) = super::shares::handle(shared, req, path) {
+        return r;
+    }
     let result = parse_route(path).and_then(|route| dispatch(shared, req, body, route));
     match result {
         Ok(r) => r,

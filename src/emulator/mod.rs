@@ -25,8 +25,10 @@ pub mod field;
 pub mod graph_api;
 pub mod http;
 pub mod quickxor_ref;
+pub mod shares;
 pub mod state;
 pub mod store;
+pub mod tls;
 pub mod upload;
 
 use std::collections::HashMap;

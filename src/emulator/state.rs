@@ -94,10 +94,6 @@ pub struct EmulatorState {
     pub limiter: Arc<RateLimiter>,
 }
 
-/// The old name, kept only so `auth.rs` (edited on another branch) keeps compiling until the
-/// merge; new code says `EmulatorState`.
-pub type Shared = EmulatorState;
-
 pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }

@@ -1,6 +1,8 @@
 //! Access tokens from the Microsoft identity platform v2.0 token endpoint (reference §8):
-//! client credentials (client id + secret) or, failing that, the resource-owner password
-//! grant (client id + username + password).
+//! client credentials (client id + secret) or the resource-owner password grant (client id +
+//! username + password), as `auth` chooses. The scope is the cloud's Graph resource
+//! (`{resource}/.default` app-only, the Files/Sites permissions + `offline_access` for a
+//! user), never derived from `graph_url`; the tenant defaults to `organizations`.
 //!
 //! The token is cached and refreshed from `expires_in` — never assuming one hour — once less
 //! than `min(5 min, 10 % of its lifetime)` remains. After a 401 from Graph the caller
@@ -16,9 +18,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use super::cloud::{choose_auth, tenant_or_default, AuthMethod, KeysSet};
 use super::error::{scrub, transport_error};
 use super::http::{error_from_response, read_body_limited, Http};
-use super::paths::{encode_segment, UrlPath};
+use super::paths::encode_segment;
 use super::GraphConfig;
 use crate::redact::Secret;
 use crate::remote::RemoteError;
@@ -77,68 +80,33 @@ fn present_secret(s: &Option<Secret>) -> bool {
     s.as_ref().is_some_and(|s| !s.is_empty())
 }
 
-/// Pick the credential set from the configuration, or explain what is missing.
+/// The credential set of the configured sign-in method (already checked by
+/// [`choose_auth`](super::cloud::choose_auth); re-checked here so a hand-built config fails
+/// with the same one-line message).
 fn credentials(cfg: &GraphConfig) -> Result<Credentials, String> {
-    let has_id = present(&cfg.client_id);
-    let client_id = cfg.client_id.clone().unwrap_or_default().trim().to_string();
-    if has_id && present_secret(&cfg.client_secret) {
-        if let Some(secret) = cfg.client_secret.clone() {
-            return Ok(Credentials::ClientSecret { client_id, secret });
-        }
-    }
-    if has_id && present(&cfg.username) && present_secret(&cfg.password) {
-        if let (Some(username), Some(password)) = (cfg.username.clone(), cfg.password.clone()) {
-            return Ok(Credentials::Password {
-                client_id,
-                username: username.trim().to_string(),
-                password,
-            });
-        }
-    }
-    let missing = |keys: &[(&str, bool)]| {
-        keys.iter()
-            .filter(|(_, ok)| !ok)
-            .map(|(k, _)| *k)
-            .collect::<Vec<_>>()
-            .join(", ")
+    let keys = KeysSet {
+        client_id: present(&cfg.client_id),
+        client_secret: present_secret(&cfg.client_secret),
+        certificate_file: cfg.certificate_file.is_some(),
+        username: present(&cfg.username),
+        password: present_secret(&cfg.password),
+        tenant: present(&cfg.tenant),
     };
-    let app = missing(&[
-        ("client_id", has_id),
-        ("client_secret", present_secret(&cfg.client_secret)),
-    ]);
-    let user = missing(&[
-        ("client_id", has_id),
-        ("username", present(&cfg.username)),
-        ("password", present_secret(&cfg.password)),
-    ]);
-    Err(format!(
-        "incomplete credentials: set client_id + client_secret (app-only; missing {app}) \
-         or client_id + username + password (user sign-in; missing {user})"
-    ))
-}
-
-/// `{scheme}://{host}[:port]/.default` from the Graph URL.
-fn scope_for(graph_url: &str) -> Result<String, String> {
-    let url = url::Url::parse(graph_url).map_err(|e| format!("graph_url is not a URL: {e}"))?;
-    if !url.has_host() {
-        return Err("graph_url has no host".into());
+    let method = choose_auth(Some(&cfg.auth.to_string()), keys)?;
+    let client_id = cfg.client_id.clone().unwrap_or_default().trim().to_string();
+    match (method, cfg.client_secret.clone(), cfg.password.clone()) {
+        (AuthMethod::ClientSecret, Some(secret), _) => {
+            Ok(Credentials::ClientSecret { client_id, secret })
+        }
+        (AuthMethod::Password, _, Some(password)) => Ok(Credentials::Password {
+            client_id,
+            username: cfg.username.clone().unwrap_or_default().trim().to_string(),
+            password,
+        }),
+        (other, _, _) => Err(format!(
+            "auth = \"{other}\" is not available in this build; use password or client_secret"
+        )),
     }
-    Ok(format!("{}/.default", url.origin().ascii_serialization()))
-}
-
-/// The configured tenant, or `{first label of the site host}.onmicrosoft.com`.
-fn tenant_for(cfg: &GraphConfig) -> Result<String, String> {
-    if let Some(t) = cfg.tenant.as_deref().filter(|t| !t.trim().is_empty()) {
-        return Ok(t.trim().to_string());
-    }
-    let host = UrlPath::parse(&cfg.site_url)
-        .host
-        .ok_or("tenant is not set and site_url has no host to derive it from")?;
-    let label = host.split('.').next().unwrap_or_default();
-    if label.is_empty() {
-        return Err("tenant is not set and cannot be derived from site_url".into());
-    }
-    Ok(format!("{label}.onmicrosoft.com"))
 }
 
 /// `error: first line of error_description`, from a token-endpoint error body.
@@ -171,7 +139,7 @@ impl TokenProvider {
     /// Validate credentials and derive the token URL and scope; no network I/O.
     pub fn new(cfg: &GraphConfig, http: Http) -> Result<TokenProvider, String> {
         let credentials = credentials(cfg)?;
-        let tenant = tenant_for(cfg)?;
+        let tenant = tenant_or_default(cfg.tenant.as_deref());
         let token_url = format!(
             "{}/{}/oauth2/v2.0/token",
             cfg.authority_url.trim_end_matches('/'),
@@ -180,7 +148,7 @@ impl TokenProvider {
         Ok(TokenProvider {
             http,
             token_url,
-            scope: scope_for(&cfg.graph_url)?,
+            scope: cfg.auth.scope(&cfg.graph_scope),
             credentials,
             cache: Mutex::new(None),
             refresh: Mutex::new(()),
@@ -296,14 +264,14 @@ mod tests {
         GraphConfig {
             graph_url: "https://graph.microsoft.com/v1.0".into(),
             authority_url: "https://login.microsoftonline.com/".into(),
-            tenant: None,
             client_id: Some("cid".into()),
-            client_secret: None,
             username: Some("u@contoso.com".into()),
             password: Some(Secret::new("pw")),
             site_url: "https://contoso.sharepoint.com/sites/Team".into(),
             folder_url: "/sites/Team/Shared Documents".into(),
             timeout: Duration::from_secs(30),
+            graph_scope: "https://graph.microsoft.com".into(),
+            ..GraphConfig::default()
         }
     }
 
@@ -331,42 +299,40 @@ mod tests {
             credentials(&cfg),
             Ok(Credentials::Password { .. })
         ));
+        cfg.auth = AuthMethod::ClientSecret;
         cfg.client_secret = Some(Secret::new("s"));
+        let err = credentials(&cfg).err().unwrap();
+        assert!(err.contains("missing: tenant"), "{err}");
+        cfg.tenant = Some("t".into());
         assert!(matches!(
             credentials(&cfg),
             Ok(Credentials::ClientSecret { .. })
         ));
         cfg.client_secret = Some(Secret::new(""));
-        cfg.password = None;
         let err = credentials(&cfg).err().unwrap();
-        assert!(err.contains("missing client_secret"), "{err}");
-        assert!(err.contains("missing password"), "{err}");
-        cfg.client_id = None;
-        cfg.username = Some("  ".into());
-        let err = credentials(&cfg).err().unwrap();
-        assert!(
-            err.contains("missing client_id, username, password"),
-            "{err}"
-        );
+        assert!(err.contains("missing: client_secret"), "{err}");
     }
 
     #[test]
-    fn scope_tenant_and_token_url() {
-        assert_eq!(
-            scope_for("https://graph.microsoft.com/v1.0").unwrap(),
-            "https://graph.microsoft.com/.default"
-        );
-        assert_eq!(
-            scope_for("http://127.0.0.1:8123/v1.0").unwrap(),
-            "http://127.0.0.1:8123/.default"
-        );
-        assert!(scope_for("not a url").is_err());
+    fn scope_comes_from_the_cloud_not_graph_url() {
         let mut cfg = config();
-        assert_eq!(tenant_for(&cfg).unwrap(), "contoso.onmicrosoft.com");
+        cfg.graph_url = "http://127.0.0.1:8123/v1.0".into();
+        let http = Http::new(super::super::Tuning::default().timeouts(&cfg), None).unwrap();
+        let p = TokenProvider::new(&cfg, http.clone()).unwrap();
+        assert_eq!(
+            p.scope,
+            "https://graph.microsoft.com/Files.ReadWrite.All \
+             https://graph.microsoft.com/Sites.ReadWrite.All offline_access"
+        );
+        assert_eq!(
+            p.token_url,
+            "https://login.microsoftonline.com/organizations/oauth2/v2.0/token"
+        );
+        cfg.auth = AuthMethod::ClientSecret;
+        cfg.client_secret = Some(Secret::new("s"));
         cfg.tenant = Some("t-id".into());
-        assert_eq!(tenant_for(&cfg).unwrap(), "t-id");
-        let http = Http::new(super::super::Tuning::default().timeouts(&cfg)).unwrap();
         let p = TokenProvider::new(&cfg, http).unwrap();
+        assert_eq!(p.scope, "https://graph.microsoft.com/.default");
         assert_eq!(
             p.token_url,
             "https://login.microsoftonline.com/t-id/oauth2/v2.0/token"

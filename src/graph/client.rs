@@ -10,7 +10,7 @@
 //! reference §6; everything else addresses by path.
 
 use std::io::{self, Read};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use reqwest::blocking::Response;
 use reqwest::header::{CONTENT_RANGE, CONTENT_TYPE, LOCATION, RANGE};
@@ -104,6 +104,47 @@ fn read_body_range(resp: Response, skip: u64, len: u64) -> Result<Vec<u8>, Remot
     Ok(out)
 }
 
+/// First wait between start-up attempts; doubles up to [`STARTUP_MAX_BACKOFF`].
+const STARTUP_FIRST_BACKOFF: Duration = Duration::from_secs(1);
+const STARTUP_MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// Run `attempt` until it succeeds, fails permanently, or `budget` is spent: throttling
+/// (honouring Retry-After), 5xx and network errors are waited out with backoff, each wait
+/// logged; wrong credentials or a missing folder end at once.
+pub fn retry_transient<T>(
+    budget: Duration,
+    mut attempt: impl FnMut() -> Result<T, ConnectError>,
+) -> Result<T, ConnectError> {
+    let deadline = std::time::Instant::now() + budget;
+    let mut backoff = STARTUP_FIRST_BACKOFF;
+    loop {
+        let err = match attempt() {
+            Ok(v) => return Ok(v),
+            Err(e) if !e.is_transient() => return Err(e),
+            Err(e) => e,
+        };
+        let hinted = match err.remote_error() {
+            Some(RemoteError::Throttled {
+                retry_after: Some(d),
+                ..
+            }) => *d,
+            _ => backoff,
+        };
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return Err(err);
+        }
+        let wait = hinted.min(left);
+        log::warn!(
+            "start-up: {err}; trying again in {} ms ({} s of startup_timeout left)",
+            wait.as_millis(),
+            left.as_secs()
+        );
+        std::thread::sleep(wait);
+        backoff = (backoff * 2).min(STARTUP_MAX_BACKOFF);
+    }
+}
+
 impl GraphRemote {
     /// Sign in, resolve site → library → folder, and check the folder exists.
     pub fn connect(cfg: GraphConfig) -> Result<GraphRemote, ConnectError> {
@@ -113,8 +154,10 @@ impl GraphRemote {
     /// [`connect`](Self::connect) with explicit transport tuning.
     pub fn connect_with(cfg: GraphConfig, tuning: Tuning) -> Result<GraphRemote, ConnectError> {
         let api = Self::api(&cfg, tuning)?;
-        sign_in(&api, &cfg)?;
-        let r = resolve(&api, &cfg)?;
+        let r = retry_transient(cfg.startup_timeout, || {
+            sign_in(&api, &cfg)?;
+            resolve(&api, &cfg)
+        })?;
         log::info!(
             "mounted library {} folder /{} (drive {})",
             r.drive_name,
@@ -130,7 +173,7 @@ impl GraphRemote {
     }
 
     fn api(cfg: &GraphConfig, tuning: Tuning) -> Result<GraphApi, ConnectError> {
-        let http = Http::new(tuning.timeouts(cfg))
+        let http = Http::new(tuning.timeouts(cfg), cfg.ca_file.as_deref())
             .map_err(|e| ConnectError::new(format!("cannot set up HTTPS: {e}")))?;
         let auth = TokenProvider::new(cfg, http.clone()).map_err(ConnectError::new)?;
         GraphApi::new(http, auth, &cfg.graph_url).map_err(ConnectError::new)

@@ -4,10 +4,13 @@
 //! Invariants: the client has no default headers (Authorization is added per Graph request by
 //! `api.rs`, never here) and follows no redirects, so a bearer token can never be replayed to
 //! another URL; the one redirect we expect (download `…/content` → 302) is followed by hand,
-//! without the token. Logs show method, a caller-chosen loggable URL (upload URLs redacted),
+//! without the token. TLS trusts the system certificate store (rustls-native-certs, which
+//! honours `SSL_CERT_FILE`/`SSL_CERT_DIR`), the bundled web roots and `ca_file`; proxies come
+//! from `HTTPS_PROXY`/`NO_PROXY` (reqwest's default). Logs show method, a caller-chosen loggable URL (upload URLs redacted),
 //! status and duration — never headers or bodies.
 
 use std::io::Read;
+use std::path::Path;
 use std::time::{Duration, Instant, SystemTime};
 
 use reqwest::blocking::{Client, RequestBuilder, Response};
@@ -39,8 +42,18 @@ pub struct Http {
 }
 
 impl Http {
-    pub fn new(timeouts: Timeouts) -> Result<Http, RemoteError> {
-        let client = Client::builder()
+    /// The client trusts the system store (`SSL_CERT_FILE` / `SSL_CERT_DIR` honoured), the
+    /// bundled web roots, and the certificates in `ca_file` if given.
+    pub fn new(timeouts: Timeouts, ca_file: Option<&Path>) -> Result<Http, RemoteError> {
+        let mut builder = Client::builder();
+        if let Some(path) = ca_file {
+            for cert in read_ca_file(path)? {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        let client = builder
+            .tls_built_in_native_certs(true)
+            .tls_built_in_webpki_certs(true)
             .timeout(timeouts.request)
             .connect_timeout(timeouts.connect)
             .redirect(redirect::Policy::none())
@@ -80,6 +93,17 @@ impl Http {
             }
         }
     }
+}
+
+/// The certificates of a PEM file (one or more `CERTIFICATE` blocks).
+fn read_ca_file(path: &Path) -> Result<Vec<reqwest::Certificate>, RemoteError> {
+    let bad = |why: String| RemoteError::Protocol(format!("ca_file {}: {why}", path.display()));
+    let pem = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
+    let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| bad(e.to_string()))?;
+    if certs.is_empty() {
+        return Err(bad("no PEM CERTIFICATE in the file".into()));
+    }
+    Ok(certs)
 }
 
 /// Read a failed response's body and headers into a classified error.

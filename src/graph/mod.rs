@@ -11,6 +11,7 @@
 mod api;
 mod auth;
 mod client;
+pub mod cloud;
 mod error;
 mod http;
 mod paths;
@@ -19,33 +20,47 @@ mod resolve;
 mod tests;
 mod wire;
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::redact::Secret;
+
+pub use cloud::{AuthMethod, Cloud};
 
 pub use client::GraphRemote;
 pub use resolve::ConnectError;
 pub use wire::parse_ranges;
 
 /// Connection settings, from the mount configuration.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct GraphConfig {
     /// e.g. `https://graph.microsoft.com/v1.0` (no trailing slash).
     pub graph_url: String,
     /// e.g. `https://login.microsoftonline.com`.
     pub authority_url: String,
-    /// Tenant id or domain; `None` derives `{first label of site host}.onmicrosoft.com`.
+    /// The Graph resource scopes are built from, e.g. `https://graph.microsoft.com`.
+    pub graph_scope: String,
+    /// The sign-in method (validated against the keys by `cloud::choose_auth`).
+    pub auth: AuthMethod,
+    /// Tenant id or domain; `None` = `organizations` (delegated flows only).
     pub tenant: Option<String>,
     pub client_id: Option<String>,
     pub client_secret: Option<Secret>,
     pub username: Option<String>,
     pub password: Option<Secret>,
-    /// e.g. `https://contoso.sharepoint.com/sites/Team`.
+    /// PEM with the private key (and the certificate unless `certificate_key_file` is set).
+    pub certificate_file: Option<PathBuf>,
+    pub certificate_key_file: Option<PathBuf>,
+    /// Extra trusted root certificate(s), PEM.
+    pub ca_file: Option<PathBuf>,
+    /// e.g. `https://contoso.sharepoint.com/sites/Team`; empty = derived from `folder_url`.
     pub site_url: String,
     /// Full URL or server-relative path of the folder to mount.
     pub folder_url: String,
     /// Per-request timeout for metadata calls (fragment PUTs get a longer one).
     pub timeout: Duration,
+    /// How long connecting retries throttling, 5xx and network errors (zero: no retry).
+    pub startup_timeout: Duration,
 }
 
 /// Metadata request timeout used when `GraphConfig::timeout` is zero.

@@ -107,6 +107,74 @@ impl UrlPath {
     }
 }
 
+/// What `folder_url` names: a folder by (host and) server-relative path, or a sharing link.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FolderRef {
+    Path(UrlPath),
+    /// A sharing link (`https://host/:f:/s/Team/E…`), resolved through `/shares/`.
+    SharingLink(String),
+}
+
+/// Parse every form a user can copy: a URL or server-relative path (trailing slash or not,
+/// percent-encoded or not, non-ASCII); a browser library view whose `id=` or `RootFolder=`
+/// query parameter is the folder (`…/Forms/AllItems.aspx?id=%2Fsites%2F…&viewid=…`); a
+/// library view without one (`…/Shared Documents/Forms/AllItems.aspx` = the library root);
+/// and sharing links (`/:f:/`, `/:u:/` and other `/:x:/` forms).
+pub fn parse_folder_url(input: &str) -> FolderRef {
+    let input = input.trim();
+    let mut parsed = UrlPath::parse(input);
+    if parsed.host.is_some() {
+        let first = parsed.segments.first().map(String::as_str).unwrap_or("");
+        if first.len() == 3 && first.starts_with(':') && first.ends_with(':') {
+            return FolderRef::SharingLink(input.to_string());
+        }
+    }
+    if let Some((_, query)) = input.split_once('?') {
+        let query = query.split('#').next().unwrap_or(query);
+        let folder = url::form_urlencoded::parse(query.as_bytes())
+            .find(|(k, _)| k.eq_ignore_ascii_case("id") || k.eq_ignore_ascii_case("RootFolder"))
+            .map(|(_, v)| v.into_owned());
+        if let Some(folder) = folder.filter(|f| f.starts_with('/')) {
+            // The value is already decoded: split it without decoding again ("%" in names).
+            parsed.segments = folder
+                .split('/')
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect();
+            return FolderRef::Path(parsed);
+        }
+    }
+    let n = parsed.segments.len();
+    if n >= 2
+        && parsed.segments[n - 2].eq_ignore_ascii_case("Forms")
+        && parsed.segments[n - 1]
+            .to_ascii_lowercase()
+            .ends_with(".aspx")
+    {
+        parsed.segments.truncate(n - 2);
+    }
+    FolderRef::Path(parsed)
+}
+
+/// The site a server-relative folder path belongs to, when `site_url` is not given:
+/// `/sites/X`, `/teams/X` and OneDrive's `/personal/X` are site collections; anything else is
+/// in the root site. (A subsite needs `site_url`.)
+pub fn site_of(segments: &[String]) -> &[String] {
+    match segments.first().map(|s| s.to_ascii_lowercase()).as_deref() {
+        Some("sites" | "teams" | "personal") if segments.len() >= 2 => &segments[..2],
+        _ => &[],
+    }
+}
+
+/// Graph's share id of a sharing URL: `u!` + unpadded base64url of the URL.
+pub fn share_id(url: &str) -> String {
+    use base64::Engine;
+    format!(
+        "u!{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(url.trim().as_bytes())
+    )
+}
+
 /// `/a/b` for segments `[a, b]`, `/` for none.
 pub fn display_segments<S: AsRef<str>>(segments: &[S]) -> String {
     if segments.is_empty() {
@@ -200,6 +268,89 @@ mod tests {
         let p = UrlPath::parse("https://contoso.sharepoint.com");
         assert!(p.segments.is_empty());
         assert_eq!(p.display_path(), "/");
+    }
+
+    fn folder(input: &str) -> (Option<String>, Vec<String>) {
+        match parse_folder_url(input) {
+            FolderRef::Path(p) => (p.host, p.segments),
+            FolderRef::SharingLink(l) => panic!("{input} parsed as sharing link {l}"),
+        }
+    }
+
+    #[test]
+    fn every_folder_url_form() {
+        let host = Some("contoso.sharepoint.com".to_string());
+        let want: Vec<String> = ["sites", "Team", "Shared Documents", "Über €"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        for input in [
+            "https://contoso.sharepoint.com/sites/Team/Shared Documents/Über €",
+            "https://contoso.sharepoint.com/sites/Team/Shared Documents/Über €/",
+            "https://contoso.sharepoint.com/sites/Team/Shared%20Documents/%C3%9Cber%20%E2%82%AC",
+            "https://contoso.sharepoint.com/sites/Team/Shared%20Documents/%C3%9Cber%20%E2%82%AC/",
+            "https://contoso.sharepoint.com/sites/Team/Shared%20Documents/Forms/AllItems.aspx\
+             ?id=%2Fsites%2FTeam%2FShared%20Documents%2F%C3%9Cber%20%E2%82%AC\
+             &viewid=1b2c3d4e%2D0000%2D0000%2D0000%2D000000000000",
+            "https://contoso.sharepoint.com/sites/Team/Shared%20Documents/Forms/AllItems.aspx\
+             ?RootFolder=%2Fsites%2FTeam%2FShared%20Documents%2F%C3%9Cber%20%E2%82%AC&FolderCTID=0x0120",
+            "https://contoso.sharepoint.com/sites/Team/Shared Documents/Forms/AllItems.aspx\
+             ?viewid=x&id=/sites/Team/Shared Documents/Über €",
+        ] {
+            assert_eq!(folder(input), (host.clone(), want.clone()), "{input}");
+        }
+        for input in [
+            "/sites/Team/Shared Documents/Über €",
+            "/sites/Team/Shared%20Documents/%C3%9Cber%20%E2%82%AC/",
+        ] {
+            assert_eq!(folder(input), (None, want.clone()), "{input}");
+        }
+        // A library view without id= is the library root.
+        assert_eq!(
+            folder(
+                "https://contoso.sharepoint.com/sites/Team/Shared%20Documents/Forms/AllItems.aspx"
+            )
+            .1,
+            want[..3]
+        );
+        // A name with a literal '%' inside id= is not decoded twice.
+        assert_eq!(
+            folder("https://c.sharepoint.com/Shared%20Documents/Forms/AllItems.aspx?id=%2FShared%20Documents%2F100%2525").1,
+            ["Shared Documents", "100%25"]
+        );
+        // OneDrive for Business.
+        let (h, segs) =
+            folder("https://contoso-my.sharepoint.com/personal/ana_contoso_com/Documents/Scans/");
+        assert_eq!(h.as_deref(), Some("contoso-my.sharepoint.com"));
+        assert_eq!(segs, ["personal", "ana_contoso_com", "Documents", "Scans"]);
+        assert_eq!(site_of(&segs), ["personal", "ana_contoso_com"]);
+        // Sharing links.
+        for link in [
+            "https://contoso.sharepoint.com/:f:/s/Team/EabcDEF123?e=xyz",
+            "https://contoso.sharepoint.com/:u:/r/sites/Team/Shared%20Documents/a.txt?csf=1",
+        ] {
+            assert_eq!(
+                parse_folder_url(link),
+                FolderRef::SharingLink(link.to_string())
+            );
+        }
+    }
+
+    #[test]
+    fn sites_and_share_ids() {
+        let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            site_of(&s(&["sites", "Team", "Docs"])),
+            s(&["sites", "Team"])
+        );
+        assert_eq!(site_of(&s(&["TEAMS", "X"])), s(&["TEAMS", "X"]));
+        assert!(site_of(&s(&["Shared Documents", "x"])).is_empty());
+        assert!(site_of(&s(&["sites"])).is_empty());
+        // Graph's documented example.
+        assert_eq!(
+            share_id("https://onedrive.live.com/redir?resid=1231244193912!12&authKey=1201919!12921!1"),
+            "u!aHR0cHM6Ly9vbmVkcml2ZS5saXZlLmNvbS9yZWRpcj9yZXNpZD0xMjMxMjQ0MTkzOTEyITEyJmF1dGhLZXk9MTIwMTkxOSExMjkyMSEx"
+        );
     }
 
     #[test]

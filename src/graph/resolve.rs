@@ -12,8 +12,11 @@
 use std::fmt;
 
 use super::api::GraphApi;
-use super::paths::{display_segments, drive_item_url, encode_segment, strip_prefix_ci, UrlPath};
-use super::wire::{Drive, DriveItem, DrivesPage, Site};
+use super::paths::{
+    display_segments, drive_item_url, encode_segment, parse_folder_url, share_id, site_of,
+    strip_prefix_ci, FolderRef, UrlPath,
+};
+use super::wire::{Drive, DriveItem, DrivesPage, SharedItem, Site};
 use super::GraphConfig;
 use crate::remote::RemoteError;
 
@@ -45,15 +48,13 @@ impl ConnectError {
     }
 
     /// Whether trying again later may succeed (network, server error, throttling).
+    /// A certificate the client does not trust is not transient: waiting will not fix it.
     pub fn is_transient(&self) -> bool {
-        matches!(
-            self.cause,
-            Some(
-                RemoteError::Transport(_)
-                    | RemoteError::Server { .. }
-                    | RemoteError::Throttled { .. }
-            )
-        )
+        match &self.cause {
+            Some(RemoteError::Transport(m)) => !m.to_ascii_lowercase().contains("certificate"),
+            Some(RemoteError::Server { .. } | RemoteError::Throttled { .. }) => true,
+            _ => false,
+        }
     }
 }
 
@@ -121,14 +122,44 @@ pub fn sign_in(api: &GraphApi, cfg: &GraphConfig) -> Result<(), ConnectError> {
 
 /// Resolve site → library → folder.
 pub fn resolve(api: &GraphApi, cfg: &GraphConfig) -> Result<Resolved, ConnectError> {
-    let site_url = cfg.site_url.trim();
-    let site = UrlPath::parse(site_url);
+    resolve_steps(api, cfg, &mut |_| {})
+}
+
+/// [`resolve`], reporting each step found (`site …`, `library …`, `folder …`) to `step`.
+pub fn resolve_steps(
+    api: &GraphApi,
+    cfg: &GraphConfig,
+    step: &mut dyn FnMut(String),
+) -> Result<Resolved, ConnectError> {
+    let folder = match parse_folder_url(&cfg.folder_url) {
+        FolderRef::SharingLink(link) => return resolve_share(api, &link, step),
+        FolderRef::Path(p) => p,
+    };
+    let site_url = cfg.site_url.trim().trim_end_matches('/');
+    let site = if site_url.is_empty() {
+        // Derived from a full folder URL (config validation guarantees a host then).
+        UrlPath {
+            host: folder.host.clone(),
+            segments: site_of(&folder.segments).to_vec(),
+        }
+    } else {
+        UrlPath::parse(site_url)
+    };
     let Some(host) = site.host.clone() else {
         return Err(ConnectError::new(format!(
             "site_url must be a full URL such as https://contoso.sharepoint.com/sites/Team, \
              got {site_url:?}"
         )));
     };
+    let site_url = if site_url.is_empty() {
+        format!(
+            "https://{host}{}",
+            display_segments(&site.segments).trim_end_matches('/')
+        )
+    } else {
+        site_url.to_string()
+    };
+    let site_url = site_url.as_str();
 
     // 1. The site.
     let mut url = format!("{}/sites/{}", api.base, encode_segment(&host));
@@ -154,6 +185,7 @@ pub fn resolve(api: &GraphApi, cfg: &GraphConfig) -> Result<Resolved, ConnectErr
             ))
         }
     };
+    step(format!("site {site_url}: found"));
 
     // 2. Its document libraries.
     let mut drives = Vec::new();
@@ -171,7 +203,6 @@ pub fn resolve(api: &GraphApi, cfg: &GraphConfig) -> Result<Resolved, ConnectErr
     }
 
     // 3. The library containing the folder.
-    let folder = UrlPath::parse(&cfg.folder_url);
     if let Some(fh) = &folder.host {
         if *fh != host {
             return Err(ConnectError::new(format!(
@@ -200,8 +231,8 @@ pub fn resolve(api: &GraphApi, cfg: &GraphConfig) -> Result<Resolved, ConnectErr
             .collect::<Vec<_>>()
             .join(", ");
         return Err(ConnectError::new(format!(
-            "folder_url {} is in no document library of {site_url} (libraries: {}) — check \
-             folder_url",
+            "library not found: folder_url {} is in no document library of {site_url} \
+             (libraries: {}) — check folder_url",
             folder.display_path(),
             if libraries.is_empty() {
                 "none".into()
@@ -210,8 +241,17 @@ pub fn resolve(api: &GraphApi, cfg: &GraphConfig) -> Result<Resolved, ConnectErr
             }
         )));
     };
+    step(format!("library {}: found", drive.name));
+    check_folder(api, drive, rest, step)
+}
 
-    // 4. The folder itself.
+/// Step 4: the folder inside the library exists and is a folder.
+fn check_folder(
+    api: &GraphApi,
+    drive: &Drive,
+    rest: Vec<String>,
+    step: &mut dyn FnMut(String),
+) -> Result<Resolved, ConnectError> {
     let url = drive_item_url(&api.base, &drive.id, &rest);
     let shown = if rest.is_empty() {
         "(library root)".to_string()
@@ -219,11 +259,14 @@ pub fn resolve(api: &GraphApi, cfg: &GraphConfig) -> Result<Resolved, ConnectErr
         display_segments(&rest).trim_start_matches('/').to_string()
     };
     match api.get_json::<DriveItem>(&url, "mount folder") {
-        Ok(item) if item.folder.is_some() => Ok(Resolved {
-            drive_id: drive.id.clone(),
-            drive_name: drive.name.clone(),
-            folder: rest,
-        }),
+        Ok(item) if item.folder.is_some() => {
+            step(format!("folder {shown} in library {}: found", drive.name));
+            Ok(Resolved {
+                drive_id: drive.id.clone(),
+                drive_name: drive.name.clone(),
+                folder: rest,
+            })
+        }
         Ok(_) => Err(ConnectError::new(format!(
             "folder_url points to a file, not a folder: {shown} in library {} — check \
              folder_url",
@@ -239,6 +282,52 @@ pub fn resolve(api: &GraphApi, cfg: &GraphConfig) -> Result<Resolved, ConnectErr
             e,
         )),
     }
+}
+
+/// A sharing link: `GET /shares/u!…/driveItem`, then the item's drive
+/// (`parentReference.driveId`); the folder is the item's `webUrl` inside the drive's.
+fn resolve_share(
+    api: &GraphApi,
+    link: &str,
+    step: &mut dyn FnMut(String),
+) -> Result<Resolved, ConnectError> {
+    let shown = link.split('?').next().unwrap_or(link);
+    let url = format!("{}/shares/{}/driveItem", api.base, share_id(link));
+    let item: SharedItem = match api.get_json(&url, "sharing link") {
+        Ok(i) => i,
+        Err(RemoteError::NotFound(_)) => {
+            return Err(ConnectError::new(format!(
+                "sharing link not found: {shown} — check folder_url (the link may have \
+                 expired, or the account may not be allowed to use it)"
+            )))
+        }
+        Err(e) => return Err(step_failed(&format!("sharing link {shown}"), "", e)),
+    };
+    let Some(drive_id) = item.parent_reference.and_then(|p| p.drive_id) else {
+        return Err(ConnectError::new(format!(
+            "sharing link {shown} names no item in a document library — check folder_url"
+        )));
+    };
+    step(format!("sharing link {shown}: {} found", item.name));
+    let drive: Drive = api
+        .get_json(
+            &format!("{}/drives/{}", api.base, encode_segment(&drive_id)),
+            "document library",
+        )
+        .map_err(|e| step_failed("library of the sharing link", "", e))?;
+    let rest = match_drive(
+        std::slice::from_ref(&drive),
+        &UrlPath::parse(&item.web_url).segments,
+    )
+    .map(|(_, rest)| rest)
+    .ok_or_else(|| {
+        ConnectError::new(format!(
+            "sharing link {shown}: the item is not inside library {} — check folder_url",
+            drive.name
+        ))
+    })?;
+    step(format!("library {}: found", drive.name));
+    check_folder(api, &drive, rest, step)
 }
 
 /// The drive whose decoded `webUrl` path is the longest prefix of `folder` (segment-wise,
@@ -333,6 +422,8 @@ mod tests {
         assert!(e.is_transient());
         assert!(!e.to_string().contains('\n'));
         assert!(!ConnectError::new("folder not found").is_transient());
+        let tls = RemoteError::Transport("invalid peer certificate: UnknownIssuer".into());
+        assert!(!step_failed("sign-in", "", tls).is_transient());
         assert_eq!(ConnectError::new("a\r\n  b").to_string(), "a b");
     }
 }

@@ -114,6 +114,8 @@ impl Server {
             site_url: "http://contoso.sharepoint.com/sites/Team".into(),
             folder_url: "/sites/Team/Shared Documents/Up loads".into(),
             timeout: Duration::from_secs(10),
+            graph_scope: "https://graph.microsoft.com".into(),
+            ..GraphConfig::default()
         }
     }
 
@@ -220,7 +222,11 @@ fn create_session_sends_ordered_json_with_bearer() {
     let token_req = &reqs[0];
     let form = token_req.body_str();
     assert!(form.contains("grant_type=password"), "{form}");
-    assert!(form.contains("scope=http%3A%2F%2F127.0.0.1%3A"), "{form}");
+    // The Graph scope, not the (emulated) graph_url's origin.
+    assert!(
+        form.contains("scope=https%3A%2F%2Fgraph.microsoft.com%2FFiles.ReadWrite.All"),
+        "{form}"
+    );
     assert_eq!(token_req.path(), "/tenant1/oauth2/v2.0/token");
     assert_eq!(token_req.header("authorization"), None);
 
@@ -745,7 +751,7 @@ fn connect_errors_name_what_to_fix() {
     let mut cfg = server.config();
     cfg.password = None;
     let err = client::GraphRemote::connect(cfg).unwrap_err().to_string();
-    assert!(err.contains("missing password"), "{err}");
+    assert!(err.contains("missing: password"), "{err}");
 }
 
 #[test]

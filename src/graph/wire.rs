@@ -35,6 +35,23 @@ pub struct DriveItem {
     pub last_modified: Option<String>,
 }
 
+/// The item a sharing link resolves to (`/shares/{id}/driveItem`).
+#[derive(Debug, Deserialize)]
+pub struct SharedItem {
+    #[serde(default)]
+    pub name: String,
+    #[serde(rename = "webUrl", default)]
+    pub web_url: String,
+    #[serde(rename = "parentReference", default)]
+    pub parent_reference: Option<ItemParent>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ItemParent {
+    #[serde(rename = "driveId", default)]
+    pub drive_id: Option<String>,
+}
+
 #[derive(Debug, Deserialize)]
 pub struct FileFacet {
     #[serde(default)]
