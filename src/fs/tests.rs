@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
 use super::*;
-use crate::upload::memory::{stand_in_file_hash, Call, MemoryRemote};
+use crate::remote::memory::{stand_in_file_hash, Call, MemoryRemote};
 use crate::upload::QueueConfig;
 
 struct Rig {
@@ -21,7 +21,10 @@ fn rig(delay: Duration) -> Rig {
     let spool = Arc::new(Spool::open(&spool_dir).unwrap());
     let remote = Arc::new(MemoryRemote::default());
     let r: Arc<dyn Remote> = remote.clone();
-    let mut qcfg = QueueConfig::new(Arc::new(|p: &std::path::Path| stand_in_file_hash(p)));
+    let mut qcfg = QueueConfig::new(
+        Arc::new(|p: &std::path::Path| stand_in_file_hash(p)),
+        Arc::new(crate::spool::SpoolStore),
+    );
     qcfg.workers = 2;
     qcfg.write_back_delay = delay;
     let qr = r.clone();

@@ -20,7 +20,6 @@
 
 use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
@@ -37,7 +36,7 @@ use super::status::StatusSnapshot;
 use super::status::UploadState;
 use super::throttle::Throttle;
 use super::worker::{JobEnd, UploadContext, Uploader};
-use super::{QueueConfig, UploadJob, UploadListener};
+use super::{QueueConfig, Release, UploadJob, UploadListener};
 use crate::remote::{Remote, RemoteItem};
 
 /// A job waiting to start.
@@ -107,17 +106,8 @@ fn path_key(path: &str) -> String {
     path.to_lowercase()
 }
 
-/// Remove spool data files and their records.
-fn remove_spool_files(files: Vec<PathBuf>) {
-    for f in files {
-        if let Err(e) = std::fs::remove_file(&f) {
-            if e.kind() != std::io::ErrorKind::NotFound {
-                warn!("cannot remove spool file {}: {e}", f.display());
-            }
-        }
-        crate::spool::remove_spooled(&f);
-    }
-}
+/// Jobs the queue has let go of, to report to the store once the queue lock is released.
+type Released = Vec<(UploadJob, Release)>;
 
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, QueueState> {
@@ -239,6 +229,13 @@ impl Shared {
         self.settle(key, id, job, end);
     }
 
+    /// Tell the store of jobs the queue let go of. Called with no queue lock held.
+    fn release(&self, jobs: Released) {
+        for (job, why) in jobs {
+            self.ctx.store.released(&job, why);
+        }
+    }
+
     fn tell_listener(&self, job: &UploadJob, outcome: Result<&RemoteItem, &str>) {
         if catch_unwind(AssertUnwindSafe(|| self.listener.finished(job, outcome))).is_err() {
             error!("upload listener panicked on {}", job.remote_path);
@@ -261,9 +258,7 @@ impl Shared {
             }
             JobEnd::Failed(reason) if !cancelled_early => {
                 // Persisted first: a `failed` status implies a `failed` record.
-                if let Some(store) = &self.ctx.store {
-                    store.failed(&job, reason);
-                }
+                self.ctx.store.failed(&job, reason);
                 self.tell_listener(&job, Err(reason));
                 self.ctx
                     .registry
@@ -272,7 +267,7 @@ impl Shared {
             JobEnd::Failed(_) | JobEnd::Stopped => {}
         }
 
-        let mut to_remove = Vec::new();
+        let mut to_release = Released::new();
         {
             let mut state = self.lock();
             let cancelled = state.running.remove(key).is_some_and(|r| r.cancelled);
@@ -282,12 +277,17 @@ impl Shared {
             match end {
                 JobEnd::Done(_) => {
                     if !spool_shared {
-                        to_remove.push(job.spool_file.clone());
+                        to_release.push((job, Release::Committed));
                     }
                 }
                 JobEnd::Failed(_) | JobEnd::Stopped if cancelled || superseded => {
                     if !spool_shared {
-                        to_remove.push(job.spool_file.clone());
+                        let why = if cancelled {
+                            Release::Cancelled
+                        } else {
+                            Release::Superseded
+                        };
+                        to_release.push((job, why));
                     }
                     if cancelled || matches!(end, JobEnd::Stopped) {
                         self.ctx.registry.remove(id);
@@ -313,7 +313,7 @@ impl Shared {
             self.dispatch(&mut state, key);
             state.settling += 1;
         }
-        remove_spool_files(to_remove);
+        self.release(to_release);
         self.lock().settling -= 1;
         self.changed.notify_all();
     }
@@ -400,7 +400,7 @@ impl UploadQueue {
     pub fn submit(&self, job: UploadJob) {
         let shared = self.shared();
         let key = path_key(&job.remote_path);
-        let mut to_remove = Vec::new();
+        let mut to_release = Released::new();
         {
             let mut state = shared.lock();
             if state.shutdown {
@@ -414,7 +414,7 @@ impl UploadQueue {
             if let Some((old_id, old)) = state.failed.remove(&key) {
                 shared.ctx.registry.remove(old_id);
                 if old.spool_file != job.spool_file {
-                    to_remove.push(old.spool_file);
+                    to_release.push((old, Release::Superseded));
                 }
             }
             shared.ctx.registry.queued(id, &job.remote_path, job.size);
@@ -422,7 +422,7 @@ impl UploadQueue {
                 Some(p) => {
                     shared.ctx.registry.remove(p.id);
                     if p.job.spool_file != job.spool_file {
-                        to_remove.push(p.job.spool_file.clone());
+                        to_release.push((p.job.clone(), Release::Superseded));
                     }
                     p.id = id;
                     p.job = job;
@@ -442,7 +442,7 @@ impl UploadQueue {
             }
             shared.dispatch(&mut state, &key);
         }
-        remove_spool_files(to_remove);
+        shared.release(to_release);
     }
 
     /// Cancel the jobs for `remote_path`: a queued one is dropped and a failed one forgotten
@@ -453,18 +453,18 @@ impl UploadQueue {
     pub fn cancel(&self, remote_path: &str) -> bool {
         let shared = self.shared();
         let key = path_key(remote_path);
-        let mut to_remove = Vec::new();
+        let mut to_release = Released::new();
         let mut found = false;
         {
             let mut state = shared.lock();
             if let Some(p) = state.pending.remove(&key) {
                 shared.ctx.registry.remove(p.id);
-                to_remove.push(p.job.spool_file);
+                to_release.push((p.job, Release::Cancelled));
                 found = true;
             }
             if let Some((id, job)) = state.failed.remove(&key) {
                 shared.ctx.registry.remove(id);
-                to_remove.push(job.spool_file);
+                to_release.push((job, Release::Cancelled));
                 found = true;
             }
             if let Some(r) = state.running.get_mut(&key) {
@@ -474,7 +474,7 @@ impl UploadQueue {
             }
         }
         shared.changed.notify_all();
-        remove_spool_files(to_remove);
+        shared.release(to_release);
         found
     }
 
@@ -511,10 +511,8 @@ impl UploadQueue {
             count += 1;
         }
         drop(state);
-        if let Some(store) = &shared.ctx.store {
-            for job in &requeued {
-                store.requeued(job);
-            }
+        for job in &requeued {
+            shared.ctx.store.requeued(job);
         }
         count
     }
@@ -526,7 +524,7 @@ impl UploadQueue {
     pub fn retarget(&self, from: &str, to: &str) -> bool {
         let shared = self.shared();
         let (kf, kt) = (path_key(from), path_key(to));
-        let mut to_remove = Vec::new();
+        let mut to_release = Released::new();
         let amended: UploadJob;
         {
             let mut state = shared.lock();
@@ -539,12 +537,12 @@ impl UploadQueue {
             if let Some(old) = state.pending.remove(&kt) {
                 shared.ctx.registry.remove(old.id);
                 if old.job.spool_file != p.job.spool_file {
-                    to_remove.push(old.job.spool_file);
+                    to_release.push((old.job, Release::Superseded));
                 }
             }
             if let Some((id, old)) = state.failed.remove(&kt) {
                 shared.ctx.registry.remove(id);
-                to_remove.push(old.spool_file);
+                to_release.push((old, Release::Superseded));
             }
             p.job.remote_path = to.to_string();
             amended = p.job.clone();
@@ -557,10 +555,8 @@ impl UploadQueue {
             state.pending.insert(kt.clone(), p);
             shared.dispatch(&mut state, &kt);
         }
-        remove_spool_files(to_remove);
-        if let Some(store) = &shared.ctx.store {
-            store.amended(&amended);
-        }
+        shared.release(to_release);
+        shared.ctx.store.amended(&amended);
         true
     }
 
@@ -577,9 +573,7 @@ impl UploadQueue {
                 None => return false,
             }
         };
-        if let Some(store) = &shared.ctx.store {
-            store.amended(&job);
-        }
+        shared.ctx.store.amended(&job);
         true
     }
 
@@ -590,7 +584,7 @@ impl UploadQueue {
     pub fn keep(&self, job: UploadJob, state: UploadState, reason: &str) {
         let shared = self.shared();
         let key = path_key(&job.remote_path);
-        let mut to_remove = Vec::new();
+        let mut to_release = Released::new();
         {
             let mut st = shared.lock();
             st.next_id += 1;
@@ -602,11 +596,11 @@ impl UploadQueue {
             if let Some((old_id, old)) = st.failed.insert(key, (id, job.clone())) {
                 shared.ctx.registry.remove(old_id);
                 if old.spool_file != job.spool_file {
-                    to_remove.push(old.spool_file);
+                    to_release.push((old, Release::Superseded));
                 }
             }
         }
-        remove_spool_files(to_remove);
+        shared.release(to_release);
     }
 
     /// Failed jobs whose spool files the queue keeps (for spool accounting).

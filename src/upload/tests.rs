@@ -7,13 +7,13 @@ use std::time::{Duration, Instant, SystemTime};
 
 use super::chunk::{ChunkPlan, FRAGMENT_ALIGN as K};
 use super::clock::{Clock, Interrupt, ManualClock, SystemClock};
-use super::memory::{stand_in_file_hash, stand_in_hash, Call, Fault, MemoryRemote};
 use super::registry::StatusRegistry;
 use super::retry::RetryPolicy;
 use super::status::UploadState;
 use super::throttle::Throttle;
 use super::worker::{JobEnd, UploadContext, Uploader};
 use super::*;
+use crate::remote::memory::{stand_in_file_hash, stand_in_hash, Call, Fault, MemoryRemote};
 use crate::remote::{Remote, RemoteError};
 
 type Event = (String, Result<RemoteItem, String>, bool);
@@ -34,6 +34,22 @@ impl UploadListener for Recorder {
     }
 }
 
+/// The spool's part for these tests: a released job's spool file is deleted, so the tests can
+/// check when the queue lets go of a file. Records nothing else.
+struct RemovingStore;
+
+impl JobStore for RemovingStore {
+    fn starting(&self, _: &UploadJob) {}
+    fn session(&self, _: &UploadJob, _: Option<&crate::remote::UploadSession>) {}
+    fn acked(&self, _: &UploadJob, _: u64) {}
+    fn failed(&self, _: &UploadJob, _: &str) {}
+    fn requeued(&self, _: &UploadJob) {}
+    fn amended(&self, _: &UploadJob) {}
+    fn released(&self, job: &UploadJob, _: Release) {
+        let _ = std::fs::remove_file(&job.spool_file);
+    }
+}
+
 impl Recorder {
     fn events(&self) -> Vec<Event> {
         self.events.lock().unwrap().clone()
@@ -49,7 +65,7 @@ struct Harness {
 }
 
 fn config(clock: Arc<dyn Clock>) -> QueueConfig {
-    let mut c = QueueConfig::new(Arc::new(stand_in_file_hash));
+    let mut c = QueueConfig::new(Arc::new(stand_in_file_hash), Arc::new(RemovingStore));
     c.workers = 1;
     c.chunk_size = K;
     c.max_attempts = 5;
@@ -611,7 +627,7 @@ fn direct_context(remote: Arc<MemoryRemote>, chunk: u64, max_attempts: u32) -> U
         conflict: Conflict::Replace,
         hasher: Arc::new(stand_in_file_hash),
         hash_recheck_delay: Duration::ZERO,
-        store: None,
+        store: Arc::new(RemovingStore),
         stopping: std::sync::atomic::AtomicBool::new(false),
     }
 }

@@ -54,7 +54,7 @@ pub struct UploadContext {
     /// Wait before asking again for a hash the server had not computed yet.
     pub hash_recheck_delay: Duration,
     /// Where progress is persisted (spool records).
-    pub store: Option<Arc<dyn JobStore>>,
+    pub store: Arc<dyn JobStore>,
     /// The queue is shutting down: interrupted jobs keep their sessions.
     pub stopping: AtomicBool,
 }
@@ -106,9 +106,7 @@ impl Uploader {
     ) -> JobEnd {
         let started = ctx.clock.now();
         ctx.registry.started(id, started, ctx.clock.wall(), 1);
-        if let Some(store) = &ctx.store {
-            store.starting(job);
-        }
+        ctx.store.starting(job);
         let mut drive = Drive {
             ctx,
             id,
@@ -236,15 +234,11 @@ impl Drive<'_> {
     }
 
     fn persist_session(&self, session: Option<&crate::remote::UploadSession>) {
-        if let Some(store) = &self.ctx.store {
-            store.session(self.job, session);
-        }
+        self.ctx.store.session(self.job, session);
     }
 
     fn persist_acked(&self, bytes: u64) {
-        if let Some(store) = &self.ctx.store {
-            store.acked(self.job, bytes);
-        }
+        self.ctx.store.acked(self.job, bytes);
     }
 
     fn progress(&mut self, uploaded: u64) {

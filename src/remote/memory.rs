@@ -9,7 +9,7 @@
 //! order by the next matching request as it arrives (before any pause), whichever job makes it. `hash` computes the item hash
 //! the server reports; tests use a stand-in for quickXorHash on both sides.
 //!
-//! Test support, compiled in all builds so the filesystem core's tests can use it too. Locks:
+//! Test support: compiled only under `cfg(test)` or the `test-support` feature. Locks:
 //! `state`, then `pause` is never taken while `state` is held (the pause wait happens outside);
 //! the remote never calls back into the queue.
 
