@@ -486,7 +486,7 @@ mod tests {
             error: None,
             session_url: Some("http://127.0.0.1/upload/x?tempauth=SECRET".into()),
             session_expires: Some(1),
-            acked: 327_680,
+            acked: crate::protocol::FRAGMENT_UNIT,
             content_hash: None,
             fingerprint: Fingerprint::of(&data).ok(),
         };

@@ -50,8 +50,8 @@ pub type FileHasher = Arc<dyn Fn(&Path) -> io::Result<String> + Send + Sync>;
 pub struct QueueConfig {
     /// Parallel uploads (worker threads); at least 1. Default 4.
     pub workers: usize,
-    /// Fragment size: a multiple of 320 KiB, under 60 MiB (rounded down into that range if
-    /// not). Default 10 MiB. Each worker holds one buffer of this size.
+    /// Fragment size: a multiple of `protocol::FRAGMENT_UNIT` (320 KiB), at most
+    /// `protocol::MAX_FRAGMENT` (rounded down into that range if not). Default 10 MiB. Each worker holds one buffer of this size.
     pub chunk_size: u64,
     /// Default `Replace`.
     pub conflict: Conflict,
@@ -83,7 +83,7 @@ impl QueueConfig {
     pub fn new(hasher: FileHasher, store: Arc<dyn JobStore>) -> Self {
         QueueConfig {
             workers: 4,
-            chunk_size: chunk::DEFAULT_CHUNK,
+            chunk_size: crate::protocol::DEFAULT_CHUNK,
             conflict: Conflict::Replace,
             max_attempts: 10,
             retention: Duration::from_secs(600),

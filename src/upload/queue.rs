@@ -69,7 +69,7 @@ struct QueueState {
     shutdown: bool,
 }
 
-struct Shared {
+struct QueueShared {
     ctx: UploadContext,
     listener: Arc<dyn UploadListener>,
     state: Mutex<QueueState>,
@@ -85,9 +85,9 @@ struct Shared {
     threads: Mutex<Vec<JoinHandle<()>>>,
 }
 
-/// Signals shutdown when the last handle is dropped (workers hold `Shared`, not this).
+/// Signals shutdown when the last handle is dropped (workers hold `QueueShared`, not this).
 struct Owner {
-    shared: Arc<Shared>,
+    shared: Arc<QueueShared>,
 }
 
 impl Drop for Owner {
@@ -109,7 +109,7 @@ fn path_key(path: &str) -> String {
 /// Jobs the queue has let go of, to report to the store once the queue lock is released.
 type Released = Vec<(UploadJob, Release)>;
 
-impl Shared {
+impl QueueShared {
     fn lock(&self) -> MutexGuard<'_, QueueState> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -336,7 +336,7 @@ impl UploadQueue {
         }
         let (ready_tx, ready_rx) = unbounded();
         let (stop_tx, stop_rx) = unbounded();
-        let shared = Arc::new(Shared {
+        let shared = Arc::new(QueueShared {
             ctx: UploadContext {
                 remote,
                 clock: config.clock,
@@ -390,7 +390,7 @@ impl UploadQueue {
         }
     }
 
-    fn shared(&self) -> &Shared {
+    fn shared(&self) -> &QueueShared {
         &self.owner.shared
     }
 

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use super::chunk::{ChunkPlan, FRAGMENT_ALIGN as K};
+use super::chunk::ChunkPlan;
 use super::clock::{Clock, Interrupt, ManualClock, SystemClock};
 use super::registry::StatusRegistry;
 use super::retry::RetryPolicy;
@@ -13,6 +13,7 @@ use super::status::UploadState;
 use super::throttle::Throttle;
 use super::worker::{JobEnd, UploadContext, Uploader};
 use super::*;
+use crate::protocol::FRAGMENT_UNIT as K;
 use crate::remote::memory::{stand_in_file_hash, stand_in_hash, Call, Fault, MemoryRemote};
 use crate::remote::{Remote, RemoteError};
 

@@ -85,7 +85,7 @@ pub struct Uploader {
 impl Uploader {
     pub fn new(plan: ChunkPlan) -> Self {
         Uploader {
-            // chunk_size ≤ MAX_CHUNK (< 60 MiB) always fits in usize.
+            // chunk_size ≤ MAX_FRAGMENT (< 60 MiB) always fits in usize.
             buf: vec![0; plan.chunk_size() as usize],
             rng: StdRng::from_entropy(),
         }
@@ -107,7 +107,7 @@ impl Uploader {
         let started = ctx.clock.now();
         ctx.registry.started(id, started, ctx.clock.wall(), 1);
         ctx.store.starting(job);
-        let mut drive = Drive {
+        let mut run = JobRun {
             ctx,
             id,
             job,
@@ -120,9 +120,9 @@ impl Uploader {
             rng: &mut self.rng,
         };
         let result = if job.size == 0 {
-            drive.upload_empty()
+            run.upload_empty()
         } else {
-            drive.upload_session(&mut self.buf)
+            run.upload_session(&mut self.buf)
         };
         match result {
             Ok(item) => {
@@ -155,7 +155,7 @@ impl Uploader {
 }
 
 /// The state of one job's run.
-struct Drive<'a> {
+struct JobRun<'a> {
     ctx: &'a UploadContext,
     id: u64,
     job: &'a UploadJob,
@@ -174,7 +174,7 @@ struct Drive<'a> {
     rng: &'a mut StdRng,
 }
 
-impl Drive<'_> {
+impl JobRun<'_> {
     fn path(&self) -> &str {
         &self.job.remote_path
     }
