@@ -36,8 +36,8 @@ mod tests {
         assert_eq!(FRAGMENT_UNIT, 327_680);
         assert_eq!(MAX_FRAGMENT, 62_586_880);
         assert_eq!(MAX_FRAGMENT % FRAGMENT_UNIT, 0);
-        assert!(MAX_FRAGMENT < FRAGMENT_LIMIT);
-        assert!(MAX_FRAGMENT + FRAGMENT_UNIT >= FRAGMENT_LIMIT);
+        const { assert!(MAX_FRAGMENT < FRAGMENT_LIMIT) };
+        const { assert!(MAX_FRAGMENT + FRAGMENT_UNIT >= FRAGMENT_LIMIT) };
         assert_eq!(DEFAULT_CHUNK, 10 * 1024 * 1024);
     }
 }
