@@ -5,8 +5,9 @@
 //! folder). Names compare case-insensitively on the server, as in SharePoint. Implementations:
 //! the real Microsoft Graph client (`crate::graph::GraphRemote`) and, for tests only (compiled
 //! under `cfg(test)` or the `test-support` feature, never into a release build), an in-memory
-//! remote ([`memory::MemoryRemote`]) and a fault-injecting wrapper ([`faults::FaultyRemote`]). Upload URLs are capabilities and
-//! travel only inside [`UploadSession`], whose `Debug` never shows them.
+//! remote (`memory::MemoryRemote`) and a fault-injecting wrapper (`faults::FaultyRemote`).
+//! Upload URLs are capabilities and travel only inside [`UploadSession`], whose `Debug` never
+//! shows them.
 
 #[cfg(any(test, feature = "test-support"))]
 pub mod faults;

@@ -14,9 +14,22 @@
 //! channel, so it is there at most once per path, and a stale key (job cancelled) is skipped.
 //! Workers wait on the channel and on a stop channel whose sender is dropped at shutdown.
 //!
-//! Lock order: `state` → registry (inside `UploadContext`). The throttle, interrupts and
-//! `threads` are leaves. No lock is held across I/O, a remote call or a listener call: spool
-//! files are removed after the lock is released.
+//! Locks this layer owns, in order: `QueueShared::state` (the queue lock) → the status
+//! registry's lock (inside `UploadContext`) → a job's `Interrupt` flag. The throttle, the
+//! `threads` and `stop_tx` mutexes are leaves; nothing is taken inside them. Callers (the
+//! filesystem core) may hold their own locks when they call in: the queue sits below them.
+//!
+//! The queue lock is taken by `submit`, `cancel`, `retry_failed`, `retarget`, `amend_mtime`,
+//! `keep`, `failed_jobs`, `wait_idle` (waits on `changed`), and inside by `run_one`, `settle`,
+//! `scheduler_loop` (waits on `sched`) and `begin_shutdown` (`shutdown`, drop of the last
+//! handle). `dispatch` is called with it held. `snapshot` takes only the registry's lock.
+//! It is never held across I/O, a remote call, a [`super::JobStore`] call or an
+//! [`super::UploadListener`] call: jobs let go of are collected under the lock and reported
+//! to `JobStore::released` after it is dropped (`QueueShared::release`). Calls out, all
+//! without the queue lock: `JobStore::released` from `submit`, `cancel`, `retarget`, `keep`
+//! and `settle`; `requeued` from `retry_failed`; `amended` from `retarget` and `amend_mtime`;
+//! `failed` and the listener's `finished` from `settle` (worker thread); `starting`,
+//! `session` and `acked` from the worker (`worker.rs`), which holds no queue lock at all.
 
 use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};

@@ -1,7 +1,11 @@
 //! The upload session driver: takes ONE job from a sealed spool file to a committed,
 //! hash-checked SharePoint item, following the retry policy (`retry.rs`), the fragment plan
 //! (`chunk.rs`) and the shared throttle gate (`throttle.rs`). It knows nothing of the queue:
-//! it returns how the job ended and the queue decides what happens to the spool file.
+//! it returns how the job ended and the queue decides when to release the spool file.
+//!
+//! Locks: a run (`JobRun`) holds no queue lock. It takes the registry's and the throttle's
+//! locks only for updates, never across a remote call; the `JobStore` (`starting`, `session`,
+//! `acked`) and the remote are called with no lock of this layer held.
 //!
 //! Invariants:
 //! - Constant memory: one buffer of `chunk_size` bytes per worker, allocated once and reused
