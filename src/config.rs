@@ -18,12 +18,7 @@ use crate::graph::AuthMethod;
 use crate::redact::Secret;
 use crate::remote::Conflict;
 
-/// Fragment sizes must be multiples of this (reference §2).
-pub const FRAGMENT_ALIGN: u64 = 327_680;
-/// Every fragment must be smaller than 60 MiB.
-pub const FRAGMENT_LIMIT: u64 = 60 * 1024 * 1024;
-/// Default fragment size: 10 MiB = 32 × 320 KiB.
-pub const DEFAULT_CHUNK: u64 = 10 * 1024 * 1024;
+use crate::protocol::{DEFAULT_CHUNK, FRAGMENT_LIMIT, FRAGMENT_UNIT, MAX_FRAGMENT};
 
 /// The TOML file as written by the user. Every field is optional here; `MountConfig::resolve`
 /// applies defaults and checks.
@@ -39,7 +34,7 @@ pub struct FileConfig {
     pub client_secret: Option<String>,
     pub graph_url: Option<String>,
     pub authority_url: Option<String>,
-    /// `"10MiB"`, `"5 MiB"`, `"327680"`, or an integer.
+    /// `"10MiB"`, `"5 MiB"`, `"320KiB"`, or an integer (bytes).
     pub chunk_size: Option<SizeValue>,
     pub workers: Option<usize>,
     pub spool_dir: Option<PathBuf>,
@@ -194,10 +189,9 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
         .find(|c: char| !c.is_ascii_digit() && c != '_')
         .unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
-    let num: u64 = num
-        .replace('_', "")
-        .parse()
-        .map_err(|_| format!("\"{text}\" is not a size (examples: 10MiB, 5 MiB, 327680)"))?;
+    let num: u64 = num.replace('_', "").parse().map_err(|_| {
+        format!("\"{text}\" is not a size (examples: 10MiB, 5 MiB, {FRAGMENT_UNIT})")
+    })?;
     let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
         "" | "b" => 1,
         "k" | "kb" | "kib" => 1024,
@@ -215,17 +209,18 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
 
 /// Check a fragment size against the upload-session rules.
 pub fn validate_chunk_size(bytes: u64) -> Result<u64, String> {
-    if bytes == 0 || !bytes.is_multiple_of(FRAGMENT_ALIGN) {
-        let lower = (bytes / FRAGMENT_ALIGN).max(1) * FRAGMENT_ALIGN;
+    if bytes == 0 || !bytes.is_multiple_of(FRAGMENT_UNIT) {
+        let lower = (bytes / FRAGMENT_UNIT).max(1) * FRAGMENT_UNIT;
         return Err(format!(
-            "chunk_size = {bytes} bytes is not a multiple of 320 KiB (327680 bytes); \
+            "chunk_size = {bytes} bytes is not a multiple of 320 KiB ({FRAGMENT_UNIT} bytes); \
              use e.g. {lower} or \"10MiB\""
         ));
     }
     if bytes >= FRAGMENT_LIMIT {
         return Err(format!(
-            "chunk_size = {bytes} bytes is not under 60 MiB; the largest allowed is 62586880 \
-             (191 × 320 KiB); the default is \"10MiB\""
+            "chunk_size = {bytes} bytes is not under 60 MiB; the largest allowed is {MAX_FRAGMENT} \
+             ({} × 320 KiB); the default is \"10MiB\"",
+            MAX_FRAGMENT / FRAGMENT_UNIT
         ));
     }
     Ok(bytes)
@@ -421,8 +416,8 @@ mod tests {
         for (input, want) in [
             ("10MiB", Ok(10 * 1024 * 1024)),
             ("5 MiB", Ok(5 * 1024 * 1024)),
-            ("320KiB", Ok(327_680)),
-            ("327680", Ok(327_680)),
+            ("320KiB", Ok(FRAGMENT_UNIT)),
+            (&FRAGMENT_UNIT.to_string(), Ok(FRAGMENT_UNIT)),
             ("1_048_576", Ok(1_048_576)),
             ("2g", Ok(2 * 1024 * 1024 * 1024)),
         ] {
@@ -432,13 +427,33 @@ mod tests {
         assert!(parse_size("10 parsecs").is_err());
     }
 
+    /// The messages are user-facing and documented: the numbers in them come from
+    /// `crate::protocol` now, and must read exactly as before.
+    #[test]
+    fn error_messages_unchanged() {
+        assert_eq!(
+            parse_size("ten").unwrap_err(),
+            "\"ten\" is not a size (examples: 10MiB, 5 MiB, 327680)"
+        );
+        assert_eq!(
+            validate_chunk_size(100_000).unwrap_err(),
+            "chunk_size = 100000 bytes is not a multiple of 320 KiB (327680 bytes); \
+             use e.g. 327680 or \"10MiB\""
+        );
+        assert_eq!(
+            validate_chunk_size(62_914_560).unwrap_err(),
+            "chunk_size = 62914560 bytes is not under 60 MiB; the largest allowed is 62586880 \
+             (191 × 320 KiB); the default is \"10MiB\""
+        );
+    }
+
     #[test]
     fn chunk_size_rules() {
-        assert!(validate_chunk_size(327_680).is_ok());
-        assert!(validate_chunk_size(191 * 327_680).is_ok());
+        assert!(validate_chunk_size(FRAGMENT_UNIT).is_ok());
+        assert!(validate_chunk_size(MAX_FRAGMENT).is_ok());
         let e = validate_chunk_size(100_000).unwrap_err();
         assert!(e.contains("not a multiple of 320 KiB"), "{e}");
-        assert!(validate_chunk_size(192 * 327_680)
+        assert!(validate_chunk_size(MAX_FRAGMENT + FRAGMENT_UNIT)
             .unwrap_err()
             .contains("60 MiB"));
         assert!(validate_chunk_size(0).is_err());

@@ -110,14 +110,16 @@ pub fn run(cfg: MountConfig, mountpoint: &Path) -> Result<(), MountError> {
         Arc::new(GraphRemote::connect(graph_config(&cfg)).map_err(|e| MountError(e.to_string()))?);
     info!("connected to {} ({})", cfg.site_url, cfg.folder_url);
 
-    let mut qcfg = QueueConfig::new(Arc::new(|p: &Path| crate::quickxor::quickxor_file(p)));
+    let mut qcfg = QueueConfig::new(
+        Arc::new(|p: &Path| crate::quickxor::quickxor_file(p)),
+        Arc::new(SpoolStore),
+    );
     qcfg.workers = cfg.workers;
     qcfg.chunk_size = cfg.chunk_size;
     qcfg.conflict = cfg.conflict;
     qcfg.max_attempts = cfg.max_attempts;
     qcfg.retention = cfg.status_retention;
     qcfg.write_back_delay = std::time::Duration::from_secs(1);
-    qcfg.store = Some(Arc::new(SpoolStore));
     let queue_remote = remote.clone();
     let spool = Arc::new(spool);
     let fs = Arc::new(Fs::new(

@@ -17,7 +17,8 @@
 //! size and a fingerprint of the data file) when the last writer closes it and the upload is
 //! queued; then the session URL, its expiry and the acknowledged bytes as the upload advances
 //! ([`SpoolStore`], the queue's `JobStore`); `failed` with the reason if the upload gives up;
-//! removed with the data file after the commit. The fingerprint (size, inode and the data
+//! removed with the data file when the queue releases the job (after the commit, on cancel,
+//! or when superseded: [`SpoolStore`]'s `released` is the one place that decides). The fingerprint (size, inode and the data
 //! file's own mtime in nanoseconds, captured at seal) is how recovery checks that the local
 //! file is the one that was being sent before it resumes a session: nothing writes a spool
 //! file after it is sealed, so any change means "not the same content"; the quickXorHash check
@@ -400,6 +401,18 @@ impl crate::upload::JobStore for SpoolStore {
             r.error = None;
         });
     }
+
+    /// Every release ends the spool file's life: committed content is on SharePoint, and a
+    /// cancelled or superseded job's content is not wanted any more.
+    fn released(&self, job: &crate::upload::UploadJob, why: crate::upload::Release) {
+        log::debug!("{}: spool file released ({why:?})", job.remote_path);
+        if let Err(e) = fs::remove_file(&job.spool_file) {
+            if e.kind() != io::ErrorKind::NotFound {
+                log::warn!("cannot remove spool file {}: {e}", job.spool_file.display());
+            }
+        }
+        remove_spooled(&job.spool_file);
+    }
 }
 
 /// Remove a spool data file and its record (after commit, or on discard).
@@ -473,7 +486,7 @@ mod tests {
             error: None,
             session_url: Some("http://127.0.0.1/upload/x?tempauth=SECRET".into()),
             session_expires: Some(1),
-            acked: 327_680,
+            acked: crate::protocol::FRAGMENT_UNIT,
             content_hash: None,
             fingerprint: Fingerprint::of(&data).ok(),
         };

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
 use super::*;
-use crate::upload::memory::{stand_in_file_hash, Call, MemoryRemote};
+use crate::remote::memory::{stand_in_file_hash, Call, MemoryRemote};
 use crate::upload::QueueConfig;
 
 struct Rig {
@@ -22,7 +22,10 @@ fn rig(delay: Duration) -> Rig {
     let spool = Arc::new(Spool::open(&spool_dir).unwrap());
     let remote = Arc::new(MemoryRemote::default());
     let r: Arc<dyn Remote> = remote.clone();
-    let mut qcfg = QueueConfig::new(Arc::new(|p: &std::path::Path| stand_in_file_hash(p)));
+    let mut qcfg = QueueConfig::new(
+        Arc::new(|p: &std::path::Path| stand_in_file_hash(p)),
+        Arc::new(crate::spool::SpoolStore),
+    );
     qcfg.workers = 2;
     qcfg.write_back_delay = delay;
     let qr = r.clone();
@@ -210,7 +213,10 @@ fn a_write_past_spool_max_fails_and_marks_the_file_broken() {
     let tmp = tempfile::tempdir().unwrap();
     let spool = Arc::new(Spool::open(&tmp.path().join("spool")).unwrap());
     let r: Arc<dyn Remote> = Arc::new(MemoryRemote::default());
-    let mut qcfg = QueueConfig::new(Arc::new(|p: &std::path::Path| stand_in_file_hash(p)));
+    let mut qcfg = QueueConfig::new(
+        Arc::new(|p: &std::path::Path| stand_in_file_hash(p)),
+        Arc::new(crate::spool::SpoolStore),
+    );
     qcfg.write_back_delay = Duration::from_secs(5);
     let qr = r.clone();
     let fs = Fs::new(

@@ -14,6 +14,7 @@ use std::thread;
 use std::time::{Duration, UNIX_EPOCH};
 
 use super::*;
+use crate::protocol::FRAGMENT_UNIT;
 use crate::redact::{Secret, SecretUrl};
 use crate::remote::{ByteRange, Conflict, FragmentOutcome, Remote, RemoteError, UploadSession};
 
@@ -322,7 +323,10 @@ fn fragment_put_has_no_authorization_and_parses_ranges() {
 #[test]
 fn session_status_and_cancel_without_authorization() {
     let server = Server::start(|r| match (r.method.as_str(), r.path()) {
-        ("GET", "/up/sess1") => reply(200, r#"{"nextExpectedRanges":["327680-"]}"#),
+        ("GET", "/up/sess1") => reply(
+            200,
+            &format!(r#"{{"nextExpectedRanges":["{FRAGMENT_UNIT}-"]}}"#),
+        ),
         ("DELETE", "/up/sess1") => reply(404, r#"{"error":{"code":"itemNotFound"}}"#),
         _ => reply(500, ""),
     });
@@ -331,7 +335,7 @@ fn session_status_and_cancel_without_authorization() {
     assert_eq!(
         remote.upload_status(&s).unwrap(),
         [ByteRange {
-            start: 327680,
+            start: FRAGMENT_UNIT,
             end: None
         }]
     );

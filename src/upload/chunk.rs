@@ -8,14 +8,11 @@
 //! fragment that is not the last one of the file has a valid length. Only the first expected
 //! range is used: fragments of one session are sequential.
 
-use crate::remote::ByteRange;
+//!
+//! The numbers (320 KiB unit, largest fragment, default chunk) are `crate::protocol`'s.
 
-/// 320 KiB: every fragment but the last must be a multiple of this length.
-pub const FRAGMENT_ALIGN: u64 = 327_680;
-/// The largest multiple of 320 KiB under the 60 MiB request limit (191 × 320 KiB).
-pub const MAX_CHUNK: u64 = 191 * FRAGMENT_ALIGN;
-/// Default fragment size: 10 MiB (32 × 320 KiB), recommended for fast stable links.
-pub const DEFAULT_CHUNK: u64 = 32 * FRAGMENT_ALIGN;
+use crate::protocol::{FRAGMENT_UNIT, MAX_FRAGMENT};
+use crate::remote::ByteRange;
 
 /// One PUT: bytes `offset .. offset + len`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,11 +61,11 @@ pub struct ChunkPlan {
 }
 
 impl ChunkPlan {
-    /// Round `chunk_size` down to a multiple of 320 KiB, within `320 KiB ..= MAX_CHUNK`.
+    /// Round `chunk_size` down to a multiple of 320 KiB, within `320 KiB ..= MAX_FRAGMENT`.
     pub fn new(chunk_size: u64) -> Self {
-        let aligned = (chunk_size / FRAGMENT_ALIGN) * FRAGMENT_ALIGN;
+        let aligned = (chunk_size / FRAGMENT_UNIT) * FRAGMENT_UNIT;
         ChunkPlan {
-            chunk_size: aligned.clamp(FRAGMENT_ALIGN, MAX_CHUNK),
+            chunk_size: aligned.clamp(FRAGMENT_UNIT, MAX_FRAGMENT),
         }
     }
 
@@ -100,8 +97,9 @@ impl ChunkPlan {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::{DEFAULT_CHUNK, FRAGMENT_LIMIT};
 
-    const K: u64 = FRAGMENT_ALIGN;
+    const K: u64 = FRAGMENT_UNIT;
 
     fn open(start: u64) -> ByteRange {
         ByteRange { start, end: None }
@@ -120,9 +118,9 @@ mod tests {
             (1, K),
             (K, K),
             (K + 1, K),
-            (10 * 1024 * 1024, DEFAULT_CHUNK),
-            (60 * 1024 * 1024, MAX_CHUNK),
-            (u64::MAX, MAX_CHUNK),
+            (DEFAULT_CHUNK, DEFAULT_CHUNK),
+            (FRAGMENT_LIMIT, MAX_FRAGMENT),
+            (u64::MAX, MAX_FRAGMENT),
         ] {
             assert_eq!(ChunkPlan::new(input).chunk_size(), want, "input {input}");
         }

@@ -6,23 +6,24 @@
 //! file each: `queue` (per-path serialisation, workers, cancel, shutdown), `worker` (one upload
 //! session, start to hash check), `chunk` (fragment planning), `retry` (error classification,
 //! backoff, attempt counting), `throttle` (the gate all workers pass), `clock` (time seam),
-//! `registry` (live status) and `status` (snapshot and rendering). `memory` is an in-memory
-//! remote that enforces the upload rules, for tests.
+//! `registry` (live status) and `status` (snapshot and rendering). Tests run it against
+//! `crate::remote::memory::MemoryRemote`.
 //!
-//! Contract with the core: `submit` never blocks and never does I/O beyond removing a
-//! superseded spool file; from `submit` on the queue owns the spool file and removes it after
-//! the commit (after telling the listener), on cancel, or when a newer job for the same path
-//! replaces it. A failed job keeps its spool file until `retry_failed`, `cancel` or a newer
-//! submit for its path.
+//! Contract with the core: `submit` never blocks; the queue never creates, writes or deletes
+//! a spool file. From `submit` on it holds the job until it lets go of it, which it reports
+//! through [`JobStore::released`] ([`Release`]: committed, after telling the listener;
+//! cancelled; or superseded by a newer job for the same path). The store (the spool) decides
+//! what to delete. A failed job is held until `retry_failed`, `cancel` or a newer submit for
+//! its path.
 //!
-//! Durability: a [`JobStore`] (the spool records, `crate::spool::SpoolStore`) is told of every
-//! session opened or dropped, of acknowledged bytes, of failures and re-queues, so that a
-//! restart finds each job's session and resumes it ([`UploadJob::resume`]). On shutdown an
-//! interrupted job keeps its session (persisted) for the next mount; only a cancel DELETEs it.
+//! Durability: the [`JobStore`] (the spool records, `crate::spool::SpoolStore`, plugged in by
+//! `mount`) is told of every session opened or dropped, of acknowledged bytes, of failures and
+//! re-queues, so that a restart finds each job's session and resumes it
+//! ([`UploadJob::resume`]). On shutdown an interrupted job keeps its session (persisted) for
+//! the next mount; only a cancel DELETEs it. This module imports nothing above `remote`.
 
 pub mod chunk;
 pub mod clock;
-pub mod memory;
 mod queue;
 pub mod registry;
 pub mod retry;
@@ -49,8 +50,8 @@ pub type FileHasher = Arc<dyn Fn(&Path) -> io::Result<String> + Send + Sync>;
 pub struct QueueConfig {
     /// Parallel uploads (worker threads); at least 1. Default 4.
     pub workers: usize,
-    /// Fragment size: a multiple of 320 KiB, under 60 MiB (rounded down into that range if
-    /// not). Default 10 MiB. Each worker holds one buffer of this size.
+    /// Fragment size: a multiple of `protocol::FRAGMENT_UNIT` (320 KiB), at most
+    /// `protocol::MAX_FRAGMENT` (rounded down into that range if not). Default 10 MiB. Each worker holds one buffer of this size.
     pub chunk_size: u64,
     /// Default `Replace`.
     pub conflict: Conflict,
@@ -73,16 +74,16 @@ pub struct QueueConfig {
     /// utimens right after close amends it instead of racing its upload. Default 0; mounts
     /// use 1 s.
     pub write_back_delay: Duration,
-    /// Where job progress is persisted; `None`: nowhere (unit tests).
-    pub store: Option<Arc<dyn JobStore>>,
+    /// Where job progress is persisted and released spool files go (the spool).
+    pub store: Arc<dyn JobStore>,
 }
 
 impl QueueConfig {
-    /// The defaults above, with the given hasher.
-    pub fn new(hasher: FileHasher) -> Self {
+    /// The defaults above, with the given hasher and job store.
+    pub fn new(hasher: FileHasher, store: Arc<dyn JobStore>) -> Self {
         QueueConfig {
             workers: 4,
-            chunk_size: chunk::DEFAULT_CHUNK,
+            chunk_size: crate::protocol::DEFAULT_CHUNK,
             conflict: Conflict::Replace,
             max_attempts: 10,
             retention: Duration::from_secs(600),
@@ -92,7 +93,7 @@ impl QueueConfig {
             hasher,
             clock: Arc::new(clock::SystemClock),
             write_back_delay: Duration::ZERO,
-            store: None,
+            store,
         }
     }
 }
@@ -112,8 +113,9 @@ impl fmt::Debug for QueueConfig {
     }
 }
 
-/// A sealed spool file to upload. The queue owns the spool file from `submit` on: it removes
-/// it after SharePoint commits the upload (and only then), on cancel, or when superseded.
+/// A sealed spool file to upload. The queue holds the job from `submit` on and releases it
+/// ([`JobStore::released`]) after SharePoint commits the upload (and only then), on cancel, or
+/// when superseded; it never touches the file itself except to read it.
 #[derive(Debug, Clone)]
 pub struct UploadJob {
     /// Target path relative to the mount root, `/`-separated.
@@ -147,8 +149,23 @@ pub struct Resume {
     pub session: Option<UploadSession>,
 }
 
-/// Persists job progress (the spool records). Called on worker threads with no queue lock
-/// held; implementations do local file I/O only and never fail the job (errors are logged).
+/// Why the queue let go of a job's spool file ([`JobStore::released`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Release {
+    /// SharePoint committed the upload (the listener has been told).
+    Committed,
+    /// `cancel`led, queued, failed or uploading.
+    Cancelled,
+    /// A newer job for the same target path replaced it before it ran, or while it was
+    /// failed, or it ended (stopped or failed) while a newer one was waiting.
+    Superseded,
+}
+
+/// Persists job progress (the spool records) and owns what happens to released spool files.
+/// Called with no queue lock held, on worker threads and on the caller's thread of `submit`,
+/// `cancel`, `retarget`, `keep`, `retry_failed` and `amend_mtime`; implementations do local
+/// file I/O only and never fail the job (errors are logged). They must not call back into
+/// the queue.
 pub trait JobStore: Send + Sync + 'static {
     /// A worker is about to upload the job: make its spool file and record durable.
     fn starting(&self, job: &UploadJob);
@@ -162,9 +179,12 @@ pub trait JobStore: Send + Sync + 'static {
     fn requeued(&self, job: &UploadJob);
     /// A waiting job's target path or mtime changed (rename or utimens after close).
     fn amended(&self, job: &UploadJob);
+    /// The queue holds the job no more and no other job of the queue uses its spool file:
+    /// the store decides what to delete (the spool removes the data file and its record).
+    fn released(&self, job: &UploadJob, why: Release);
 }
 
-/// Told when a job ends, before its spool file is removed. Called on a worker thread with no
+/// Told when a job ends, before its spool file is released. Called on a worker thread with no
 /// queue lock held (it may call back into the queue, except `shutdown`). Not called for jobs
 /// that were cancelled or superseded before they ended.
 pub trait UploadListener: Send + Sync + 'static {

@@ -14,13 +14,25 @@
 //! channel, so it is there at most once per path, and a stale key (job cancelled) is skipped.
 //! Workers wait on the channel and on a stop channel whose sender is dropped at shutdown.
 //!
-//! Lock order: `state` → registry (inside `UploadContext`). The throttle, interrupts and
-//! `threads` are leaves. No lock is held across I/O, a remote call or a listener call: spool
-//! files are removed after the lock is released.
+//! Locks this layer owns, in order: `QueueShared::state` (the queue lock) → the status
+//! registry's lock (inside `UploadContext`) → a job's `Interrupt` flag. The throttle, the
+//! `threads` and `stop_tx` mutexes are leaves; nothing is taken inside them. Callers (the
+//! filesystem core) may hold their own locks when they call in: the queue sits below them.
+//!
+//! The queue lock is taken by `submit`, `cancel`, `retry_failed`, `retarget`, `amend_mtime`,
+//! `keep`, `failed_jobs`, `wait_idle` (waits on `changed`), and inside by `run_one`, `settle`,
+//! `scheduler_loop` (waits on `sched`) and `begin_shutdown` (`shutdown`, drop of the last
+//! handle). `dispatch` is called with it held. `snapshot` takes only the registry's lock.
+//! It is never held across I/O, a remote call, a [`super::JobStore`] call or an
+//! [`super::UploadListener`] call: jobs let go of are collected under the lock and reported
+//! to `JobStore::released` after it is dropped (`QueueShared::release`). Calls out, all
+//! without the queue lock: `JobStore::released` from `submit`, `cancel`, `retarget`, `keep`
+//! and `settle`; `requeued` from `retry_failed`; `amended` from `retarget` and `amend_mtime`;
+//! `failed` and the listener's `finished` from `settle` (worker thread); `starting`,
+//! `session` and `acked` from the worker (`worker.rs`), which holds no queue lock at all.
 
 use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
@@ -37,7 +49,7 @@ use super::status::StatusSnapshot;
 use super::status::UploadState;
 use super::throttle::Throttle;
 use super::worker::{JobEnd, UploadContext, Uploader};
-use super::{QueueConfig, UploadJob, UploadListener};
+use super::{QueueConfig, Release, UploadJob, UploadListener};
 use crate::remote::{Remote, RemoteItem};
 
 /// A job waiting to start.
@@ -70,7 +82,7 @@ struct QueueState {
     shutdown: bool,
 }
 
-struct Shared {
+struct QueueShared {
     ctx: UploadContext,
     listener: Arc<dyn UploadListener>,
     state: Mutex<QueueState>,
@@ -86,9 +98,9 @@ struct Shared {
     threads: Mutex<Vec<JoinHandle<()>>>,
 }
 
-/// Signals shutdown when the last handle is dropped (workers hold `Shared`, not this).
+/// Signals shutdown when the last handle is dropped (workers hold `QueueShared`, not this).
 struct Owner {
-    shared: Arc<Shared>,
+    shared: Arc<QueueShared>,
 }
 
 impl Drop for Owner {
@@ -107,19 +119,10 @@ fn path_key(path: &str) -> String {
     path.to_lowercase()
 }
 
-/// Remove spool data files and their records.
-fn remove_spool_files(files: Vec<PathBuf>) {
-    for f in files {
-        if let Err(e) = std::fs::remove_file(&f) {
-            if e.kind() != std::io::ErrorKind::NotFound {
-                warn!("cannot remove spool file {}: {e}", f.display());
-            }
-        }
-        crate::spool::remove_spooled(&f);
-    }
-}
+/// Jobs the queue has let go of, to report to the store once the queue lock is released.
+type Released = Vec<(UploadJob, Release)>;
 
-impl Shared {
+impl QueueShared {
     fn lock(&self) -> MutexGuard<'_, QueueState> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -239,6 +242,13 @@ impl Shared {
         self.settle(key, id, job, end);
     }
 
+    /// Tell the store of jobs the queue let go of. Called with no queue lock held.
+    fn release(&self, jobs: Released) {
+        for (job, why) in jobs {
+            self.ctx.store.released(&job, why);
+        }
+    }
+
     fn tell_listener(&self, job: &UploadJob, outcome: Result<&RemoteItem, &str>) {
         if catch_unwind(AssertUnwindSafe(|| self.listener.finished(job, outcome))).is_err() {
             error!("upload listener panicked on {}", job.remote_path);
@@ -261,9 +271,7 @@ impl Shared {
             }
             JobEnd::Failed(reason) if !cancelled_early => {
                 // Persisted first: a `failed` status implies a `failed` record.
-                if let Some(store) = &self.ctx.store {
-                    store.failed(&job, reason);
-                }
+                self.ctx.store.failed(&job, reason);
                 self.tell_listener(&job, Err(reason));
                 self.ctx
                     .registry
@@ -272,7 +280,7 @@ impl Shared {
             JobEnd::Failed(_) | JobEnd::Stopped => {}
         }
 
-        let mut to_remove = Vec::new();
+        let mut to_release = Released::new();
         {
             let mut state = self.lock();
             let cancelled = state.running.remove(key).is_some_and(|r| r.cancelled);
@@ -282,12 +290,17 @@ impl Shared {
             match end {
                 JobEnd::Done(_) => {
                     if !spool_shared {
-                        to_remove.push(job.spool_file.clone());
+                        to_release.push((job, Release::Committed));
                     }
                 }
                 JobEnd::Failed(_) | JobEnd::Stopped if cancelled || superseded => {
                     if !spool_shared {
-                        to_remove.push(job.spool_file.clone());
+                        let why = if cancelled {
+                            Release::Cancelled
+                        } else {
+                            Release::Superseded
+                        };
+                        to_release.push((job, why));
                     }
                     if cancelled || matches!(end, JobEnd::Stopped) {
                         self.ctx.registry.remove(id);
@@ -313,7 +326,7 @@ impl Shared {
             self.dispatch(&mut state, key);
             state.settling += 1;
         }
-        remove_spool_files(to_remove);
+        self.release(to_release);
         self.lock().settling -= 1;
         self.changed.notify_all();
     }
@@ -336,7 +349,7 @@ impl UploadQueue {
         }
         let (ready_tx, ready_rx) = unbounded();
         let (stop_tx, stop_rx) = unbounded();
-        let shared = Arc::new(Shared {
+        let shared = Arc::new(QueueShared {
             ctx: UploadContext {
                 remote,
                 clock: config.clock,
@@ -390,7 +403,7 @@ impl UploadQueue {
         }
     }
 
-    fn shared(&self) -> &Shared {
+    fn shared(&self) -> &QueueShared {
         &self.owner.shared
     }
 
@@ -400,7 +413,7 @@ impl UploadQueue {
     pub fn submit(&self, job: UploadJob) {
         let shared = self.shared();
         let key = path_key(&job.remote_path);
-        let mut to_remove = Vec::new();
+        let mut to_release = Released::new();
         {
             let mut state = shared.lock();
             if state.shutdown {
@@ -414,7 +427,7 @@ impl UploadQueue {
             if let Some((old_id, old)) = state.failed.remove(&key) {
                 shared.ctx.registry.remove(old_id);
                 if old.spool_file != job.spool_file {
-                    to_remove.push(old.spool_file);
+                    to_release.push((old, Release::Superseded));
                 }
             }
             shared.ctx.registry.queued(id, &job.remote_path, job.size);
@@ -422,7 +435,7 @@ impl UploadQueue {
                 Some(p) => {
                     shared.ctx.registry.remove(p.id);
                     if p.job.spool_file != job.spool_file {
-                        to_remove.push(p.job.spool_file.clone());
+                        to_release.push((p.job.clone(), Release::Superseded));
                     }
                     p.id = id;
                     p.job = job;
@@ -442,7 +455,7 @@ impl UploadQueue {
             }
             shared.dispatch(&mut state, &key);
         }
-        remove_spool_files(to_remove);
+        shared.release(to_release);
     }
 
     /// Cancel the jobs for `remote_path`: a queued one is dropped and a failed one forgotten
@@ -453,18 +466,18 @@ impl UploadQueue {
     pub fn cancel(&self, remote_path: &str) -> bool {
         let shared = self.shared();
         let key = path_key(remote_path);
-        let mut to_remove = Vec::new();
+        let mut to_release = Released::new();
         let mut found = false;
         {
             let mut state = shared.lock();
             if let Some(p) = state.pending.remove(&key) {
                 shared.ctx.registry.remove(p.id);
-                to_remove.push(p.job.spool_file);
+                to_release.push((p.job, Release::Cancelled));
                 found = true;
             }
             if let Some((id, job)) = state.failed.remove(&key) {
                 shared.ctx.registry.remove(id);
-                to_remove.push(job.spool_file);
+                to_release.push((job, Release::Cancelled));
                 found = true;
             }
             if let Some(r) = state.running.get_mut(&key) {
@@ -474,7 +487,7 @@ impl UploadQueue {
             }
         }
         shared.changed.notify_all();
-        remove_spool_files(to_remove);
+        shared.release(to_release);
         found
     }
 
@@ -511,10 +524,8 @@ impl UploadQueue {
             count += 1;
         }
         drop(state);
-        if let Some(store) = &shared.ctx.store {
-            for job in &requeued {
-                store.requeued(job);
-            }
+        for job in &requeued {
+            shared.ctx.store.requeued(job);
         }
         count
     }
@@ -526,7 +537,7 @@ impl UploadQueue {
     pub fn retarget(&self, from: &str, to: &str) -> bool {
         let shared = self.shared();
         let (kf, kt) = (path_key(from), path_key(to));
-        let mut to_remove = Vec::new();
+        let mut to_release = Released::new();
         let amended: UploadJob;
         {
             let mut state = shared.lock();
@@ -539,12 +550,12 @@ impl UploadQueue {
             if let Some(old) = state.pending.remove(&kt) {
                 shared.ctx.registry.remove(old.id);
                 if old.job.spool_file != p.job.spool_file {
-                    to_remove.push(old.job.spool_file);
+                    to_release.push((old.job, Release::Superseded));
                 }
             }
             if let Some((id, old)) = state.failed.remove(&kt) {
                 shared.ctx.registry.remove(id);
-                to_remove.push(old.spool_file);
+                to_release.push((old, Release::Superseded));
             }
             p.job.remote_path = to.to_string();
             amended = p.job.clone();
@@ -557,10 +568,8 @@ impl UploadQueue {
             state.pending.insert(kt.clone(), p);
             shared.dispatch(&mut state, &kt);
         }
-        remove_spool_files(to_remove);
-        if let Some(store) = &shared.ctx.store {
-            store.amended(&amended);
-        }
+        shared.release(to_release);
+        shared.ctx.store.amended(&amended);
         true
     }
 
@@ -577,9 +586,7 @@ impl UploadQueue {
                 None => return false,
             }
         };
-        if let Some(store) = &shared.ctx.store {
-            store.amended(&job);
-        }
+        shared.ctx.store.amended(&job);
         true
     }
 
@@ -590,7 +597,7 @@ impl UploadQueue {
     pub fn keep(&self, job: UploadJob, state: UploadState, reason: &str) {
         let shared = self.shared();
         let key = path_key(&job.remote_path);
-        let mut to_remove = Vec::new();
+        let mut to_release = Released::new();
         {
             let mut st = shared.lock();
             st.next_id += 1;
@@ -602,11 +609,11 @@ impl UploadQueue {
             if let Some((old_id, old)) = st.failed.insert(key, (id, job.clone())) {
                 shared.ctx.registry.remove(old_id);
                 if old.spool_file != job.spool_file {
-                    to_remove.push(old.spool_file);
+                    to_release.push((old, Release::Superseded));
                 }
             }
         }
-        remove_spool_files(to_remove);
+        shared.release(to_release);
     }
 
     /// Failed jobs whose spool files the queue keeps (for spool accounting).

@@ -1,19 +1,25 @@
-//! Tests of the queue and the session driver together, against `MemoryRemote` (which enforces
-//! the upload rules) and, where waits matter, the manual clock. One test per retry path.
+//! Tests of the queue and the session driver together, against `MemoryRemote` behind
+//! `FaultyRemote` (the rules and the faults) and, where waits matter, the manual clock. One
+//! test per retry path.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use super::chunk::{ChunkPlan, FRAGMENT_ALIGN as K};
+use super::chunk::ChunkPlan;
 use super::clock::{Clock, Interrupt, ManualClock, SystemClock};
-use super::memory::{stand_in_file_hash, stand_in_hash, Call, Fault, MemoryRemote};
 use super::registry::StatusRegistry;
 use super::retry::RetryPolicy;
 use super::status::UploadState;
 use super::throttle::Throttle;
 use super::worker::{JobEnd, UploadContext, Uploader};
 use super::*;
+use crate::protocol::FRAGMENT_UNIT as K;
+use crate::remote::faults::{Fault, FaultyRemote};
+use crate::remote::memory::{stand_in_file_hash, stand_in_hash, Call, MemoryRemote};
+
+/// The remote of these tests: the in-memory drive behind the fault wrapper.
+type TestRemote = FaultyRemote<MemoryRemote>;
 use crate::remote::{Remote, RemoteError};
 
 type Event = (String, Result<RemoteItem, String>, bool);
@@ -34,6 +40,22 @@ impl UploadListener for Recorder {
     }
 }
 
+/// The spool's part for these tests: a released job's spool file is deleted, so the tests can
+/// check when the queue lets go of a file. Records nothing else.
+struct RemovingStore;
+
+impl JobStore for RemovingStore {
+    fn starting(&self, _: &UploadJob) {}
+    fn session(&self, _: &UploadJob, _: Option<&crate::remote::UploadSession>) {}
+    fn acked(&self, _: &UploadJob, _: u64) {}
+    fn failed(&self, _: &UploadJob, _: &str) {}
+    fn requeued(&self, _: &UploadJob) {}
+    fn amended(&self, _: &UploadJob) {}
+    fn released(&self, job: &UploadJob, _: Release) {
+        let _ = std::fs::remove_file(&job.spool_file);
+    }
+}
+
 impl Recorder {
     fn events(&self) -> Vec<Event> {
         self.events.lock().unwrap().clone()
@@ -42,14 +64,14 @@ impl Recorder {
 
 struct Harness {
     dir: tempfile::TempDir,
-    remote: Arc<MemoryRemote>,
+    remote: Arc<TestRemote>,
     clock: Arc<ManualClock>,
     listener: Arc<Recorder>,
     queue: UploadQueue,
 }
 
 fn config(clock: Arc<dyn Clock>) -> QueueConfig {
-    let mut c = QueueConfig::new(Arc::new(stand_in_file_hash));
+    let mut c = QueueConfig::new(Arc::new(stand_in_file_hash), Arc::new(RemovingStore));
     c.workers = 1;
     c.chunk_size = K;
     c.max_attempts = 5;
@@ -61,7 +83,7 @@ fn harness_with(tweak: impl FnOnce(&mut QueueConfig)) -> Harness {
     let clock = Arc::new(ManualClock::new(
         SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_296_000),
     ));
-    let remote = Arc::new(MemoryRemote::default());
+    let remote = Arc::new(TestRemote::default());
     let listener = Arc::new(Recorder::default());
     let mut c = config(clock.clone());
     tweak(&mut c);
@@ -234,7 +256,7 @@ fn retry_after_closes_the_gate() {
 
 #[test]
 fn throttling_pauses_every_worker() {
-    let remote = Arc::new(MemoryRemote::default());
+    let remote = Arc::new(TestRemote::default());
     remote.set_fragment_delay(Duration::from_millis(10));
     let listener = Arc::new(Recorder::default());
     let mut c = config(Arc::new(SystemClock));
@@ -564,7 +586,7 @@ fn changed_spool_file_fails() {
 
 #[test]
 fn shutdown_wakes_a_backing_off_worker() {
-    let remote = Arc::new(MemoryRemote::default());
+    let remote = Arc::new(TestRemote::default());
     let listener = Arc::new(Recorder::default());
     let mut c = config(Arc::new(SystemClock));
     c.backoff_base = Duration::from_secs(3600);
@@ -597,7 +619,7 @@ fn shutdown_wakes_a_backing_off_worker() {
 }
 
 /// A context for driving `Uploader` directly, without the queue.
-fn direct_context(remote: Arc<MemoryRemote>, chunk: u64, max_attempts: u32) -> UploadContext {
+fn direct_context(remote: Arc<TestRemote>, chunk: u64, max_attempts: u32) -> UploadContext {
     UploadContext {
         remote,
         clock: Arc::new(ManualClock::new(SystemTime::UNIX_EPOCH)),
@@ -611,7 +633,7 @@ fn direct_context(remote: Arc<MemoryRemote>, chunk: u64, max_attempts: u32) -> U
         conflict: Conflict::Replace,
         hasher: Arc::new(stand_in_file_hash),
         hash_recheck_delay: Duration::ZERO,
-        store: None,
+        store: Arc::new(RemovingStore),
         stopping: std::sync::atomic::AtomicBool::new(false),
     }
 }
@@ -622,7 +644,7 @@ fn random_faults_always_converge() {
     let mut rng = rand::rngs::StdRng::seed_from_u64(0x5eed);
     let dir = tempfile::tempdir().unwrap();
     for case in 0..40u8 {
-        let remote = Arc::new(MemoryRemote::default());
+        let remote = Arc::new(TestRemote::default());
         let ctx = direct_context(remote.clone(), K, 1000);
         let size = rng.gen_range(1..5 * K);
         let data = bytes(size, case);
@@ -665,7 +687,7 @@ fn random_faults_always_converge() {
 #[test]
 fn worker_memory_is_one_chunk() {
     let chunk = 2 * K;
-    let remote: Arc<MemoryRemote> = Arc::new(MemoryRemote::default());
+    let remote: Arc<TestRemote> = Arc::new(TestRemote::default());
     let ctx = direct_context(remote.clone(), chunk, 10);
     let mut uploader = Uploader::new(ctx.plan);
     assert_eq!(uploader.buffer_capacity(), chunk as usize);
@@ -714,7 +736,7 @@ fn a_panicking_listener_does_not_block_the_path() {
             panic!("listener bug");
         }
     }
-    let remote = Arc::new(MemoryRemote::default());
+    let remote = Arc::new(TestRemote::default());
     let clock = Arc::new(ManualClock::new(SystemTime::UNIX_EPOCH));
     let queue = UploadQueue::start(remote.clone(), config(clock), Arc::new(Panics));
     let dir = tempfile::tempdir().unwrap();

@@ -1,7 +1,11 @@
 //! The upload session driver: takes ONE job from a sealed spool file to a committed,
 //! hash-checked SharePoint item, following the retry policy (`retry.rs`), the fragment plan
 //! (`chunk.rs`) and the shared throttle gate (`throttle.rs`). It knows nothing of the queue:
-//! it returns how the job ended and the queue decides what happens to the spool file.
+//! it returns how the job ended and the queue decides when to release the spool file.
+//!
+//! Locks: a run (`JobRun`) holds no queue lock. It takes the registry's and the throttle's
+//! locks only for updates, never across a remote call; the `JobStore` (`starting`, `session`,
+//! `acked`) and the remote are called with no lock of this layer held.
 //!
 //! Invariants:
 //! - Constant memory: one buffer of `chunk_size` bytes per worker, allocated once and reused
@@ -54,7 +58,7 @@ pub struct UploadContext {
     /// Wait before asking again for a hash the server had not computed yet.
     pub hash_recheck_delay: Duration,
     /// Where progress is persisted (spool records).
-    pub store: Option<Arc<dyn JobStore>>,
+    pub store: Arc<dyn JobStore>,
     /// The queue is shutting down: interrupted jobs keep their sessions.
     pub stopping: AtomicBool,
 }
@@ -85,7 +89,7 @@ pub struct Uploader {
 impl Uploader {
     pub fn new(plan: ChunkPlan) -> Self {
         Uploader {
-            // chunk_size ≤ MAX_CHUNK (< 60 MiB) always fits in usize.
+            // chunk_size ≤ MAX_FRAGMENT (< 60 MiB) always fits in usize.
             buf: vec![0; plan.chunk_size() as usize],
             rng: StdRng::from_entropy(),
         }
@@ -106,10 +110,8 @@ impl Uploader {
     ) -> JobEnd {
         let started = ctx.clock.now();
         ctx.registry.started(id, started, ctx.clock.wall(), 1);
-        if let Some(store) = &ctx.store {
-            store.starting(job);
-        }
-        let mut drive = Drive {
+        ctx.store.starting(job);
+        let mut run = JobRun {
             ctx,
             id,
             job,
@@ -122,9 +124,9 @@ impl Uploader {
             rng: &mut self.rng,
         };
         let result = if job.size == 0 {
-            drive.upload_empty()
+            run.upload_empty()
         } else {
-            drive.upload_session(&mut self.buf)
+            run.upload_session(&mut self.buf)
         };
         match result {
             Ok(item) => {
@@ -157,7 +159,7 @@ impl Uploader {
 }
 
 /// The state of one job's run.
-struct Drive<'a> {
+struct JobRun<'a> {
     ctx: &'a UploadContext,
     id: u64,
     job: &'a UploadJob,
@@ -176,7 +178,7 @@ struct Drive<'a> {
     rng: &'a mut StdRng,
 }
 
-impl Drive<'_> {
+impl JobRun<'_> {
     fn path(&self) -> &str {
         &self.job.remote_path
     }
@@ -236,15 +238,11 @@ impl Drive<'_> {
     }
 
     fn persist_session(&self, session: Option<&crate::remote::UploadSession>) {
-        if let Some(store) = &self.ctx.store {
-            store.session(self.job, session);
-        }
+        self.ctx.store.session(self.job, session);
     }
 
     fn persist_acked(&self, bytes: u64) {
-        if let Some(store) = &self.ctx.store {
-            store.acked(self.job, bytes);
-        }
+        self.ctx.store.acked(self.job, bytes);
     }
 
     fn progress(&mut self, uploaded: u64) {

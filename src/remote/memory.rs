@@ -1,42 +1,31 @@
 //! An in-memory SharePoint for tests: a [`Remote`] that keeps files in a map and ENFORCES the
-//! upload-session rules of reference §2, and that injects scripted faults.
+//! upload-session rules of reference §2 (the numbers are `crate::protocol`'s). Scripted faults
+//! are not here: wrap it in [`super::faults::FaultyRemote`].
 //!
 //! Enforced: every fragment but the last is a multiple of 320 KiB; each is under 60 MiB and not
 //! empty; fragments are sequential (a gap → 416 `fragmentOutOfOrder`, a repeat → 416
 //! `fragmentOverlap`); the total is the same in every request (else 400
 //! `fragmentLengthMismatch`); no two PUTs of one session run at once (recorded as a violation);
-//! the parent folder exists; conflict behaviour at creation and commit. Faults are consumed in
-//! order by the next matching request as it arrives (before any pause), whichever job makes it. `hash` computes the item hash
-//! the server reports; tests use a stand-in for quickXorHash on both sides.
+//! the parent folder exists; conflict behaviour at creation and commit. It records every
+//! request it receives ([`Call`]) and can hold or slow fragment PUTs (server timing, not
+//! faults). `hash` computes the item hash the server reports; tests use a stand-in for
+//! quickXorHash on both sides. The [`FaultTarget`] hooks let the fault wrapper record the
+//! requests it answers itself, deliver a PUT cut off after some bytes, and drop a session.
 //!
-//! Test support, compiled in all builds so the filesystem core's tests can use it too. Locks:
+//! Test support: compiled only under `cfg(test)` or the `test-support` feature. Locks:
 //! `state`, then `pause` is never taken while `state` is held (the pause wait happens outside);
 //! the remote never calls back into the queue.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
+use super::faults::FaultTarget;
+use crate::protocol::{FRAGMENT_LIMIT, FRAGMENT_UNIT};
 use crate::redact::SecretUrl;
 use crate::remote::{
     ByteRange, Conflict, FragmentOutcome, Remote, RemoteError, RemoteItem, UploadSession,
 };
-
-/// Largest request body the server takes (60 MiB, exclusive).
-const MAX_REQUEST: usize = 60 * 1024 * 1024;
-const ALIGN: u64 = 327_680;
-
-/// A scripted failure of the next fragment PUT.
-#[derive(Debug, Clone)]
-pub enum Fault {
-    /// Answer with this error; nothing is accepted.
-    Fail(RemoteError),
-    /// Accept the first `accept` bytes of the fragment, then answer with `err` (a PUT cut off).
-    PartialThenFail { accept: u64, err: RemoteError },
-    /// The session becomes unusable: this and every later request on it get `err` (404 for a
-    /// session that is gone, 401 for an expired tempauth token).
-    KillSession(RemoteError),
-}
 
 /// A request the remote received, for assertions.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -83,18 +72,9 @@ struct State {
     /// Keyed by lower-cased path.
     files: BTreeMap<String, (RemoteItem, Vec<u8>)>,
     sessions: HashMap<String, Session>,
-    dead: HashMap<String, RemoteError>,
     next_id: u64,
-    fragment_faults: VecDeque<Fault>,
-    create_faults: VecDeque<RemoteError>,
     calls: Vec<Call>,
     violations: Vec<String>,
-    /// The next this-many item reports (commit answers, stats) omit the hash.
-    hash_missing: u32,
-    /// Report a wrong hash for every item.
-    wrong_hash: bool,
-    /// The next this-many commits answer session-shaped (no item, ODI#1531).
-    commit_without_item: u32,
     fragment_delay: Duration,
 }
 
@@ -147,15 +127,9 @@ impl MemoryRemote {
             state: Mutex::new(State {
                 files: BTreeMap::new(),
                 sessions: HashMap::new(),
-                dead: HashMap::new(),
                 next_id: 1,
-                fragment_faults: VecDeque::new(),
-                create_faults: VecDeque::new(),
                 calls: Vec::new(),
                 violations: Vec::new(),
-                hash_missing: 0,
-                wrong_hash: false,
-                commit_without_item: 0,
                 fragment_delay: Duration::ZERO,
             }),
             paused: Mutex::new(false),
@@ -167,21 +141,6 @@ impl MemoryRemote {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    pub fn push_fragment_fault(&self, fault: Fault) {
-        self.lock().fragment_faults.push_back(fault);
-    }
-    pub fn push_create_fault(&self, err: RemoteError) {
-        self.lock().create_faults.push_back(err);
-    }
-    pub fn set_hash_missing(&self, reports: u32) {
-        self.lock().hash_missing = reports;
-    }
-    pub fn set_wrong_hash(&self, wrong: bool) {
-        self.lock().wrong_hash = wrong;
-    }
-    pub fn set_commit_without_item(&self, commits: u32) {
-        self.lock().commit_without_item = commits;
-    }
     /// Every fragment PUT takes at least this long (real time).
     pub fn set_fragment_delay(&self, d: Duration) {
         self.lock().fragment_delay = d;
@@ -224,17 +183,6 @@ impl MemoryRemote {
         while *paused {
             paused = self.resumed.wait(paused).unwrap_or_else(|e| e.into_inner());
         }
-    }
-
-    fn report(&self, s: &mut State, item: &RemoteItem, data: &[u8]) -> RemoteItem {
-        let mut item = item.clone();
-        if s.hash_missing > 0 {
-            s.hash_missing -= 1;
-            item.quick_xor_hash = None;
-        } else if s.wrong_hash {
-            item.quick_xor_hash = Some(format!("wrong-{}", (self.hash)(data)));
-        }
-        item
     }
 
     fn check_parent(s: &State, path: &str) -> Result<(), RemoteError> {
@@ -297,9 +245,8 @@ impl MemoryRemote {
             etag: Some(format!("\"{}\"", s.next_id)),
             quick_xor_hash: Some((self.hash)(&data)),
         };
-        let reported = self.report(s, &item, &data);
-        s.files.insert(key(&target), (item, data));
-        Ok(reported)
+        s.files.insert(key(&target), (item.clone(), data));
+        Ok(item)
     }
 
     fn session_for<'a>(
@@ -307,9 +254,6 @@ impl MemoryRemote {
         session: &UploadSession,
     ) -> Result<&'a mut Session, RemoteError> {
         let url = session.url.expose();
-        if let Some(err) = s.dead.get(url) {
-            return Err(err.clone());
-        }
         s.sessions
             .get_mut(url)
             .ok_or_else(|| RemoteError::NotFound("uploadSessionNotFound".into()))
@@ -332,14 +276,14 @@ impl MemoryRemote {
         if len == 0 {
             return Err(client("invalidRequest", "empty fragment"));
         }
-        if len >= MAX_REQUEST {
+        if len as u64 >= FRAGMENT_LIMIT {
             return Err(client("invalidRequest", "maxFragmentLengthExceeded"));
         }
         let end = offset + len as u64;
         if end > total {
             return Err(RemoteError::RangeNotSatisfiable("beyond total".into()));
         }
-        if end < total && !(len as u64).is_multiple_of(ALIGN) {
+        if end < total && !(len as u64).is_multiple_of(FRAGMENT_UNIT) {
             return Err(client(
                 "invalidRequest",
                 "fragment not a multiple of 320 KiB",
@@ -356,14 +300,95 @@ impl MemoryRemote {
         }
         Ok(())
     }
+    /// A fragment PUT arrives: recorded, checked, held while paused, then the first `kept`
+    /// bytes of `body` are received (`kept < body.len()`: the PUT was cut off; its answer is
+    /// meaningless then). When the session has every byte, the file is committed.
+    fn receive(
+        &self,
+        session: &UploadSession,
+        offset: u64,
+        total: u64,
+        body: &[u8],
+        kept: usize,
+    ) -> Result<FragmentOutcome, RemoteError> {
+        let delay;
+        {
+            let mut s = self.lock();
+            let path = s
+                .sessions
+                .get(session.url.expose())
+                .map_or_else(String::new, |x| x.path.clone());
+            s.calls.push(Call::Fragment {
+                path,
+                offset,
+                len: body.len() as u64,
+                at: Instant::now(),
+            });
+            delay = s.fragment_delay;
+            let sess = Self::session_for(&mut s, session)?;
+            Self::validate_fragment(sess, offset, total, body.len())?;
+            if sess.busy {
+                let path = sess.path.clone();
+                s.violations
+                    .push(format!("parallel PUTs on the session of {path}"));
+                return Err(RemoteError::Protocol("parallel PUT".into()));
+            }
+            sess.busy = true;
+        }
+        self.wait_while_paused();
+        if !delay.is_zero() {
+            std::thread::sleep(delay);
+        }
+        let mut s = self.lock();
+        let url = session.url.expose().to_string();
+        // The session may have been cancelled while the PUT was in flight.
+        let sess = Self::session_for(&mut s, session)?;
+        sess.busy = false;
+        sess.data.extend_from_slice(&body[..kept.min(body.len())]);
+        let received = sess.data.len() as u64;
+        if received < sess.total {
+            return Ok(FragmentOutcome::Accepted {
+                next_expected: vec![ByteRange {
+                    start: received,
+                    end: Some(sess.total - 1),
+                }],
+            });
+        }
+        // Every byte arrived: the server commits (even if the answer is then lost).
+        let Some(sess) = s.sessions.remove(&url) else {
+            return Err(RemoteError::Protocol("session vanished".into()));
+        };
+        let item = self.commit(&mut s, &sess.path, sess.data, sess.mtime, sess.conflict)?;
+        Ok(FragmentOutcome::Completed(Some(item)))
+    }
+}
+
+impl FaultTarget for MemoryRemote {
+    fn record(&self, call: Call) {
+        self.lock().calls.push(call);
+    }
+
+    fn cut_off_fragment(
+        &self,
+        session: &UploadSession,
+        offset: u64,
+        total: u64,
+        body: &[u8],
+        kept: usize,
+    ) -> Result<(), RemoteError> {
+        self.receive(session, offset, total, body, kept).map(|_| ())
+    }
+
+    fn drop_session(&self, session: &UploadSession) {
+        self.lock().sessions.remove(session.url.expose());
+    }
 }
 
 impl Remote for MemoryRemote {
     fn stat(&self, path: &str) -> Result<Option<RemoteItem>, RemoteError> {
         let mut s = self.lock();
         s.calls.push(Call::Stat { path: path.into() });
-        let found = s.files.get(&key(path)).cloned();
-        Ok(found.map(|(item, data)| self.report(&mut s, &item, &data)))
+        Ok(s.files.get(&key(path)).map(|(item, _)| item.clone()))
     }
 
     fn list(&self, path: &str) -> Result<Vec<RemoteItem>, RemoteError> {
@@ -416,9 +441,6 @@ impl Remote for MemoryRemote {
             path: path.into(),
             size,
         });
-        if let Some(err) = s.create_faults.pop_front() {
-            return Err(err);
-        }
         Self::check_parent(&s, path)?;
         if conflict == Conflict::Fail && s.files.contains_key(&key(path)) {
             return Err(RemoteError::Conflict("nameAlreadyExists".into()));
@@ -459,81 +481,7 @@ impl Remote for MemoryRemote {
         total: u64,
         body: &[u8],
     ) -> Result<FragmentOutcome, RemoteError> {
-        let delay;
-        let fault;
-        {
-            let mut s = self.lock();
-            let path = s
-                .sessions
-                .get(session.url.expose())
-                .map_or_else(String::new, |x| x.path.clone());
-            s.calls.push(Call::Fragment {
-                path,
-                offset,
-                len: body.len() as u64,
-                at: Instant::now(),
-            });
-            delay = s.fragment_delay;
-            let sess = Self::session_for(&mut s, session)?;
-            Self::validate_fragment(sess, offset, total, body.len())?;
-            if sess.busy {
-                let path = sess.path.clone();
-                s.violations
-                    .push(format!("parallel PUTs on the session of {path}"));
-                return Err(RemoteError::Protocol("parallel PUT".into()));
-            }
-            sess.busy = true;
-            fault = s.fragment_faults.pop_front();
-        }
-        self.wait_while_paused();
-        if !delay.is_zero() {
-            std::thread::sleep(delay);
-        }
-        let mut s = self.lock();
-        let url = session.url.expose().to_string();
-        // The session may have been cancelled while the PUT was in flight.
-        let sess = Self::session_for(&mut s, session)?;
-        sess.busy = false;
-        match fault {
-            Some(Fault::Fail(err)) => return Err(err),
-            Some(Fault::PartialThenFail { accept, err }) => {
-                let n = (accept as usize).min(body.len());
-                sess.data.extend_from_slice(&body[..n]);
-                if sess.data.len() as u64 == sess.total {
-                    // Every byte arrived: the server commits although the answer was lost.
-                    if let Some(sess) = s.sessions.remove(&url) {
-                        let _ =
-                            self.commit(&mut s, &sess.path, sess.data, sess.mtime, sess.conflict);
-                    }
-                }
-                return Err(err);
-            }
-            Some(Fault::KillSession(err)) => {
-                s.sessions.remove(&url);
-                s.dead.insert(url, err.clone());
-                return Err(err);
-            }
-            None => {}
-        }
-        sess.data.extend_from_slice(body);
-        let received = sess.data.len() as u64;
-        if received < sess.total {
-            return Ok(FragmentOutcome::Accepted {
-                next_expected: vec![ByteRange {
-                    start: received,
-                    end: Some(sess.total - 1),
-                }],
-            });
-        }
-        let Some(sess) = s.sessions.remove(&url) else {
-            return Err(RemoteError::Protocol("session vanished".into()));
-        };
-        let item = self.commit(&mut s, &sess.path, sess.data, sess.mtime, sess.conflict)?;
-        if s.commit_without_item > 0 {
-            s.commit_without_item -= 1;
-            return Ok(FragmentOutcome::Completed(None));
-        }
-        Ok(FragmentOutcome::Completed(Some(item)))
+        self.receive(session, offset, total, body, body.len())
     }
 
     fn upload_status(&self, session: &UploadSession) -> Result<Vec<ByteRange>, RemoteError> {
@@ -558,9 +506,6 @@ impl Remote for MemoryRemote {
             .get(url)
             .map_or_else(String::new, |x| x.path.clone());
         s.calls.push(Call::Cancel { path });
-        if let Some(err) = s.dead.get(url) {
-            return Err(err.clone());
-        }
         s.sessions
             .remove(url)
             .map(|_| ())
@@ -575,9 +520,6 @@ impl Remote for MemoryRemote {
     ) -> Result<RemoteItem, RemoteError> {
         let mut s = self.lock();
         s.calls.push(Call::Small { path: path.into() });
-        if let Some(err) = s.create_faults.pop_front() {
-            return Err(err);
-        }
         self.commit(&mut s, path, body.to_vec(), SystemTime::now(), conflict)
     }
 
@@ -611,15 +553,12 @@ impl Remote for MemoryRemote {
     fn set_mtime(&self, path: &str, mtime: SystemTime) -> Result<RemoteItem, RemoteError> {
         let mut s = self.lock();
         s.calls.push(Call::SetMtime { path: path.into() });
-        let (item, data) = {
-            let entry = s
-                .files
-                .get_mut(&key(path))
-                .ok_or_else(|| RemoteError::NotFound(path.into()))?;
-            entry.0.mtime = mtime;
-            (entry.0.clone(), entry.1.clone())
-        };
-        Ok(self.report(&mut s, &item, &data))
+        let entry = s
+            .files
+            .get_mut(&key(path))
+            .ok_or_else(|| RemoteError::NotFound(path.into()))?;
+        entry.0.mtime = mtime;
+        Ok(entry.0.clone())
     }
 
     fn read_range(&self, path: &str, offset: u64, len: u64) -> Result<Vec<u8>, RemoteError> {
@@ -637,6 +576,8 @@ impl Remote for MemoryRemote {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const ALIGN: u64 = FRAGMENT_UNIT;
 
     fn session(r: &MemoryRemote, path: &str, size: u64) -> UploadSession {
         r.create_upload_session(path, size, SystemTime::UNIX_EPOCH, Conflict::Replace)
@@ -691,37 +632,6 @@ mod tests {
         assert_eq!(item.quick_xor_hash, Some(stand_in_hash(&body)));
         assert_eq!(r.content("F.BIN"), Some(body));
         assert_eq!(r.open_sessions(), 0);
-    }
-
-    #[test]
-    fn partial_acceptance_and_dead_sessions() {
-        let r = MemoryRemote::default();
-        let total = 3 * ALIGN;
-        let s = session(&r, "f.bin", total);
-        let body = vec![1u8; ALIGN as usize];
-        r.push_fragment_fault(Fault::PartialThenFail {
-            accept: 100,
-            err: RemoteError::Server {
-                status: 503,
-                code: "x".into(),
-            },
-        });
-        assert!(r.upload_fragment(&s, 0, total, &body).is_err());
-        assert_eq!(
-            r.upload_status(&s).unwrap(),
-            vec![ByteRange {
-                start: 100,
-                end: None
-            }]
-        );
-        r.push_fragment_fault(Fault::KillSession(RemoteError::Unauthorized(
-            "expiredToken".into(),
-        )));
-        assert!(r.upload_fragment(&s, 100, total, &body).is_err());
-        assert!(matches!(
-            r.upload_status(&s),
-            Err(RemoteError::Unauthorized(_))
-        ));
     }
 
     #[test]

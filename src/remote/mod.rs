@@ -3,9 +3,16 @@
 //!
 //! Paths are `/`-separated, without a leading slash; `""` is the mount root (the configured
 //! folder). Names compare case-insensitively on the server, as in SharePoint. Implementations:
-//! the real Microsoft Graph client (`crate::graph::GraphRemote`) and, for unit tests, an
-//! in-memory remote (`crate::upload::memory::MemoryRemote`). Upload URLs are capabilities and
-//! travel only inside [`UploadSession`], whose `Debug` never shows them.
+//! the real Microsoft Graph client (`crate::graph::GraphRemote`) and, for tests only (compiled
+//! under `cfg(test)` or the `test-support` feature, never into a release build), an in-memory
+//! remote (`memory::MemoryRemote`) and a fault-injecting wrapper (`faults::FaultyRemote`).
+//! Upload URLs are capabilities and travel only inside [`UploadSession`], whose `Debug` never
+//! shows them.
+
+#[cfg(any(test, feature = "test-support"))]
+pub mod faults;
+#[cfg(any(test, feature = "test-support"))]
+pub mod memory;
 
 use std::fmt;
 use std::time::{Duration, SystemTime};
