@@ -95,7 +95,11 @@ pub struct Attr {
     pub ino: u64,
     pub kind: NodeKind,
     pub size: u64,
+    /// Kept by the mount only (SharePoint has no access time).
+    pub atime: SystemTime,
     pub mtime: SystemTime,
+    /// Kept by the mount only: the last change through it (content, times, name).
+    pub ctime: SystemTime,
     pub perm: u16,
     /// Zero TTL: the kernel must ask again every time (`.status`).
     pub volatile: bool,

@@ -96,7 +96,9 @@ impl Fs {
             ino: CONTROL_INO,
             kind: NodeKind::File,
             size: 0,
+            atime: SystemTime::now(),
             mtime: SystemTime::now(),
+            ctime: SystemTime::now(),
             perm: 0o200,
             volatile: true,
         }
@@ -108,7 +110,9 @@ impl Fs {
             ino,
             kind: NodeKind::File,
             size,
+            atime: SystemTime::now(),
             mtime: SystemTime::now(),
+            ctime: SystemTime::now(),
             perm: 0o444,
             volatile: true,
         }
