@@ -48,7 +48,7 @@ impl FuseAdapter {
             crtime: a.mtime,
             kind: kind(a.kind),
             perm: a.perm,
-            nlink: if a.kind == NodeKind::Dir { 2 } else { 1 },
+            nlink: a.nlink,
             uid: self.uid,
             gid: self.gid,
             rdev: 0,

@@ -147,6 +147,15 @@ impl Node {
         }
     }
 
+    /// `st_nlink`: SharePoint has no hard links; a file unlinked while open has none left.
+    pub fn nlink(&self) -> u32 {
+        match (self.kind, self.unlinked) {
+            (NodeKind::Dir, _) => 2,
+            (NodeKind::File, false) => 1,
+            (NodeKind::File, true) => 0,
+        }
+    }
+
     /// Record a change of the node itself (its content, a time, its name): ctime is now.
     pub fn changed(&mut self, now: SystemTime) {
         self.times.ctime = Some(now);

@@ -101,6 +101,8 @@ pub struct Attr {
     /// Kept by the mount only: the last change through it (content, times, name).
     pub ctime: SystemTime,
     pub perm: u16,
+    /// Link count: 2 for a folder, 1 for a file, 0 for a file unlinked while open.
+    pub nlink: u32,
     /// Zero TTL: the kernel must ask again every time (`.status`).
     pub volatile: bool,
 }

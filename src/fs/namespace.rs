@@ -46,6 +46,7 @@ impl Fs {
             } else {
                 0o644
             },
+            nlink: node.nlink(),
             volatile: false,
         })
     }

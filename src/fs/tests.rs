@@ -379,6 +379,7 @@ fn a_file_unlinked_while_open_stays_usable_and_is_never_uploaded() {
     assert_eq!(r.fs.read(o.fh, 0, 100).unwrap(), b"hello world");
     assert_eq!(r.fs.read(reader.fh, 0, 100).unwrap(), b"hello world");
     assert_eq!(r.fs.getattr(attr.ino).unwrap().size, 11, "fstat");
+    assert_eq!(r.fs.getattr(attr.ino).unwrap().nlink, 0, "no name left");
     r.fs.setattr(attr.ino, Some(5), None, None, Some(o.fh))
         .unwrap();
     // A new file may take the name meanwhile; it is a different file.

@@ -100,6 +100,7 @@ impl Fs {
             mtime: SystemTime::now(),
             ctime: SystemTime::now(),
             perm: 0o200,
+            nlink: 1,
             volatile: true,
         }
     }
@@ -114,6 +115,7 @@ impl Fs {
             mtime: SystemTime::now(),
             ctime: SystemTime::now(),
             perm: 0o444,
+            nlink: 1,
             volatile: true,
         }
     }
