@@ -122,7 +122,7 @@ fn ftruncate_on_a_file_created_with_mode_0_works() {
         .read(true)
         .write(true)
         .create_new(true)
-        .mode(0)
+        .mode(0o000)
         .open(m.path("mode0"))
         .unwrap();
     f.set_len(0).unwrap();
