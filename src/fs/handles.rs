@@ -499,9 +499,12 @@ impl Fs {
     /// handles until the last one closes ([`Self::forget_if_closed`]); its content is never
     /// submitted. A pending upload is cancelled (its content kept under a new spool name); a
     /// remote-only file is first copied into the spool, as readers will read it after the
-    /// server's item is gone. Returns `Ok(false)`, doing nothing, if no handle is open; else
-    /// whether the server's item (if any) must be deleted is returned by `Ok(true)` after
-    /// deleting it.
+    /// server's item is gone; the server's item, if any, is deleted as for any unlink.
+    /// Returns `Ok(false)`, doing nothing, if no handle is open, else `Ok(true)`.
+    ///
+    /// After a crash, the kept content is never uploaded under its old name: its record says
+    /// `incomplete` (or, for fetched content, it has none and recovery files it under
+    /// `lost+found/`, also `incomplete`).
     pub(super) fn unlink_open(&self, ino: u64, path: &str) -> FsResult<bool> {
         let (local, remote) = {
             let st = self.lock();
@@ -511,8 +514,7 @@ impl Fs {
             let n = st.table.get(ino).ok_or(FsError::NotFound)?;
             (n.local.clone(), n.remote.clone())
         };
-        // Remote-only content is fetched now (readers will need it); unrecorded, so a crash
-        // leaves only an orphan data file that start-up sweeps, nothing to upload.
+        // Remote-only content is fetched now (readers will need it), without a record.
         let fetched = match (&local, &remote) {
             (None, Some(r)) => {
                 let (spool, file) = self.spool.new_file()?;

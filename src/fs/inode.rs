@@ -110,10 +110,7 @@ impl Node {
             local: None,
             seen: None,
             listed: None,
-            times: LocalTimes {
-                ctime: Some(SystemTime::now()),
-                ..LocalTimes::default()
-            },
+            times: LocalTimes::default(),
             unlinked: false,
         }
     }
@@ -132,7 +129,7 @@ impl Node {
         let (size, mtime) = match (&self.local, &self.remote) {
             (Some(l), _) => (l.size, l.mtime),
             (None, Some(r)) => (r.size, r.mtime),
-            (None, None) => (0, self.times.ctime.unwrap_or(SystemTime::UNIX_EPOCH)),
+            (None, None) => (0, self.times.ctime.unwrap_or_else(SystemTime::now)),
         };
         (size, self.times.dir_mtime.unwrap_or(mtime))
     }
@@ -143,7 +140,7 @@ impl Node {
         Times {
             atime: self.times.atime.unwrap_or(mtime),
             mtime,
-            ctime: self.times.ctime.map_or(mtime, |c| c.max(mtime)),
+            ctime: self.times.ctime.unwrap_or(mtime),
         }
     }
 
@@ -423,7 +420,6 @@ mod tests {
         it.mtime = when;
         let f = t.upsert_remote("", &it, Instant::now());
         let n = t.get_mut(f).unwrap();
-        n.times = LocalTimes::default();
         assert_eq!(
             n.times(),
             Times {

@@ -330,9 +330,14 @@ fn every_change_sets_ctime_and_entries_change_their_folder() {
     assert!(c2 > c1, "truncate");
     r.fs.release(o.fh).unwrap();
     nap();
-    r.fs.setattr(f, None, Some(at(5)), None, None).unwrap();
+    r.fs.setattr(f, None, Some(at(5)), Some(at(5_000_000_000)), None)
+        .unwrap();
     let c3 = r.fs.getattr(f).unwrap().ctime;
     assert!(c3 > c2, "utimens");
+    assert!(
+        c3 < at(5_000_000_000),
+        "ctime is the time of the change, not the mtime set"
+    );
     let e = r.fs.mkdir(ROOT_INO, "e").unwrap();
     let (d1, e1) = (r.fs.getattr(d.ino).unwrap(), r.fs.getattr(e.ino).unwrap());
     nap();
