@@ -18,6 +18,7 @@ use fuser::{
 use log::{debug, warn};
 
 use crate::fs::{Attr, DirReplier, Fs, FsError, NodeKind, Opened};
+use crate::protocol::MAX_NAME_BYTES;
 
 /// Attribute and entry TTL for ordinary nodes.
 const TTL: Duration = Duration::from_secs(1);
@@ -41,13 +42,13 @@ impl FuseAdapter {
             ino: INodeNo(a.ino),
             size: a.size,
             blocks: a.size.div_ceil(512),
-            atime: a.mtime,
+            atime: a.atime,
             mtime: a.mtime,
-            ctime: a.mtime,
+            ctime: a.ctime,
             crtime: a.mtime,
             kind: kind(a.kind),
             perm: a.perm,
-            nlink: if a.kind == NodeKind::Dir { 2 } else { 1 },
+            nlink: a.nlink,
             uid: self.uid,
             gid: self.gid,
             rdev: 0,
@@ -148,7 +149,7 @@ impl Filesystem for FuseAdapter {
         _uid: Option<u32>,
         _gid: Option<u32>,
         size: Option<u64>,
-        _atime: Option<TimeOrNow>,
+        atime: Option<TimeOrNow>,
         mtime: Option<TimeOrNow>,
         _ctime: Option<SystemTime>,
         fh: Option<FileHandle>,
@@ -159,10 +160,9 @@ impl Filesystem for FuseAdapter {
         reply: ReplyAttr,
     ) {
         // chmod/chown are accepted and ignored: SharePoint has no POSIX modes or owners.
-        match self
-            .fs
-            .setattr(ino.0, size, mtime.map(time), fh.map(|f| f.0))
-        {
+        // A time left out is UTIME_OMIT; `TimeOrNow::Now` is UTIME_NOW.
+        let (atime, mtime) = (atime.map(time), mtime.map(time));
+        match self.fs.setattr(ino.0, size, atime, mtime, fh.map(|f| f.0)) {
             Ok(a) => reply.attr(&ttl(&a), &self.file_attr(&a)),
             Err(e) => reply.error(fail("setattr", &ino.0, &e)),
         }
@@ -408,7 +408,7 @@ impl Filesystem for FuseAdapter {
                 1 << 20,
                 1 << 20,
                 s.block_size as u32,
-                255,
+                MAX_NAME_BYTES as u32,
                 s.block_size as u32,
             ),
             Err(e) => reply.error(fail("statfs", &"/", &e)),

@@ -20,6 +20,8 @@ pub enum FsError {
     InvalidName(String),
     /// A path over 400 characters.
     NameTooLong(usize),
+    /// A path component over 255 bytes (`NAME_MAX`, `f_namelen`); the number of bytes.
+    ComponentTooLong(usize),
     /// A file over 250 GB.
     FileTooBig,
     /// The spool is full (spool_max or the disk).
@@ -45,7 +47,7 @@ impl FsError {
             FsError::IsDir => libc::EISDIR,
             FsError::NotEmpty => libc::ENOTEMPTY,
             FsError::InvalidName(_) => libc::EINVAL,
-            FsError::NameTooLong(_) => libc::ENAMETOOLONG,
+            FsError::NameTooLong(_) | FsError::ComponentTooLong(_) => libc::ENAMETOOLONG,
             FsError::FileTooBig => libc::EFBIG,
             FsError::NoSpace(_) => libc::ENOSPC,
             // EPERM is what link(2)/symlink(2)/mknod(2) return on filesystems that cannot
@@ -78,7 +80,11 @@ impl FsError {
     pub fn is_quiet(&self) -> bool {
         matches!(
             self,
-            FsError::NotFound | FsError::Exists | FsError::NotEmpty | FsError::NotDir
+            FsError::NotFound
+                | FsError::Exists
+                | FsError::NotEmpty
+                | FsError::NotDir
+                | FsError::ComponentTooLong(_)
         )
     }
 }
@@ -95,6 +101,11 @@ impl fmt::Display for FsError {
             FsError::NameTooLong(n) => {
                 write!(f, "path is {n} characters; SharePoint allows at most 400")
             }
+            FsError::ComponentTooLong(n) => write!(
+                f,
+                "name is {n} bytes; at most {} are allowed",
+                crate::protocol::MAX_NAME_BYTES
+            ),
             FsError::FileTooBig => f.write_str("file larger than SharePoint's 250 GB limit"),
             FsError::NoSpace(m) => write!(f, "spool full: {m}"),
             FsError::NotSupported(what) => write!(f, "{what} are not supported on SharePoint"),
@@ -128,6 +139,7 @@ mod tests {
             (FsError::NotFound, libc::ENOENT),
             (FsError::InvalidName("x".into()), libc::EINVAL),
             (FsError::NameTooLong(401), libc::ENAMETOOLONG),
+            (FsError::ComponentTooLong(256), libc::ENAMETOOLONG),
             (FsError::FileTooBig, libc::EFBIG),
             (FsError::NoSpace("x".into()), libc::ENOSPC),
             (FsError::NotSupported("hard links"), libc::EPERM),

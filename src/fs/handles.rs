@@ -8,7 +8,12 @@
 //! that saw a failed write is never submitted as if complete. Space is admitted (`space`)
 //! before a write grows a spool file. A write-open of a file whose content is only on the
 //! server, or already handed to the queue, is lazy: nothing is copied until the first write
-//! or truncate (`touch` copies nothing).
+//! or truncate (`touch` copies nothing). A file unlinked while open stays usable through its
+//! handles (`unlink_open`): its node is detached from its path and its content kept in the
+//! spool, never submitted; the last release forgets both.
+//!
+//! Times: every change (write, truncate, setattr) sets the node's ctime; atime is set only by
+//! `utimens` and never leaves the mount; creating a file changes its folder's mtime/ctime.
 //!
 //! Locks: the core state lock, for each read or update of the table and the handle map;
 //! file I/O (copies, downloads, reads and writes of spool files) runs without it. `seal`
@@ -46,9 +51,11 @@ pub(super) enum HandleKind {
         file: Arc<File>,
     },
     /// Spool file open for reading.
-    ReadLocal { file: File },
-    /// Remote file, read through ranged downloads with a one-window read-ahead buffer.
+    ReadLocal { ino: u64, file: File },
+    /// Remote file, read through ranged downloads with a one-window read-ahead buffer; if the
+    /// file is unlinked while open, from the spool copy made then.
     ReadRemote {
+        ino: u64,
         path: String,
         size: u64,
         window: Mutex<(u64, Vec<u8>)>,
@@ -66,6 +73,19 @@ pub(super) enum HandleKind {
     Dir {
         entries: Vec<(u64, NodeKind, String)>,
     },
+}
+
+impl HandleKind {
+    /// The file this handle keeps open, if any.
+    fn ino(&self) -> Option<u64> {
+        match self {
+            HandleKind::Write { ino, .. }
+            | HandleKind::ReadLocal { ino, .. }
+            | HandleKind::ReadRemote { ino, .. }
+            | HandleKind::Lazy { ino, .. } => Some(*ino),
+            _ => None,
+        }
+    }
 }
 
 pub(super) fn accmode_writes(flags: i32) -> bool {
@@ -104,12 +124,15 @@ impl Fs {
         let (spool_path, file) = self.new_spool_file(&path)?;
         let mut st = self.lock();
         let ino = st.table.upsert(&path, NodeKind::File);
+        let now = SystemTime::now();
+        st.table.entries_changed(&path, now);
+        st.table.changed(ino, now);
         let node = st.table.get_mut(ino).ok_or(FsError::NotFound)?;
         // Any earlier queued version stays owned by the queue, which supersedes it.
         node.local = Some(LocalFile {
             spool: spool_path.clone(),
             size: 0,
-            mtime: SystemTime::now(),
+            mtime: now,
             writers: 1,
             dirty: true,
             queued: false,
@@ -165,9 +188,11 @@ impl Fs {
         if !accmode_writes(flags) {
             let h = match local {
                 Some(l) => HandleKind::ReadLocal {
+                    ino,
                     file: File::open(&l.spool)?,
                 },
                 None => HandleKind::ReadRemote {
+                    ino,
                     path,
                     size: remote.map(|r| r.size).unwrap_or(0),
                     window: Mutex::new((0, Vec::new())),
@@ -224,6 +249,9 @@ impl Fs {
                     lf.dirty = true;
                     lf.mtime = SystemTime::now();
                 }
+            }
+            if truncate {
+                st.table.changed(ino, SystemTime::now());
             }
             drop(st);
             return Ok(HandleKind::Write {
@@ -315,11 +343,16 @@ impl Fs {
                 Ok(data[start..end].to_vec())
             }
             HandleKind::Write { file, .. } => read_file_at(file, offset, size),
-            HandleKind::ReadLocal { file } => read_file_at(file, offset, size),
+            HandleKind::ReadLocal { file, .. } => read_file_at(file, offset, size),
+            HandleKind::ReadRemote { ino, .. } if self.detached_spool(*ino).is_some() => {
+                let spool = self.detached_spool(*ino).ok_or(FsError::BadHandle)?;
+                read_file_at(&File::open(spool)?, offset, size)
+            }
             HandleKind::ReadRemote {
                 path,
                 size: total,
                 window,
+                ..
             } => {
                 if offset >= *total {
                     return Ok(Vec::new());
@@ -383,6 +416,8 @@ impl Fs {
             l.size = l.size.max(end);
             l.dirty = true;
             l.mtime = SystemTime::now();
+            let now = l.mtime;
+            st.table.changed(*ino, now);
         }
         Ok(data.len() as u32)
     }
@@ -400,27 +435,148 @@ impl Fs {
         Ok(())
     }
 
-    /// Last close of a handle. A written file whose last writer closes is queued for upload.
+    /// Last close of a handle. A written file whose last writer closes is queued for upload;
+    /// an unlinked file whose last handle closes is forgotten with its spool content.
     pub fn release(&self, fh: u64) -> FsResult<()> {
         let h = {
             let mut st = self.lock();
             st.handles.remove(&fh).ok_or(FsError::BadHandle)?
         };
+        let opened = h.ino();
         let h = match h.as_ref() {
             HandleKind::Lazy { real, .. } => {
                 let real = real.lock().unwrap_or_else(|e| e.into_inner());
-                match real.as_ref() {
-                    Some(r) => r.clone(),
-                    None => return Ok(()), // never written: nothing to upload
+                real.as_ref().cloned() // None: never written, nothing to upload
+            }
+            _ => Some(h),
+        };
+        if let Some(HandleKind::Write { ino, .. }) = h.as_deref() {
+            self.seal(*ino, true);
+        }
+        if let Some(ino) = opened {
+            self.forget_if_closed(ino);
+        }
+        Ok(())
+    }
+
+    /// How many handles keep `ino` open. Called with the core lock held.
+    fn open_count(st: &super::State, ino: u64) -> usize {
+        st.handles.values().filter(|h| h.ino() == Some(ino)).count()
+    }
+
+    /// The spool content of `ino` if it was unlinked while open.
+    fn detached_spool(&self, ino: u64) -> Option<PathBuf> {
+        let st = self.lock();
+        let n = st.table.get(ino).filter(|n| n.unlinked)?;
+        n.local.as_ref().map(|l| l.spool.clone())
+    }
+
+    /// An unlinked file whose last handle closed: forget it and its spool content. Its data
+    /// never reaches SharePoint.
+    fn forget_if_closed(&self, ino: u64) {
+        let spool = {
+            let mut st = self.lock();
+            let detached = st.table.get(ino).is_some_and(|n| n.unlinked);
+            if !detached || Self::open_count(&st, ino) > 0 {
+                return;
+            }
+            let spool = st
+                .table
+                .get(ino)
+                .and_then(|n| n.local.as_ref())
+                .map(|l| l.spool.clone());
+            st.table.forget(ino);
+            spool
+        };
+        if let Some(p) = spool {
+            crate::spool::remove_spooled(&p);
+        }
+        debug!("inode {ino}: last handle of an unlinked file closed; discarded");
+    }
+
+    /// `unlink` of a file that still has open handles (called by `unlink` after its checks):
+    /// the path is freed, and the file stays readable, writable and `fstat`-able through its
+    /// handles until the last one closes ([`Self::forget_if_closed`]); its content is never
+    /// submitted. A pending upload is cancelled (its content kept under a new spool name); a
+    /// remote-only file is first copied into the spool, as readers will read it after the
+    /// server's item is gone; the server's item, if any, is deleted as for any unlink.
+    /// Returns `Ok(false)`, doing nothing, if no handle is open, else `Ok(true)`.
+    ///
+    /// After a crash, the kept content is never uploaded under its old name: its record says
+    /// `incomplete` (or, for fetched content, it has none and recovery files it under
+    /// `lost+found/`, also `incomplete`).
+    pub(super) fn unlink_open(&self, ino: u64, path: &str) -> FsResult<bool> {
+        let (local, remote) = {
+            let st = self.lock();
+            if Self::open_count(&st, ino) == 0 {
+                return Ok(false);
+            }
+            let n = st.table.get(ino).ok_or(FsError::NotFound)?;
+            (n.local.clone(), n.remote.clone())
+        };
+        // Remote-only content is fetched now (readers will need it), without a record.
+        let fetched = match (&local, &remote) {
+            (None, Some(r)) => {
+                let (spool, file) = self.spool.new_file()?;
+                if let Err(e) = self.fetch_into(path, r.size, &file) {
+                    crate::spool::remove_spooled(&spool);
+                    return Err(e);
+                }
+                Some((spool, r.size, r.mtime))
+            }
+            _ => None,
+        };
+        let queued = {
+            let mut st = self.lock();
+            let now = SystemTime::now();
+            let queued = st
+                .table
+                .get(ino)
+                .and_then(|n| n.local.as_ref())
+                .is_some_and(|l| l.queued);
+            let mut relinked = None;
+            if let Some(l) = st.table.get(ino).and_then(|n| n.local.as_ref()) {
+                if l.queued || l.failed.is_some() {
+                    // The queue owns (and on cancel removes) a queued or failed job's spool
+                    // file: keep the content under a new name first.
+                    let (link, _) = self.spool.new_file()?;
+                    std::fs::remove_file(&link)?;
+                    std::fs::hard_link(&l.spool, &link)?;
+                    relinked = Some(link);
+                }
+                self.queue.cancel(path);
+            }
+            if let Some(n) = st.table.get_mut(ino) {
+                if let (Some(link), Some(l)) = (relinked, n.local.as_mut()) {
+                    l.spool = link;
+                    l.queued = false;
+                }
+                if let Some((spool, size, mtime)) = fetched {
+                    n.local = Some(LocalFile {
+                        spool,
+                        size,
+                        mtime,
+                        writers: 0,
+                        dirty: false,
+                        queued: false,
+                        queued_mtime: None,
+                        failed: None,
+                    });
                 }
             }
-            _ => h,
+            st.table.detach(ino);
+            st.table.entries_changed(path, now);
+            st.table.changed(ino, now);
+            queued
         };
-        let HandleKind::Write { ino, .. } = h.as_ref() else {
-            return Ok(());
-        };
-        self.seal(*ino, true);
-        Ok(())
+        if remote.is_some() || queued {
+            match self.remote().delete(path) {
+                Ok(()) | Err(crate::remote::RemoteError::NotFound(_)) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        debug!("{path}: unlinked while open; kept until its last close");
+        Ok(true)
     }
 
     /// If `ino` has dirty spool content and no writers, hand it to the queue.
@@ -441,8 +597,8 @@ impl Fs {
             if closing_writer {
                 l.writers = l.writers.saturating_sub(1);
             }
-            if l.writers > 0 {
-                return;
+            if l.writers > 0 || node.unlinked {
+                return; // still being written, or unlinked while open: never uploaded
             }
             if !l.dirty {
                 if !l.queued && l.failed.is_none() && node.remote.is_some() {
@@ -472,11 +628,13 @@ impl Fs {
         drop(st);
     }
 
-    /// Set size and/or mtime (`truncate`, `utimens`); mode and owner are accepted and ignored.
+    /// Set size, atime and/or mtime (`truncate`, `utimens`: `None` is `UTIME_OMIT`); mode and
+    /// owner are accepted and ignored. atime stays in the mount; every call sets the ctime.
     pub fn setattr(
         &self,
         ino: u64,
         size: Option<u64>,
+        atime: Option<SystemTime>,
         mtime: Option<SystemTime>,
         fh: Option<u64>,
     ) -> FsResult<Attr> {
@@ -492,7 +650,12 @@ impl Fs {
         if let Some(m) = mtime {
             self.set_mtime(ino, m)?;
         }
-        let st = self.lock();
+        let mut st = self.lock();
+        let node = st.table.get_mut(ino).ok_or(FsError::NotFound)?;
+        if let Some(a) = atime {
+            node.times.atime = Some(a);
+        }
+        node.changed(SystemTime::now());
         Self::attr_of(&st, ino)
     }
 
@@ -520,6 +683,7 @@ impl Fs {
                     l.dirty = true;
                     l.mtime = SystemTime::now();
                 }
+                st.table.changed(ino, SystemTime::now());
                 drop(st);
                 self.seal(ino, false);
                 return Ok(());
@@ -541,6 +705,7 @@ impl Fs {
                 l.dirty = true;
                 l.mtime = SystemTime::now();
             }
+            st.table.changed(ino, SystemTime::now());
             Ok(())
         })();
         self.release(opened.fh)?;
@@ -572,14 +737,21 @@ impl Fs {
             // the committed item.
             return Ok(());
         }
-        if kind == NodeKind::Dir && path.is_empty() {
-            return Ok(());
-        }
-        let item = self.remote().set_mtime(&path, mtime)?;
+        let item = if kind == NodeKind::Dir && path.is_empty() {
+            None // the mounted folder itself: kept in the mount
+        } else {
+            Some(self.remote().set_mtime(&path, mtime)?)
+        };
         let mut st = self.lock();
         if let Some(n) = st.table.get_mut(ino) {
-            n.remote = Some(RemoteMeta::from(&item));
-            n.seen = Some(Instant::now());
+            if let Some(item) = &item {
+                n.remote = Some(RemoteMeta::from(item));
+                n.seen = Some(Instant::now());
+            }
+            if kind == NodeKind::Dir {
+                // What SharePoint now holds (to the second), or the root's own.
+                n.times.dir_mtime = Some(item.as_ref().map_or(mtime, |i| i.mtime));
+            }
         }
         Ok(())
     }

@@ -5,6 +5,18 @@
 //! form, as SharePoint compares names case-insensitively, and a node keeps the case it was
 //! created or listed with; inode numbers are never reused within a mount. The table is plain
 //! data behind the core's one mutex: no I/O happens here.
+//!
+//! Times: SharePoint stores one time per item, its modification time, to the second. The
+//! table keeps what SharePoint cannot, for as long as the mount knows the node
+//! ([`LocalTimes`]): the access time (never uploaded), the change time (every change made
+//! through the mount sets it to now) and a folder's own mtime (creating, removing or renaming
+//! an entry sets it). A file's mtime is its local content's while pending (to the
+//! nanosecond), then the server's (to the second), so what is read back after an upload is
+//! what a fresh mount would show and `rsync` does not send the file again.
+//!
+//! Unlinked but open: `unlink` of a file that still has open handles *detaches* its node (the
+//! path is free at once, the node stays reachable by inode) until the last handle closes,
+//! when the core forgets it ([`InodeTable::forget`]).
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -57,6 +69,23 @@ pub struct LocalFile {
     pub failed: Option<String>,
 }
 
+/// Times the mount keeps and SharePoint does not (module doc). `None`: the mtime.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LocalTimes {
+    pub atime: Option<SystemTime>,
+    pub ctime: Option<SystemTime>,
+    /// Folders: the last change of an entry in it, or the last utimens.
+    pub dir_mtime: Option<SystemTime>,
+}
+
+/// A node's three times as `stat` shows them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Times {
+    pub atime: SystemTime,
+    pub mtime: SystemTime,
+    pub ctime: SystemTime,
+}
+
 #[derive(Debug, Clone)]
 pub struct Node {
     pub path: String,
@@ -67,6 +96,9 @@ pub struct Node {
     pub seen: Option<Instant>,
     /// Folders: when the children were last listed from the server.
     pub listed: Option<Instant>,
+    pub times: LocalTimes,
+    /// Unlinked while open: no longer under any path, kept until its last handle closes.
+    pub unlinked: bool,
 }
 
 impl Node {
@@ -78,6 +110,8 @@ impl Node {
             local: None,
             seen: None,
             listed: None,
+            times: LocalTimes::default(),
+            unlinked: false,
         }
     }
 
@@ -89,13 +123,39 @@ impl Node {
         split(&self.path).0
     }
 
-    /// Size and mtime as the kernel should see them: local content wins.
+    /// Size and mtime as the kernel should see them: local content wins; a folder's own
+    /// mtime wins over the server's.
     pub fn size_mtime(&self) -> (u64, SystemTime) {
-        match (&self.local, &self.remote) {
+        let (size, mtime) = match (&self.local, &self.remote) {
             (Some(l), _) => (l.size, l.mtime),
             (None, Some(r)) => (r.size, r.mtime),
-            (None, None) => (0, SystemTime::now()),
+            (None, None) => (0, self.times.ctime.unwrap_or_else(SystemTime::now)),
+        };
+        (size, self.times.dir_mtime.unwrap_or(mtime))
+    }
+
+    /// atime, mtime and ctime as `stat` shows them.
+    pub fn times(&self) -> Times {
+        let mtime = self.size_mtime().1;
+        Times {
+            atime: self.times.atime.unwrap_or(mtime),
+            mtime,
+            ctime: self.times.ctime.unwrap_or(mtime),
         }
+    }
+
+    /// `st_nlink`: SharePoint has no hard links; a file unlinked while open has none left.
+    pub fn nlink(&self) -> u32 {
+        match (self.kind, self.unlinked) {
+            (NodeKind::Dir, _) => 2,
+            (NodeKind::File, false) => 1,
+            (NodeKind::File, true) => 0,
+        }
+    }
+
+    /// Record a change of the node itself (its content, a time, its name): ctime is now.
+    pub fn changed(&mut self, now: SystemTime) {
+        self.times.ctime = Some(now);
     }
 }
 
@@ -136,6 +196,60 @@ impl InodeTable {
 
     pub fn ino_of(&self, path: &str) -> Option<u64> {
         self.keys.get(&fold(path)).copied()
+    }
+
+    /// An entry was created, removed or renamed at `path`: its folder's mtime and ctime are
+    /// now (POSIX; SharePoint keeps no such time, so it lives in the table).
+    pub fn entries_changed(&mut self, path: &str, now: SystemTime) {
+        let parent = split(path).0;
+        if let Some(n) = self.ino_of(parent).and_then(|i| self.nodes.get_mut(&i)) {
+            n.times.dir_mtime = Some(now);
+            n.times.ctime = Some(now);
+        }
+    }
+
+    /// `path` was removed (unlink, rmdir): forget its subtree, its folder changed.
+    pub fn removed(&mut self, path: &str, now: SystemTime) {
+        self.remove_tree(path);
+        self.entries_changed(path, now);
+    }
+
+    /// The node `ino` was renamed from `from` to `to` (after [`Self::rename_tree`]): both
+    /// folders changed, and the node itself (its ctime).
+    pub fn renamed(&mut self, ino: u64, from: &str, to: &str, now: SystemTime) {
+        self.entries_changed(from, now);
+        self.entries_changed(to, now);
+        self.changed(ino, now);
+    }
+
+    /// Record a change of the node `ino` itself (see [`Node::changed`]).
+    pub fn changed(&mut self, ino: u64, now: SystemTime) {
+        if let Some(n) = self.nodes.get_mut(&ino) {
+            n.changed(now);
+        }
+    }
+
+    /// Unlink `ino` but keep it, reachable by inode only, until [`Self::forget`]: the path is
+    /// free for a new file at once, the node no longer shows in listings.
+    pub fn detach(&mut self, ino: u64) {
+        let Some(n) = self.nodes.get_mut(&ino) else {
+            return;
+        };
+        if ino == ROOT_INO {
+            return;
+        }
+        let key = fold(&n.path);
+        n.unlinked = true;
+        if self.keys.get(&key) == Some(&ino) {
+            self.keys.remove(&key);
+        }
+    }
+
+    /// Drop a detached node (its last handle closed).
+    pub fn forget(&mut self, ino: u64) {
+        if self.nodes.get(&ino).is_some_and(|n| n.unlinked) {
+            self.nodes.remove(&ino);
+        }
     }
 
     /// The node at `path`, created with `kind` if unknown. An existing node keeps its inode
@@ -218,14 +332,16 @@ impl InodeTable {
         let key = fold(dir);
         self.nodes
             .iter()
-            .filter(|(ino, n)| **ino != ROOT_INO && fold(n.parent_path()) == key)
+            .filter(|(ino, n)| **ino != ROOT_INO && !n.unlinked && fold(n.parent_path()) == key)
             .map(|(ino, _)| *ino)
             .collect()
     }
 
     /// All nodes with spool content.
     pub fn local_nodes(&self) -> impl Iterator<Item = (&u64, &Node)> {
-        self.nodes.iter().filter(|(_, n)| n.local.is_some())
+        self.nodes
+            .iter()
+            .filter(|(_, n)| n.local.is_some() && !n.unlinked)
     }
 }
 
@@ -273,5 +389,55 @@ mod tests {
         t.remove_tree("z");
         assert!(t.get(f).is_none() && t.ino_of("z").is_none());
         assert!(t.ino_of("").is_some());
+    }
+
+    #[test]
+    fn detached_nodes_keep_their_inode_but_free_their_path() {
+        let mut t = InodeTable::new();
+        let f = t.upsert("d/f.txt", NodeKind::File);
+        t.upsert("d", NodeKind::Dir);
+        t.detach(f);
+        assert!(t.get(f).is_some_and(|n| n.unlinked));
+        assert_eq!(t.ino_of("d/f.txt"), None);
+        assert!(t.children("d").is_empty());
+        let g = t.upsert("d/f.txt", NodeKind::File);
+        assert_ne!(f, g, "a new file under the freed name is a new inode");
+        t.remove_tree("d");
+        assert!(
+            t.get(f).is_some(),
+            "kept until forgotten, even if its folder goes"
+        );
+        t.forget(g); // not detached: ignored
+        t.forget(f);
+        assert!(t.get(f).is_none());
+    }
+
+    #[test]
+    fn times_fall_back_to_mtime_and_folders_keep_their_own() {
+        let mut t = InodeTable::new();
+        let when = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(4_294_967_296);
+        let mut it = item("f", false);
+        it.mtime = when;
+        let f = t.upsert_remote("", &it, Instant::now());
+        let n = t.get_mut(f).unwrap();
+        assert_eq!(
+            n.times(),
+            Times {
+                atime: when,
+                mtime: when,
+                ctime: when
+            }
+        );
+        let a = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(2_147_483_648);
+        n.times.atime = Some(a);
+        assert_eq!(n.times().atime, a);
+        assert_eq!(n.times().mtime, when, "atime is not the mtime");
+        let d = t.upsert("d", NodeKind::Dir);
+        let now = SystemTime::now();
+        t.entries_changed("d/x", now);
+        let dn = t.get(d).unwrap();
+        assert_eq!((dn.times().mtime, dn.times().ctime), (now, now));
+        let root_before = t.get(ROOT_INO).unwrap().times.dir_mtime;
+        assert_eq!(root_before, None, "only the direct parent changes");
     }
 }

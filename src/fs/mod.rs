@@ -95,8 +95,14 @@ pub struct Attr {
     pub ino: u64,
     pub kind: NodeKind,
     pub size: u64,
+    /// Kept by the mount only (SharePoint has no access time).
+    pub atime: SystemTime,
     pub mtime: SystemTime,
+    /// Kept by the mount only: the last change through it (content, times, name).
+    pub ctime: SystemTime,
     pub perm: u16,
+    /// Link count: 2 for a folder, 1 for a file, 0 for a file unlinked while open.
+    pub nlink: u32,
     /// Zero TTL: the kernel must ask again every time (`.status`).
     pub volatile: bool,
 }

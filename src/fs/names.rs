@@ -2,10 +2,18 @@
 //! server, so a refused name fails at `create`/`mkdir`/`rename` with a clear errno instead of
 //! as a failed upload minutes later.
 //!
+//! Length limits: a component may have at most [`MAX_NAME_BYTES`] (255) bytes — POSIX
+//! `NAME_MAX`, what `statfs` reports as `f_namelen` and what `pathconf` tells programs — and is
+//! refused with ENAMETOOLONG at create, mkdir, rename *and* lookup (so a lookup of an
+//! over-long name is ENAMETOOLONG, not ENOENT). SharePoint's own limit is on the whole
+//! decoded server-relative path, [`MAX_PATH_CHARS`] (400) characters, which the mount's base
+//! folder counts towards ([`check_path_len`]); it has no separate per-name limit below that
+//! (its 255-character "file name" limit in the UI is looser than 255 bytes for non-ASCII).
+//!
 //! Also the case-folding used for lookups: SharePoint names are case-insensitive and
 //! case-preserving, so the inode table keys paths by [`fold`].
 
-use crate::protocol::MAX_PATH_CHARS;
+use crate::protocol::{MAX_NAME_BYTES, MAX_PATH_CHARS};
 
 /// Why a name is refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -14,13 +22,24 @@ pub enum NameProblem {
     Invalid(String),
     /// The full path would exceed [`MAX_PATH_CHARS`].
     TooLong(usize),
+    /// One component has more than [`MAX_NAME_BYTES`] bytes (this many).
+    ComponentTooLong(usize),
 }
 
 const BAD_CHARS: &[char] = &['"', '*', ':', '<', '>', '?', '/', '\\', '|'];
 const RESERVED: &[&str] = &[".lock", "con", "prn", "aux", "nul", "desktop.ini"];
 
+/// Check the length of one path component, the only check a lookup makes.
+pub fn check_name_len(name: &str) -> Result<(), NameProblem> {
+    if name.len() > MAX_NAME_BYTES {
+        return Err(NameProblem::ComponentTooLong(name.len()));
+    }
+    Ok(())
+}
+
 /// Check one path component. `at_library_root` enables the `forms` rule.
 pub fn check_name(name: &str, at_library_root: bool) -> Result<(), NameProblem> {
+    check_name_len(name)?;
     let invalid = |why: String| Err(NameProblem::Invalid(why));
     if name.is_empty() || name == "." || name == ".." {
         return invalid(format!("\"{name}\" is not a file name"));
@@ -154,6 +173,21 @@ mod tests {
             );
         }
         assert!(check_name("Forms", true).is_err());
+    }
+
+    #[test]
+    fn component_length_is_counted_in_bytes() {
+        assert_eq!(check_name(&"a".repeat(MAX_NAME_BYTES), false), Ok(()));
+        assert_eq!(
+            check_name(&"a".repeat(MAX_NAME_BYTES + 1), false),
+            Err(NameProblem::ComponentTooLong(256))
+        );
+        // 128 two-byte characters: 256 bytes.
+        assert_eq!(
+            check_name_len(&"é".repeat(128)),
+            Err(NameProblem::ComponentTooLong(256))
+        );
+        assert_eq!(check_name_len(&"é".repeat(127)), Ok(()));
     }
 
     #[test]

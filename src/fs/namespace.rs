@@ -13,7 +13,7 @@
 //! queue calls that cancel or retarget a queued job (see "Locks" in `mod.rs`).
 
 use std::path::PathBuf;
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use log::{debug, info, warn};
 
@@ -32,17 +32,21 @@ impl Fs {
     /// The attributes of `ino` as the table has them. Called with the core lock held.
     pub(super) fn attr_of(st: &State, ino: u64) -> FsResult<Attr> {
         let node = st.table.get(ino).ok_or(FsError::NotFound)?;
-        let (size, mtime) = node.size_mtime();
+        let (size, _) = node.size_mtime();
+        let t = node.times();
         Ok(Attr {
             ino,
             kind: node.kind,
             size,
-            mtime,
+            atime: t.atime,
+            mtime: t.mtime,
+            ctime: t.ctime,
             perm: if node.kind == NodeKind::Dir {
                 0o755
             } else {
                 0o644
             },
+            nlink: node.nlink(),
             volatile: false,
         })
     }
@@ -69,6 +73,7 @@ impl Fs {
         if let Some(attr) = self.virtual_lookup(parent, name) {
             return Ok(attr);
         }
+        names::check_name_len(name).map_err(name_error)?;
         let path = {
             let st = self.lock();
             let parent_path = self.dir_path(&st, parent)?;
@@ -165,6 +170,7 @@ impl Fs {
         if let Some(n) = st.table.get_mut(ino) {
             n.listed = Some(Instant::now());
         }
+        st.table.entries_changed(&path, SystemTime::now());
         Self::attr_of(&st, ino)
     }
 
@@ -283,6 +289,9 @@ impl Fs {
         if kind == NodeKind::Dir {
             return Err(FsError::IsDir);
         }
+        if self.unlink_open(ino, &path)? {
+            return Ok(()); // still open: kept until its last close (`handles.rs`)
+        }
         // Forget the node and cancel its upload under the lock, so a concurrent release
         // cannot queue it again (see `seal`).
         let local = {
@@ -291,7 +300,7 @@ impl Fs {
             if local.is_some() {
                 self.queue.cancel(&path);
             }
-            st.table.remove_tree(&path);
+            st.table.removed(&path, SystemTime::now());
             local
         };
         if let Some(l) = &local {
@@ -340,7 +349,7 @@ impl Fs {
             return Err(FsError::NotEmpty);
         }
         self.remote().delete(&path)?;
-        self.lock().table.remove_tree(&path);
+        self.lock().table.removed(&path, SystemTime::now());
         Ok(())
     }
 
@@ -388,6 +397,7 @@ impl Fs {
                 // Not yet queued (it will be under the new name), or queued but not started
                 // (the job simply goes to the new name): nothing to do on the server.
                 st.table.rename_tree(&from, &to);
+                st.table.renamed(ino, &from, &to, SystemTime::now());
                 if let Some(n) = st.table.get_mut(ino) {
                     n.seen = None;
                 }
@@ -427,6 +437,7 @@ impl Fs {
         {
             let mut st = self.lock();
             st.table.rename_tree(&from, &to);
+            st.table.renamed(ino, &from, &to, SystemTime::now());
             if let Some(n) = st.table.get_mut(ino) {
                 n.seen = None;
                 if let (Some(link), Some(l)) = (relinked.take(), n.local.as_mut()) {
@@ -494,6 +505,7 @@ fn name_error(p: NameProblem) -> FsError {
     match p {
         NameProblem::Invalid(m) => FsError::InvalidName(m),
         NameProblem::TooLong(n) => FsError::NameTooLong(n),
+        NameProblem::ComponentTooLong(n) => FsError::ComponentTooLong(n),
     }
 }
 

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::*;
 use crate::remote::memory::{stand_in_file_hash, Call, MemoryRemote};
@@ -108,7 +108,7 @@ fn utimens_after_close_is_sent_with_the_upload() {
     let r = rig(Duration::from_millis(300));
     let ino = r.write_file(ROOT_INO, "t.bin", &[7u8; 1000]);
     let when = UNIX_EPOCH + Duration::from_secs(1_500_000_000);
-    r.fs.setattr(ino, None, Some(when), None).unwrap();
+    r.fs.setattr(ino, None, None, Some(when), None).unwrap();
     r.settle();
     let item = r.remote.stat("t.bin").unwrap().unwrap();
     assert_eq!(item.mtime, when);
@@ -239,4 +239,246 @@ fn a_write_past_spool_max_fails_and_marks_the_file_broken() {
     let snap = fs.status_snapshot();
     assert_eq!(snap.uploads.len(), 1);
     assert_eq!(snap.uploads[0].state.as_str(), "incomplete");
+}
+
+fn at(secs: u64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(secs)
+}
+
+fn calls_of(r: &Rig, f: impl Fn(&Call) -> bool) -> usize {
+    r.remote.calls().iter().filter(|c| f(c)).count()
+}
+
+#[test]
+fn utimens_keeps_atime_and_mtime_apart_with_omit_and_64_bit_seconds() {
+    let r = rig(Duration::from_secs(5));
+    let ino = r.write_file(ROOT_INO, "t.bin", b"x");
+    let before = r.fs.getattr(ino).unwrap();
+    // atime only (mtime UTIME_OMIT): mtime unchanged.
+    let a =
+        r.fs.setattr(ino, None, Some(at(1_900_000_000)), None, None)
+            .unwrap();
+    assert_eq!(a.atime, at(1_900_000_000));
+    assert_eq!(a.mtime, before.mtime);
+    // mtime only (atime UTIME_OMIT): atime unchanged.
+    let a =
+        r.fs.setattr(ino, None, None, Some(at(1_950_000_000)), None)
+            .unwrap();
+    assert_eq!((a.atime, a.mtime), (at(1_900_000_000), at(1_950_000_000)));
+    // y2038 and past 2^32 seconds (year 2106), and 2110.
+    let a =
+        r.fs.setattr(ino, None, Some(at(1 << 31)), Some(at(1 << 32)), None)
+            .unwrap();
+    assert_eq!((a.atime, a.mtime), (at(1 << 31), at(1 << 32)));
+    let y2110 = at(4_418_064_000); // 2110-01-01T00:00:00Z
+    r.fs.setattr(ino, None, None, Some(y2110), None).unwrap();
+    r.settle();
+    assert_eq!(r.remote.stat("t.bin").unwrap().unwrap().mtime, y2110);
+    let a = r.fs.getattr(ino).unwrap();
+    assert_eq!((a.atime, a.mtime), (at(1 << 31), y2110), "after upload");
+}
+
+#[test]
+fn atime_of_an_uploaded_file_stays_in_the_mount() {
+    let r = rig(Duration::ZERO);
+    let ino = r.write_file(ROOT_INO, "up.txt", b"hello");
+    r.fs.setattr(ino, None, None, Some(at(1_600_000_000)), None)
+        .unwrap();
+    r.settle();
+    let sets = calls_of(&r, |c| matches!(c, Call::SetMtime { .. }));
+    let a =
+        r.fs.setattr(ino, None, Some(at(1_000_000_000)), None, None)
+            .unwrap();
+    assert_eq!(a.atime, at(1_000_000_000));
+    assert_eq!(a.mtime, at(1_600_000_000));
+    assert_eq!(calls_of(&r, |c| matches!(c, Call::SetMtime { .. })), sets);
+    assert_eq!(
+        r.remote.stat("up.txt").unwrap().unwrap().mtime,
+        at(1_600_000_000)
+    );
+}
+
+#[test]
+fn uploaded_mtime_reads_back_to_the_second_and_pending_to_the_nanosecond() {
+    let r = rig(Duration::from_millis(200));
+    let ino = r.write_file(ROOT_INO, "ns.txt", b"abc");
+    let fine = at(1_700_000_000) + Duration::from_nanos(123_456_789);
+    r.fs.setattr(ino, None, None, Some(fine), None).unwrap();
+    assert_eq!(r.fs.getattr(ino).unwrap().mtime, fine, "pending: as set");
+    r.settle();
+    let server = r.remote.stat("ns.txt").unwrap().unwrap().mtime;
+    assert_eq!(
+        r.fs.getattr(ino).unwrap().mtime,
+        server,
+        "uploaded: what SharePoint holds, as a fresh mount shows it"
+    );
+}
+
+#[test]
+fn every_change_sets_ctime_and_entries_change_their_folder() {
+    let r = rig(Duration::from_secs(5));
+    let nap = || std::thread::sleep(Duration::from_millis(5));
+    let d = r.fs.mkdir(ROOT_INO, "d").unwrap();
+    let t0 = r.fs.getattr(d.ino).unwrap();
+    nap();
+    let f = r.write_file(d.ino, "f.txt", b"one");
+    let t1 = r.fs.getattr(d.ino).unwrap();
+    assert!(t1.mtime > t0.mtime && t1.ctime > t0.ctime, "create");
+    let c0 = r.fs.getattr(f).unwrap().ctime;
+    nap();
+    let o = r.fs.open(f, libc::O_WRONLY).unwrap();
+    r.fs.write(o.fh, 3, b"two").unwrap();
+    let c1 = r.fs.getattr(f).unwrap().ctime;
+    assert!(c1 > c0, "write");
+    nap();
+    r.fs.setattr(f, Some(1), None, None, Some(o.fh)).unwrap();
+    let c2 = r.fs.getattr(f).unwrap().ctime;
+    assert!(c2 > c1, "truncate");
+    r.fs.release(o.fh).unwrap();
+    nap();
+    r.fs.setattr(f, None, Some(at(5)), Some(at(5_000_000_000)), None)
+        .unwrap();
+    let c3 = r.fs.getattr(f).unwrap().ctime;
+    assert!(c3 > c2, "utimens");
+    assert!(
+        c3 < at(5_000_000_000),
+        "ctime is the time of the change, not the mtime set"
+    );
+    let e = r.fs.mkdir(ROOT_INO, "e").unwrap();
+    let (d1, e1) = (r.fs.getattr(d.ino).unwrap(), r.fs.getattr(e.ino).unwrap());
+    nap();
+    r.fs.rename(d.ino, "f.txt", e.ino, "g.txt").unwrap();
+    let (d2, e2) = (r.fs.getattr(d.ino).unwrap(), r.fs.getattr(e.ino).unwrap());
+    assert!(
+        d2.mtime > d1.mtime && d2.ctime > d1.ctime,
+        "rename: old folder"
+    );
+    assert!(
+        e2.mtime > e1.mtime && e2.ctime > e1.ctime,
+        "rename: new folder"
+    );
+    assert!(
+        r.fs.getattr(f).unwrap().ctime > c3,
+        "rename: the file's ctime"
+    );
+    nap();
+    r.fs.unlink(e.ino, "g.txt").unwrap();
+    let e3 = r.fs.getattr(e.ino).unwrap();
+    assert!(e3.mtime > e2.mtime && e3.ctime > e2.ctime, "unlink");
+    let root1 = r.fs.getattr(ROOT_INO).unwrap();
+    nap();
+    r.fs.mkdir(ROOT_INO, "m").unwrap();
+    let root2 = r.fs.getattr(ROOT_INO).unwrap();
+    assert!(root2.mtime > root1.mtime, "mkdir");
+    nap();
+    r.fs.rmdir(ROOT_INO, "m").unwrap();
+    assert!(r.fs.getattr(ROOT_INO).unwrap().mtime > root2.mtime, "rmdir");
+}
+
+#[test]
+fn a_file_unlinked_while_open_stays_usable_and_is_never_uploaded() {
+    let r = rig(Duration::ZERO);
+    let (attr, o) = r.fs.create(ROOT_INO, "tmp.bin", libc::O_RDWR).unwrap();
+    r.fs.write(o.fh, 0, b"hello ").unwrap();
+    let reader = r.fs.open(attr.ino, libc::O_RDONLY).unwrap();
+    r.fs.unlink(ROOT_INO, "tmp.bin").unwrap();
+    assert!(matches!(
+        r.fs.lookup(ROOT_INO, "tmp.bin"),
+        Err(FsError::NotFound)
+    ));
+    r.fs.write(o.fh, 6, b"world").unwrap();
+    assert_eq!(r.fs.read(o.fh, 0, 100).unwrap(), b"hello world");
+    assert_eq!(r.fs.read(reader.fh, 0, 100).unwrap(), b"hello world");
+    assert_eq!(r.fs.getattr(attr.ino).unwrap().size, 11, "fstat");
+    assert_eq!(r.fs.getattr(attr.ino).unwrap().nlink, 0, "no name left");
+    r.fs.setattr(attr.ino, Some(5), None, None, Some(o.fh))
+        .unwrap();
+    // A new file may take the name meanwhile; it is a different file.
+    let other = r.write_file(ROOT_INO, "tmp.bin", b"new");
+    assert_ne!(other, attr.ino);
+    r.fs.release(o.fh).unwrap();
+    assert_eq!(r.fs.read(reader.fh, 0, 100).unwrap(), b"hello");
+    r.fs.release(reader.fh).unwrap();
+    assert!(
+        r.fs.getattr(attr.ino).is_err(),
+        "forgotten at the last close"
+    );
+    r.settle();
+    assert_eq!(r.remote.content("tmp.bin").as_deref(), Some(&b"new"[..]));
+    assert_eq!(
+        r.sessions_for("tmp.bin"),
+        1,
+        "only the new file was uploaded"
+    );
+    assert_eq!(r.spool_files(), 0);
+}
+
+#[test]
+fn an_uploaded_file_unlinked_while_open_is_deleted_and_still_readable() {
+    let r = rig(Duration::ZERO);
+    let ino = r.write_file(ROOT_INO, "old.txt", b"server copy");
+    r.settle();
+    let o = r.fs.open(ino, libc::O_RDONLY).unwrap();
+    let w = r.fs.open(ino, libc::O_WRONLY).unwrap(); // lazy: nothing copied yet
+    r.fs.unlink(ROOT_INO, "old.txt").unwrap();
+    assert!(
+        r.remote.stat("old.txt").unwrap().is_none(),
+        "deleted as today"
+    );
+    assert_eq!(r.fs.read(o.fh, 0, 100).unwrap(), b"server copy");
+    r.fs.write(w.fh, 0, b"S").unwrap();
+    assert_eq!(r.fs.read(w.fh, 0, 100).unwrap(), b"Server copy");
+    r.fs.release(w.fh).unwrap();
+    r.fs.release(o.fh).unwrap();
+    r.settle();
+    assert!(
+        r.remote.stat("old.txt").unwrap().is_none(),
+        "never re-uploaded"
+    );
+    assert_eq!(r.spool_files(), 0);
+}
+
+#[test]
+fn names_over_255_bytes_are_enametoolong_everywhere() {
+    let r = rig(Duration::ZERO);
+    let long = "n".repeat(crate::protocol::MAX_NAME_BYTES + 1);
+    let ok = "n".repeat(crate::protocol::MAX_NAME_BYTES);
+    let errno = |e: FsError| e.errno();
+    assert_eq!(
+        errno(r.fs.create(ROOT_INO, &long, libc::O_WRONLY).unwrap_err()),
+        libc::ENAMETOOLONG
+    );
+    assert_eq!(
+        errno(r.fs.mkdir(ROOT_INO, &long).unwrap_err()),
+        libc::ENAMETOOLONG
+    );
+    assert_eq!(
+        errno(r.fs.lookup(ROOT_INO, &long).unwrap_err()),
+        libc::ENAMETOOLONG
+    );
+    r.write_file(ROOT_INO, &ok, b"x");
+    assert_eq!(
+        errno(r.fs.rename(ROOT_INO, &ok, ROOT_INO, &long).unwrap_err()),
+        libc::ENAMETOOLONG
+    );
+    assert_eq!(r.fs.lookup(ROOT_INO, &ok).unwrap().size, 1);
+}
+
+#[test]
+fn ftruncate_through_a_handle_created_with_mode_0_works() {
+    let r = rig(Duration::ZERO);
+    let (attr, o) =
+        r.fs.create(ROOT_INO, "m0", libc::O_CREAT | libc::O_RDWR)
+            .unwrap();
+    let a =
+        r.fs.setattr(attr.ino, Some(0), None, None, Some(o.fh))
+            .unwrap();
+    assert_eq!(a.size, 0);
+    let a =
+        r.fs.setattr(attr.ino, Some(7), None, None, Some(o.fh))
+            .unwrap();
+    assert_eq!(a.size, 7);
+    r.fs.release(o.fh).unwrap();
+    r.settle();
+    assert_eq!(r.remote.content("m0").as_deref(), Some(&[0u8; 7][..]));
 }

@@ -96,8 +96,11 @@ impl Fs {
             ino: CONTROL_INO,
             kind: NodeKind::File,
             size: 0,
+            atime: SystemTime::now(),
             mtime: SystemTime::now(),
+            ctime: SystemTime::now(),
             perm: 0o200,
+            nlink: 1,
             volatile: true,
         }
     }
@@ -108,8 +111,11 @@ impl Fs {
             ino,
             kind: NodeKind::File,
             size,
+            atime: SystemTime::now(),
             mtime: SystemTime::now(),
+            ctime: SystemTime::now(),
             perm: 0o444,
+            nlink: 1,
             volatile: true,
         }
     }
