@@ -427,14 +427,17 @@ impl JobRun<'_> {
         self.verify(item)
     }
 
-    /// The recovered job's session, unless it has expired.
+    /// The recovered job's session. Its recorded expiry is not trusted to discard it: the
+    /// expiry slides forward with every fragment (reference §2), and the record keeps the one
+    /// from creation. Dropping a live session on that basis would leave it holding the path
+    /// (409 for a new one until it idles out); a status GET answers 404 if it has expired.
     fn resumable_session(&self) -> Option<crate::remote::UploadSession> {
         let s = self.job.resume.as_ref()?.session.clone()?;
-        let now = self.ctx.clock.wall();
-        if s.expires.is_some_and(|t| t <= now) {
-            info!("{}: the earlier upload session has expired", self.path());
-            self.persist_session(None);
-            return None;
+        if s.expires.is_some_and(|t| t <= self.ctx.clock.wall()) {
+            debug!(
+                "{}: the recorded session expiry has passed; asking the server",
+                self.path()
+            );
         }
         Some(s)
     }
