@@ -43,6 +43,9 @@ pub struct FileConfig {
     pub max_attempts: Option<u32>,
     /// Seconds finished uploads stay in `.status` (default 600).
     pub status_retention: Option<u64>,
+    /// The service's idle lifetime of an upload session, in seconds (default 900): how long
+    /// an upload refused because an earlier session still holds its path keeps retrying.
+    pub session_idle_secs: Option<u64>,
     /// Let other users access the mount (`allow_other`); default false.
     pub allow_other: Option<bool>,
     /// Most bytes the spool may hold (`"20GiB"`); default: keep max(1 GiB, 5 %) of the
@@ -92,6 +95,8 @@ pub struct MountConfig {
     pub conflict: Conflict,
     pub max_attempts: u32,
     pub status_retention: Duration,
+    /// Idle lifetime of an upload session on the service (stale-session wait).
+    pub session_idle: Duration,
     pub allow_other: bool,
     /// `None`: the free-space margin rule.
     pub spool_max: Option<u64>,
@@ -166,6 +171,7 @@ impl FileConfig {
             conflict,
             max_attempts,
             status_retention,
+            session_idle_secs,
             allow_other,
             spool_max,
             fsync_barrier,
@@ -361,6 +367,10 @@ impl MountConfig {
         if max_attempts == 0 {
             return err("max_attempts must be at least 1");
         }
+        let session_idle_secs = file.session_idle_secs.unwrap_or(900);
+        if session_idle_secs == 0 || session_idle_secs > 86_400 {
+            return err("session_idle_secs must be between 1 and 86400 (a day)");
+        }
         Ok(MountConfig {
             site_url,
             folder_url,
@@ -377,6 +387,7 @@ impl MountConfig {
             conflict,
             max_attempts,
             status_retention: Duration::from_secs(file.status_retention.unwrap_or(600)),
+            session_idle: Duration::from_secs(session_idle_secs),
             allow_other: file.allow_other.unwrap_or(false),
             spool_max,
             fsync_barrier: file.fsync_barrier.unwrap_or(false),

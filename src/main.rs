@@ -108,6 +108,9 @@ struct MountArgs {
     /// Seconds finished uploads stay in .status.
     #[arg(long)]
     status_retention: Option<u64>,
+    /// Idle lifetime of an upload session on the service, seconds (stale-session wait).
+    #[arg(long)]
+    session_idle_secs: Option<u64>,
     /// Let other users access the mount.
     #[arg(long)]
     allow_other: bool,
@@ -197,6 +200,7 @@ impl MountArgs {
             conflict: self.conflict.clone(),
             max_attempts: self.max_attempts,
             status_retention: self.status_retention,
+            session_idle_secs: self.session_idle_secs,
             allow_other: self.allow_other.then_some(true),
             spool_max: self.spool_max.clone().map(SizeValue::Text),
             fsync_barrier: self.fsync_barrier.then_some(true),

@@ -119,6 +119,7 @@ pub fn run(cfg: MountConfig, mountpoint: &Path) -> Result<(), MountError> {
     qcfg.conflict = cfg.conflict;
     qcfg.max_attempts = cfg.max_attempts;
     qcfg.retention = cfg.status_retention;
+    qcfg.session_idle = cfg.session_idle;
     qcfg.write_back_delay = std::time::Duration::from_secs(1);
     let queue_remote = remote.clone();
     let spool = Arc::new(spool);

@@ -7,7 +7,22 @@
 //!   recorded session, and the worker resumes it from the server's `nextExpectedRanges`;
 //!   otherwise (or with no session) it starts a new session from byte 0 (after checking that
 //!   the earlier run had not committed it already). A data file whose size differs from the
-//!   record is kept as `failed` ("spool file changed"), never uploaded as is.
+//!   record is kept as `failed` ("spool file changed"), never uploaded as is. A recorded
+//!   session that is not resumed (the data file changed) is handed to the job to cancel. A
+//!   record that says a createUploadSession may have been sent (`may_hold_session`) but holds
+//!   no session marks the job `unrecorded_session`: the previous run may have died between
+//!   the server creating a session and the record write, and that session holds the path
+//!   until it expires (the worker waits for it on 409, and says so in `.status`).
+//! - `sealed` with a name that looks like an interrupted temp file ([`looks_like_temp_name`]:
+//!   rsync's `.NAME.XXXXXX`, `NAME~`, `*.tmp`, `.~lock.NAME#`, `.NAME.swp`): closed, but the
+//!   rename that would have given it its real name never came because the mount died. It is
+//!   held — shown in the mount and in `.status` as `incomplete` with [`HELD_TEMP`], kept in
+//!   the spool, not uploaded — until the user says `retry PATH` (upload it under that name)
+//!   or `discard PATH`. Held for as long as the spool keeps it, because no later event can
+//!   tell us the tool is done with it: rsync's next run writes a new temp file and renames
+//!   that, so uploading the old one would only put a stray temp name into SharePoint. Only
+//!   files recovered at mount are held; in a running mount temp files are uploaded as any
+//!   (the write-back delay lets the rename happen first).
 //! - `failed`: shown in the mount and in `.status` as failed with its reason; kept.
 //! - `incomplete` (open for writing when the process died, or a write failed): never uploaded
 //!   as if complete; kept and shown in `.status` as `incomplete` with its path.
@@ -36,6 +51,11 @@ pub struct RecoveryReport {
     pub restarted: usize,
     pub failed: usize,
     pub incomplete: usize,
+    /// Sealed files held back because their name looks like an interrupted temp file (also
+    /// counted in `incomplete`).
+    pub held: usize,
+    /// Queued files whose previous run may have left an unrecorded session open.
+    pub unrecorded_sessions: usize,
     /// Empty orphans and stray records removed.
     pub removed: usize,
 }
@@ -43,6 +63,42 @@ pub struct RecoveryReport {
 /// The reason shown for files that were open for writing when the process stopped.
 pub const NOT_CLOSED: &str =
     "not closed when the mount stopped; kept in the spool, not uploaded (retry or discard)";
+
+/// The reason shown for a recovered file that looks like an interrupted temp file.
+pub const HELD_TEMP: &str = "held: looks like an interrupted temp file \
+     (discard with shareuplift discard PATH, or shareuplift retry PATH to upload it)";
+
+/// Whether a file name (the last path component) looks like the temporary file of a save
+/// that renames into place: rsync's `.NAME.XXXXXX` (six letters or digits, from mkstemp),
+/// editor backups `NAME~`, `NAME.tmp` (any case), LibreOffice's `.~lock.NAME#` and vim's
+/// `.NAME.swp`. Pure.
+pub fn looks_like_temp_name(name: &str) -> bool {
+    let lower = name.to_ascii_lowercase();
+    if name.len() > 1 && name.ends_with('~') {
+        return true;
+    }
+    if lower.len() > 4 && lower.ends_with(".tmp") {
+        return true;
+    }
+    if name.starts_with(".~lock.") && name.ends_with('#') {
+        return true;
+    }
+    let Some(hidden) = name.strip_prefix('.') else {
+        return false;
+    };
+    if lower.len() > 5 && lower.ends_with(".swp") {
+        return true;
+    }
+    // rsync: "." + NAME + "." + 6 alphanumerics, NAME non-empty.
+    match hidden.rsplit_once('.') {
+        Some((stem, suffix)) => {
+            !stem.is_empty()
+                && suffix.len() == 6
+                && suffix.bytes().all(|b| b.is_ascii_alphanumeric())
+        }
+        None => false,
+    }
+}
 
 /// Re-queue and show everything the spool holds. Call before serving the mount.
 pub fn recover(fs: &Fs, spool: &Spool) -> RecoveryReport {
@@ -60,8 +116,15 @@ pub fn recover(fs: &Fs, spool: &Spool) -> RecoveryReport {
     }
     if report != RecoveryReport::default() {
         info!(
-            "spool recovery: {} resumed, {} restarted, {} failed, {} incomplete, {} removed",
-            report.resumed, report.restarted, report.failed, report.incomplete, report.removed
+            "spool recovery: {} resumed, {} restarted ({} may have an unrecorded session), \
+             {} failed, {} incomplete ({} held temp files), {} removed",
+            report.resumed,
+            report.restarted,
+            report.unrecorded_sessions,
+            report.failed,
+            report.incomplete,
+            report.held,
+            report.removed
         );
     }
     report
@@ -117,9 +180,28 @@ fn recover_one(fs: &Fs, data: &Path, report: &mut RecoveryReport) {
             let _ = crate::spool::save_record(data, &rec);
             adopt_failed(fs, data, &rec, len, report);
         }
+        RecordState::Sealed if is_temp_path(&rec.path) => {
+            let mut rec = rec;
+            rec.error = Some(HELD_TEMP.to_string());
+            report.held += 1;
+            fs.adopt_spooled(
+                &rec.path,
+                data.to_path_buf(),
+                len,
+                rec.mtime(),
+                false,
+                rec.error.clone(),
+            );
+            keep(fs, data, &rec, len, UploadState::Incomplete, report);
+        }
         RecordState::Sealed => {
             let same = rec.fingerprint.is_some() && Fingerprint::of(data).ok() == rec.fingerprint;
             let session = if same { rec.session() } else { None };
+            let stale = if same { None } else { rec.session() };
+            let unrecorded_session = rec.may_hold_session && rec.session_url.is_none();
+            if unrecorded_session {
+                report.unrecorded_sessions += 1;
+            }
             if session.is_some() {
                 report.resumed += 1;
             } else {
@@ -129,10 +211,10 @@ fn recover_one(fs: &Fs, data: &Path, report: &mut RecoveryReport) {
                 "{}: recovered from the spool ({} bytes, {})",
                 rec.path,
                 rec.size,
-                if session.is_some() {
-                    "resuming its upload session"
-                } else {
-                    "new upload session"
+                match (session.is_some(), unrecorded_session) {
+                    (true, _) => "resuming its upload session",
+                    (false, true) => "new upload session; the previous run may have left one open",
+                    (false, false) => "new upload session",
                 }
             );
             fs.adopt_spooled(
@@ -145,10 +227,19 @@ fn recover_one(fs: &Fs, data: &Path, report: &mut RecoveryReport) {
             );
             let mut job =
                 UploadJob::new(rec.path.clone(), data.to_path_buf(), rec.size, rec.mtime());
-            job.resume = Some(Resume { session });
+            job.resume = Some(Resume {
+                session,
+                unrecorded_session,
+                stale,
+            });
             fs.queue().submit(job);
         }
     }
+}
+
+/// Whether the last component of a mount-relative path looks like a temp file.
+fn is_temp_path(path: &str) -> bool {
+    looks_like_temp_name(path.rsplit('/').next().unwrap_or(path))
 }
 
 /// Show a failed upload in the mount and keep it in the queue's failed set.
@@ -206,5 +297,47 @@ fn remove_stray_records(dir: &Path, report: &mut RecoveryReport) {
         if stray && std::fs::remove_file(&p).is_ok() {
             report.removed += 1;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn temp_names() {
+        for (name, temp) in [
+            // rsync: "." NAME "." 6 alphanumerics
+            (".f22.dat.Jp3Svo", true),
+            (".report.pdf.a1B2c3", true),
+            (".x.000000", true),
+            (".f22.dat.Jp3Sv", false),   // 5 characters
+            (".f22.dat.Jp3Svo7", false), // 7 characters
+            (".f22.dat.Jp3-vo", false),  // not alphanumeric
+            ("f22.dat.Jp3Svo", false),   // not hidden
+            ("..abcdef", false),         // no NAME
+            (".bashrc", false),
+            (".config.backup", true), // ambiguous: looks like rsync's, held to be safe
+            // editors
+            ("notes.txt~", true),
+            ("~", false),
+            ("data.tmp", true),
+            ("DATA.TMP", true),
+            (".tmp", false),
+            ("tmp", false),
+            ("template.tmpl", false),
+            (".~lock.budget.ods#", true),
+            (".~lock.budget.ods", false),
+            (".notes.txt.swp", true),
+            ("notes.swp", false),
+            // ordinary
+            ("f22.dat", false),
+            ("archive.tar.gz", false),
+            ("photo.JPEG", false),
+        ] {
+            assert_eq!(looks_like_temp_name(name), temp, "{name}");
+        }
+        assert!(is_temp_path("Docs/sub/.big.bin.XyZ123"));
+        assert!(!is_temp_path(".hidden.XyZ123/big.bin"));
     }
 }

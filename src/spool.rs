@@ -179,6 +179,12 @@ pub struct SpoolRecord {
     /// The data file as it was when sealed (see the module documentation).
     #[serde(default)]
     pub fingerprint: Option<Fingerprint>,
+    /// A createUploadSession may have been sent for this file: set, durably, before the
+    /// first one (`JobStore::starting`), never cleared. With no `session_url` after a crash,
+    /// the server may hold a session for the path that was never recorded (the window
+    /// between its creation and our record write): recovery marks the job so.
+    #[serde(default)]
+    pub may_hold_session: bool,
 }
 
 /// Identity of a sealed spool data file: length, inode and mtime (ns since the epoch).
@@ -211,6 +217,7 @@ impl std::fmt::Debug for SpoolRecord {
             .field("attempts", &self.attempts)
             .field("session", &self.session_url.as_ref().map(|_| "<redacted>"))
             .field("acked", &self.acked)
+            .field("may_hold_session", &self.may_hold_session)
             .finish()
     }
 }
@@ -231,6 +238,7 @@ impl SpoolRecord {
             acked: 0,
             content_hash: None,
             fingerprint: None,
+            may_hold_session: false,
         };
         rec.set_mtime(mtime);
         rec
@@ -355,10 +363,16 @@ impl SpoolStore {
 }
 
 impl crate::upload::JobStore for SpoolStore {
+    /// The data file is fsynced, then the record is rewritten with `may_hold_session` and
+    /// fsynced with the directory, all before the worker's first createUploadSession: after a
+    /// crash from here on, recovery knows a session may exist that the record does not hold.
     fn starting(&self, job: &crate::upload::UploadJob) {
-        if let Err(e) = make_durable(&job.spool_file) {
+        if let Err(e) = File::open(&job.spool_file).and_then(|f| f.sync_all()) {
             log::warn!("{}: cannot sync the spool file: {e}", job.remote_path);
         }
+        Self::update(job, "the start of the upload", |r| {
+            r.may_hold_session = true
+        });
     }
 
     fn session(
@@ -489,6 +503,7 @@ mod tests {
             acked: crate::protocol::FRAGMENT_UNIT,
             content_hash: None,
             fingerprint: Fingerprint::of(&data).ok(),
+            may_hold_session: true,
         };
         let t = UNIX_EPOCH + std::time::Duration::new(1_700_000_000, 123);
         rec.set_mtime(t);

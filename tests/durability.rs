@@ -190,11 +190,11 @@ fn run_case_entry(
 /// Each transient fault of the issue, one file each, through one mount: a burst of 5xx, a
 /// connection dropped mid-PUT after an unaligned number of accepted bytes, session expiry
 /// (404 → new session), upload-URL token expiry (401 → new session) and access-token expiry
-/// (refresh). Every file arrives identical and `.status.json` shows the retry.
+/// (refresh). Every file arrives identical and `.status.json` shows the retry. Runs under the
+/// emulator's one-open-session-per-path rule: after the 401 the old session is waited out.
 #[test]
 fn transient_faults_are_survived_and_visible() {
     let emu = Emu::start(Some(r#"{"bandwidth_bytes_per_sec": 100000000}"#));
-    allow_parallel_sessions(&emu);
     let spool = emu.dir.path().join("spool");
     let m = Mount::start_on(&emu, &spool, "chunk_size = \"1280KiB\"");
     let size = 8 * MIB + 777;
@@ -226,8 +226,12 @@ fn transient_faults_are_survived_and_visible() {
 
     for (i, action) in ["expire_session", "expire_upload_token"].iter().enumerate() {
         let before = emu.stats()["sessions_created"].as_u64().unwrap();
-        let faults =
-            format!(r#"{{"script":[{{"on":"put_fragment","action":"{action}","skip":2}}]}}"#);
+        // A session whose upload URL expired still holds its path until it is idle for the
+        // session lifetime (strict one-session-per-path rule): a short lifetime keeps the
+        // client's stale-session wait (409 → retrying) to seconds.
+        let faults = format!(
+            r#"{{"session_ttl_secs":3,"script":[{{"on":"put_fragment","action":"{action}","skip":2}}]}}"#
+        );
         let rel = format!("{action}.bin");
         let seen = run_case(&emu, &m, &rel, &faults, size, 3 + i as u64);
         assert!(seen.contains(&"attempts>=2".into()), "{action}: {seen:?}");
@@ -313,7 +317,6 @@ fn wait_cmd(args: &[&str]) -> Output {
 #[test]
 fn permanent_failures_are_kept_then_retried_and_wait_reports() {
     let emu = Emu::start(None);
-    allow_parallel_sessions(&emu);
     emu.seed("taken.txt", b"already there".to_vec());
     let spool = emu.dir.path().join("spool");
     let m = Mount::start_on(&emu, &spool, "conflict = \"fail\"\nmax_attempts = 2");
@@ -514,16 +517,4 @@ fn crash_right_after_rename_recovers_the_final_name() {
         fs::read_to_string(m.path("report.pdf")).unwrap(),
         "final content"
     );
-}
-
-/// Lift the emulator's one-open-session-per-path rule for tests whose client still opens a
-/// fresh session after a lost one without cancelling it (issue 12 makes the client handle the
-/// 409; remove this then).
-fn allow_parallel_sessions(emu: &Emu) {
-    let r = reqwest::blocking::Client::new()
-        .post(format!("{}/field", emu.info.admin_url))
-        .body(r#"{"allow_parallel_sessions": true}"#)
-        .send()
-        .expect("admin field");
-    assert_eq!(r.status(), 200);
 }

@@ -66,6 +66,10 @@ pub struct QueueConfig {
     pub backoff_cap: Duration,
     /// Wait before asking again for a quickXorHash the server had not computed. Default 2 s.
     pub hash_recheck_delay: Duration,
+    /// The service's idle lifetime of an upload session: how long a createUploadSession
+    /// refused with 409 because an earlier session holds the path is retried
+    /// (`retry::StaleSessionWait`). Default 900 s.
+    pub session_idle: Duration,
     /// Hash of a spool file, compared with the server's `quickXorHash` after the commit.
     pub hasher: FileHasher,
     /// Time source; `SystemClock` except in tests.
@@ -90,6 +94,7 @@ impl QueueConfig {
             backoff_base: Duration::from_secs(1),
             backoff_cap: Duration::from_secs(60),
             hash_recheck_delay: Duration::from_secs(2),
+            session_idle: Duration::from_secs(900),
             hasher,
             clock: Arc::new(clock::SystemClock),
             write_back_delay: Duration::ZERO,
@@ -109,6 +114,7 @@ impl fmt::Debug for QueueConfig {
             .field("backoff_base", &self.backoff_base)
             .field("backoff_cap", &self.backoff_cap)
             .field("hash_recheck_delay", &self.hash_recheck_delay)
+            .field("session_idle", &self.session_idle)
             .finish_non_exhaustive()
     }
 }
@@ -147,6 +153,14 @@ pub struct Resume {
     /// spool content. The worker asks it where it stands (GET) before sending anything; a
     /// 404/401 or a past expiry means a new session from byte 0.
     pub session: Option<UploadSession>,
+    /// The previous run may have opened a session that it never recorded (the record says a
+    /// createUploadSession was sent, but holds no session): the path may be held on the
+    /// server until that session expires, and the first 409 at creation is expected. Shown
+    /// in `.status` while the worker waits.
+    pub unrecorded_session: bool,
+    /// A recorded session the job will not resume (its data file changed): the worker
+    /// cancels it (DELETE) before creating a new one, so it does not hold the path.
+    pub stale: Option<UploadSession>,
 }
 
 /// Why the queue let go of a job's spool file ([`JobStore::released`]).

@@ -360,6 +360,10 @@ impl UploadQueue {
                     base: config.backoff_base,
                     cap: config.backoff_cap,
                 },
+                stale_wait: super::retry::StaleSessionWait {
+                    lifetime: config.session_idle,
+                    ..Default::default()
+                },
                 plan,
                 conflict: config.conflict,
                 hasher: config.hasher,

@@ -22,12 +22,24 @@
 //!
 //! Backoff is exponential with full jitter: after the n-th failure (n ≥ 1) the wait is uniform
 //! in `[0, min(cap, base · 2^(n-1)))`. Full jitter spreads workers that failed together.
+//!
+//! Stale sessions (issue 12): OneDrive for Business refuses a second open upload session on
+//! one path with 409 `nameAlreadyExists`, whatever the conflictBehavior (reference §1,
+//! ODI#747). With our conflict policy `replace` or `rename` a 409 at creation can only mean
+//! that: an earlier session — typically one a killed process opened but never recorded —
+//! still holds the path. It is not permanent: that session expires after the service's idle
+//! lifetime (~15 min, sliding with activity; [`StaleSessionWait::lifetime`], config
+//! `session_idle_secs`). [`classify_create`] turns it into [`Decision::StaleSession`], and
+//! [`StaleSessionWait::next_wait`] waits (doubling, capped, never past the deadline) until
+//! the lifetime plus a margin has passed since the first such 409, and only then gives up.
+//! These waits do not count against `max_attempts`: a stuck session must not fail a file
+//! sooner than it could expire. With `fail`, a 409 is the name being taken: it fails at once.
 
 use std::time::Duration;
 
 use rand::Rng;
 
-use crate::remote::RemoteError;
+use crate::remote::{Conflict, RemoteError};
 
 /// Which request failed: the same error means different things on different requests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,6 +70,65 @@ pub enum Decision {
     NewSession,
     /// Permanent: the job fails now with the error as its reason.
     Fail,
+    /// createUploadSession answered 409 while our conflict policy is `replace`/`rename`: an
+    /// earlier session still holds the path. Wait for it to expire ([`StaleSessionWait`]),
+    /// without spending attempts, then create again.
+    StaleSession,
+}
+
+/// Classify a failed createUploadSession, which also depends on our conflict policy: a 409
+/// is a stale session holding the path unless we asked the server to fail on a taken name.
+/// Everything else is [`classify`]`(Op::Create, err)`. Pure.
+pub fn classify_create(err: &RemoteError, conflict: Conflict) -> Decision {
+    match (err, conflict) {
+        (RemoteError::Conflict(_), Conflict::Replace | Conflict::Rename) => Decision::StaleSession,
+        _ => classify(Op::Create, err),
+    }
+}
+
+/// How long to wait for a stale upload session to let go of a path (module documentation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StaleSessionWait {
+    /// The service's idle lifetime of an upload session: after this long without a request
+    /// an unrecorded session of ours has expired. Default 900 s (~15 min, reference §2).
+    pub lifetime: Duration,
+    /// First wait; doubled per 409 in a row.
+    pub base: Duration,
+    /// Longest single wait.
+    pub cap: Duration,
+}
+
+impl Default for StaleSessionWait {
+    fn default() -> Self {
+        StaleSessionWait {
+            lifetime: Duration::from_secs(900),
+            base: Duration::from_secs(2),
+            cap: Duration::from_secs(60),
+        }
+    }
+}
+
+impl StaleSessionWait {
+    /// The margin past `lifetime` before giving up: the server sweeps expired sessions late
+    /// (the emulator within a second, ODB within minutes), and our clock and its may differ.
+    pub fn margin(&self) -> Duration {
+        (self.lifetime / 10).clamp(Duration::from_secs(5), Duration::from_secs(120))
+    }
+
+    /// The wait before creating again after the `n`-th 409 in a row (n ≥ 1), `waited` after
+    /// the first one; `None` once `lifetime + margin` has passed: give up. Each wait is
+    /// `min(cap, base · 2^(n-1))`, cut so that the last try falls at the deadline. Pure.
+    pub fn next_wait(&self, n: u32, waited: Duration) -> Option<Duration> {
+        let deadline = self.lifetime + self.margin();
+        let left = deadline.checked_sub(waited).filter(|d| !d.is_zero())?;
+        let doublings = n.saturating_sub(1).min(31);
+        let step = self
+            .base
+            .checked_mul(1u32 << doublings)
+            .unwrap_or(self.cap)
+            .min(self.cap);
+        Some(step.min(left))
+    }
 }
 
 /// Classify an error of request `op`. Pure; the table is the policy.
@@ -262,6 +333,68 @@ mod tests {
         for (op, err, want) in cases {
             assert_eq!(classify(op, &err), want, "{op:?} {err:?}");
         }
+    }
+
+    #[test]
+    fn create_409_depends_on_the_conflict_policy() {
+        let c409 = RemoteError::Conflict("nameAlreadyExists".into());
+        for (err, conflict, want) in [
+            (&c409, Conflict::Replace, StaleSession),
+            (&c409, Conflict::Rename, StaleSession),
+            // The name is taken and we asked to fail: permanent, at once.
+            (&c409, Conflict::Fail, Fail),
+            (
+                &RemoteError::QuotaExceeded("q".into()),
+                Conflict::Replace,
+                Fail,
+            ),
+            (
+                &RemoteError::Transport("x".into()),
+                Conflict::Replace,
+                Backoff,
+            ),
+            (&RemoteError::Transport("x".into()), Conflict::Fail, Backoff),
+        ] {
+            assert_eq!(classify_create(err, conflict), want, "{err:?} {conflict:?}");
+        }
+    }
+
+    #[test]
+    fn stale_session_waits_until_it_would_have_expired() {
+        let w = StaleSessionWait {
+            lifetime: Duration::from_secs(100),
+            base: Duration::from_secs(2),
+            cap: Duration::from_secs(30),
+        };
+        assert_eq!(w.margin(), Duration::from_secs(10));
+        let s = Duration::from_secs;
+        // (n-th 409, waited since the first) -> next wait
+        for (n, waited, want) in [
+            (1, 0, Some(s(2))),
+            (2, 2, Some(s(4))),
+            (3, 6, Some(s(8))),
+            (5, 30, Some(s(30))),
+            (9, 60, Some(s(30))),
+            // Cut so that the last try falls at lifetime + margin = 110 s.
+            (10, 95, Some(s(15))),
+            (11, 110, None),
+            (12, 500, None),
+        ] {
+            assert_eq!(w.next_wait(n, s(waited)), want, "n={n} waited={waited}");
+        }
+        // Walking the schedule: the waits add up to exactly the deadline, whatever
+        // max_attempts is, and it takes far more than 10 tries.
+        let (mut waited, mut n) = (Duration::ZERO, 0);
+        while let Some(d) = w.next_wait(n + 1, waited) {
+            waited += d;
+            n += 1;
+        }
+        assert_eq!(waited, s(110));
+        assert!(n > 5, "{n}");
+        // The default lifetime is the service's ~15 min.
+        let d = StaleSessionWait::default();
+        assert_eq!(d.lifetime, s(900));
+        assert_eq!(d.margin(), s(90));
     }
 
     #[test]

@@ -15,6 +15,15 @@ use serde::{Serialize, Serializer};
 
 use crate::redact::redact_url;
 
+/// Shown (state `retrying`) while createUploadSession is refused with 409 because an earlier
+/// upload session holds the path (issue 12; `retry::StaleSessionWait`).
+pub const STALE_SESSION: &str = "an earlier upload session still holds this path";
+
+/// The same, for a recovered file whose previous run may have opened a session it never
+/// recorded (`Resume::unrecorded_session`).
+pub const STALE_UNRECORDED_SESSION: &str = "an earlier upload session still holds this path \
+     (opened by the previous run just before it stopped; waiting for it to expire)";
+
 /// Lifecycle of one upload.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]

@@ -356,10 +356,6 @@ fn permanent_errors_fail_without_retries() {
             "quota exceeded",
         ),
         (
-            RemoteError::Conflict("nameAlreadyExists".into()),
-            "conflict",
-        ),
-        (
             RemoteError::Forbidden("accessDenied".into()),
             "access denied",
         ),
@@ -630,6 +626,7 @@ fn direct_context(remote: Arc<TestRemote>, chunk: u64, max_attempts: u32) -> Upl
             ..RetryPolicy::default()
         },
         plan: ChunkPlan::new(chunk),
+        stale_wait: Default::default(),
         conflict: Conflict::Replace,
         hasher: Arc::new(stand_in_file_hash),
         hash_recheck_delay: Duration::ZERO,
@@ -782,4 +779,137 @@ fn lost_answer_to_the_final_fragment_is_not_uploaded_twice() {
     );
     assert_eq!(h.creates(), 1);
     assert_eq!(h.remote.content("f.bin"), Some(data));
+}
+
+fn stale_409() -> RemoteError {
+    RemoteError::Conflict(
+        "nameAlreadyExists: Another upload session is already open for this path.".into(),
+    )
+}
+
+/// Issue 12: with conflict = replace, a 409 at createUploadSession is an earlier session
+/// holding the path: `retrying` with the stale-session message, waits that do not count
+/// against max_attempts, then success once the stale session is gone.
+#[test]
+fn stale_session_409_retries_then_succeeds() {
+    let h = harness_with(|c| {
+        c.max_attempts = 2;
+        c.session_idle = Duration::from_secs(100);
+    });
+    // More refusals than max_attempts: they must not fail the file.
+    for _ in 0..6 {
+        h.remote.push_create_fault(stale_409());
+    }
+    let data = bytes(2 * K, 21);
+    h.queue.submit(h.job("f.bin", "s", &data));
+    h.idle();
+    assert_eq!(h.remote.content("f.bin"), Some(data));
+    assert_eq!(h.creates(), 7);
+    let s = Duration::from_secs;
+    assert_eq!(
+        h.clock.sleeps(),
+        vec![s(2), s(4), s(8), s(16), s(32), s(48)],
+        "doubling, capped by the deadline (100 s + 10 s margin)"
+    );
+    let u = &h.queue.snapshot().uploads[0];
+    assert_eq!(u.state, UploadState::Done);
+    assert_eq!(u.attempts, 7);
+    assert_eq!(u.error.as_deref(), Some(super::status::STALE_SESSION));
+}
+
+/// The stale session never goes away: the file fails only after the session's idle
+/// lifetime (plus margin) has passed, not after max_attempts.
+#[test]
+fn stale_session_409_fails_after_the_idle_lifetime() {
+    let h = harness_with(|c| {
+        c.max_attempts = 2;
+        c.session_idle = Duration::from_secs(60);
+    });
+    for _ in 0..100 {
+        h.remote.push_create_fault(stale_409());
+    }
+    let job = h.job("f.bin", "s", &bytes(K, 22));
+    let spool = job.spool_file.clone();
+    h.queue.submit(job);
+    h.idle();
+    let waited: Duration = h.clock.sleeps().iter().sum();
+    assert_eq!(waited, Duration::from_secs(66));
+    assert!(h.creates() > 2, "{}", h.creates());
+    let reason = h.listener.events()[0].1.clone().unwrap_err();
+    assert!(reason.contains("409"), "{reason}");
+    assert!(
+        reason.contains("still held this path after 66 s"),
+        "{reason}"
+    );
+    assert!(spool.exists());
+}
+
+/// With conflict = fail a 409 is the name being taken: failed at once, no wait.
+#[test]
+fn conflict_fail_409_fails_at_once() {
+    let h = harness_with(|c| c.conflict = Conflict::Fail);
+    h.remote.push_create_fault(stale_409());
+    h.queue.submit(h.job("f.bin", "s", &bytes(K, 23)));
+    h.idle();
+    assert_eq!(h.creates(), 1);
+    assert!(h.clock.sleeps().is_empty());
+    let u = &h.queue.snapshot().uploads[0];
+    assert_eq!((u.state, u.attempts), (UploadState::Failed, 1));
+    assert!(u.error.as_deref().unwrap().contains("409"));
+}
+
+/// A recovered job whose previous run may have left an unrecorded session says so while it
+/// waits; one handed a recorded stale session cancels it before creating a new one.
+#[test]
+fn recovered_jobs_handle_stale_sessions() {
+    let h = harness();
+    h.remote.push_create_fault(stale_409());
+    let mut job = h.job("a.bin", "a", &bytes(K, 24));
+    job.resume = Some(Resume {
+        unrecorded_session: true,
+        ..Resume::default()
+    });
+    h.queue.submit(job);
+    h.idle();
+    let u = &h.queue.snapshot().uploads[0];
+    assert_eq!(u.state, UploadState::Done);
+    assert_eq!(
+        u.error.as_deref(),
+        Some(super::status::STALE_UNRECORDED_SESSION)
+    );
+
+    let stale = h
+        .remote
+        .create_upload_session("b.bin", K, SystemTime::UNIX_EPOCH, Conflict::Replace)
+        .unwrap();
+    let mut job = h.job("b.bin", "b", &bytes(K, 25));
+    job.resume = Some(Resume {
+        stale: Some(stale),
+        ..Resume::default()
+    });
+    h.queue.submit(job);
+    h.idle();
+    let calls = h.remote.calls();
+    let cancel = calls
+        .iter()
+        .position(|c| matches!(c, Call::Cancel { path } if path == "b.bin"))
+        .expect("stale session cancelled");
+    let create = calls
+        .iter()
+        .rposition(|c| matches!(c, Call::Create { .. }))
+        .unwrap();
+    assert!(cancel < create, "{calls:?}");
+}
+
+/// A job that ends failed with a session open cancels it, so a retry is not refused.
+#[test]
+fn failed_job_cancels_its_session() {
+    let h = harness_with(|c| c.max_attempts = 2);
+    for _ in 0..3 {
+        h.remote.push_fragment_fault(Fault::Fail(transport()));
+    }
+    h.queue.submit(h.job("f.bin", "s", &bytes(2 * K, 26)));
+    h.idle();
+    assert_eq!(h.queue.snapshot().uploads[0].state, UploadState::Failed);
+    assert_eq!(h.count(|c| matches!(c, Call::Cancel { .. })), 1);
 }

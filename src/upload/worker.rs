@@ -22,6 +22,12 @@
 //!   that session is gone it first checks whether the earlier run's upload had in fact been
 //!   committed (size, mtime, quickXorHash of the item at the path) before uploading anew, so a
 //!   crash between commit and spool cleanup never uploads a file twice.
+//! - Stale sessions: a 409 at createUploadSession under conflict `replace`/`rename` is an
+//!   earlier session holding the path (`retry::classify_create`): the run first cancels a
+//!   recorded stale session it was handed (`Resume::stale`), and otherwise waits for the
+//!   unrecorded one to expire (`retry::StaleSessionWait`), in state `retrying` with
+//!   `status::STALE_SESSION`, without spending `max_attempts`. A run that ends `failed` with
+//!   a session open cancels it (DELETE), so a later retry is not refused by its own session.
 //! - The upload URL is never logged: only `UploadSession`'s redacting `Debug` could show it,
 //!   and it is not formatted anywhere here. Each failure is logged once (warn) by this file.
 
@@ -39,8 +45,8 @@ use rand::SeedableRng;
 use super::chunk::ChunkPlan;
 use super::clock::{Clock, Interrupt};
 use super::registry::StatusRegistry;
-use super::retry::{classify, Decision, Op, RetryPolicy};
-use super::status::sanitize_error;
+use super::retry::{classify, classify_create, Decision, Op, RetryPolicy, StaleSessionWait};
+use super::status::{sanitize_error, STALE_SESSION, STALE_UNRECORDED_SESSION};
 use super::throttle::Throttle;
 use super::{FileHasher, JobStore, UploadJob};
 use crate::remote::{ByteRange, Conflict, FragmentOutcome, Remote, RemoteError, RemoteItem};
@@ -52,6 +58,8 @@ pub struct UploadContext {
     pub throttle: Throttle,
     pub registry: StatusRegistry,
     pub policy: RetryPolicy,
+    /// How long a path held by an earlier session is waited for.
+    pub stale_wait: StaleSessionWait,
     pub plan: ChunkPlan,
     pub conflict: Conflict,
     pub hasher: FileHasher,
@@ -121,6 +129,8 @@ impl Uploader {
             parents_created: false,
             stalled: 1,
             best_acked: 0,
+            stale_since: None,
+            stale_refusals: 0,
             rng: &mut self.rng,
         };
         let result = if job.size == 0 {
@@ -175,6 +185,10 @@ struct JobRun<'a> {
     stalled: u32,
     /// Most bytes the server has acknowledged in this run.
     best_acked: u64,
+    /// When the first of the current run of 409s "an earlier session holds the path" came.
+    stale_since: Option<std::time::Instant>,
+    /// 409s of that kind in a row (the stale-session wait's exponent).
+    stale_refusals: u32,
     rng: &'a mut StdRng,
 }
 
@@ -232,9 +246,67 @@ impl JobRun<'_> {
                 // Every worker waits at the gate before its next request, this one included.
                 self.ctx.throttle.close_for(&*self.ctx.clock, d);
             }
-            Decision::RetryNow | Decision::NewSession | Decision::Fail => {}
+            Decision::RetryNow | Decision::NewSession | Decision::StaleSession | Decision::Fail => {
+            }
         }
         Ok(decision)
+    }
+
+    /// A failed createUploadSession: a path held by an earlier session is waited for, the
+    /// rest follows the retry policy.
+    fn create_failed(&mut self, err: &RemoteError) -> Result<(), Stop> {
+        if classify_create(err, self.ctx.conflict) == Decision::StaleSession {
+            return self.wait_stale_session(err);
+        }
+        self.on_failure(Op::Create, err).map(|_| ())
+    }
+
+    /// createUploadSession was refused because an earlier session holds the path: wait for
+    /// it to expire (no attempt of `max_attempts` spent), or fail once it would have.
+    fn wait_stale_session(&mut self, err: &RemoteError) -> Result<(), Stop> {
+        let now = self.ctx.clock.now();
+        let first = *self.stale_since.get_or_insert(now);
+        let waited = now.saturating_duration_since(first);
+        self.stale_refusals += 1;
+        let Some(wait) = self.ctx.stale_wait.next_wait(self.stale_refusals, waited) else {
+            return Err(Stop::Failed(format!(
+                "{} (an earlier upload session still held this path after {} s)",
+                sanitize_error(&err.to_string()),
+                waited.as_secs()
+            )));
+        };
+        let unrecorded = self
+            .job
+            .resume
+            .as_ref()
+            .is_some_and(|r| r.unrecorded_session);
+        let msg = if unrecorded {
+            STALE_UNRECORDED_SESSION
+        } else {
+            STALE_SESSION
+        };
+        self.attempts += 1;
+        self.ctx.registry.retrying(self.id, self.attempts, msg);
+        if self.stale_refusals == 1 {
+            info!(
+                "{}: {msg}; retrying for up to {} s",
+                self.path(),
+                (self.ctx.stale_wait.lifetime + self.ctx.stale_wait.margin()).as_secs()
+            );
+        }
+        self.ctx.clock.sleep(wait, self.interrupt);
+        Ok(())
+    }
+
+    /// Cancel a recorded session this run will not use (best effort: it may be gone).
+    fn cancel_stale(&self) {
+        let Some(stale) = self.job.resume.as_ref().and_then(|r| r.stale.as_ref()) else {
+            return;
+        };
+        match self.ctx.remote.cancel_upload(stale) {
+            Ok(()) => info!("{}: cancelled the earlier upload session", self.path()),
+            Err(e) => debug!("{}: cancelling the earlier session: {e}", self.path()),
+        }
     }
 
     fn persist_session(&self, session: Option<&crate::remote::UploadSession>) {
@@ -333,10 +405,19 @@ impl JobRun<'_> {
                 return Ok(item);
             }
         }
+        if session.is_none() {
+            self.cancel_stale();
+        }
         let result = self.drive_session(&file, buf, &mut session);
         let stopping = self.ctx.stopping.load(Ordering::SeqCst);
-        if let (Err(Stop::Interrupted), Some(s), false) = (&result, &session, stopping) {
-            // Cancelled: do not leave an open session (ODB may refuse a second one).
+        let drop_session = match &result {
+            // Cancelled: do not leave an open session (ODB refuses a second one per path).
+            Err(Stop::Interrupted) => !stopping,
+            // Failed: a retry starts a new session, which this one would refuse.
+            Err(Stop::Failed(_)) => true,
+            Ok(_) => false,
+        };
+        if let (true, Some(s)) = (drop_session, &session) {
             if let Err(e) = self.ctx.remote.cancel_upload(s) {
                 debug!("{}: cancelling the upload session failed: {e}", self.path());
             }
@@ -346,14 +427,17 @@ impl JobRun<'_> {
         self.verify(item)
     }
 
-    /// The recovered job's session, unless it has expired.
+    /// The recovered job's session. Its recorded expiry is not trusted to discard it: the
+    /// expiry slides forward with every fragment (reference §2), and the record keeps the one
+    /// from creation. Dropping a live session on that basis would leave it holding the path
+    /// (409 for a new one until it idles out); a status GET answers 404 if it has expired.
     fn resumable_session(&self) -> Option<crate::remote::UploadSession> {
         let s = self.job.resume.as_ref()?.session.clone()?;
-        let now = self.ctx.clock.wall();
-        if s.expires.is_some_and(|t| t <= now) {
-            info!("{}: the earlier upload session has expired", self.path());
-            self.persist_session(None);
-            return None;
+        if s.expires.is_some_and(|t| t <= self.ctx.clock.wall()) {
+            debug!(
+                "{}: the recorded session expiry has passed; asking the server",
+                self.path()
+            );
         }
         Some(s)
     }
@@ -383,6 +467,20 @@ impl JobRun<'_> {
                 ) {
                     Ok(s) => {
                         self.succeeded();
+                        self.stale_since = None;
+                        self.stale_refusals = 0;
+                        // The session exists on the server from the moment it answered; it is
+                        // ours to resume or cancel only once its URL is on disk. `persist_session`
+                        // writes and fsyncs the record (and directory) before the first fragment
+                        // is read. The remaining window — the server has created the session,
+                        // the record with its URL is not yet renamed into place — is the
+                        // response in flight plus one small record write. It cannot be smaller:
+                        // the URL exists only in this answer (Graph has no way to list or look
+                        // up a path's upload sessions), so nothing can be persisted earlier
+                        // than the answer itself. A crash inside it leaves an unrecorded session;
+                        // the record's `may_hold_session` (set before the request, in
+                        // `JobStore::starting`) tells recovery so, and a 409 then waits for it
+                        // to expire (`wait_stale_session`).
                         self.persist_session(Some(&s));
                         *session = Some(s);
                         expected = vec![ByteRange {
@@ -395,7 +493,7 @@ impl JobRun<'_> {
                     }
                     Err(e) => {
                         if !self.create_parents_once(&e) {
-                            self.on_failure(Op::Create, &e)?;
+                            self.create_failed(&e)?;
                         }
                     }
                 }
