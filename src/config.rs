@@ -45,6 +45,13 @@ pub struct FileConfig {
     pub status_retention: Option<u64>,
     /// Let other users access the mount (`allow_other`); default false.
     pub allow_other: Option<bool>,
+    /// Seconds between polls of the drive's change feed (default 30; 0: never poll, and
+    /// listings are then kept 2 s).
+    pub poll_interval: Option<u64>,
+    /// Seconds folder listings are trusted while the change feed is followed (default 300).
+    pub dir_cache_time: Option<u64>,
+    /// Small-file uploads in flight together, besides `workers` for big ones (default 16).
+    pub small_file_workers: Option<usize>,
     /// Most bytes the spool may hold (`"20GiB"`); default: keep max(1 GiB, 5 %) of the
     /// spool filesystem free.
     pub spool_max: Option<SizeValue>,
@@ -93,6 +100,10 @@ pub struct MountConfig {
     pub max_attempts: u32,
     pub status_retention: Duration,
     pub allow_other: bool,
+    /// `None`: the change feed is not polled.
+    pub poll_interval: Option<Duration>,
+    pub dir_cache_time: Duration,
+    pub small_file_workers: usize,
     /// `None`: the free-space margin rule.
     pub spool_max: Option<u64>,
     pub fsync_barrier: bool,
@@ -167,6 +178,9 @@ impl FileConfig {
             max_attempts,
             status_retention,
             allow_other,
+            poll_interval,
+            dir_cache_time,
+            small_file_workers,
             spool_max,
             fsync_barrier,
             auth,
@@ -332,6 +346,12 @@ impl MountConfig {
         };
         let chunk_size = validate_chunk_size(chunk_size).map_err(ConfigError)?;
 
+        let small_file_workers = file.small_file_workers.unwrap_or(16);
+        if !(1..=64).contains(&small_file_workers) {
+            return err(format!(
+                "small_file_workers = {small_file_workers} must be between 1 and 64"
+            ));
+        }
         let workers = file.workers.unwrap_or(4);
         if !(1..=32).contains(&workers) {
             return err(format!("workers = {workers} must be between 1 and 32"));
@@ -378,6 +398,12 @@ impl MountConfig {
             max_attempts,
             status_retention: Duration::from_secs(file.status_retention.unwrap_or(600)),
             allow_other: file.allow_other.unwrap_or(false),
+            poll_interval: match file.poll_interval.unwrap_or(30) {
+                0 => None,
+                n => Some(Duration::from_secs(n)),
+            },
+            dir_cache_time: Duration::from_secs(file.dir_cache_time.unwrap_or(300)),
+            small_file_workers,
             spool_max,
             fsync_barrier: file.fsync_barrier.unwrap_or(false),
             auth,
