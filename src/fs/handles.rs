@@ -572,7 +572,9 @@ impl Fs {
             // the committed item.
             return Ok(());
         }
-        if kind == NodeKind::Dir && path.is_empty() {
+        // A folder made through the mount and not on the server yet: nothing to patch (its
+        // creation is queued, `upload::folders`).
+        if kind == NodeKind::Dir && (path.is_empty() || self.queue.folders().is_pending(&path)) {
             return Ok(());
         }
         let item = self.remote().set_mtime(&path, mtime)?;
