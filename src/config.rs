@@ -48,6 +48,13 @@ pub struct FileConfig {
     pub session_idle_secs: Option<u64>,
     /// Let other users access the mount (`allow_other`); default false.
     pub allow_other: Option<bool>,
+    /// Seconds between polls of the drive's change feed (default 30; 0: never poll, and
+    /// listings are then kept 2 s).
+    pub poll_interval: Option<u64>,
+    /// Seconds folder listings are trusted while the change feed is followed (default 300).
+    pub dir_cache_time: Option<u64>,
+    /// Small-file uploads in flight together, besides `workers` for big ones (default 16).
+    pub small_file_workers: Option<usize>,
     /// Most bytes the spool may hold (`"20GiB"`); default: keep max(1 GiB, 5 %) of the
     /// spool filesystem free.
     pub spool_max: Option<SizeValue>,
@@ -98,6 +105,10 @@ pub struct MountConfig {
     /// Idle lifetime of an upload session on the service (stale-session wait).
     pub session_idle: Duration,
     pub allow_other: bool,
+    /// `None`: the change feed is not polled.
+    pub poll_interval: Option<Duration>,
+    pub dir_cache_time: Duration,
+    pub small_file_workers: usize,
     /// `None`: the free-space margin rule.
     pub spool_max: Option<u64>,
     pub fsync_barrier: bool,
@@ -173,6 +184,9 @@ impl FileConfig {
             status_retention,
             session_idle_secs,
             allow_other,
+            poll_interval,
+            dir_cache_time,
+            small_file_workers,
             spool_max,
             fsync_barrier,
             auth,
@@ -338,6 +352,12 @@ impl MountConfig {
         };
         let chunk_size = validate_chunk_size(chunk_size).map_err(ConfigError)?;
 
+        let small_file_workers = file.small_file_workers.unwrap_or(16);
+        if !(1..=64).contains(&small_file_workers) {
+            return err(format!(
+                "small_file_workers = {small_file_workers} must be between 1 and 64"
+            ));
+        }
         let workers = file.workers.unwrap_or(4);
         if !(1..=32).contains(&workers) {
             return err(format!("workers = {workers} must be between 1 and 32"));
@@ -389,6 +409,12 @@ impl MountConfig {
             status_retention: Duration::from_secs(file.status_retention.unwrap_or(600)),
             session_idle: Duration::from_secs(session_idle_secs),
             allow_other: file.allow_other.unwrap_or(false),
+            poll_interval: match file.poll_interval.unwrap_or(30) {
+                0 => None,
+                n => Some(Duration::from_secs(n)),
+            },
+            dir_cache_time: Duration::from_secs(file.dir_cache_time.unwrap_or(300)),
+            small_file_workers,
             spool_max,
             fsync_barrier: file.fsync_barrier.unwrap_or(false),
             auth,

@@ -20,9 +20,6 @@ use log::{debug, warn};
 use crate::fs::{Attr, DirReplier, Fs, FsError, NodeKind, Opened};
 use crate::protocol::MAX_NAME_BYTES;
 
-/// Attribute and entry TTL for ordinary nodes.
-const TTL: Duration = Duration::from_secs(1);
-
 /// The fuser `Filesystem` over the core.
 pub struct FuseAdapter {
     fs: Arc<Fs>,
@@ -65,11 +62,13 @@ fn kind(k: NodeKind) -> FileType {
     }
 }
 
-fn ttl(a: &Attr) -> Duration {
+/// Attribute and entry TTL: zero for volatile nodes (`.status`), else what the core's cache
+/// says (`Fs::kernel_ttl`), so the kernel does not ask again for what the cache knows.
+fn ttl(fs: &Fs, a: &Attr) -> Duration {
     if a.volatile {
         Duration::ZERO
     } else {
-        TTL
+        fs.kernel_ttl()
     }
 }
 
@@ -129,14 +128,14 @@ impl Filesystem for FuseAdapter {
             return reply.error(Errno::ENOENT);
         };
         match self.fs.lookup(parent.0, n) {
-            Ok(a) => reply.entry(&ttl(&a), &self.file_attr(&a), Generation(0)),
+            Ok(a) => reply.entry(&ttl(&self.fs, &a), &self.file_attr(&a), Generation(0)),
             Err(e) => reply.error(fail("lookup", &n, &e)),
         }
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
         match self.fs.getattr(ino.0) {
-            Ok(a) => reply.attr(&ttl(&a), &self.file_attr(&a)),
+            Ok(a) => reply.attr(&ttl(&self.fs, &a), &self.file_attr(&a)),
             Err(e) => reply.error(fail("getattr", &ino.0, &e)),
         }
     }
@@ -163,7 +162,7 @@ impl Filesystem for FuseAdapter {
         // A time left out is UTIME_OMIT; `TimeOrNow::Now` is UTIME_NOW.
         let (atime, mtime) = (atime.map(time), mtime.map(time));
         match self.fs.setattr(ino.0, size, atime, mtime, fh.map(|f| f.0)) {
-            Ok(a) => reply.attr(&ttl(&a), &self.file_attr(&a)),
+            Ok(a) => reply.attr(&ttl(&self.fs, &a), &self.file_attr(&a)),
             Err(e) => reply.error(fail("setattr", &ino.0, &e)),
         }
     }
@@ -196,7 +195,7 @@ impl Filesystem for FuseAdapter {
             Err(e) => return reply.error(e),
         };
         match self.fs.mkdir(parent.0, n) {
-            Ok(a) => reply.entry(&ttl(&a), &self.file_attr(&a), Generation(0)),
+            Ok(a) => reply.entry(&ttl(&self.fs, &a), &self.file_attr(&a), Generation(0)),
             Err(e) => reply.error(fail("mkdir", &n, &e)),
         }
     }
@@ -439,7 +438,7 @@ impl Filesystem for FuseAdapter {
         };
         match self.fs.create(parent.0, n, flags) {
             Ok((a, o)) => reply.created(
-                &ttl(&a),
+                &ttl(&self.fs, &a),
                 &self.file_attr(&a),
                 Generation(0),
                 FileHandle(o.fh),

@@ -115,6 +115,7 @@ pub fn run(cfg: MountConfig, mountpoint: &Path) -> Result<(), MountError> {
         Arc::new(SpoolStore),
     );
     qcfg.workers = cfg.workers;
+    qcfg.small_file_workers = cfg.small_file_workers;
     qcfg.chunk_size = cfg.chunk_size;
     qcfg.conflict = cfg.conflict;
     qcfg.max_attempts = cfg.max_attempts;
@@ -132,6 +133,8 @@ pub fn run(cfg: MountConfig, mountpoint: &Path) -> Result<(), MountError> {
             replace_by_upload: cfg.conflict == crate::remote::Conflict::Replace,
             spool_max: cfg.spool_max,
             fsync_barrier: cfg.fsync_barrier,
+            poll_interval: cfg.poll_interval,
+            dir_cache_time: cfg.dir_cache_time,
             ..FsOptions::default()
         },
     ));

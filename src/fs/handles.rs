@@ -737,8 +737,12 @@ impl Fs {
             // the committed item.
             return Ok(());
         }
-        let item = if kind == NodeKind::Dir && path.is_empty() {
-            None // the mounted folder itself: kept in the mount
+        // The mounted folder itself, or a folder made through the mount and not on the server
+        // yet (its creation is queued, `upload::folders`): the time is kept in the mount.
+        let local_only =
+            kind == NodeKind::Dir && (path.is_empty() || self.queue.folders().is_pending(&path));
+        let item = if local_only {
+            None
         } else {
             Some(self.remote().set_mtime(&path, mtime)?)
         };

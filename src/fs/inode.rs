@@ -337,6 +337,11 @@ impl InodeTable {
             .collect()
     }
 
+    /// Apply `f` to every node (the change feed's resync).
+    pub fn for_each_mut(&mut self, mut f: impl FnMut(&mut Node)) {
+        self.nodes.values_mut().for_each(&mut f);
+    }
+
     /// All nodes with spool content.
     pub fn local_nodes(&self) -> impl Iterator<Item = (&u64, &Node)> {
         self.nodes

@@ -54,6 +54,7 @@
 //!   or take the guard's `&State`; every `InodeTable` method runs under it.
 
 mod barrier;
+pub mod coherence;
 pub mod command;
 mod drain;
 pub mod error;
@@ -131,8 +132,14 @@ pub struct FsStats {
 /// Options of the core.
 #[derive(Debug, Clone)]
 pub struct FsOptions {
-    /// How long server metadata (attributes, listings) is trusted.
+    /// How long server metadata (attributes, listings) is trusted without a change feed
+    /// (delta refused, or not polled). Default 2 s.
     pub meta_ttl: Duration,
+    /// How long it is trusted while the change feed is polled (`coherence.rs`). Default 5 min.
+    pub dir_cache_time: Duration,
+    /// How often the change feed is polled; `None`: never (no coherence thread). Default
+    /// `None`; mounts use the `poll_interval` key (30 s).
+    pub poll_interval: Option<Duration>,
     /// Characters of the mounted folder's server-relative path, for the 400-character rule.
     pub base_path_chars: usize,
     /// The upload conflict behaviour is `replace`.
@@ -147,6 +154,8 @@ impl Default for FsOptions {
     fn default() -> Self {
         FsOptions {
             meta_ttl: Duration::from_secs(2),
+            dir_cache_time: Duration::from_secs(300),
+            poll_interval: None,
             base_path_chars: 0,
             replace_by_upload: true,
             spool_max: None,
@@ -185,6 +194,10 @@ pub struct Fs {
     space: space::SpaceMeter,
     barrier: Arc<barrier::FsyncBarrier>,
     drain: drain::Drain,
+    /// Folder listings in flight (single flight per folder, `namespace`).
+    flights: namespace::ListingFlights,
+    /// Whether the change feed keeps the cache coherent (`coherence`).
+    coherence: Arc<coherence::Coherence>,
 }
 
 impl Fs {
@@ -206,6 +219,10 @@ impl Fs {
         let barrier = Arc::new(barrier::FsyncBarrier::default());
         let listener = Arc::new(listener::CoreListener::new(shared.clone(), barrier.clone()));
         let queue = start_queue(listener);
+        let coherence = Arc::new(coherence::Coherence::default());
+        if let Some(interval) = opts.poll_interval {
+            coherence::spawn(shared.clone(), coherence.clone(), interval);
+        }
         Fs {
             shared,
             queue,
@@ -215,6 +232,8 @@ impl Fs {
             records: records::SpoolRecords::default(),
             barrier,
             drain: drain::Drain::new(),
+            flights: namespace::ListingFlights::default(),
+            coherence,
         }
     }
 
@@ -254,6 +273,7 @@ impl Fs {
 
     /// Stop the queue (on unmount).
     pub fn shutdown(&self) {
+        self.coherence.stop();
         self.queue.shutdown();
     }
 }

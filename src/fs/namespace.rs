@@ -12,8 +12,10 @@
 //! before every remote call. `unlink`, `rename` and `move_pending_under` hold it across the
 //! queue calls that cancel or retarget a queued job (see "Locks" in `mod.rs`).
 
+use std::collections::HashMap;
 use std::path::PathBuf;
-use std::time::{Instant, SystemTime};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant, SystemTime};
 
 use log::{debug, info, warn};
 
@@ -23,10 +25,31 @@ use super::virtual_files;
 use super::{Attr, DirReplier, Fs, FsError, FsResult, NodeKind, Opened, State, ROOT_INO};
 
 impl Fs {
-    /// Is server metadata seen at `t` still within `meta_ttl`? Pure; called with the core
-    /// lock held.
+    /// Is server metadata seen at `t` still within the cache time? Pure; called with the
+    /// core lock held.
     fn fresh(&self, t: Option<Instant>) -> bool {
-        t.is_some_and(|t| t.elapsed() < self.opts.meta_ttl)
+        t.is_some_and(|t| t.elapsed() < self.cache_time())
+    }
+
+    /// How long server metadata is trusted: `dir_cache_time` while the change feed keeps the
+    /// cache coherent, `meta_ttl` (seconds) when there is none.
+    pub(super) fn cache_time(&self) -> Duration {
+        if self.coherence.live() {
+            self.opts.dir_cache_time
+        } else {
+            self.opts.meta_ttl
+        }
+    }
+
+    /// The entry and attribute timeout the kernel is given: the cache time, but never longer
+    /// than a poll of the change feed, so a remote change reaches `stat` within two polls
+    /// even where the kernel is not told (see `coherence`).
+    pub fn kernel_ttl(&self) -> Duration {
+        let t = self.cache_time();
+        match self.opts.poll_interval {
+            Some(p) => t.min(p),
+            None => t,
+        }
     }
 
     /// The attributes of `ino` as the table has them. Called with the core lock held.
@@ -69,69 +92,47 @@ impl Fs {
         Ok(path)
     }
 
+    /// Answer a lookup from the table alone, if it can: the node has local content, its
+    /// server metadata is fresh, it is a folder the mount created, or the parent's complete
+    /// listing is fresh (then an absent name is ENOENT). `None`: the parent must be listed.
+    fn lookup_cached(&self, parent: u64, name: &str) -> FsResult<Option<FsResult<Attr>>> {
+        let st = self.lock();
+        let parent_path = self.dir_path(&st, parent)?;
+        let path = join(&parent_path, name);
+        let parent_listed = st.table.get(parent).and_then(|n| n.listed);
+        Ok(match st.table.ino_of(&path) {
+            Some(ino) => {
+                let n = st.table.get(ino).ok_or(FsError::NotFound)?;
+                let known = n.local.is_some()
+                    || self.fresh(n.seen)
+                    || self.fresh(parent_listed)
+                    || (n.kind == NodeKind::Dir && n.remote.is_none());
+                known.then(|| Self::attr_of(&st, ino))
+            }
+            None if self.fresh(parent_listed) => Some(Err(FsError::NotFound)),
+            None => None,
+        })
+    }
+
     pub fn lookup(&self, parent: u64, name: &str) -> FsResult<Attr> {
         if let Some(attr) = self.virtual_lookup(parent, name) {
             return Ok(attr);
         }
         names::check_name_len(name).map_err(name_error)?;
-        let path = {
-            let st = self.lock();
-            let parent_path = self.dir_path(&st, parent)?;
-            let path = join(&parent_path, name);
-            let parent_listed = st.table.get(parent).and_then(|n| n.listed);
-            match st.table.ino_of(&path) {
-                Some(ino) => {
-                    let n = st.table.get(ino).ok_or(FsError::NotFound)?;
-                    if n.local.is_some()
-                        || self.fresh(n.seen)
-                        || self.fresh(parent_listed)
-                        || (n.kind == NodeKind::Dir && n.remote.is_none())
-                    {
-                        return Self::attr_of(&st, ino);
-                    }
-                }
-                None if self.fresh(parent_listed) => return Err(FsError::NotFound),
-                None => {}
-            }
-            path
-        };
+        if let Some(answer) = self.lookup_cached(parent, name)? {
+            return answer;
+        }
         if check_name(name, false).is_err() {
             return Err(FsError::NotFound);
         }
-        let found = match self.remote().stat(&path) {
-            Ok(f) => f,
-            // SharePoint unreachable or overloaded: answer from what we know, so writes keep
-            // going to the spool during an outage (a name we have never seen is "absent").
-            Err(e) if transient(&e) => {
-                debug!("lookup {path}: {e}; answering from the cache");
-                let st = self.lock();
-                return match st.table.ino_of(&path) {
-                    Some(ino) => Self::attr_of(&st, ino),
-                    None => Err(FsError::NotFound),
-                };
-            }
-            Err(e) => return Err(e.into()),
-        };
-        let mut st = self.lock();
-        match found {
-            Some(item) => {
-                let parent_path = names::split(&path).0.to_string();
-                let ino = st.table.upsert_remote(&parent_path, &item, Instant::now());
-                Self::attr_of(&st, ino)
-            }
-            None => {
-                if let Some(ino) = st.table.ino_of(&path) {
-                    let keep = st
-                        .table
-                        .get(ino)
-                        .is_some_and(|n| n.local.is_some() || n.remote.is_none());
-                    if keep {
-                        return Self::attr_of(&st, ino);
-                    }
-                    st.table.remove_tree(&path);
-                }
-                Err(FsError::NotFound)
-            }
+        // Not known: list the parent (once, however many lookups wait for it), never stat
+        // the name. On a transient error the listing answers from the cache, so writes keep
+        // going to the spool during an outage (a name never seen is "absent").
+        let path = self.refresh_listing(parent)?;
+        let st = self.lock();
+        match st.table.ino_of(&join(&path, name)) {
+            Some(ino) => Self::attr_of(&st, ino),
+            None => Err(FsError::NotFound),
         }
     }
 
@@ -143,48 +144,66 @@ impl Fs {
         Self::attr_of(&st, ino)
     }
 
+    /// A new folder is recorded locally (known empty) and created on the server by the upload
+    /// path (`upload::folders`), before the first file beneath it: no round trip here once the
+    /// parent's listing is known.
     pub fn mkdir(&self, parent: u64, name: &str) -> FsResult<Attr> {
         let path = {
             let st = self.lock();
             let parent_path = self.dir_path(&st, parent)?;
-            let path = self.check_new_name(&parent_path, name)?;
-            if let Some(ino) = st.table.ino_of(&path) {
-                let n = st.table.get(ino);
-                if n.is_some_and(|n| n.local.is_some() || self.fresh(n.seen)) {
-                    return Err(FsError::Exists);
-                }
-            }
-            path
+            self.check_new_name(&parent_path, name)?
         };
-        if let Some(existing) = self.remote().stat(&path)? {
-            let mut st = self.lock();
-            st.table
-                .upsert_remote(names::split(&path).0, &existing, Instant::now());
+        self.refresh_listing(parent)?;
+        let mut st = self.lock();
+        if st.table.ino_of(&path).is_some() {
             return Err(FsError::Exists);
         }
-        let item = self.remote().mkdir(&path)?;
-        let mut st = self.lock();
-        let ino = st
-            .table
-            .upsert_remote(names::split(&path).0, &item, Instant::now());
+        let ino = st.table.upsert(&path, NodeKind::Dir);
         if let Some(n) = st.table.get_mut(ino) {
             n.listed = Some(Instant::now());
         }
         st.table.entries_changed(&path, SystemTime::now());
+        // A leaf lock, taken under the core lock so a concurrent create beneath the folder
+        // finds it planned.
+        self.queue.folders().expect(&path);
+        debug!("mkdir {path}: created locally, the upload path creates it on the server");
         Self::attr_of(&st, ino)
     }
 
-    /// Fetch the listing of `dir` from the server if it is stale, merging it into the table.
+    /// Make sure the listing of folder `ino` is fresh, listing it from the server if not
+    /// (one request per `MAX_PAGE_SIZE` children). Single flight: concurrent callers for the
+    /// same folder wait for that one listing. A folder the mount created and the server does
+    /// not have yet is known without asking. Returns the folder's path.
     fn refresh_listing(&self, ino: u64) -> FsResult<String> {
-        let (path, stale) = {
-            let st = self.lock();
-            let path = self.dir_path(&st, ino)?;
-            let listed = st.table.get(ino).and_then(|n| n.listed);
-            (path, !self.fresh(listed))
-        };
-        if !stale {
-            return Ok(path);
+        let mut waited = false;
+        loop {
+            let path = {
+                let st = self.lock();
+                let path = self.dir_path(&st, ino)?;
+                if self.fresh(st.table.get(ino).and_then(|n| n.listed)) {
+                    return Ok(path);
+                }
+                path
+            };
+            if self.queue.folders().is_pending(&path) {
+                if let Some(n) = self.lock().table.get_mut(ino) {
+                    n.listed = Some(Instant::now());
+                }
+                return Ok(path);
+            }
+            if waited {
+                // The listing we waited for failed: answer from the table, as it did.
+                return Ok(path);
+            }
+            match self.flights.begin(ino) {
+                Some(_lead) => return self.list_into(ino, path),
+                None => waited = true,
+            }
         }
+    }
+
+    /// List folder `ino` at `path` from the server and merge the listing into the table.
+    fn list_into(&self, ino: u64, path: String) -> FsResult<String> {
         let items = match self.remote().list(&path) {
             Ok(items) => items,
             Err(e) if transient(&e) => {
@@ -199,7 +218,8 @@ impl Fs {
         for item in &items {
             seen.insert(st.table.upsert_remote(&path, item, now));
         }
-        // Forget children the server no longer has, unless they have local content.
+        // Forget children the server no longer has, unless they have local content (or are
+        // folders the mount made, which have no server metadata).
         for child in st.table.children(&path) {
             if seen.contains(&child) {
                 continue;
@@ -340,6 +360,17 @@ impl Fs {
                 return Err(FsError::NotDir);
             }
         }
+        {
+            let mut st = self.lock();
+            if !st.table.children(&path).is_empty() {
+                return Err(FsError::NotEmpty);
+            }
+            // Made through the mount and not created on the server yet: nothing to delete.
+            if self.queue.folders().forget(&path) {
+                st.table.remove_tree(&path);
+                return Ok(());
+            }
+        }
         // Ask the server, not the cache: a folder is empty only if SharePoint says so.
         if let Some(n) = self.lock().table.get_mut(ino) {
             n.listed = None;
@@ -423,7 +454,19 @@ impl Fs {
             self.queue.cancel(&from);
             relinked = Some(link);
         }
-        if remote.is_some() || kind == NodeKind::Dir {
+        let folders = self.queue.folders();
+        let local_folder = kind == NodeKind::Dir && folders.is_pending(&from) && {
+            // A folder not created on the server yet moves in the plan, unless it is being
+            // created right now (then it is created first and moved on the server).
+            folders.rename(&from, &to) || {
+                folders.ensure(self.remote(), &from)?;
+                false
+            }
+        };
+        if (remote.is_some() || kind == NodeKind::Dir) && !local_folder {
+            // The server's rename needs the new parent to exist (a round trip only when
+            // that parent was made through the mount and is not on the server yet).
+            folders.ensure(self.remote(), names::split(&to).0)?;
             match self.remote().rename(&from, &to) {
                 Ok(_) => {}
                 // Not on the server yet (still uploading when cancelled): nothing to move.
@@ -513,4 +556,62 @@ fn name_error(p: NameProblem) -> FsError {
 fn transient(e: &crate::remote::RemoteError) -> bool {
     use crate::remote::RemoteError as E;
     matches!(e, E::Transport(_) | E::Server { .. } | E::Throttled { .. })
+}
+
+/// In-flight folder listings, one per folder inode: the first caller lists, the others wait
+/// for it (then answer from the table). A leaf lock; never held across the listing.
+#[derive(Debug, Default)]
+pub(super) struct ListingFlights {
+    inflight: Mutex<HashMap<u64, Arc<Flight>>>,
+}
+
+#[derive(Debug, Default)]
+struct Flight {
+    done: Mutex<bool>,
+    cv: Condvar,
+}
+
+/// The leader's claim on a listing; dropping it wakes the waiters.
+pub(super) struct FlightLead<'a> {
+    flights: &'a ListingFlights,
+    ino: u64,
+    flight: Arc<Flight>,
+}
+
+impl ListingFlights {
+    /// Lead the listing of `ino` (`Some`), or wait for the one in flight and return `None`.
+    pub(super) fn begin(&self, ino: u64) -> Option<FlightLead<'_>> {
+        let flight = {
+            let mut m = self.inflight.lock().unwrap_or_else(|e| e.into_inner());
+            match m.get(&ino) {
+                Some(f) => f.clone(),
+                None => {
+                    let f = Arc::new(Flight::default());
+                    m.insert(ino, f.clone());
+                    return Some(FlightLead {
+                        flights: self,
+                        ino,
+                        flight: f,
+                    });
+                }
+            }
+        };
+        let mut done = flight.done.lock().unwrap_or_else(|e| e.into_inner());
+        while !*done {
+            done = flight.cv.wait(done).unwrap_or_else(|e| e.into_inner());
+        }
+        None
+    }
+}
+
+impl Drop for FlightLead<'_> {
+    fn drop(&mut self) {
+        self.flights
+            .inflight
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.ino);
+        *self.flight.done.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        self.flight.cv.notify_all();
+    }
 }

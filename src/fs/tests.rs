@@ -482,3 +482,52 @@ fn ftruncate_through_a_handle_created_with_mode_0_works() {
     r.settle();
     assert_eq!(r.remote.content("m0").as_deref(), Some(&[0u8; 7][..]));
 }
+
+#[test]
+fn lookups_are_answered_by_one_listing_and_new_folders_cost_no_round_trip() {
+    let r = rig(Duration::ZERO);
+    let requests = |r: &Rig| {
+        r.remote
+            .calls()
+            .iter()
+            .filter(|c| {
+                matches!(
+                    c,
+                    Call::List { .. } | Call::Stat { .. } | Call::Mkdir { .. }
+                )
+            })
+            .count()
+    };
+    for name in ["a", ".a.XyZ", "b", "c"] {
+        assert!(matches!(
+            r.fs.lookup(ROOT_INO, name),
+            Err(FsError::NotFound)
+        ));
+    }
+    assert_eq!(requests(&r), 1, "one listing answers every name");
+    let dir = r.fs.mkdir(ROOT_INO, "new").unwrap();
+    assert!(matches!(
+        r.fs.lookup(dir.ino, "x.txt"),
+        Err(FsError::NotFound)
+    ));
+    assert_eq!(requests(&r), 1, "mkdir and lookups in it: no request");
+    r.write_file(dir.ino, "x.txt", b"data");
+    r.settle();
+    assert_eq!(r.remote.content("new/x.txt").as_deref(), Some(&b"data"[..]));
+    let kinds: Vec<&str> = r
+        .remote
+        .calls()
+        .iter()
+        .filter_map(|c| match c {
+            Call::Mkdir { .. } => Some("mkdir"),
+            Call::Create { .. } => Some("create"),
+            Call::Stat { .. } => Some("stat"),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        vec!["mkdir", "create"],
+        "folder once, before its file"
+    );
+}

@@ -264,6 +264,10 @@ impl<R: FaultTarget> Remote for FaultyRemote<R> {
     fn read_range(&self, path: &str, offset: u64, len: u64) -> Result<Vec<u8>, RemoteError> {
         self.inner.read_range(path, offset, len)
     }
+
+    fn delta(&self, token: Option<&str>) -> Result<crate::remote::DeltaRound, RemoteError> {
+        self.inner.delta(token)
+    }
 }
 
 #[cfg(test)]

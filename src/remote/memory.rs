@@ -24,7 +24,8 @@ use super::faults::FaultTarget;
 use crate::protocol::{FRAGMENT_LIMIT, FRAGMENT_UNIT};
 use crate::redact::SecretUrl;
 use crate::remote::{
-    ByteRange, Conflict, FragmentOutcome, Remote, RemoteError, RemoteItem, UploadSession,
+    ByteRange, Conflict, DeltaChange, DeltaRound, FragmentOutcome, Remote, RemoteError, RemoteItem,
+    UploadSession,
 };
 
 /// A request the remote received, for assertions.
@@ -55,6 +56,12 @@ pub enum Call {
     SetMtime {
         path: String,
     },
+    Mkdir {
+        path: String,
+    },
+    List {
+        path: String,
+    },
 }
 
 #[derive(Debug)]
@@ -76,6 +83,8 @@ struct State {
     calls: Vec<Call>,
     violations: Vec<String>,
     fragment_delay: Duration,
+    /// Change-feed snapshots, one per token handed out (the token is the index).
+    delta_snapshots: Vec<BTreeMap<String, RemoteItem>>,
 }
 
 /// The in-memory remote.
@@ -131,6 +140,7 @@ impl MemoryRemote {
                 calls: Vec::new(),
                 violations: Vec::new(),
                 fragment_delay: Duration::ZERO,
+                delta_snapshots: Vec::new(),
             }),
             paused: Mutex::new(false),
             resumed: Condvar::new(),
@@ -392,7 +402,8 @@ impl Remote for MemoryRemote {
     }
 
     fn list(&self, path: &str) -> Result<Vec<RemoteItem>, RemoteError> {
-        let s = self.lock();
+        let mut s = self.lock();
+        s.calls.push(Call::List { path: path.into() });
         let prefix = if path.is_empty() {
             String::new()
         } else {
@@ -407,6 +418,7 @@ impl Remote for MemoryRemote {
 
     fn mkdir(&self, path: &str) -> Result<RemoteItem, RemoteError> {
         let mut s = self.lock();
+        s.calls.push(Call::Mkdir { path: path.into() });
         Self::check_parent(&s, path)?;
         if let Some((item, _)) = s.files.get(&key(path)) {
             return if item.is_folder {
@@ -570,6 +582,46 @@ impl Remote for MemoryRemote {
         let start = (offset as usize).min(data.len());
         let end = (offset.saturating_add(len) as usize).min(data.len());
         Ok(data[start..end].to_vec())
+    }
+
+    /// The change feed, by snapshot comparison: each token names the items as they were
+    /// when it was handed out.
+    fn delta(&self, token: Option<&str>) -> Result<DeltaRound, RemoteError> {
+        let mut s = self.lock();
+        let now: BTreeMap<String, RemoteItem> = s
+            .files
+            .iter()
+            .map(|(k, (item, _))| (k.clone(), item.clone()))
+            .collect();
+        let mut changes = Vec::new();
+        if let Some(t) = token {
+            let before = t
+                .parse::<usize>()
+                .ok()
+                .and_then(|i| s.delta_snapshots.get(i))
+                .ok_or_else(|| RemoteError::Client {
+                    status: 410,
+                    code: "resyncRequired".into(),
+                    message: "unknown token".into(),
+                })?;
+            for (k, item) in &now {
+                if before.get(k) != Some(item) {
+                    changes.push(DeltaChange::Changed {
+                        path: k.clone(),
+                        item: item.clone(),
+                    });
+                }
+            }
+            for k in before.keys().filter(|k| !now.contains_key(*k)) {
+                changes.push(DeltaChange::Deleted { path: k.clone() });
+            }
+        }
+        s.delta_snapshots.push(now);
+        Ok(DeltaRound {
+            changes,
+            unresolved: false,
+            token: (s.delta_snapshots.len() - 1).to_string(),
+        })
     }
 }
 

@@ -163,6 +163,32 @@ impl fmt::Display for RemoteError {
 
 impl std::error::Error for RemoteError {}
 
+/// One change from the drive's change feed, as a mount-relative path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeltaChange {
+    /// Created or changed: the item as it is now.
+    Changed { path: String, item: RemoteItem },
+    /// Deleted.
+    Deleted { path: String },
+}
+
+/// One round of the change feed: every page up to its deltaLink.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct DeltaRound {
+    /// Changes inside the mount folder, in feed order.
+    pub changes: Vec<DeltaChange>,
+    /// A deletion whose path could not be told (an item never seen): the caller should
+    /// treat its whole cache as stale.
+    pub unresolved: bool,
+    /// The token of the deltaLink, for the next round.
+    pub token: String,
+}
+
+/// Is this the change feed's "token too old" answer (410 `resyncRequired`)?
+pub fn is_resync_required(e: &RemoteError) -> bool {
+    matches!(e, RemoteError::Client { status: 410, .. })
+}
+
 /// The folders above a mount-relative path, outermost first: `"a/b/c"` → `["a", "a/b"]`.
 pub fn ancestors(path: &str) -> Vec<&str> {
     path.match_indices('/').map(|(i, _)| &path[..i]).collect()
@@ -212,6 +238,17 @@ pub trait Remote: Send + Sync + 'static {
     fn set_mtime(&self, path: &str, mtime: SystemTime) -> Result<RemoteItem, RemoteError>;
     /// Ranged download of `len` bytes at `offset` (fewer at end of file).
     fn read_range(&self, path: &str, offset: u64, len: u64) -> Result<Vec<u8>, RemoteError>;
+    /// One round of the drive's change feed after `token`; `None` starts the feed at "now"
+    /// (`token=latest`: no changes, a token). 410 `resyncRequired` when the token is too old
+    /// ([`is_resync_required`]). Remotes without a change feed answer 501 (the default).
+    fn delta(&self, token: Option<&str>) -> Result<DeltaRound, RemoteError> {
+        let _ = token;
+        Err(RemoteError::Client {
+            status: 501,
+            code: "notSupported".into(),
+            message: "this remote has no change feed".into(),
+        })
+    }
 }
 
 #[cfg(test)]

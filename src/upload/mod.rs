@@ -24,6 +24,7 @@
 
 pub mod chunk;
 pub mod clock;
+pub mod folders;
 mod queue;
 pub mod registry;
 pub mod retry;
@@ -50,6 +51,9 @@ pub type FileHasher = Arc<dyn Fn(&Path) -> io::Result<String> + Send + Sync>;
 pub struct QueueConfig {
     /// Parallel uploads (worker threads); at least 1. Default 4.
     pub workers: usize,
+    /// Extra workers for small files only (see "Lanes" in `queue.rs`); 0: none, small files
+    /// share `workers`. Default 0; mounts use the `small_file_workers` key (16).
+    pub small_file_workers: usize,
     /// Fragment size: a multiple of `protocol::FRAGMENT_UNIT` (320 KiB), at most
     /// `protocol::MAX_FRAGMENT` (rounded down into that range if not). Default 10 MiB. Each worker holds one buffer of this size.
     pub chunk_size: u64,
@@ -87,6 +91,7 @@ impl QueueConfig {
     pub fn new(hasher: FileHasher, store: Arc<dyn JobStore>) -> Self {
         QueueConfig {
             workers: 4,
+            small_file_workers: 0,
             chunk_size: crate::protocol::DEFAULT_CHUNK,
             conflict: Conflict::Replace,
             max_attempts: 10,
@@ -107,6 +112,7 @@ impl fmt::Debug for QueueConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("QueueConfig")
             .field("workers", &self.workers)
+            .field("small_file_workers", &self.small_file_workers)
             .field("chunk_size", &self.chunk_size)
             .field("conflict", &self.conflict)
             .field("max_attempts", &self.max_attempts)

@@ -14,6 +14,14 @@
 //! channel, so it is there at most once per path, and a stale key (job cancelled) is skipped.
 //! Workers wait on the channel and on a stop channel whose sender is dropped at shutdown.
 //!
+//! Lanes: big jobs run on `workers` threads, each with a `chunk_size` buffer; jobs of at most
+//! [`SMALL_FILE_MAX`] bytes run on `small_file_workers` threads of their own (default 0 here,
+//! 16 in mounts), each with a one-fragment buffer. At 50–300 ms a round trip, a small file is
+//! two round trips of waiting and almost no bandwidth, so many in flight hide the latency;
+//! separate lanes mean a stream of small files never starves a big upload of its workers, and
+//! a big upload never holds up small files. Every request of either lane passes the one
+//! throttle gate (`throttle.rs`): a 429/503 closes it for the whole mount until Retry-After.
+//!
 //! Locks this layer owns, in order: `QueueShared::state` (the queue lock) → the status
 //! registry's lock (inside `UploadContext`) → a job's `Interrupt` flag. The throttle, the
 //! `threads` and `stop_tx` mutexes are leaves; nothing is taken inside them. Callers (the
@@ -51,6 +59,10 @@ use super::throttle::Throttle;
 use super::worker::{JobEnd, UploadContext, Uploader};
 use super::{QueueConfig, Release, UploadJob, UploadListener};
 use crate::remote::{Remote, RemoteItem};
+
+/// Largest file the small-file lane takes: 4 × 320 KiB (1.25 MiB), one fragment, so the
+/// lane's buffers stay small (`small_file_workers` × 1.25 MiB at most).
+const SMALL_FILE_MAX: u64 = 4 * crate::protocol::FRAGMENT_UNIT;
 
 /// A job waiting to start.
 struct Pending {
@@ -93,6 +105,12 @@ struct QueueShared {
     write_back_delay: Duration,
     ready_tx: Sender<String>,
     ready_rx: Receiver<String>,
+    /// The small-file lane (see "Lanes" in the module doc): jobs of at most `small_max`
+    /// bytes, when `small_file_workers` > 0.
+    small_tx: Sender<String>,
+    small_rx: Receiver<String>,
+    /// Largest job the small lane takes; 0: no small lane.
+    small_max: u64,
     stop_tx: Mutex<Option<Sender<()>>>,
     stop_rx: Receiver<()>,
     threads: Mutex<Vec<JoinHandle<()>>>,
@@ -138,7 +156,12 @@ impl QueueShared {
                 return;
             }
             // The channel is unbounded and we hold its receiver: send cannot block or fail.
-            if !p.enqueued && self.ready_tx.send(key.to_string()).is_ok() {
+            let lane = if self.small_max > 0 && p.job.size <= self.small_max {
+                &self.small_tx
+            } else {
+                &self.ready_tx
+            };
+            if !p.enqueued && lane.send(key.to_string()).is_ok() {
                 p.enqueued = true;
             }
         }
@@ -176,6 +199,27 @@ impl QueueShared {
         }
     }
 
+    /// Create the folders made through the mount that no file has needed yet (empty ones),
+    /// after the write-back delay, so a file written right after `mkdir` is what creates them.
+    fn folder_loop(&self) {
+        let pause = self.write_back_delay.max(Duration::from_millis(200));
+        loop {
+            match self.stop_rx.recv_timeout(pause) {
+                Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
+                _ => return,
+            }
+            for dir in self.ctx.folders.waiting() {
+                if self.ctx.throttle.closed_until(&*self.ctx.clock).is_some() {
+                    break;
+                }
+                if self.ctx.folders.ensure(&*self.ctx.remote, &dir).is_err() {
+                    break; // logged; tried again next round
+                }
+            }
+            self.changed.notify_all();
+        }
+    }
+
     fn begin_shutdown(&self) {
         {
             let mut state = self.lock();
@@ -193,11 +237,16 @@ impl QueueShared {
         self.changed.notify_all();
     }
 
-    fn worker_loop(&self) {
-        let mut uploader = Uploader::new(self.ctx.plan);
+    fn worker_loop(&self, small: bool) {
+        let (plan, rx) = if small {
+            (ChunkPlan::new(self.small_max), &self.small_rx)
+        } else {
+            (self.ctx.plan, &self.ready_rx)
+        };
+        let mut uploader = Uploader::new(plan);
         loop {
             select! {
-                recv(self.ready_rx) -> key => match key {
+                recv(rx) -> key => match key {
                     Ok(key) => self.run_one(&mut uploader, &key),
                     Err(_) => return,
                 },
@@ -348,12 +397,20 @@ impl UploadQueue {
             );
         }
         let (ready_tx, ready_rx) = unbounded();
+        let (small_tx, small_rx) = unbounded();
+        // One fragment's worth, so a small file is createUploadSession + one PUT.
+        let small_max = if config.small_file_workers > 0 {
+            SMALL_FILE_MAX.min(plan.chunk_size())
+        } else {
+            0
+        };
         let (stop_tx, stop_rx) = unbounded();
         let shared = Arc::new(QueueShared {
             ctx: UploadContext {
                 remote,
                 clock: config.clock,
                 throttle: Throttle::new(),
+                folders: Arc::new(super::folders::FolderPlan::default()),
                 registry: StatusRegistry::new(config.retention),
                 policy: RetryPolicy {
                     max_attempts: config.max_attempts.max(1),
@@ -378,20 +435,34 @@ impl UploadQueue {
             write_back_delay: config.write_back_delay,
             ready_tx,
             ready_rx,
+            small_tx,
+            small_rx,
+            small_max,
             stop_tx: Mutex::new(Some(stop_tx)),
             stop_rx,
             threads: Mutex::new(Vec::new()),
         });
         let mut threads = Vec::new();
-        for i in 0..config.workers.max(1) {
+        let lanes = (0..config.workers.max(1))
+            .map(|i| (format!("upload-{i}"), false))
+            .chain((0..config.small_file_workers).map(|i| (format!("upload-small-{i}"), true)));
+        for (name, small) in lanes {
             let worker = Arc::clone(&shared);
             match std::thread::Builder::new()
-                .name(format!("upload-{i}"))
-                .spawn(move || worker.worker_loop())
+                .name(name.clone())
+                .spawn(move || worker.worker_loop(small))
             {
                 Ok(handle) => threads.push(handle),
-                Err(e) => error!("cannot start upload worker {i}: {e}"),
+                Err(e) => error!("cannot start upload worker {name}: {e}"),
             }
+        }
+        let folders = Arc::clone(&shared);
+        match std::thread::Builder::new()
+            .name("upload-folders".into())
+            .spawn(move || folders.folder_loop())
+        {
+            Ok(handle) => threads.push(handle),
+            Err(e) => error!("cannot start the folder thread: {e}"),
         }
         let sched = Arc::clone(&shared);
         match std::thread::Builder::new()
@@ -637,22 +708,33 @@ impl UploadQueue {
         ctx.registry.snapshot(ctx.clock.now(), throttled_until)
     }
 
+    /// The folders made through the mount and not yet on the server.
+    pub fn folders(&self) -> &super::folders::FolderPlan {
+        &self.shared().ctx.folders
+    }
+
     /// Wait (in real time) until no job is queued or uploading. `false` on timeout.
     pub fn wait_idle(&self, timeout: Duration) -> bool {
         let shared = self.shared();
         let deadline = Instant::now() + timeout;
         let mut state = shared.lock();
         loop {
-            if state.pending.is_empty() && state.running.is_empty() && state.settling == 0 {
+            if state.pending.is_empty()
+                && state.running.is_empty()
+                && state.settling == 0
+                && shared.ctx.folders.is_idle()
+            {
                 return true;
             }
             let now = Instant::now();
             if now >= deadline {
                 return false;
             }
+            // Folders are created outside the queue lock: poll them at least every 50 ms.
+            let step = (deadline - now).min(Duration::from_millis(50));
             state = shared
                 .changed
-                .wait_timeout(state, deadline - now)
+                .wait_timeout(state, step)
                 .unwrap_or_else(|e| e.into_inner())
                 .0;
         }

@@ -620,6 +620,7 @@ fn direct_context(remote: Arc<TestRemote>, chunk: u64, max_attempts: u32) -> Upl
         remote,
         clock: Arc::new(ManualClock::new(SystemTime::UNIX_EPOCH)),
         throttle: Throttle::new(),
+        folders: Default::default(),
         registry: StatusRegistry::new(Duration::from_secs(60)),
         policy: RetryPolicy {
             max_attempts,

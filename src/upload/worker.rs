@@ -56,6 +56,8 @@ pub struct UploadContext {
     pub remote: Arc<dyn Remote>,
     pub clock: Arc<dyn Clock>,
     pub throttle: Throttle,
+    /// Folders made through the mount, created on the server before their files.
+    pub folders: Arc<super::folders::FolderPlan>,
     pub registry: StatusRegistry,
     pub policy: RetryPolicy,
     /// How long a path held by an earlier session is waited for.
@@ -119,6 +121,11 @@ impl Uploader {
         let started = ctx.clock.now();
         ctx.registry.started(id, started, ctx.clock.wall(), 1);
         ctx.store.starting(job);
+        // Folders made through the mount are created (once, outermost first) before the
+        // file's first request; a failure here falls back to the 404 rule below.
+        if let Err(e) = ctx.folders.ensure_parents(&*ctx.remote, &job.remote_path) {
+            debug!("{}: parent folders not created yet: {e}", job.remote_path);
+        }
         let mut run = JobRun {
             ctx,
             id,
