@@ -105,13 +105,22 @@ fn step_failed(step: &str, hint: &str, err: RemoteError) -> ConnectError {
 pub fn sign_in(api: &GraphApi, cfg: &GraphConfig) -> Result<(), ConnectError> {
     match api.auth.token() {
         Ok(_) => Ok(()),
-        Err(RemoteError::Auth(m)) => Err(ConnectError::with_cause(
-            format!(
-                "sign-in failed: {m} — check tenant, client_id and username/password or \
-                 client_secret"
-            ),
-            RemoteError::Auth(m),
-        )),
+        Err(RemoteError::Auth(m)) => {
+            let hint = match cfg.auth {
+                super::AuthMethod::DeviceCode => "run shareuplift login --config FILE",
+                super::AuthMethod::Certificate => {
+                    "check tenant, client_id and the certificate registered for the app"
+                }
+                super::AuthMethod::ClientSecret => "check tenant, client_id and client_secret",
+                super::AuthMethod::Password => "check tenant, client_id, username and password",
+            };
+            let msg = if m.starts_with("sign-in needed") {
+                format!("{m} — {hint}")
+            } else {
+                format!("sign-in failed: {m} — {hint}")
+            };
+            Err(ConnectError::with_cause(msg, RemoteError::Auth(m)))
+        }
         Err(e) => Err(step_failed(
             &format!("sign-in at {}", cfg.authority_url),
             "check authority_url and the network",
