@@ -274,8 +274,8 @@ fn token(shared: &EmulatorState, req: &Request, get: &Get<'_>) -> Result<Respons
         ));
     };
     require(get, &["client_id"])?;
-    // A refresh may omit the scope (it keeps the original grant's).
-    if grant != "refresh_token" {
+    // A refresh or a device-code poll may omit the scope (it keeps the original grant's).
+    if grant != "refresh_token" && grant != DEVICE_CODE_GRANT {
         require(get, &["scope"])?;
     }
     if let Some(scope) = get("scope") {

@@ -97,7 +97,7 @@ impl Fs {
             Ok(f) => f,
             // SharePoint unreachable or overloaded: answer from what we know, so writes keep
             // going to the spool during an outage (a name we have never seen is "absent").
-            Err(e) if transient(&e) => {
+            Err(e) if transient(&e) || self.remote().sign_in_needed().is_some() => {
                 debug!("lookup {path}: {e}; answering from the cache");
                 let st = self.lock();
                 return match st.table.ino_of(&path) {
@@ -181,7 +181,7 @@ impl Fs {
         }
         let items = match self.remote().list(&path) {
             Ok(items) => items,
-            Err(e) if transient(&e) => {
+            Err(e) if transient(&e) || self.remote().sign_in_needed().is_some() => {
                 warn!("listing {path}: {e}; showing the cached listing");
                 return Ok(path);
             }
@@ -498,6 +498,7 @@ fn name_error(p: NameProblem) -> FsError {
 }
 
 /// Errors that say nothing about the item (network, 5xx, throttling): the cache may answer.
+/// (So may any error while the remote waits for the user to sign in again.)
 fn transient(e: &crate::remote::RemoteError) -> bool {
     use crate::remote::RemoteError as E;
     matches!(e, E::Transport(_) | E::Server { .. } | E::Throttled { .. })
