@@ -538,3 +538,52 @@ fn check_reports_each_step() {
         );
     }
 }
+
+/// The emulated device-code endpoint: `slow_down` for a poll faster than the interval,
+/// `expired_token` after expiry; `login` ends with a clear error when the code expires.
+#[test]
+fn device_code_slow_down_and_expiry() {
+    let emu = Emu::start(None);
+    post(
+        &format!("{}/device_code", emu.info.admin_url),
+        r#"{"pending_polls":100,"interval_secs":2,"expires_in_secs":3}"#,
+    );
+    let base = format!("{}/{}/oauth2/v2.0", emu.info.authority_url, emu.info.tenant);
+    let http = reqwest::blocking::Client::new();
+    let scope = "https://graph.microsoft.com/Files.ReadWrite.All offline_access";
+    let dc: serde_json::Value = http
+        .post(format!("{base}/devicecode"))
+        .form(&[("client_id", emu.info.client_id.as_str()), ("scope", scope)])
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(dc["interval"], 2);
+    let code = dc["device_code"].as_str().unwrap().to_string();
+    let poll = || -> serde_json::Value {
+        http.post(format!("{base}/token"))
+            .form(&[
+                ("grant_type", "urn:ietf:params:oauth:grant-type:device_code"),
+                ("client_id", emu.info.client_id.as_str()),
+                ("device_code", code.as_str()),
+            ])
+            .send()
+            .unwrap()
+            .json()
+            .unwrap()
+    };
+    assert_eq!(poll()["error"], "authorization_pending");
+    assert_eq!(poll()["error"], "slow_down");
+    std::thread::sleep(Duration::from_millis(3200));
+    assert_eq!(poll()["error"], "expired_token");
+
+    let tmp = tempfile::tempdir().unwrap();
+    let extra = format!(
+        "auth = \"device_code\"\nstate_dir = \"{}\"\n",
+        tmp.path().join("state").display()
+    );
+    let cfg = config_file(&emu, tmp.path(), &extra, &[]);
+    let (ok, out) = run_cli(&["login", "--config", &cfg]);
+    assert!(!ok, "{out}");
+    assert!(out.contains("expired"), "{out}");
+}

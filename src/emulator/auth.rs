@@ -492,7 +492,7 @@ fn check_assertion(shared: &EmulatorState, req: &Request, jwt: &str) -> Result<(
             "Client assertion iss and sub must be the client id.",
         );
     }
-    let now = super::store::now_secs() as i64;
+    let now = super::store::now_secs();
     match (claims["exp"].as_i64(), claims["nbf"].as_i64()) {
         (Some(exp), _) if exp <= now => bad(
             700024,

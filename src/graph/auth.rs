@@ -462,6 +462,14 @@ impl TokenFailure {
             TokenFailure::Other(_) => None,
         }
     }
+
+    /// The whole message, for errors.
+    pub fn text(&self) -> String {
+        match self {
+            TokenFailure::Refused(t) => t.clone(),
+            TokenFailure::Other(e) => e.to_string(),
+        }
+    }
 }
 
 /// The assertion type of certificate credentials.

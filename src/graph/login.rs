@@ -122,10 +122,7 @@ pub fn login(cfg: &GraphConfig, out: &mut dyn Write) -> Result<String, String> {
             }
             Err(f @ TokenFailure::Refused(_)) => {
                 let code = f.code().unwrap_or("").trim().to_string();
-                let TokenFailure::Refused(text) = f else {
-                    unreachable!("matched Refused above")
-                };
-                interval = after_refusal(&code, &text, interval)?;
+                interval = after_refusal(&code, &f.text(), interval)?;
                 log::debug!(
                     "device code: {code}; polling again in {}s",
                     interval.as_secs()
