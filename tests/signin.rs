@@ -499,9 +499,9 @@ fn check_reports_each_step() {
     for want in [
         "ok   sign-in: as user",
         "ok   account: Emulated Uploader",
-        "ok   site ",
-        "ok   library Documents",
-        "ok   folder ",
+        "ok   site: ",
+        "ok   library: Documents (https://",
+        "ok   folder: ",
         "ok   quota:",
         "ok   write: created and deleted",
     ] {

@@ -18,7 +18,7 @@
 //! from it and writes the rotated one back atomically. When the token endpoint refuses it
 //! (`invalid_grant`: revoked, expired, password changed) or the file is gone, the provider is
 //! *dead*: it answers `Auth("sign-in needed: …")` without asking the network until the cache
-//! file's mtime changes (`shareuplift login` wrote a new one), which [`sign_in_needed`]
+//! file's mtime or inode changes (`shareuplift login` wrote a new one), which [`sign_in_needed`]
 //! notices; the upload queue pauses meanwhile instead of failing jobs.
 
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -65,8 +65,8 @@ struct DeviceLogin {
     client_id: String,
     key: OwnedKey,
     cache: TokenCache,
-    /// `Some(mtime of the cache file)` once the saved sign-in was refused or missing.
-    dead: Mutex<Option<Option<SystemTime>>>,
+    /// `Some(stamp of the cache file)` once the saved sign-in was refused or missing.
+    dead: Mutex<Option<Option<(SystemTime, u64)>>>,
 }
 
 /// The owned fields of a [`CacheKey`].
@@ -281,7 +281,7 @@ impl TokenProvider {
         };
         let mut dead = lock(&d.dead);
         let since = (*dead)?;
-        let now = d.cache.mtime();
+        let now = d.cache.stamp();
         if now.is_some() && now != since {
             log::info!(
                 "token cache {} changed: signing in again",
@@ -319,12 +319,14 @@ impl TokenProvider {
     }
 
     fn mark_dead(&self, d: &DeviceLogin) {
-        *lock(&d.dead) = Some(d.cache.mtime());
+        *lock(&d.dead) = Some(d.cache.stamp());
     }
 
     /// The refresh grant of a device-code sign-in; stores the rotated refresh token.
     fn refresh_device(&self, d: &DeviceLogin) -> Result<(Secret, Duration), RemoteError> {
-        if lock(&d.dead).is_some() && self.sign_in_needed().is_some() {
+        // (The guard is dropped before `sign_in_needed` takes the same lock.)
+        let was_dead = lock(&d.dead).is_some();
+        if was_dead && self.sign_in_needed().is_some() {
             return Err(RemoteError::Auth(SIGN_IN_NEEDED.into()));
         }
         let saved = match d.cache.load() {
@@ -545,6 +547,36 @@ mod tests {
             graph_scope: "https://graph.microsoft.com".into(),
             ..GraphConfig::default()
         }
+    }
+
+    #[test]
+    fn device_code_dead_until_the_cache_changes() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut cfg = config();
+        cfg.auth = AuthMethod::DeviceCode;
+        cfg.password = None;
+        cfg.state_dir = Some(tmp.path().join("state"));
+        let http = Http::new(super::super::Tuning::default().timeouts(&cfg), None).unwrap();
+        let p = TokenProvider::new(&cfg, http).unwrap();
+        assert!(p.auth_pauses());
+        assert_eq!(p.sign_in_needed(), None, "not dead before trying");
+        let Credentials::DeviceCode(d) = &p.credentials else {
+            panic!("device code credentials")
+        };
+        // No cache file: dead at once, without network I/O.
+        let err = p.refresh_device(d).err().unwrap();
+        assert!(err.to_string().contains(SIGN_IN_NEEDED), "{err}");
+        assert_eq!(p.sign_in_needed().as_deref(), Some(SIGN_IN_NEEDED));
+        // While dead, token requests answer at once (and take the dead lock only once).
+        let err = p.token().err().unwrap();
+        assert!(err.to_string().contains(SIGN_IN_NEEDED), "{err}");
+        assert_eq!(p.sign_in_needed().as_deref(), Some(SIGN_IN_NEEDED));
+        // `login` writes the cache: the gate opens.
+        let cache = token_cache(&cfg).unwrap();
+        cache
+            .save(&OwnedKey::of(&cfg).borrow(), &Secret::new("rt"))
+            .unwrap();
+        assert_eq!(p.sign_in_needed(), None);
     }
 
     #[test]

@@ -110,9 +110,12 @@ impl TokenCache {
         &self.path
     }
 
-    /// Modification time of the file, `None` when it does not exist.
-    pub fn mtime(&self) -> Option<SystemTime> {
-        fs::metadata(&self.path).and_then(|m| m.modified()).ok()
+    /// Modification time and inode of the file, `None` when it does not exist. Every save
+    /// renames a new file into place, so the inode changes even where mtimes are coarse.
+    pub fn stamp(&self) -> Option<(SystemTime, u64)> {
+        use std::os::unix::fs::MetadataExt;
+        let m = fs::metadata(&self.path).ok()?;
+        Some((m.modified().ok()?, m.ino()))
     }
 
     /// The stored sign-in; `Ok(None)` when there is none.
@@ -260,7 +263,7 @@ mod tests {
         let dir = tmp.path().join("state");
         let cache = TokenCache::new(Some(&dir), &key(None)).unwrap();
         assert!(cache.load().unwrap().is_none());
-        assert!(cache.mtime().is_none());
+        assert!(cache.stamp().is_none());
         cache.save(&key(None), &Secret::new("rt-1")).unwrap();
         let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode(&dir), 0o700);
@@ -269,7 +272,9 @@ mod tests {
             cache.load().unwrap().unwrap().refresh_token.expose(),
             "rt-1"
         );
+        let before = cache.stamp().unwrap();
         cache.save(&key(None), &Secret::new("rt-2")).unwrap();
+        assert_ne!(cache.stamp().unwrap(), before, "a save is always noticed");
         assert_eq!(
             cache.load().unwrap().unwrap().refresh_token.expose(),
             "rt-2"

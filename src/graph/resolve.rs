@@ -179,8 +179,8 @@ pub fn resolve_steps(
             url.push_str(&encode_segment(s));
         }
     }
-    let site_id = match api.get_json::<Site>(&url, "site") {
-        Ok(s) => s.id,
+    let (site_id, site_name) = match api.get_json::<Site>(&url, "site") {
+        Ok(s) => (s.id, s.display_name),
         Err(RemoteError::NotFound(_)) => {
             return Err(ConnectError::new(format!(
                 "site not found: {site_url} — check site_url"
@@ -194,7 +194,7 @@ pub fn resolve_steps(
             ))
         }
     };
-    step(format!("site {site_url}: found"));
+    step(format!("site: {site_name} ({site_url})"));
 
     // 2. Its document libraries.
     let mut drives = Vec::new();
@@ -250,7 +250,7 @@ pub fn resolve_steps(
             }
         )));
     };
-    step(format!("library {}: found", drive.name));
+    step(format!("library: {} ({})", drive.name, drive.web_url));
     check_folder(api, drive, rest, step)
 }
 
@@ -269,7 +269,7 @@ fn check_folder(
     };
     match api.get_json::<DriveItem>(&url, "mount folder") {
         Ok(item) if item.folder.is_some() => {
-            step(format!("folder {shown} in library {}: found", drive.name));
+            step(format!("folder: {shown} in library {}", drive.name));
             Ok(Resolved {
                 drive_id: drive.id.clone(),
                 drive_name: drive.name.clone(),
@@ -335,7 +335,7 @@ fn resolve_share(
             drive.name
         ))
     })?;
-    step(format!("library {}: found", drive.name));
+    step(format!("library: {} ({})", drive.name, drive.web_url));
     check_folder(api, &drive, rest, step)
 }
 

@@ -216,7 +216,9 @@ impl JobRun<'_> {
         if matches!(err, RemoteError::Auth(_)) && self.ctx.remote.auth_pauses() {
             // The mount's sign-in, not this job: no attempt is spent; `ready` waits at the
             // sign-in gate before the retry.
-            debug!("{}: {op:?} waits for sign-in: {err}", self.path());
+            let reason = sanitize_error(&err.to_string());
+            debug!("{}: {op:?} waits for sign-in: {reason}", self.path());
+            self.ctx.registry.retrying(self.id, self.attempts, &reason);
             return Ok(Decision::RetryNow);
         }
         let decision = classify(op, err);
