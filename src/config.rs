@@ -74,6 +74,8 @@ pub struct FileConfig {
     pub ca_file: Option<PathBuf>,
     /// Seconds start-up keeps retrying throttling, 5xx and network errors (default 120).
     pub startup_timeout: Option<u64>,
+    /// Directory of the device-code token cache (default `$XDG_STATE_HOME/shareuplift`).
+    pub state_dir: Option<PathBuf>,
 }
 
 /// A size given as a TOML integer (bytes) or a string with a unit.
@@ -119,6 +121,7 @@ pub struct MountConfig {
     pub certificate_key_file: Option<PathBuf>,
     pub ca_file: Option<PathBuf>,
     pub startup_timeout: Duration,
+    pub state_dir: Option<PathBuf>,
 }
 
 /// A configuration problem, as one line that says what to fix.
@@ -195,7 +198,8 @@ impl FileConfig {
             certificate_file,
             certificate_key_file,
             ca_file,
-            startup_timeout
+            startup_timeout,
+            state_dir
         );
         self
     }
@@ -423,6 +427,7 @@ impl MountConfig {
             certificate_key_file: file.certificate_key_file,
             ca_file: file.ca_file,
             startup_timeout,
+            state_dir: file.state_dir,
         })
     }
 }

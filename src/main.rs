@@ -55,6 +55,35 @@ enum Command {
     Discard(KeptArgs),
     /// Refuse new writes, finish the upload queue, then unmount (same as SIGUSR1).
     Drain { mountpoint: PathBuf },
+    /// Sign in with a device code (auth = "device_code") and save the tokens for the mount.
+    Login(ConfigArgs),
+    /// Remove the saved sign-in of a configuration.
+    Logout(ConfigArgs),
+    /// Sign in and resolve site, library and folder as a mount would, one line per step;
+    /// exit 0 only when a mount would work.
+    Check {
+        #[command(flatten)]
+        args: ConfigArgs,
+        /// Also create and delete a zero-byte probe file in the folder.
+        #[arg(long)]
+        write: bool,
+    },
+}
+
+#[derive(Args)]
+struct ConfigArgs {
+    /// TOML configuration file (the mount's).
+    #[arg(long, short = 'c')]
+    config: PathBuf,
+}
+
+impl ConfigArgs {
+    fn graph_config(&self) -> Result<shareuplift::graph::GraphConfig, String> {
+        let file = FileConfig::load(&self.config).map_err(|e| e.to_string())?;
+        let cfg =
+            MountConfig::resolve(file, &|k| std::env::var(k).ok()).map_err(|e| e.to_string())?;
+        Ok(shareuplift::mount::graph_config(&cfg))
+    }
 }
 
 #[derive(Args)]
@@ -157,6 +186,9 @@ struct EmulatorArgs {
     /// Request budget: a token bucket of N requests/s, 429 when empty (overrides --field).
     #[arg(long)]
     budget_per_sec: Option<f64>,
+    /// PEM of a client certificate registered for the app (certificate sign-in).
+    #[arg(long)]
+    client_certificate: Option<PathBuf>,
 }
 
 impl EmulatorArgs {
@@ -264,6 +296,7 @@ fn main() -> ExitCode {
                 port: a.port,
                 faults_json: a.faults,
                 field_json,
+                client_certificate: a.client_certificate,
                 ..Default::default()
             };
             match shareuplift::emulator::run_foreground(opts, a.ready_file.as_deref()) {
@@ -300,6 +333,36 @@ fn main() -> ExitCode {
                 Err(e) => fatal(1, &e),
             },
             Err(e) => fatal(2, &e),
+        },
+        Command::Login(args) => match args.graph_config() {
+            Err(e) => fatal(2, &e),
+            Ok(g) => match shareuplift::graph::login(&g, &mut std::io::stdout()) {
+                Ok(_) => ExitCode::SUCCESS,
+                Err(e) => fatal(1, &e),
+            },
+        },
+        Command::Logout(args) => match args.graph_config() {
+            Err(e) => fatal(2, &e),
+            Ok(g) => match shareuplift::graph::logout(&g) {
+                Ok(line) => {
+                    println!("{line}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fatal(1, &e),
+            },
+        },
+        Command::Check { args, write } => match args.graph_config() {
+            Err(e) => {
+                println!("FAIL configuration: {e}");
+                ExitCode::from(2)
+            }
+            Ok(g) => {
+                if shareuplift::graph::check(&g, write, &mut |line| println!("{line}")) {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::from(1)
+                }
+            }
         },
     }
 }

@@ -57,6 +57,7 @@ pub fn graph_config(cfg: &MountConfig) -> GraphConfig {
         certificate_file: cfg.certificate_file.clone(),
         certificate_key_file: cfg.certificate_key_file.clone(),
         ca_file: cfg.ca_file.clone(),
+        state_dir: cfg.state_dir.clone(),
         tenant: cfg.tenant.clone(),
         client_id: cfg.client_id.clone(),
         client_secret: cfg.client_secret.clone(),

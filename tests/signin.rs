@@ -248,3 +248,342 @@ fn startup_waits_out_throttling_but_not_wrong_credentials() {
     assert!(log.contains("sign-in failed"), "{log}");
     assert!(!log.contains("wrong-password-xyz"));
 }
+
+fn post(url: &str, body: &str) -> serde_json::Value {
+    let r = reqwest::blocking::Client::new()
+        .post(url)
+        .body(body.to_string())
+        .send()
+        .unwrap_or_else(|e| panic!("POST {url}: {e}"));
+    assert!(r.status().is_success(), "POST {url}: {}", r.status());
+    r.json().unwrap()
+}
+
+fn admin_get(emu: &Emu, path: &str) -> serde_json::Value {
+    reqwest::blocking::get(format!("{}/{path}", emu.info.admin_url))
+        .unwrap()
+        .json()
+        .unwrap()
+}
+
+/// Run `shareuplift ARGS`; (success, stdout + stderr).
+fn run_cli(args: &[&str]) -> (bool, String) {
+    let out = std::process::Command::new(common::bin())
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run shareuplift");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+/// A config file for the emulator with `extra` lines; `replace` pairs edit the base text.
+fn config_file(emu: &Emu, dir: &std::path::Path, extra: &str, replace: &[(&str, &str)]) -> String {
+    let mut text = common::config_for(&emu.info, &dir.join("spool"), extra);
+    for (from, to) in replace {
+        text = text.replace(from, to);
+    }
+    let p = dir.join(format!("cfg-{}.toml", text.len()));
+    fs::write(&p, text).unwrap();
+    p.display().to_string()
+}
+
+fn refresh_token_in(state: &std::path::Path) -> String {
+    let f = fs::read_dir(state).unwrap().next().unwrap().unwrap().path();
+    let v: serde_json::Value = serde_json::from_str(&fs::read_to_string(f).unwrap()).unwrap();
+    v["refresh_token"].as_str().unwrap().to_string()
+}
+
+/// Device code: `login` completes after two `authorization_pending` polls and stores a 0600
+/// cache; mounts sign in from it with no prompt (twice: the rotated token was saved); a
+/// revoked refresh token pauses the queue (`sign-in needed`, files keep spooling, none
+/// fails), and after `login` the queued files upload by themselves; `logout` removes it.
+#[test]
+fn device_code_login_cache_pause_and_resume() {
+    use std::os::unix::fs::PermissionsExt;
+    let emu = Emu::start(Some(r#"{"access_token_ttl_secs":3}"#));
+    let tmp = tempfile::tempdir().unwrap();
+    let state = tmp.path().join("state");
+    let extra = format!(
+        "auth = \"device_code\"\nstate_dir = \"{}\"\n",
+        state.display()
+    );
+    let cfg = config_file(&emu, tmp.path(), &extra, &[]);
+
+    // Mounting before login names the fix.
+    let (_, log) = Mount::try_start(&emu, &extra, &[])
+        .err()
+        .expect("no sign-in yet");
+    assert!(
+        log.contains("sign-in needed: run shareuplift login"),
+        "{log}"
+    );
+
+    let (ok, out) = run_cli(&["login", "--config", &cfg]);
+    assert!(ok, "{out}");
+    assert!(out.contains("enter the code"), "{out}");
+    let st = admin_get(&emu, "signin");
+    assert_eq!(st["device_polls"], 3, "2 pending + 1 approved: {st}");
+    let mode = |p: &std::path::Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&state), 0o700);
+    let file = fs::read_dir(&state)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    assert_eq!(mode(&file), 0o600);
+    let first_rt = refresh_token_in(&state);
+
+    let m = Mount::start(&emu, &extra);
+    fs::write(m.path("dc1.txt"), b"one").unwrap();
+    m.wait_state("dc1.txt", "done", Duration::from_secs(30));
+    let mut logs = m.log_text();
+    m.unmount();
+    let rotated = refresh_token_in(&state);
+    assert_ne!(rotated, first_rt, "the rotated refresh token must be saved");
+    let m = Mount::start(&emu, &extra);
+    fs::write(m.path("dc2.txt"), b"two").unwrap();
+    m.wait_state("dc2.txt", "done", Duration::from_secs(30));
+
+    // Revoke: the next refresh (tokens live 3 s) fails; the queue pauses.
+    post(&format!("{}/revoke_refresh_tokens", emu.info.admin_url), "");
+    std::thread::sleep(Duration::from_secs(4));
+    for n in ["p1.txt", "p2.txt"] {
+        fs::write(m.path(n), n.as_bytes()).unwrap();
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !m
+        .status_text()
+        .contains("sign-in needed: run shareuplift login")
+    {
+        assert!(std::time::Instant::now() < deadline, "{}", m.status_text());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::thread::sleep(Duration::from_secs(3));
+    let status = m.status_json();
+    assert_eq!(status["totals"]["failed"], 0, "{status:#}");
+    assert!(emu.item("p1.txt").is_none());
+    assert!(status.to_string().contains("sign-in needed"));
+
+    let (ok, out) = run_cli(&["login", "--config", &cfg]);
+    assert!(ok, "{out}");
+    for n in ["p1.txt", "p2.txt"] {
+        m.wait_state(n, "done", Duration::from_secs(30));
+    }
+    assert!(!m.status_text().contains("sign-in needed"));
+    let status_all = format!("{}{}", m.status_text(), m.status_json());
+    logs.push_str(&m.log_text());
+    m.unmount();
+
+    let last_rt = refresh_token_in(&state);
+    for secret in [
+        &first_rt,
+        &rotated,
+        &last_rt,
+        &emu.info.password,
+        &emu.info.client_secret,
+    ] {
+        assert!(!logs.contains(secret.as_str()), "secret in the log");
+        assert!(!status_all.contains(secret.as_str()), "secret in .status");
+        assert!(!out.contains(secret.as_str()), "secret in login output");
+    }
+    assert!(!logs.contains("access_token\":"), "token body in the log");
+
+    let (ok, out) = run_cli(&["logout", "--config", &cfg]);
+    assert!(ok && out.contains("Signed out"), "{out}");
+    assert_eq!(fs::read_dir(&state).unwrap().count(), 0);
+}
+
+/// A self-signed certificate + key made with the openssl CLI: (cert.pem, key.pem).
+fn client_cert(dir: &std::path::Path, name: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+    let cert = dir.join(format!("{name}.crt.pem"));
+    let key = dir.join(format!("{name}.key.pem"));
+    let out = std::process::Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .args(["-subj", &format!("/CN={name}")])
+        .output()
+        .expect("openssl");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (cert, key)
+}
+
+/// Certificate sign-in: a registered certificate works (key in the same PEM, and in its own
+/// file); an unregistered one fails with one line naming the certificate file.
+#[test]
+fn certificate_sign_in() {
+    let emu = Emu::start(None);
+    let tmp = tempfile::tempdir().unwrap();
+    let (cert, key) = client_cert(tmp.path(), "good");
+    let both = tmp.path().join("good.both.pem");
+    fs::write(
+        &both,
+        [fs::read(&key).unwrap(), fs::read(&cert).unwrap()].concat(),
+    )
+    .unwrap();
+    let reg = post(
+        &format!("{}/certificates", emu.info.admin_url),
+        &fs::read_to_string(&cert).unwrap(),
+    );
+    assert_eq!(reg["registered"], 1);
+    for extra in [
+        format!(
+            "auth = \"certificate\"\ncertificate_file = \"{}\"\n",
+            both.display()
+        ),
+        format!(
+            "auth = \"certificate\"\ncertificate_file = \"{}\"\ncertificate_key_file = \"{}\"\n",
+            cert.display(),
+            key.display()
+        ),
+    ] {
+        let m = Mount::start(&emu, &extra);
+        fs::write(m.path("cert.txt"), b"app-only").unwrap();
+        m.wait_state("cert.txt", "done", Duration::from_secs(30));
+        let log = m.log_text();
+        assert!(!log.contains("eyJhbGciOi"), "assertion in the log");
+        m.unmount();
+    }
+    let (bad, _) = client_cert(tmp.path(), "stranger");
+    let bad_both = tmp.path().join("stranger.both.pem");
+    let bad_key = tmp.path().join("stranger.key.pem");
+    fs::write(
+        &bad_both,
+        [fs::read(&bad_key).unwrap(), fs::read(&bad).unwrap()].concat(),
+    )
+    .unwrap();
+    let extra = format!(
+        "auth = \"certificate\"\ncertificate_file = \"{}\"\n",
+        bad_both.display()
+    );
+    let (_, log) = Mount::try_start(&emu, &extra, &[])
+        .err()
+        .expect("unregistered cert");
+    let last = log
+        .lines()
+        .rev()
+        .find(|l| l.starts_with("shareuplift: "))
+        .unwrap_or("");
+    assert!(
+        last.contains("certificate not registered for this app"),
+        "{log}"
+    );
+    assert!(last.contains("stranger.both.pem"), "{last}");
+    assert!(!log.contains("eyJhbGciOi"));
+}
+
+/// `check` prints each step and exits 0 for a working config (with `--write`, the probe is
+/// created and deleted); a wrong password, a missing library and a missing folder exit
+/// non-zero and name the failing step.
+#[test]
+fn check_reports_each_step() {
+    let emu = Emu::start(None);
+    let tmp = tempfile::tempdir().unwrap();
+    let good = config_file(&emu, tmp.path(), "", &[]);
+    let (ok, out) = run_cli(&["check", "--config", &good, "--write"]);
+    assert!(ok, "{out}");
+    for want in [
+        "ok   sign-in: as user",
+        "ok   account: Emulated Uploader",
+        "ok   site: ",
+        "ok   library: Documents (https://",
+        "ok   folder: ",
+        "ok   quota:",
+        "ok   write: created and deleted",
+    ] {
+        assert!(out.contains(want), "{want:?} missing:\n{out}");
+    }
+    assert!(emu
+        .items()
+        .iter()
+        .all(|i| !i["rel"].as_str().unwrap_or("").contains("check")));
+
+    let pw = emu.info.password.clone();
+    let cases = [
+        (
+            vec![(pw.as_str(), "wrong-password-xyz")],
+            "FAIL sign-in failed",
+        ),
+        (
+            vec![("Shared Documents/Uploads", "NoSuchLibrary/Uploads")],
+            "FAIL library not found",
+        ),
+        (
+            vec![("Shared Documents/Uploads", "Shared Documents/NoSuchFolder")],
+            "FAIL folder not found: NoSuchFolder",
+        ),
+    ];
+    for (replace, want) in cases {
+        let cfg = config_file(&emu, tmp.path(), "", &replace);
+        let (ok, out) = run_cli(&["check", "--config", &cfg]);
+        assert!(!ok, "{want}: must fail:\n{out}");
+        assert!(out.contains(want), "{want:?} missing:\n{out}");
+        assert!(
+            !out.contains(&pw) && !out.contains("wrong-password-xyz"),
+            "{out}"
+        );
+    }
+}
+
+/// The emulated device-code endpoint: `slow_down` for a poll faster than the interval,
+/// `expired_token` after expiry; `login` ends with a clear error when the code expires.
+#[test]
+fn device_code_slow_down_and_expiry() {
+    let emu = Emu::start(None);
+    post(
+        &format!("{}/device_code", emu.info.admin_url),
+        r#"{"pending_polls":100,"interval_secs":2,"expires_in_secs":3}"#,
+    );
+    let base = format!("{}/{}/oauth2/v2.0", emu.info.authority_url, emu.info.tenant);
+    let http = reqwest::blocking::Client::new();
+    let scope = "https://graph.microsoft.com/Files.ReadWrite.All offline_access";
+    let dc: serde_json::Value = http
+        .post(format!("{base}/devicecode"))
+        .form(&[("client_id", emu.info.client_id.as_str()), ("scope", scope)])
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(dc["interval"], 2);
+    let code = dc["device_code"].as_str().unwrap().to_string();
+    let poll = || -> serde_json::Value {
+        http.post(format!("{base}/token"))
+            .form(&[
+                ("grant_type", "urn:ietf:params:oauth:grant-type:device_code"),
+                ("client_id", emu.info.client_id.as_str()),
+                ("device_code", code.as_str()),
+            ])
+            .send()
+            .unwrap()
+            .json()
+            .unwrap()
+    };
+    assert_eq!(poll()["error"], "authorization_pending");
+    assert_eq!(poll()["error"], "slow_down");
+    std::thread::sleep(Duration::from_millis(3200));
+    assert_eq!(poll()["error"], "expired_token");
+
+    let tmp = tempfile::tempdir().unwrap();
+    let extra = format!(
+        "auth = \"device_code\"\nstate_dir = \"{}\"\n",
+        tmp.path().join("state").display()
+    );
+    let cfg = config_file(&emu, tmp.path(), &extra, &[]);
+    let (ok, out) = run_cli(&["login", "--config", &cfg]);
+    assert!(!ok, "{out}");
+    assert!(out.contains("expired"), "{out}");
+}

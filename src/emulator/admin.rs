@@ -36,6 +36,9 @@ pub fn handle_admin(shared: &EmulatorState, req: &Request, body: &mut BodyReader
     if let Some(r) = super::shares::handle_admin(shared, req) {
         return r;
     }
+    if let Some(r) = super::auth::handle_admin(shared, req, body) {
+        return r;
+    }
     match admin(shared, req, body) {
         Ok(r) => Reply::Respond(r),
         Err(e) if e.status == 0 => Reply::Drop,

@@ -68,6 +68,8 @@ pub struct EmulatorOptions {
     pub client_secret: Option<String>,
     /// Field conditions as JSON (see [`field`]: latency, budget, delta knobs), or None.
     pub field_json: Option<String>,
+    /// PEM file of a client certificate registered for the app (certificate sign-in).
+    pub client_certificate: Option<PathBuf>,
 }
 
 /// What a client needs to talk to a running emulator (written to the ready file as JSON).
@@ -190,6 +192,8 @@ impl App {
         let p = req.path.as_str();
         if p.starts_with("/upload/") {
             upload::handle_upload_url(shared, req, body)
+        } else if p == "/v1.0/me" {
+            auth::handle_me(shared, req)
         } else if p == "/v1.0" || p.starts_with("/v1.0/") {
             graph_api::handle_graph(shared, req, body)
         } else if p.starts_with("/auth/") {
@@ -261,6 +265,9 @@ impl Emulator {
             faults: Mutex::new(FaultState::new(config)),
             field: Mutex::new(FieldState::new(field_cfg)),
             tokens: Mutex::new(HashMap::new()),
+            signin: Mutex::new(auth::SignInState::with_certificate(
+                opts.client_certificate.as_deref(),
+            )?),
             downloads: Mutex::new(HashMap::new()),
             stats: Mutex::new(Stats::default()),
             journal: Mutex::default(),

@@ -5,7 +5,8 @@
 //! connection thread holds).
 //!
 //! Lock order (never take an earlier lock while holding a later one): `sessions` (map) →
-//! one session → `store` → `faults` → `field` → `tokens` / `downloads` → `stats` / `journal`. No lock is
+//! one session → `store` → `faults` → `field` → `tokens` / `downloads` / `signin` → `stats` /
+//! `journal`. No lock is
 //! held while reading a request body or writing a response; the only file operations under a
 //! lock are renames/deletes in the store (see `store`).
 
@@ -87,6 +88,8 @@ pub struct EmulatorState {
     pub field: Mutex<FieldState>,
     /// Access token → expiry.
     pub tokens: Mutex<HashMap<String, Instant>>,
+    /// Device codes, refresh tokens, registered client certificates (see `auth`).
+    pub signin: Mutex<super::auth::SignInState>,
     /// Download token → (item id, expiry).
     pub downloads: Mutex<HashMap<String, (String, Instant)>>,
     pub stats: Mutex<Stats>,

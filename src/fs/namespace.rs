@@ -206,7 +206,7 @@ impl Fs {
     fn list_into(&self, ino: u64, path: String) -> FsResult<String> {
         let items = match self.remote().list(&path) {
             Ok(items) => items,
-            Err(e) if transient(&e) => {
+            Err(e) if transient(&e) || self.remote().sign_in_needed().is_some() => {
                 warn!("listing {path}: {e}; showing the cached listing");
                 return Ok(path);
             }
@@ -553,6 +553,7 @@ fn name_error(p: NameProblem) -> FsError {
 }
 
 /// Errors that say nothing about the item (network, 5xx, throttling): the cache may answer.
+/// (So may any error while the remote waits for the user to sign in again.)
 fn transient(e: &crate::remote::RemoteError) -> bool {
     use crate::remote::RemoteError as E;
     matches!(e, E::Transport(_) | E::Server { .. } | E::Throttled { .. })

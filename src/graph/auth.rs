@@ -1,6 +1,7 @@
 //! Access tokens from the Microsoft identity platform v2.0 token endpoint (reference §8):
-//! client credentials (client id + secret) or the resource-owner password grant (client id +
-//! username + password), as `auth` chooses. The scope is the cloud's Graph resource
+//! client credentials (client id + secret, or + certificate assertion, `assertion`), the
+//! resource-owner password grant (client id + username + password), or the refresh token of
+//! a device-code sign-in kept in the token cache (`cache`), as `auth` chooses. The scope is the cloud's Graph resource
 //! (`{resource}/.default` app-only, the Files/Sites permissions + `offline_access` for a
 //! user), never derived from `graph_url`; the tenant defaults to `organizations`.
 //!
@@ -12,12 +13,21 @@
 //! design: one refresh at a time), and is always taken before `cache`, never the other way.
 //! Secrets (client secret, password, token) live in `Secret` and are exposed only into the
 //! form body; token-endpoint error text is scrubbed of the password.
+//!
+//! Device code: the cache file is the source of truth; every refresh reads the refresh token
+//! from it and writes the rotated one back atomically. When the token endpoint refuses it
+//! (`invalid_grant`: revoked, expired, password changed) or the file is gone, the provider is
+//! *dead*: it answers `Auth("sign-in needed: …")` without asking the network until the cache
+//! file's mtime or inode changes (`shareuplift login` wrote a new one), which [`sign_in_needed`]
+//! notices; the upload queue pauses meanwhile instead of failing jobs.
 
 use std::sync::{Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::Value;
 
+use super::assertion::ClientCertificate;
+use super::cache::{CacheKey, TokenCache};
 use super::cloud::{choose_auth, tenant_or_default, AuthMethod, KeysSet};
 use super::error::{scrub, transport_error};
 use super::http::{error_from_response, read_body_limited, Http};
@@ -43,7 +53,63 @@ enum Credentials {
         username: String,
         password: Secret,
     },
+    Certificate {
+        client_id: String,
+        cert: Box<ClientCertificate>,
+    },
+    DeviceCode(DeviceLogin),
 }
+
+/// The refresh-token state of a device-code sign-in.
+struct DeviceLogin {
+    client_id: String,
+    key: OwnedKey,
+    cache: TokenCache,
+    /// `Some(stamp of the cache file)` once the saved sign-in was refused or missing.
+    dead: Mutex<Option<Option<(SystemTime, u64)>>>,
+}
+
+/// The owned fields of a [`CacheKey`].
+#[derive(Debug, Clone)]
+pub struct OwnedKey {
+    pub authority_url: String,
+    pub tenant: String,
+    pub client_id: String,
+    pub username: Option<String>,
+}
+
+impl OwnedKey {
+    pub fn of(cfg: &GraphConfig) -> OwnedKey {
+        OwnedKey {
+            authority_url: cfg.authority_url.trim_end_matches('/').to_string(),
+            tenant: tenant_or_default(cfg.tenant.as_deref()),
+            client_id: cfg.client_id.clone().unwrap_or_default().trim().to_string(),
+            username: cfg
+                .username
+                .as_deref()
+                .map(str::trim)
+                .filter(|u| !u.is_empty())
+                .map(str::to_string),
+        }
+    }
+
+    pub fn borrow(&self) -> CacheKey<'_> {
+        CacheKey {
+            authority_url: &self.authority_url,
+            tenant: &self.tenant,
+            client_id: &self.client_id,
+            username: self.username.as_deref(),
+        }
+    }
+}
+
+/// The token cache of `cfg` (device-code sign-in).
+pub fn token_cache(cfg: &GraphConfig) -> Result<TokenCache, String> {
+    TokenCache::new(cfg.state_dir.as_deref(), &OwnedKey::of(cfg).borrow())
+}
+
+/// What `.status` and errors say when the saved sign-in is gone.
+pub const SIGN_IN_NEEDED: &str = "sign-in needed: run shareuplift login";
 
 struct CachedToken {
     token: Secret,
@@ -103,8 +169,25 @@ fn credentials(cfg: &GraphConfig) -> Result<Credentials, String> {
             username: cfg.username.clone().unwrap_or_default().trim().to_string(),
             password,
         }),
+        (AuthMethod::Certificate, _, _) => {
+            let file = cfg
+                .certificate_file
+                .as_deref()
+                .unwrap_or(std::path::Path::new(""));
+            let cert = ClientCertificate::load(file, cfg.certificate_key_file.as_deref())?;
+            Ok(Credentials::Certificate {
+                client_id,
+                cert: Box::new(cert),
+            })
+        }
+        (AuthMethod::DeviceCode, _, _) => Ok(Credentials::DeviceCode(DeviceLogin {
+            client_id,
+            key: OwnedKey::of(cfg),
+            cache: token_cache(cfg)?,
+            dead: Mutex::new(None),
+        })),
         (other, _, _) => Err(format!(
-            "auth = \"{other}\" is not available in this build; use password or client_secret"
+            "auth = \"{other}\" needs its credentials (client_secret or password)"
         )),
     }
 }
@@ -189,8 +272,141 @@ impl TokenProvider {
         (!needs_refresh(c.obtained, c.lifetime, now)).then(|| c.token.clone())
     }
 
+    /// For a device-code sign-in: `Some(message)` while the saved sign-in is refused or
+    /// missing and no new `login` has happened since (the cache file's mtime is unchanged).
+    /// Cheap (one stat), no network I/O.
+    pub fn sign_in_needed(&self) -> Option<String> {
+        let Credentials::DeviceCode(d) = &self.credentials else {
+            return None;
+        };
+        let mut dead = lock(&d.dead);
+        let since = (*dead)?;
+        let now = d.cache.stamp();
+        if now.is_some() && now != since {
+            log::info!(
+                "token cache {} changed: signing in again",
+                d.cache.path().display()
+            );
+            *dead = None;
+            return None;
+        }
+        Some(SIGN_IN_NEEDED.to_string())
+    }
+
+    /// Whether a refused sign-in pauses the upload queue (it can be fixed without restarting
+    /// the mount: `shareuplift login`) rather than failing jobs.
+    pub fn auth_pauses(&self) -> bool {
+        matches!(self.credentials, Credentials::DeviceCode(_))
+    }
+
+    /// The account or app this provider acts as, for messages (no secret).
+    pub fn acting_as(&self) -> String {
+        match &self.credentials {
+            Credentials::ClientSecret { client_id, .. } => {
+                format!("app {client_id} (client secret)")
+            }
+            Credentials::Certificate { client_id, cert } => format!(
+                "app {client_id} (certificate {}, x5t#S256 {})",
+                cert.file().display(),
+                cert.thumbprint_s256()
+            ),
+            Credentials::Password { username, .. } => format!("user {username} (password)"),
+            Credentials::DeviceCode(d) => format!(
+                "signed-in user (device code, token cache {})",
+                d.cache.path().display()
+            ),
+        }
+    }
+
+    fn mark_dead(&self, d: &DeviceLogin) {
+        *lock(&d.dead) = Some(d.cache.stamp());
+    }
+
+    /// The refresh grant of a device-code sign-in; stores the rotated refresh token.
+    fn refresh_device(&self, d: &DeviceLogin) -> Result<(Secret, Duration), RemoteError> {
+        // (The guard is dropped before `sign_in_needed` takes the same lock.)
+        let was_dead = lock(&d.dead).is_some();
+        if was_dead && self.sign_in_needed().is_some() {
+            return Err(RemoteError::Auth(SIGN_IN_NEEDED.into()));
+        }
+        let saved = match d.cache.load() {
+            Ok(Some(s)) => s,
+            Ok(None) => {
+                self.mark_dead(d);
+                return Err(RemoteError::Auth(format!(
+                    "{SIGN_IN_NEEDED} (no saved sign-in in {})",
+                    d.cache.path().display()
+                )));
+            }
+            Err(e) => {
+                self.mark_dead(d);
+                return Err(RemoteError::Auth(format!("{SIGN_IN_NEEDED} ({e})")));
+            }
+        };
+        let form = vec![
+            ("grant_type", "refresh_token"),
+            ("client_id", d.client_id.as_str()),
+            ("refresh_token", saved.refresh_token.expose()),
+            ("scope", self.scope.as_str()),
+        ];
+        let v = match self.post_token_form(&form, &[saved.refresh_token.expose()]) {
+            Ok(v) => v,
+            Err(TokenFailure::Refused(text)) => {
+                self.mark_dead(d);
+                log::warn!("the saved sign-in was refused ({text}): {SIGN_IN_NEEDED}");
+                return Err(RemoteError::Auth(format!(
+                    "{SIGN_IN_NEEDED} (the saved sign-in was refused: {text})"
+                )));
+            }
+            Err(TokenFailure::Other(e)) => return Err(e),
+        };
+        let (token, lifetime) = access_token(&v)?;
+        if let Some(rt) = v
+            .get("refresh_token")
+            .and_then(Value::as_str)
+            .filter(|t| !t.is_empty())
+        {
+            if let Err(e) = d.cache.save(&d.key.borrow(), &Secret::new(rt)) {
+                log::warn!("{e}; the next refresh will need shareuplift login");
+            }
+        }
+        Ok((token, lifetime))
+    }
+
+    /// The token endpoint URL and the transport (for `login`).
+    pub fn endpoint(&self) -> (&Http, &str, &str) {
+        (&self.http, &self.token_url, &self.scope)
+    }
+
+    /// POST a token form; `Refused` for a 400/401 answer (text scrubbed of `secrets`).
+    fn post_token_form(
+        &self,
+        form: &[(&str, &str)],
+        secrets: &[&str],
+    ) -> Result<Value, TokenFailure> {
+        post_token_form(&self.http, &self.token_url, form, secrets)
+    }
+
     fn request_token(&self) -> Result<(Secret, Duration), RemoteError> {
+        let assertion;
         let form: Vec<(&str, &str)> = match &self.credentials {
+            Credentials::DeviceCode(d) => return self.refresh_device(d),
+            Credentials::Certificate { client_id, cert } => {
+                let now = SystemTime::now()
+                    .duration_since(SystemTime::UNIX_EPOCH)
+                    .map(|d| d.as_secs())
+                    .unwrap_or(0);
+                assertion = cert
+                    .assertion(client_id, &self.token_url, now)
+                    .map_err(RemoteError::Auth)?;
+                vec![
+                    ("grant_type", "client_credentials"),
+                    ("client_id", client_id),
+                    ("client_assertion_type", JWT_BEARER),
+                    ("client_assertion", assertion.expose()),
+                    ("scope", &self.scope),
+                ]
+            }
             Credentials::ClientSecret { client_id, secret } => vec![
                 ("grant_type", "client_credentials"),
                 ("client_id", client_id),
@@ -209,51 +425,109 @@ impl TokenProvider {
                 ("scope", &self.scope),
             ],
         };
-        let req = self
-            .http
-            .request(reqwest::Method::POST, &self.token_url)
-            .form(&form);
-        let resp = self.http.send(req, &self.token_url)?;
-        let status = resp.status().as_u16();
-        match status {
-            200 => {
-                let bytes = resp.bytes().map_err(transport_error)?;
-                let v: Value = serde_json::from_slice(&bytes).map_err(|_| {
-                    RemoteError::Protocol("token endpoint answered with invalid JSON".into())
-                })?;
-                let token = v
-                    .get("access_token")
-                    .and_then(Value::as_str)
-                    .filter(|t| !t.is_empty())
-                    .ok_or_else(|| {
-                        RemoteError::Protocol("token endpoint response has no access_token".into())
-                    })?;
-                let lifetime = expires_in(&v).unwrap_or(DEFAULT_LIFETIME);
-                log::debug!("obtained access token valid for {}s", lifetime.as_secs());
-                Ok((Secret::new(token), lifetime))
-            }
-            400 | 401 => {
-                let body = read_body_limited(resp, 64 * 1024);
-                let text = describe_token_error(&body)
-                    .unwrap_or_else(|| format!("token endpoint answered {status}"));
-                Err(RemoteError::Auth(self.without_secrets(&text)))
-            }
-            _ => Err(error_from_response(resp, "token endpoint")),
+        let secrets: Vec<&str> = match &self.credentials {
+            Credentials::ClientSecret { secret, .. } => vec![secret.expose()],
+            Credentials::Password { password, .. } => vec![password.expose()],
+            _ => Vec::new(),
+        };
+        match self.post_token_form(&form, &secrets) {
+            Ok(v) => access_token(&v),
+            Err(TokenFailure::Refused(text)) => Err(RemoteError::Auth(match &self.credentials {
+                Credentials::Certificate { cert, .. } if text.contains("AADSTS700027") => format!(
+                    "certificate not registered for this app: {} (x5t#S256 {}) — upload it to \
+                     the app registration's Certificates & secrets ({text})",
+                    cert.file().display(),
+                    cert.thumbprint_s256()
+                ),
+                Credentials::Certificate { cert, .. } => {
+                    format!("certificate {}: {text}", cert.file().display())
+                }
+                _ => text,
+            })),
+            Err(TokenFailure::Other(e)) => Err(e),
+        }
+    }
+}
+
+/// How a token request failed.
+pub enum TokenFailure {
+    /// 400/401 from the endpoint: `error: description` (scrubbed).
+    Refused(String),
+    Other(RemoteError),
+}
+
+impl TokenFailure {
+    /// The `error` code of a refusal (`authorization_pending`, `invalid_grant`, …).
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            TokenFailure::Refused(t) => Some(t.split(':').next().unwrap_or(t)),
+            TokenFailure::Other(_) => None,
         }
     }
 
-    /// Scrub URLs and make sure neither password nor client secret is echoed back.
-    fn without_secrets(&self, text: &str) -> String {
-        let mut text = scrub(text);
-        let secret = match &self.credentials {
-            Credentials::ClientSecret { secret, .. } => secret,
-            Credentials::Password { password, .. } => password,
-        };
-        if !secret.is_empty() {
-            text = text.replace(secret.expose(), "***");
+    /// The whole message, for errors.
+    pub fn text(&self) -> String {
+        match self {
+            TokenFailure::Refused(t) => t.clone(),
+            TokenFailure::Other(e) => e.to_string(),
         }
-        text
     }
+}
+
+/// The assertion type of certificate credentials.
+const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+
+/// POST `form` to a token (or device-code) endpoint; the 200 body as JSON.
+pub fn post_token_form(
+    http: &Http,
+    url: &str,
+    form: &[(&str, &str)],
+    secrets: &[&str],
+) -> Result<Value, TokenFailure> {
+    let req = http.request(reqwest::Method::POST, url).form(form);
+    let resp = http.send(req, url).map_err(TokenFailure::Other)?;
+    let status = resp.status().as_u16();
+    match status {
+        200 => {
+            let bytes = resp
+                .bytes()
+                .map_err(|e| TokenFailure::Other(transport_error(e)))?;
+            serde_json::from_slice(&bytes).map_err(|_| {
+                TokenFailure::Other(RemoteError::Protocol(
+                    "token endpoint answered with invalid JSON".into(),
+                ))
+            })
+        }
+        400 | 401 => {
+            let body = read_body_limited(resp, 64 * 1024);
+            let mut text = scrub(
+                &describe_token_error(&body)
+                    .unwrap_or_else(|| format!("token endpoint answered {status}")),
+            );
+            for s in secrets.iter().filter(|s| !s.is_empty()) {
+                text = text.replace(s, "***");
+            }
+            Err(TokenFailure::Refused(text))
+        }
+        _ => Err(TokenFailure::Other(error_from_response(
+            resp,
+            "token endpoint",
+        ))),
+    }
+}
+
+/// `access_token` and its lifetime from a token response.
+fn access_token(v: &Value) -> Result<(Secret, Duration), RemoteError> {
+    let token = v
+        .get("access_token")
+        .and_then(Value::as_str)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| {
+            RemoteError::Protocol("token endpoint response has no access_token".into())
+        })?;
+    let lifetime = expires_in(v).unwrap_or(DEFAULT_LIFETIME);
+    log::debug!("obtained access token valid for {}s", lifetime.as_secs());
+    Ok((Secret::new(token), lifetime))
 }
 
 #[cfg(test)]
@@ -273,6 +547,36 @@ mod tests {
             graph_scope: "https://graph.microsoft.com".into(),
             ..GraphConfig::default()
         }
+    }
+
+    #[test]
+    fn device_code_dead_until_the_cache_changes() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut cfg = config();
+        cfg.auth = AuthMethod::DeviceCode;
+        cfg.password = None;
+        cfg.state_dir = Some(tmp.path().join("state"));
+        let http = Http::new(super::super::Tuning::default().timeouts(&cfg), None).unwrap();
+        let p = TokenProvider::new(&cfg, http).unwrap();
+        assert!(p.auth_pauses());
+        assert_eq!(p.sign_in_needed(), None, "not dead before trying");
+        let Credentials::DeviceCode(d) = &p.credentials else {
+            panic!("device code credentials")
+        };
+        // No cache file: dead at once, without network I/O.
+        let err = p.refresh_device(d).err().unwrap();
+        assert!(err.to_string().contains(SIGN_IN_NEEDED), "{err}");
+        assert_eq!(p.sign_in_needed().as_deref(), Some(SIGN_IN_NEEDED));
+        // While dead, token requests answer at once (and take the dead lock only once).
+        let err = p.token().err().unwrap();
+        assert!(err.to_string().contains(SIGN_IN_NEEDED), "{err}");
+        assert_eq!(p.sign_in_needed().as_deref(), Some(SIGN_IN_NEEDED));
+        // `login` writes the cache: the gate opens.
+        let cache = token_cache(&cfg).unwrap();
+        cache
+            .save(&OwnedKey::of(&cfg).borrow(), &Secret::new("rt"))
+            .unwrap();
+        assert_eq!(p.sign_in_needed(), None);
     }
 
     #[test]

@@ -186,6 +186,22 @@ impl GraphRemote {
         })
     }
 
+    /// The authorized Graph API of `cfg` (for `check`), without network I/O.
+    pub(super) fn api_for(cfg: &GraphConfig, tuning: Tuning) -> Result<GraphApi, ConnectError> {
+        Self::api(cfg, tuning)
+    }
+
+    /// A remote rooted at an already resolved folder (for `check`).
+    pub(super) fn from_resolved(api: GraphApi, r: super::resolve::Resolved) -> GraphRemote {
+        GraphRemote {
+            api,
+            drive_id: r.drive_id,
+            drive_name: r.drive_name,
+            folder: r.folder,
+            ids: Default::default(),
+        }
+    }
+
     fn api(cfg: &GraphConfig, tuning: Tuning) -> Result<GraphApi, ConnectError> {
         let http = Http::new(tuning.timeouts(cfg), cfg.ca_file.as_deref())
             .map_err(|e| ConnectError::new(format!("cannot set up HTTPS: {e}")))?;
@@ -320,6 +336,14 @@ impl GraphRemote {
 }
 
 impl Remote for GraphRemote {
+    fn sign_in_needed(&self) -> Option<String> {
+        self.api.auth.sign_in_needed()
+    }
+
+    fn auth_pauses(&self) -> bool {
+        self.api.auth.auth_pauses()
+    }
+
     fn stat(&self, path: &str) -> Result<Option<RemoteItem>, RemoteError> {
         let segs = split_rel(path)?;
         self.stat_segments(&segs, &format!("stat {path}"))

@@ -1,7 +1,9 @@
 //! Microsoft Graph client: authentication, site/library/folder resolution, and the `Remote`
 //! implementation over drive items and upload sessions.
 //!
-//! Files: `auth` (tokens), `http` (the reqwest transport and logging), `api` (bearer token
+//! Files: `auth` (tokens), `cache` (the device-code token cache), `assertion` (certificate
+//! client assertions), `login` (device-code `login`/`logout`), `check` (`shareuplift check`),
+//! `http` (the reqwest transport and logging), `api` (bearer token
 //! and 401-retry for Graph calls), `error` (error bodies → `RemoteError`), `paths` (segment
 //! encoding and URL building), `wire` (JSON shapes), `resolve` (site → library → folder at
 //! connect time), `client` (`GraphRemote`, the `Remote` impl). Secrets never leave `Secret`/
@@ -9,11 +11,15 @@
 //! call.
 
 mod api;
+mod assertion;
 mod auth;
+pub mod cache;
+mod check;
 mod client;
 pub mod cloud;
 mod error;
 mod http;
+mod login;
 mod paths;
 mod resolve;
 #[cfg(test)]
@@ -27,7 +33,9 @@ use crate::redact::Secret;
 
 pub use cloud::{AuthMethod, Cloud};
 
+pub use check::check;
 pub use client::GraphRemote;
+pub use login::{login, logout};
 pub use resolve::ConnectError;
 pub use wire::parse_ranges;
 
@@ -51,6 +59,9 @@ pub struct GraphConfig {
     /// PEM with the private key (and the certificate unless `certificate_key_file` is set).
     pub certificate_file: Option<PathBuf>,
     pub certificate_key_file: Option<PathBuf>,
+    /// Where the token cache lives (`None`: `$XDG_STATE_HOME/shareuplift` or
+    /// `~/.local/state/shareuplift`).
+    pub state_dir: Option<PathBuf>,
     /// Extra trusted root certificate(s), PEM.
     pub ca_file: Option<PathBuf>,
     /// e.g. `https://contoso.sharepoint.com/sites/Team`; empty = derived from `folder_url`.

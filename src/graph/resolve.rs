@@ -105,13 +105,22 @@ fn step_failed(step: &str, hint: &str, err: RemoteError) -> ConnectError {
 pub fn sign_in(api: &GraphApi, cfg: &GraphConfig) -> Result<(), ConnectError> {
     match api.auth.token() {
         Ok(_) => Ok(()),
-        Err(RemoteError::Auth(m)) => Err(ConnectError::with_cause(
-            format!(
-                "sign-in failed: {m} — check tenant, client_id and username/password or \
-                 client_secret"
-            ),
-            RemoteError::Auth(m),
-        )),
+        Err(RemoteError::Auth(m)) => {
+            let hint = match cfg.auth {
+                super::AuthMethod::DeviceCode => "run shareuplift login --config FILE",
+                super::AuthMethod::Certificate => {
+                    "check tenant, client_id and the certificate registered for the app"
+                }
+                super::AuthMethod::ClientSecret => "check tenant, client_id and client_secret",
+                super::AuthMethod::Password => "check tenant, client_id, username and password",
+            };
+            let msg = if m.starts_with("sign-in needed") {
+                format!("{m} — {hint}")
+            } else {
+                format!("sign-in failed: {m} — {hint}")
+            };
+            Err(ConnectError::with_cause(msg, RemoteError::Auth(m)))
+        }
         Err(e) => Err(step_failed(
             &format!("sign-in at {}", cfg.authority_url),
             "check authority_url and the network",
@@ -170,8 +179,8 @@ pub fn resolve_steps(
             url.push_str(&encode_segment(s));
         }
     }
-    let site_id = match api.get_json::<Site>(&url, "site") {
-        Ok(s) => s.id,
+    let (site_id, site_name) = match api.get_json::<Site>(&url, "site") {
+        Ok(s) => (s.id, s.display_name),
         Err(RemoteError::NotFound(_)) => {
             return Err(ConnectError::new(format!(
                 "site not found: {site_url} — check site_url"
@@ -185,7 +194,7 @@ pub fn resolve_steps(
             ))
         }
     };
-    step(format!("site {site_url}: found"));
+    step(format!("site: {site_name} ({site_url})"));
 
     // 2. Its document libraries.
     let mut drives = Vec::new();
@@ -241,7 +250,7 @@ pub fn resolve_steps(
             }
         )));
     };
-    step(format!("library {}: found", drive.name));
+    step(format!("library: {} ({})", drive.name, drive.web_url));
     check_folder(api, drive, rest, step)
 }
 
@@ -260,7 +269,7 @@ fn check_folder(
     };
     match api.get_json::<DriveItem>(&url, "mount folder") {
         Ok(item) if item.folder.is_some() => {
-            step(format!("folder {shown} in library {}: found", drive.name));
+            step(format!("folder: {shown} in library {}", drive.name));
             Ok(Resolved {
                 drive_id: drive.id.clone(),
                 drive_name: drive.name.clone(),
@@ -326,7 +335,7 @@ fn resolve_share(
             drive.name
         ))
     })?;
-    step(format!("library {}: found", drive.name));
+    step(format!("library: {} ({})", drive.name, drive.web_url));
     check_folder(api, &drive, rest, step)
 }
 

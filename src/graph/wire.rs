@@ -117,6 +117,8 @@ pub struct ChildrenPage {
 #[derive(Debug, Deserialize)]
 pub struct Site {
     pub id: String,
+    #[serde(rename = "displayName", default)]
+    pub display_name: String,
 }
 
 #[derive(Debug, Deserialize)]

@@ -197,6 +197,19 @@ pub fn ancestors(path: &str) -> Vec<&str> {
 /// The operations ShareUplift needs from SharePoint. All calls block; none is ever made on a
 /// FUSE request thread that the kernel waits on for a write.
 pub trait Remote: Send + Sync + 'static {
+    /// `Some(reason)` while the remote cannot sign in until the user acts (a device-code
+    /// sign-in was refused: `shareuplift login` fixes it); the upload queue pauses meanwhile.
+    /// Cheap, no network I/O (may stat a local file).
+    fn sign_in_needed(&self) -> Option<String> {
+        None
+    }
+
+    /// Whether an `Auth` error pauses the queue (the sign-in can be repaired while mounted)
+    /// rather than failing the job.
+    fn auth_pauses(&self) -> bool {
+        false
+    }
+
     /// Metadata of the item at `path`, `Ok(None)` if it does not exist.
     fn stat(&self, path: &str) -> Result<Option<RemoteItem>, RemoteError>;
     /// All children of the folder at `path`, following `@odata.nextLink`.

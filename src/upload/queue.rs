@@ -705,7 +705,9 @@ impl UploadQueue {
     pub fn snapshot(&self) -> StatusSnapshot {
         let ctx = &self.shared().ctx;
         let throttled_until = ctx.throttle.closed_until_wall(&*ctx.clock);
-        ctx.registry.snapshot(ctx.clock.now(), throttled_until)
+        let mut snap = ctx.registry.snapshot(ctx.clock.now(), throttled_until);
+        snap.paused = ctx.remote.sign_in_needed();
+        snap
     }
 
     /// The folders made through the mount and not yet on the server.

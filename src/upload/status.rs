@@ -176,6 +176,9 @@ pub struct StatusSnapshot {
     /// Files written through the mount that are still open (not yet queued), by path.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub open_for_writing: Vec<String>,
+    /// Why the whole queue waits for the user (e.g. `sign-in needed: run shareuplift login`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub paused: Option<String>,
 }
 
 impl StatusSnapshot {
@@ -188,6 +191,7 @@ impl StatusSnapshot {
             totals,
             spool: None,
             open_for_writing: Vec::new(),
+            paused: None,
         }
     }
 
@@ -210,6 +214,9 @@ impl StatusSnapshot {
         }
         if let Some(until) = self.throttled_until {
             let _ = write!(out, " — throttled until {}", clock_time_utc(until));
+        }
+        if let Some(why) = &self.paused {
+            let _ = write!(out, " — paused, {why}");
         }
         out.push('\n');
         if t.bytes_pending > 0 {

@@ -51,6 +51,9 @@ use super::throttle::Throttle;
 use super::{FileHasher, JobStore, UploadJob};
 use crate::remote::{ByteRange, Conflict, FragmentOutcome, Remote, RemoteError, RemoteItem};
 
+/// How often a worker paused for sign-in checks whether `login` has happened.
+const SIGN_IN_POLL: Duration = Duration::from_secs(1);
+
 /// Everything workers share: the remote, the policy and the shared state they report to.
 pub struct UploadContext {
     pub remote: Arc<dyn Remote>,
@@ -204,10 +207,21 @@ impl JobRun<'_> {
         &self.job.remote_path
     }
 
-    /// Check the interrupt and pass the throttle gate.
+    /// Check the interrupt, pass the throttle gate, and wait while sign-in is needed.
     fn ready(&self) -> Result<(), Stop> {
         if self.interrupt.is_set() || !self.ctx.throttle.wait(&*self.ctx.clock, self.interrupt) {
             return Err(Stop::Interrupted);
+        }
+        self.wait_for_sign_in()
+    }
+
+    /// The sign-in gate: while the remote needs the user to sign in again (`shareuplift
+    /// login`), every worker waits here, polling the cheap `sign_in_needed` check.
+    fn wait_for_sign_in(&self) -> Result<(), Stop> {
+        while self.ctx.remote.sign_in_needed().is_some() {
+            if !self.ctx.clock.sleep(SIGN_IN_POLL, self.interrupt) {
+                return Err(Stop::Interrupted);
+            }
         }
         Ok(())
     }
@@ -220,6 +234,14 @@ impl JobRun<'_> {
     /// Apply the retry policy to a failed request: fail, or count an attempt and wait as the
     /// decision says. Returns the decision when the request is to be retried.
     fn on_failure(&mut self, op: Op, err: &RemoteError) -> Result<Decision, Stop> {
+        if matches!(err, RemoteError::Auth(_)) && self.ctx.remote.auth_pauses() {
+            // The mount's sign-in, not this job: no attempt is spent; `ready` waits at the
+            // sign-in gate before the retry.
+            let reason = sanitize_error(&err.to_string());
+            debug!("{}: {op:?} waits for sign-in: {reason}", self.path());
+            self.ctx.registry.retrying(self.id, self.attempts, &reason);
+            return Ok(Decision::RetryNow);
+        }
         let decision = classify(op, err);
         // Remote errors carry no secrets by contract; sanitise anyway (one line, no URLs).
         let reason = sanitize_error(&err.to_string());
