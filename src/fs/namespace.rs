@@ -367,7 +367,7 @@ impl Fs {
             }
             // Made through the mount and not created on the server yet: nothing to delete.
             if self.queue.folders().forget(&path) {
-                st.table.remove_tree(&path);
+                st.table.removed(&path, SystemTime::now());
                 return Ok(());
             }
         }
