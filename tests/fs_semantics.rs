@@ -411,6 +411,8 @@ fn large_folders_truncate_limits_and_attributes() {
     for i in 0..1203 {
         emu.seed(&format!("many/f{i:04}.txt"), format!("{i}").into_bytes());
     }
+    // Seeded before the mount: a colleague's later change shows within `poll_interval`.
+    emu.seed("t.txt", b"0123456789".to_vec());
     let m = Mount::start(&emu, "");
     let n = sh(&format!("ls '{}' | wc -l", m.path("many").display()));
     assert_eq!(n.trim(), "1203");
@@ -420,7 +422,6 @@ fn large_folders_truncate_limits_and_attributes() {
     );
 
     // truncate of a remote file uploads a new version.
-    emu.seed("t.txt", b"0123456789".to_vec());
     sh(&format!("truncate -s 4 '{}'", m.path("t.txt").display()));
     m.settle(Duration::from_secs(30));
     assert_eq!(emu.item("t.txt").unwrap()["size"], 4);
