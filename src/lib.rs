@@ -7,7 +7,7 @@
 //! trait) implemented by `graph`. `emulator` is the built-in local SharePoint used by the demo
 //! and the tests; `control` is the client side of a running mount's `.control` and
 //! `.status.json` (the `retry`, `discard`, `drain` and `wait` commands); `spool` owns the private spool directory and its records, `recovery` puts
-//! what an earlier run left there back at mount; `redact` keeps secrets out of logs.
+//! what an earlier run left there back at mount; `redact` keeps secrets out of logs; `service` talks to systemd and to a `--daemon` parent.
 
 pub mod config;
 pub mod control;
@@ -15,11 +15,13 @@ pub mod emulator;
 pub mod fs;
 pub mod fuse;
 pub mod graph;
+pub mod logging;
 pub mod mount;
 pub mod protocol;
 pub mod quickxor;
 pub mod recovery;
 pub mod redact;
 pub mod remote;
+pub mod service;
 pub mod spool;
 pub mod upload;

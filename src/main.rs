@@ -20,6 +20,9 @@ struct Cli {
     /// More log output (-v debug, -vv trace); RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     verbose: u8,
+    /// Append log lines to FILE instead of stderr; reopened on SIGHUP (logrotate).
+    #[arg(long, global = true, value_name = "FILE")]
+    log_file: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -129,6 +132,9 @@ struct MountArgs {
     /// Extra trusted root CA certificate(s), PEM.
     #[arg(long)]
     ca_file: Option<PathBuf>,
+    /// Go to the background once the mount answers; the exit code says whether it came up.
+    #[arg(long)]
+    daemon: bool,
 }
 
 #[derive(Args)]
@@ -212,29 +218,12 @@ impl MountArgs {
     }
 }
 
-fn init_logging(verbose: u8) {
-    let mut b = env_logger::Builder::new();
-    let level = match verbose {
-        0 => "info",
-        1 => "debug",
-        _ => "trace",
-    };
-    match std::env::var("RUST_LOG") {
-        Ok(spec) if !spec.is_empty() => b.parse_filters(&spec),
-        _ => b.parse_filters(&format!("warn,shareuplift={level}")),
-    };
-    // HTTP stack internals may print URLs, and upload URLs are capabilities: keep them quiet
-    // whatever the user asked for.
-    for m in ["reqwest", "hyper", "hyper_util", "h2", "rustls"] {
-        b.filter_module(m, log::LevelFilter::Warn);
-    }
-    b.format_timestamp_millis();
-    b.init();
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.verbose);
+    if let Err(e) = shareuplift::logging::init(cli.verbose, cli.log_file.as_deref()) {
+        eprintln!("shareuplift: {e}");
+        return ExitCode::from(2);
+    }
     match cli.command {
         Command::Mount(args) => {
             let file = match &args.config {
@@ -249,6 +238,12 @@ fn main() -> ExitCode {
                 Ok(c) => c,
                 Err(e) => return fatal(2, &e.to_string()),
             };
+            if args.daemon {
+                // Before any thread starts; the parent exits here with the mount's outcome.
+                if let Err(e) = shareuplift::service::daemonize() {
+                    return fatal(1, &e);
+                }
+            }
             match shareuplift::mount::run(cfg, &args.mountpoint) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => fatal(1, &e.to_string()),
