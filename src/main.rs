@@ -57,7 +57,13 @@ enum Command {
     /// Remove failed or incomplete uploads from the spool (PATHs, or --all MOUNTPOINT).
     Discard(KeptArgs),
     /// Refuse new writes, finish the upload queue, then unmount (same as SIGUSR1).
-    Drain { mountpoint: PathBuf },
+    Drain {
+        mountpoint: PathBuf,
+        /// Also wait, at most this many seconds, until the mount is gone (exit 3 if it is not;
+        /// for a unit's ExecStop).
+        #[arg(long, value_name = "SECONDS")]
+        timeout: Option<u64>,
+    },
 }
 
 #[derive(Args)]
@@ -289,9 +295,18 @@ fn main() -> ExitCode {
         Command::Wait { timeout, paths } => wait_command(&paths, timeout),
         Command::Retry(args) => kept_command(ControlCommand::Retry, &args),
         Command::Discard(args) => kept_command(ControlCommand::Discard, &args),
-        Command::Drain { mountpoint } => match shareuplift::control::locate(&mountpoint) {
+        Command::Drain {
+            mountpoint,
+            timeout,
+        } => match shareuplift::control::locate(&mountpoint) {
             Ok((root, _)) => match shareuplift::control::send(&root, &ControlCommand::Drain) {
-                Ok(()) => ExitCode::SUCCESS,
+                Ok(()) => match timeout.map(std::time::Duration::from_secs) {
+                    Some(t) if !shareuplift::service::wait_unmounted(&root, t) => {
+                        eprintln!("shareuplift: {} still draining", root.display());
+                        ExitCode::from(3)
+                    }
+                    _ => ExitCode::SUCCESS,
+                },
                 Err(e) => fatal(1, &e),
             },
             Err(e) => fatal(2, &e),

@@ -260,6 +260,16 @@ pub fn run(cfg: MountConfig, mountpoint: &Path) -> Result<(), MountError> {
     ready_stop.store(true, std::sync::atomic::Ordering::Relaxed);
     fs.shutdown();
     info!("unmounted {}", mountpoint.display());
+    // What the next mount will pick up (failed, incomplete, or not yet uploaded files).
+    match spool.existing_files() {
+        Ok(left) if !left.is_empty() => info!(
+            "{} file(s) left in the spool {} for the next mount",
+            left.len(),
+            spool.data_dir().display()
+        ),
+        Ok(_) => info!("spool empty: everything is in SharePoint"),
+        Err(e) => log::warn!("cannot list the spool: {e}"),
+    }
     result.map_err(|e| MountError(format!("filesystem session ended with an error: {e}")))
 }
 

@@ -44,7 +44,9 @@ impl Notifier {
     /// From `$NOTIFY_SOCKET`, as systemd sets it for `Type=notify` units.
     pub fn from_env() -> Notifier {
         Notifier {
-            target: std::env::var("NOTIFY_SOCKET").ok().filter(|s| !s.is_empty()),
+            target: std::env::var("NOTIFY_SOCKET")
+                .ok()
+                .filter(|s| !s.is_empty()),
         }
     }
 
@@ -140,7 +142,11 @@ pub fn signal_ready() {
         if crate::logging::logs_to_file() {
             fds.push(2);
         }
-        if let Ok(null) = std::fs::OpenOptions::new().read(true).write(true).open("/dev/null") {
+        if let Ok(null) = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/null")
+        {
             use std::os::fd::AsRawFd;
             for fd in fds {
                 // SAFETY: dup2 onto the standard descriptors of our own process.
@@ -159,15 +165,25 @@ pub fn daemonize() -> Result<(), String> {
     let mut fds = [0 as libc::c_int; 2];
     // SAFETY: pipe2 into an array we own.
     if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-        return Err(format!("--daemon: pipe: {}", std::io::Error::last_os_error()));
+        return Err(format!(
+            "--daemon: pipe: {}",
+            std::io::Error::last_os_error()
+        ));
     }
     // SAFETY: each descriptor is owned by exactly one File from here on.
-    let (mut read_end, write_end) =
-        unsafe { (std::fs::File::from_raw_fd(fds[0]), std::fs::File::from_raw_fd(fds[1])) };
+    let (mut read_end, write_end) = unsafe {
+        (
+            std::fs::File::from_raw_fd(fds[0]),
+            std::fs::File::from_raw_fd(fds[1]),
+        )
+    };
     // SAFETY: no other thread exists yet (documented precondition), so fork is sound.
     let pid = unsafe { libc::fork() };
     if pid < 0 {
-        return Err(format!("--daemon: fork: {}", std::io::Error::last_os_error()));
+        return Err(format!(
+            "--daemon: fork: {}",
+            std::io::Error::last_os_error()
+        ));
     }
     if pid == 0 {
         drop(read_end);
@@ -195,15 +211,32 @@ pub fn daemonize() -> Result<(), String> {
 
 /// Does the mount point answer as a FUSE filesystem?
 pub fn mount_answers(mountpoint: &Path) -> bool {
+    is_fuse(mountpoint) && std::fs::metadata(mountpoint).is_ok()
+}
+
+/// Wait until `mountpoint` is no longer a FUSE mount (a drain finished); false on timeout.
+pub fn wait_unmounted(mountpoint: &Path, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if !is_fuse(mountpoint) {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn is_fuse(mountpoint: &Path) -> bool {
     let Ok(c) = std::ffi::CString::new(mountpoint.as_os_str().as_encoded_bytes()) else {
         return false;
     };
     // SAFETY: statfs into a zeroed struct we own, on a NUL-terminated path.
-    let fuse = unsafe {
+    unsafe {
         let mut s: libc::statfs = std::mem::zeroed();
         libc::statfs(c.as_ptr(), &mut s) == 0 && s.f_type as i64 == FUSE_SUPER_MAGIC
-    };
-    fuse && std::fs::metadata(mountpoint).is_ok()
+    }
 }
 
 /// Start the readiness thread: once the mount answers, send `READY=1` (with a first

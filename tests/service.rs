@@ -24,15 +24,21 @@ fn setup(emu: &Emu, extra: &str) -> Setup {
     let dir = tmp.path().join("mnt");
     std::fs::create_dir_all(&dir).expect("mkdir");
     let config = tmp.path().join("config.toml");
-    std::fs::write(&config, config_for(&emu.info, &tmp.path().join("spool"), extra))
-        .expect("config");
+    std::fs::write(
+        &config,
+        config_for(&emu.info, &tmp.path().join("spool"), extra),
+    )
+    .expect("config");
     Setup { tmp, dir, config }
 }
 
 fn mounted(dir: &Path) -> bool {
     let want = dir.to_string_lossy().to_string();
     std::fs::read_to_string("/proc/self/mountinfo")
-        .map(|m| m.lines().any(|l| l.split(' ').nth(4) == Some(want.as_str())))
+        .map(|m| {
+            m.lines()
+                .any(|l| l.split(' ').nth(4) == Some(want.as_str()))
+        })
         .unwrap_or(false)
 }
 
@@ -82,7 +88,10 @@ fn notify_ready_after_the_mount_answers_then_stopping_at_sigterm() {
     let first = String::from_utf8_lossy(&buf[..n]).to_string();
     // At the moment READY arrives the mount must already serve requests.
     let answers = mounted(&s.dir) && std::fs::metadata(s.dir.join(".status")).is_ok();
-    assert!(first.lines().any(|l| l == "READY=1"), "first message: {first:?}");
+    assert!(
+        first.lines().any(|l| l == "READY=1"),
+        "first message: {first:?}"
+    );
     assert!(answers, "READY=1 before the mount answered");
     assert!(first.contains("STATUS=idle"), "{first:?}");
 
@@ -98,7 +107,8 @@ fn notify_ready_after_the_mount_answers_then_stopping_at_sigterm() {
         }
     }
     assert!(
-        msgs.iter().any(|m| m.starts_with("STATUS=") && m.contains("1 done")),
+        msgs.iter()
+            .any(|m| m.starts_with("STATUS=") && m.contains("1 done")),
         "{msgs:?}"
     );
 
@@ -148,10 +158,27 @@ fn daemon_returns_once_ready_and_reopens_its_log_on_sighup() {
     }
     // Still mounted after SIGHUP, and working.
     write_file(&s.dir.join("b.txt"), b"after rotation");
-    sh(&format!("{} wait --timeout 30 '{}'", bin(), s.dir.join("b.txt").display()));
+    sh(&format!(
+        "{} wait --timeout 30 '{}'",
+        bin(),
+        s.dir.join("b.txt").display()
+    ));
     assert!(emu.item("b.txt").is_some());
-    sh(&format!("fusermount3 -u '{}'", s.dir.display()));
-    wait_unmounted(&s.dir);
+    // The unit's ExecStop: drain, and return only once the mount is gone.
+    sh(&format!(
+        "{} drain --timeout 60 '{}'",
+        bin(),
+        s.dir.display()
+    ));
+    assert!(
+        !mounted(&s.dir),
+        "drain --timeout returned while still mounted"
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !std::fs::read_to_string(&log).is_ok_and(|t| t.contains("spool empty")) {
+        assert!(Instant::now() < deadline, "no spool report in the log");
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 #[test]
@@ -170,7 +197,10 @@ fn daemon_with_a_wrong_password_fails_with_one_line() {
         .expect("run");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{err}");
-    let ours: Vec<&str> = err.lines().filter(|l| l.starts_with("shareuplift:")).collect();
+    let ours: Vec<&str> = err
+        .lines()
+        .filter(|l| l.starts_with("shareuplift:"))
+        .collect();
     assert_eq!(ours.len(), 1, "{err}");
     assert!(!err.contains("wrong-password"), "{err}");
     assert!(!mounted(&s.dir));
