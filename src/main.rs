@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 
 use shareuplift::config::{FileConfig, MountConfig, SizeValue};
 use shareuplift::fs::{ControlCommand, STATUS_JSON_NAME, STATUS_NAME};
@@ -224,8 +224,45 @@ impl MountArgs {
     }
 }
 
+/// Parse the command line; the mount(8) helper shape (`shareuplift CONFIG MOUNTPOINT -o
+/// OPTS`, see `fstab.rs`) is first rewritten into the equivalent `mount --daemon` command.
+fn parse_cli() -> Result<Cli, ExitCode> {
+    use shareuplift::fstab::{helper_command_line, FlagKind};
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let cmd = Cli::command();
+    let mut subs: Vec<String> = cmd
+        .get_subcommands()
+        .map(|s| s.get_name().to_string())
+        .collect();
+    subs.push("help".into());
+    let mount = cmd.find_subcommand("mount");
+    let flag_of = |name: &str| -> Option<FlagKind> {
+        cmd.get_arguments()
+            .chain(mount.into_iter().flat_map(|m| m.get_arguments()))
+            .find(|a| a.get_long() == Some(name))
+            .map(|a| {
+                if a.get_action().takes_values() {
+                    FlagKind::Value
+                } else {
+                    FlagKind::Switch
+                }
+            })
+    };
+    match helper_command_line(&argv, &subs, &flag_of) {
+        Ok(Some(args)) => Ok(Cli::parse_from(args)),
+        Ok(None) => Ok(Cli::parse()),
+        Err(e) => {
+            eprintln!("shareuplift: {e}");
+            Err(ExitCode::from(2))
+        }
+    }
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match parse_cli() {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
     if let Err(e) = shareuplift::logging::init(cli.verbose, cli.log_file.as_deref()) {
         eprintln!("shareuplift: {e}");
         return ExitCode::from(2);
@@ -374,8 +411,11 @@ fn wait_command(paths: &[PathBuf], timeout: Option<u64>) -> ExitCode {
     }
 }
 
+/// One line on stderr (and in the log file, if logging goes to one: stderr is then not it).
 fn fatal(code: u8, msg: &str) -> ExitCode {
-    log::error!("{msg}");
+    if shareuplift::logging::logs_to_file() {
+        log::error!("{msg}");
+    }
     eprintln!("shareuplift: {msg}");
     ExitCode::from(code)
 }
