@@ -10,9 +10,10 @@
 //! (`x-systemd.automount`, …), `comment=…`, `dev`/`nodev`, `suid`/`nosuid`, `exec`/`noexec`,
 //! `atime`/`noatime`/`relatime`/`strictatime`/`nodiratime`, `async`, and
 //! `default_permissions` (always on: the kernel checks the modes the mount reports).
-//! Options that would change who may do what are refused with one line rather than silently
-//! dropped: `ro`, `sync`, `dirsync`, `uid`, `gid`, `umask`, `file_mode`, `dir_mode` (not
-//! supported yet), and so is any unknown option. The mount goes to the background once it
+//! `uid`, `gid`, `umask`, `file_mode`, `dir_mode` are the `mount` flags of those names
+//! (`crate::ownership`). Options that would change what the mount allows and are not
+//! supported are refused with one line rather than silently dropped: `ro`, `sync`,
+//! `dirsync`, and so is any unknown option. The mount goes to the background once it
 //! answers (`--daemon`), so `mount` returns with the mount's outcome as its exit code.
 
 use std::ffi::OsString;
@@ -65,11 +66,6 @@ const REFUSED: &[(&str, &str)] = &[
         "synchronous writes are not supported (use fsync_barrier)",
     ),
     ("dirsync", "synchronous directory updates are not supported"),
-    ("uid", "not supported yet"),
-    ("gid", "not supported yet"),
-    ("umask", "not supported yet"),
-    ("file_mode", "not supported yet"),
-    ("dir_mode", "not supported yet"),
 ];
 
 /// If `argv` has the mount helper's shape (`PROG SOURCE MOUNTPOINT [-o OPTS]...`, SOURCE not
@@ -224,7 +220,7 @@ mod tests {
     fn refused_and_unknown_options_say_why() {
         for (opt, want) in [
             ("ro", "read-only"),
-            ("uid=1000", "uid"),
+            ("sync", "synchronous"),
             ("frobnicate", "unknown mount option \"frobnicate\""),
             ("workers", "needs a value"),
             ("allow_other=maybe", "expected allow_other"),

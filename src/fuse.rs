@@ -29,6 +29,8 @@ use fuser::{
 use log::{debug, warn};
 
 use crate::fs::{Attr, DirReplier, Fs, FsError, NodeKind, Opened};
+use crate::fs::{CONTROL_INO, STATUS_INO, STATUS_JSON_INO};
+use crate::ownership::Ownership;
 use crate::protocol::MAX_NAME_BYTES;
 
 /// Attribute and entry TTL for ordinary nodes.
@@ -39,13 +41,24 @@ pub struct FuseAdapter {
     fs: Arc<Fs>,
     uid: u32,
     gid: u32,
+    ownership: Ownership,
 }
 
 impl FuseAdapter {
     pub fn new(fs: Arc<Fs>) -> FuseAdapter {
+        Self::with_ownership(fs, Ownership::default())
+    }
+
+    /// With the shared-mount options (`uid`, `gid`, `umask`, `file_mode`, `dir_mode`).
+    pub fn with_ownership(fs: Arc<Fs>, ownership: Ownership) -> FuseAdapter {
         // SAFETY: getuid/getgid cannot fail.
         let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
-        FuseAdapter { fs, uid, gid }
+        FuseAdapter {
+            fs,
+            uid: ownership.uid.unwrap_or(uid),
+            gid: ownership.gid.unwrap_or(gid),
+            ownership,
+        }
     }
 
     fn file_attr(&self, a: &Attr) -> FileAttr {
@@ -58,7 +71,11 @@ impl FuseAdapter {
             ctime: a.ctime,
             crtime: a.mtime,
             kind: kind(a.kind),
-            perm: a.perm,
+            perm: self.ownership.perm(
+                a.kind == NodeKind::Dir,
+                matches!(a.ino, STATUS_INO | STATUS_JSON_INO | CONTROL_INO),
+                a.perm,
+            ),
             nlink: a.nlink,
             uid: self.uid,
             gid: self.gid,

@@ -18,6 +18,7 @@ pub mod fuse;
 pub mod graph;
 pub mod logging;
 pub mod mount;
+pub mod ownership;
 pub mod protocol;
 pub mod quickxor;
 pub mod recovery;

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use clap::{Args, CommandFactory, Parser, Subcommand};
 
-use shareuplift::config::{FileConfig, MountConfig, SizeValue};
+use shareuplift::config::{FileConfig, ModeValue, MountConfig, SizeValue};
 use shareuplift::fs::{ControlCommand, STATUS_JSON_NAME, STATUS_NAME};
 
 #[derive(Parser)]
@@ -141,6 +141,21 @@ struct MountArgs {
     /// Go to the background once the mount answers; the exit code says whether it came up.
     #[arg(long)]
     daemon: bool,
+    /// Owner (uid) every file and folder reports (default: the mounting user).
+    #[arg(long)]
+    uid: Option<u32>,
+    /// Group (gid) every file and folder reports (default: the mounting user's).
+    #[arg(long)]
+    gid: Option<u32>,
+    /// Octal umask applied to every mode, e.g. 077 (default: none).
+    #[arg(long)]
+    umask: Option<String>,
+    /// Octal mode of files, e.g. 0640 (default: 0644).
+    #[arg(long)]
+    file_mode: Option<String>,
+    /// Octal mode of folders, e.g. 0750 (default: 0755).
+    #[arg(long)]
+    dir_mode: Option<String>,
 }
 
 #[derive(Args)]
@@ -219,6 +234,11 @@ impl MountArgs {
             auth: self.auth.clone(),
             cloud: self.cloud.clone(),
             ca_file: self.ca_file.clone(),
+            uid: self.uid,
+            gid: self.gid,
+            umask: self.umask.clone().map(ModeValue::Text),
+            file_mode: self.file_mode.clone().map(ModeValue::Text),
+            dir_mode: self.dir_mode.clone().map(ModeValue::Text),
             ..FileConfig::default()
         }
     }

@@ -158,8 +158,12 @@ pub fn run(cfg: MountConfig, mountpoint: &Path) -> Result<(), MountError> {
     fuse_cfg.acl = acl;
     fuse_cfg.n_threads = Some(4);
 
-    let mut session = fuser::Session::new(FuseAdapter::new(fs.clone()), mountpoint, &fuse_cfg)
-        .map_err(|e| MountError(format!("cannot mount at {}: {e}", mountpoint.display())))?;
+    let mut session = fuser::Session::new(
+        FuseAdapter::with_ownership(fs.clone(), cfg.ownership),
+        mountpoint,
+        &fuse_cfg,
+    )
+    .map_err(|e| MountError(format!("cannot mount at {}: {e}", mountpoint.display())))?;
     let mut unmounter = session.unmount_callable();
     // systemd (Type=notify) and --daemon: READY once the session below answers.
     let notifier = crate::service::Notifier::from_env();
