@@ -76,6 +76,33 @@ pub struct FileConfig {
     pub startup_timeout: Option<u64>,
     /// Directory of the device-code token cache (default `$XDG_STATE_HOME/shareuplift`).
     pub state_dir: Option<PathBuf>,
+    // --- shared mounts (see `crate::ownership`) ---
+    /// Owner and group every node reports (default: the mounting user's).
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+    /// Octal, as a string (`"077"`) or a TOML integer (`0o077`).
+    pub umask: Option<ModeValue>,
+    pub file_mode: Option<ModeValue>,
+    pub dir_mode: Option<ModeValue>,
+}
+
+/// A mode given as a TOML integer (`0o640`) or an octal string (`"640"`).
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(untagged)]
+pub enum ModeValue {
+    Number(u32),
+    Text(String),
+}
+
+impl ModeValue {
+    fn resolve(&self, key: &str) -> Result<u32, ConfigError> {
+        let v = match self {
+            ModeValue::Number(n) if *n <= 0o7777 => Ok(*n),
+            ModeValue::Number(n) => Err(format!("{n:#o} is larger than 7777")),
+            ModeValue::Text(t) => crate::ownership::parse_mode(t),
+        };
+        v.map_err(|e| ConfigError(format!("{key}: {e}")))
+    }
 }
 
 /// A size given as a TOML integer (bytes) or a string with a unit.
@@ -122,6 +149,8 @@ pub struct MountConfig {
     pub ca_file: Option<PathBuf>,
     pub startup_timeout: Duration,
     pub state_dir: Option<PathBuf>,
+    /// uid, gid, umask, file_mode, dir_mode.
+    pub ownership: crate::ownership::Ownership,
 }
 
 /// A configuration problem, as one line that says what to fix.
@@ -199,7 +228,12 @@ impl FileConfig {
             certificate_key_file,
             ca_file,
             startup_timeout,
-            state_dir
+            state_dir,
+            uid,
+            gid,
+            umask,
+            file_mode,
+            dir_mode
         );
         self
     }
@@ -395,6 +429,15 @@ impl MountConfig {
         if session_idle_secs == 0 || session_idle_secs > 86_400 {
             return err("session_idle_secs must be between 1 and 86400 (a day)");
         }
+        let mode =
+            |v: &Option<ModeValue>, key: &str| v.as_ref().map(|m| m.resolve(key)).transpose();
+        let ownership = crate::ownership::Ownership {
+            uid: file.uid,
+            gid: file.gid,
+            umask: mode(&file.umask, "umask")?,
+            file_mode: mode(&file.file_mode, "file_mode")?,
+            dir_mode: mode(&file.dir_mode, "dir_mode")?,
+        };
         Ok(MountConfig {
             site_url,
             folder_url,
@@ -428,6 +471,7 @@ impl MountConfig {
             ca_file: file.ca_file,
             startup_timeout,
             state_dir: file.state_dir,
+            ownership,
         })
     }
 }

@@ -4,11 +4,22 @@
 //!
 //! Kernel settings chosen in `init`: atomic O_TRUNC (so an `open(O_TRUNC)` of a remote file
 //! does not first upload an empty version) and 1 MiB writes (fewer round trips for `cp`).
+//!
+//! Operations the filesystem does not support answer quietly (a debug line, never fuser's
+//! `[Not Implemented]` warning) with the errno a local filesystem without the feature gives:
+//! `ioctl` ENOTTY (Python's `open` asks TCGETS of every file), extended attributes other than
+//! the read-only `user.shareuplift.*` ENODATA, setting any ENOTSUP, `readlink` EINVAL, and
+//! ENOSYS/EOPNOTSUPP where the kernel then falls back by itself (`poll`, `lseek`,
+//! `copy_file_range`, `fallocate`, `bmap`).
 
 use std::ffi::OsStr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use fuser::{
+    CopyFileRangeFlags, IoctlFlags, PollEvents, PollFlags, PollNotifier, ReplyBmap, ReplyIoctl,
+    ReplyLseek, ReplyPoll, ReplyXattr,
+};
 use fuser::{
     Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, InitFlags,
     KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData,
@@ -18,6 +29,8 @@ use fuser::{
 use log::{debug, warn};
 
 use crate::fs::{Attr, DirReplier, Fs, FsError, NodeKind, Opened};
+use crate::fs::{CONTROL_INO, STATUS_INO, STATUS_JSON_INO};
+use crate::ownership::Ownership;
 use crate::protocol::MAX_NAME_BYTES;
 
 /// The fuser `Filesystem` over the core.
@@ -25,13 +38,24 @@ pub struct FuseAdapter {
     fs: Arc<Fs>,
     uid: u32,
     gid: u32,
+    ownership: Ownership,
 }
 
 impl FuseAdapter {
     pub fn new(fs: Arc<Fs>) -> FuseAdapter {
+        Self::with_ownership(fs, Ownership::default())
+    }
+
+    /// With the shared-mount options (`uid`, `gid`, `umask`, `file_mode`, `dir_mode`).
+    pub fn with_ownership(fs: Arc<Fs>, ownership: Ownership) -> FuseAdapter {
         // SAFETY: getuid/getgid cannot fail.
         let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
-        FuseAdapter { fs, uid, gid }
+        FuseAdapter {
+            fs,
+            uid: ownership.uid.unwrap_or(uid),
+            gid: ownership.gid.unwrap_or(gid),
+            ownership,
+        }
     }
 
     fn file_attr(&self, a: &Attr) -> FileAttr {
@@ -44,7 +68,11 @@ impl FuseAdapter {
             ctime: a.ctime,
             crtime: a.mtime,
             kind: kind(a.kind),
-            perm: a.perm,
+            perm: self.ownership.perm(
+                a.kind == NodeKind::Dir,
+                matches!(a.ino, STATUS_INO | STATUS_JSON_INO | CONTROL_INO),
+                a.perm,
+            ),
             nlink: a.nlink,
             uid: self.uid,
             gid: self.gid,
@@ -93,6 +121,18 @@ fn fail(op: &str, what: &dyn std::fmt::Display, e: &FsError) -> Errno {
 fn name_str(name: &OsStr) -> Result<&str, Errno> {
     // SharePoint names are Unicode; bytes that are not UTF-8 cannot be stored.
     name.to_str().ok_or(Errno::EINVAL)
+}
+
+/// Answer getxattr/listxattr: the size when asked for it (`size` 0), else the value, or
+/// ERANGE when it does not fit the caller's buffer.
+fn reply_xattr(value: Vec<u8>, size: u32, reply: ReplyXattr) {
+    if size == 0 {
+        reply.size(u32::try_from(value.len()).unwrap_or(u32::MAX));
+    } else if value.len() <= size as usize {
+        reply.data(&value);
+    } else {
+        reply.error(Errno::ERANGE);
+    }
 }
 
 fn time(t: TimeOrNow) -> SystemTime {
@@ -446,5 +486,131 @@ impl Filesystem for FuseAdapter {
             ),
             Err(e) => reply.error(fail("create", &n, &e)),
         }
+    }
+
+    fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
+        // There are no symbolic links: readlink(2) of anything else is EINVAL.
+        debug!("readlink {}: not a symbolic link", ino.0);
+        reply.error(Errno::EINVAL);
+    }
+
+    fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+        let value = match name.to_str() {
+            Some(n) => self.fs.getxattr(ino.0, n),
+            None => Err(FsError::NoAttribute),
+        };
+        match value {
+            Ok(v) => reply_xattr(v, size, reply),
+            Err(e) => reply.error(fail("getxattr", &name.to_string_lossy(), &e)),
+        }
+    }
+
+    fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+        match self.fs.listxattr(ino.0) {
+            Ok(v) => reply_xattr(v, size, reply),
+            Err(e) => reply.error(fail("listxattr", &ino.0, &e)),
+        }
+    }
+
+    fn setxattr(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        name: &OsStr,
+        _value: &[u8],
+        _flags: i32,
+        _position: u32,
+        reply: ReplyEmpty,
+    ) {
+        match self.fs.setxattr(ino.0, &name.to_string_lossy()) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(fail("setxattr", &name.to_string_lossy(), &e)),
+        }
+    }
+
+    fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        match self.fs.setxattr(ino.0, &name.to_string_lossy()) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(fail("removexattr", &name.to_string_lossy(), &e)),
+        }
+    }
+
+    fn ioctl(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        _flags: IoctlFlags,
+        cmd: u32,
+        _in_data: &[u8],
+        _out_size: u32,
+        reply: ReplyIoctl,
+    ) {
+        // Not a terminal, nor anything else with ioctls (TCGETS from isatty, FS_IOC_*).
+        debug!("ioctl {:#x} on {}: ENOTTY", cmd, ino.0);
+        reply.error(Errno::ENOTTY);
+    }
+
+    fn poll(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _ph: PollNotifier,
+        _events: PollEvents,
+        _flags: PollFlags,
+        reply: ReplyPoll,
+    ) {
+        // ENOSYS: the kernel stops asking and treats files as always ready, as for disk files.
+        reply.error(Errno::ENOSYS);
+    }
+
+    fn fallocate(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        _offset: u64,
+        _length: u64,
+        mode: i32,
+        reply: ReplyEmpty,
+    ) {
+        // posix_fallocate(3) in glibc falls back to writing zeros on EOPNOTSUPP.
+        debug!("fallocate mode {mode:#x} on {}: EOPNOTSUPP", ino.0);
+        reply.error(Errno::from_i32(libc::EOPNOTSUPP));
+    }
+
+    fn lseek(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _offset: i64,
+        _whence: i32,
+        reply: ReplyLseek,
+    ) {
+        // ENOSYS: the kernel's generic lseek (SEEK_DATA/SEEK_HOLE: the file is all data).
+        reply.error(Errno::ENOSYS);
+    }
+
+    fn copy_file_range(
+        &self,
+        _req: &Request,
+        _ino_in: INodeNo,
+        _fh_in: FileHandle,
+        _offset_in: u64,
+        _ino_out: INodeNo,
+        _fh_out: FileHandle,
+        _offset_out: u64,
+        _len: u64,
+        _flags: CopyFileRangeFlags,
+        reply: ReplyWrite,
+    ) {
+        // ENOSYS: the kernel (or `cp`) falls back to read and write.
+        reply.error(Errno::ENOSYS);
+    }
+
+    fn bmap(&self, _req: &Request, _ino: INodeNo, _blocksize: u32, _idx: u64, reply: ReplyBmap) {
+        reply.error(Errno::ENOSYS);
     }
 }

@@ -7,19 +7,23 @@
 //! trait) implemented by `graph`. `emulator` is the built-in local SharePoint used by the demo
 //! and the tests; `control` is the client side of a running mount's `.control` and
 //! `.status.json` (the `retry`, `discard`, `drain` and `wait` commands); `spool` owns the private spool directory and its records, `recovery` puts
-//! what an earlier run left there back at mount; `redact` keeps secrets out of logs.
+//! what an earlier run left there back at mount; `redact` keeps secrets out of logs; `fstab` turns mount(8)'s helper arguments into a `mount` command; `service` talks to systemd and to a `--daemon` parent.
 
 pub mod config;
 pub mod control;
 pub mod emulator;
 pub mod fs;
+pub mod fstab;
 pub mod fuse;
 pub mod graph;
+pub mod logging;
 pub mod mount;
+pub mod ownership;
 pub mod protocol;
 pub mod quickxor;
 pub mod recovery;
 pub mod redact;
 pub mod remote;
+pub mod service;
 pub mod spool;
 pub mod upload;

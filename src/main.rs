@@ -5,9 +5,9 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 
-use shareuplift::config::{FileConfig, MountConfig, SizeValue};
+use shareuplift::config::{FileConfig, ModeValue, MountConfig, SizeValue};
 use shareuplift::fs::{ControlCommand, STATUS_JSON_NAME, STATUS_NAME};
 
 #[derive(Parser)]
@@ -20,6 +20,9 @@ struct Cli {
     /// More log output (-v debug, -vv trace); RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     verbose: u8,
+    /// Append log lines to FILE instead of stderr; reopened on SIGHUP (logrotate).
+    #[arg(long, global = true, value_name = "FILE")]
+    log_file: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -54,7 +57,13 @@ enum Command {
     /// Remove failed or incomplete uploads from the spool (PATHs, or --all MOUNTPOINT).
     Discard(KeptArgs),
     /// Refuse new writes, finish the upload queue, then unmount (same as SIGUSR1).
-    Drain { mountpoint: PathBuf },
+    Drain {
+        mountpoint: PathBuf,
+        /// Also wait, at most this many seconds, until the mount is gone (exit 3 if it is not;
+        /// for a unit's ExecStop).
+        #[arg(long, value_name = "SECONDS")]
+        timeout: Option<u64>,
+    },
     /// Sign in with a device code (auth = "device_code") and save the tokens for the mount.
     Login(ConfigArgs),
     /// Remove the saved sign-in of a configuration.
@@ -158,6 +167,24 @@ struct MountArgs {
     /// Extra trusted root CA certificate(s), PEM.
     #[arg(long)]
     ca_file: Option<PathBuf>,
+    /// Go to the background once the mount answers; the exit code says whether it came up.
+    #[arg(long)]
+    daemon: bool,
+    /// Owner (uid) every file and folder reports (default: the mounting user).
+    #[arg(long)]
+    uid: Option<u32>,
+    /// Group (gid) every file and folder reports (default: the mounting user's).
+    #[arg(long)]
+    gid: Option<u32>,
+    /// Octal umask applied to every mode, e.g. 077 (default: none).
+    #[arg(long)]
+    umask: Option<String>,
+    /// Octal mode of files, e.g. 0640 (default: 0644).
+    #[arg(long)]
+    file_mode: Option<String>,
+    /// Octal mode of folders, e.g. 0750 (default: 0755).
+    #[arg(long)]
+    dir_mode: Option<String>,
 }
 
 #[derive(Args)]
@@ -239,34 +266,59 @@ impl MountArgs {
             auth: self.auth.clone(),
             cloud: self.cloud.clone(),
             ca_file: self.ca_file.clone(),
+            uid: self.uid,
+            gid: self.gid,
+            umask: self.umask.clone().map(ModeValue::Text),
+            file_mode: self.file_mode.clone().map(ModeValue::Text),
+            dir_mode: self.dir_mode.clone().map(ModeValue::Text),
             ..FileConfig::default()
         }
     }
 }
 
-fn init_logging(verbose: u8) {
-    let mut b = env_logger::Builder::new();
-    let level = match verbose {
-        0 => "info",
-        1 => "debug",
-        _ => "trace",
+/// Parse the command line; the mount(8) helper shape (`shareuplift CONFIG MOUNTPOINT -o
+/// OPTS`, see `fstab.rs`) is first rewritten into the equivalent `mount --daemon` command.
+fn parse_cli() -> Result<Cli, ExitCode> {
+    use shareuplift::fstab::{helper_command_line, FlagKind};
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let cmd = Cli::command();
+    let mut subs: Vec<String> = cmd
+        .get_subcommands()
+        .map(|s| s.get_name().to_string())
+        .collect();
+    subs.push("help".into());
+    let mount = cmd.find_subcommand("mount");
+    let flag_of = |name: &str| -> Option<FlagKind> {
+        cmd.get_arguments()
+            .chain(mount.into_iter().flat_map(|m| m.get_arguments()))
+            .find(|a| a.get_long() == Some(name))
+            .map(|a| {
+                if a.get_action().takes_values() {
+                    FlagKind::Value
+                } else {
+                    FlagKind::Switch
+                }
+            })
     };
-    match std::env::var("RUST_LOG") {
-        Ok(spec) if !spec.is_empty() => b.parse_filters(&spec),
-        _ => b.parse_filters(&format!("warn,shareuplift={level}")),
-    };
-    // HTTP stack internals may print URLs, and upload URLs are capabilities: keep them quiet
-    // whatever the user asked for.
-    for m in ["reqwest", "hyper", "hyper_util", "h2", "rustls"] {
-        b.filter_module(m, log::LevelFilter::Warn);
+    match helper_command_line(&argv, &subs, &flag_of) {
+        Ok(Some(args)) => Ok(Cli::parse_from(args)),
+        Ok(None) => Ok(Cli::parse()),
+        Err(e) => {
+            eprintln!("shareuplift: {e}");
+            Err(ExitCode::from(2))
+        }
     }
-    b.format_timestamp_millis();
-    b.init();
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    init_logging(cli.verbose);
+    let cli = match parse_cli() {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    if let Err(e) = shareuplift::logging::init(cli.verbose, cli.log_file.as_deref()) {
+        eprintln!("shareuplift: {e}");
+        return ExitCode::from(2);
+    }
     match cli.command {
         Command::Mount(args) => {
             let file = match &args.config {
@@ -281,6 +333,12 @@ fn main() -> ExitCode {
                 Ok(c) => c,
                 Err(e) => return fatal(2, &e.to_string()),
             };
+            if args.daemon {
+                // Before any thread starts; the parent exits here with the mount's outcome.
+                if let Err(e) = shareuplift::service::daemonize() {
+                    return fatal(1, &e);
+                }
+            }
             match shareuplift::mount::run(cfg, &args.mountpoint) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => fatal(1, &e.to_string()),
@@ -327,9 +385,18 @@ fn main() -> ExitCode {
         Command::Wait { timeout, paths } => wait_command(&paths, timeout),
         Command::Retry(args) => kept_command(ControlCommand::Retry, &args),
         Command::Discard(args) => kept_command(ControlCommand::Discard, &args),
-        Command::Drain { mountpoint } => match shareuplift::control::locate(&mountpoint) {
+        Command::Drain {
+            mountpoint,
+            timeout,
+        } => match shareuplift::control::locate(&mountpoint) {
             Ok((root, _)) => match shareuplift::control::send(&root, &ControlCommand::Drain) {
-                Ok(()) => ExitCode::SUCCESS,
+                Ok(()) => match timeout.map(std::time::Duration::from_secs) {
+                    Some(t) if !shareuplift::service::wait_unmounted(&root, t) => {
+                        eprintln!("shareuplift: {} still draining", root.display());
+                        ExitCode::from(3)
+                    }
+                    _ => ExitCode::SUCCESS,
+                },
                 Err(e) => fatal(1, &e),
             },
             Err(e) => fatal(2, &e),
@@ -427,8 +494,11 @@ fn wait_command(paths: &[PathBuf], timeout: Option<u64>) -> ExitCode {
     }
 }
 
+/// One line on stderr (and in the log file, if logging goes to one: stderr is then not it).
 fn fatal(code: u8, msg: &str) -> ExitCode {
-    log::error!("{msg}");
+    if shareuplift::logging::logs_to_file() {
+        log::error!("{msg}");
+    }
     eprintln!("shareuplift: {msg}");
     ExitCode::from(code)
 }

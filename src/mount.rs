@@ -4,7 +4,11 @@
 //! Start-up: the spool is locked, then `recovery` re-queues what an earlier run left there
 //! (resuming upload sessions) before the filesystem is served.
 //!
-//! Shutdown: SIGINT/SIGTERM/SIGHUP unmount the filesystem; an external `fusermount3 -u` or
+//! Service: `service` sends systemd `READY=1` once the mount answers, `STATUS=` with the
+//! queue summary, and `STOPPING=1` at SIGINT/SIGTERM or a drain.
+//!
+//! Shutdown: SIGINT/SIGTERM/SIGHUP unmount the filesystem (SIGHUP only reopens the log file
+//! when there is one, `--log-file`); an external `fusermount3 -u` or
 //! `umount` ends the session the same way. Either way the upload queue is stopped (the
 //! fragment in flight ends or is cut off, no new one starts, each job's session stays in its
 //! spool record) and the process exits 0; the next mount resumes those sessions.
@@ -158,9 +162,24 @@ pub fn run(cfg: MountConfig, mountpoint: &Path) -> Result<(), MountError> {
     fuse_cfg.acl = acl;
     fuse_cfg.n_threads = Some(4);
 
-    let mut session = fuser::Session::new(FuseAdapter::new(fs.clone()), mountpoint, &fuse_cfg)
-        .map_err(|e| MountError(format!("cannot mount at {}: {e}", mountpoint.display())))?;
+    let mut session = fuser::Session::new(
+        FuseAdapter::with_ownership(fs.clone(), cfg.ownership),
+        mountpoint,
+        &fuse_cfg,
+    )
+    .map_err(|e| MountError(format!("cannot mount at {}: {e}", mountpoint.display())))?;
     let mut unmounter = session.unmount_callable();
+    // systemd (Type=notify) and --daemon: READY once the session below answers.
+    let notifier = crate::service::Notifier::from_env();
+    let ready_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let status_fs = fs.clone();
+    crate::service::watch_ready(
+        mountpoint.to_path_buf(),
+        notifier.clone(),
+        move || status_fs.status_snapshot().totals,
+        ready_stop.clone(),
+    )
+    .map_err(|e| MountError(format!("cannot start readiness thread: {e}")))?;
     let (sig_tx, sig_rx) = crossbeam_channel::unbounded::<i32>();
     std::thread::Builder::new()
         .name("signals".into())
@@ -189,8 +208,10 @@ pub fn run(cfg: MountConfig, mountpoint: &Path) -> Result<(), MountError> {
                     std::thread::sleep(std::time::Duration::from_millis(250));
                     match sig_rx.try_recv() {
                         Ok(libc::SIGUSR1) | Err(_) => {}
+                        Ok(libc::SIGHUP) if crate::logging::reopen_log() => {}
                         Ok(sig) => {
                             info!("signal {sig}: unmounting");
+                            notifier.notify("STOPPING=1");
                             break;
                         }
                     }
@@ -198,8 +219,12 @@ pub fn run(cfg: MountConfig, mountpoint: &Path) -> Result<(), MountError> {
                     crossbeam_channel::select! {
                         recv(sig_rx) -> sig => match sig {
                             Ok(libc::SIGUSR1) => draining = true,
+                            Ok(libc::SIGHUP) if crate::logging::reopen_log() => {
+                                info!("SIGHUP: log file reopened");
+                            }
                             Ok(sig) => {
                                 info!("signal {sig}: unmounting");
+                                notifier.notify("STOPPING=1");
                                 break;
                             }
                             Err(_) => return,
@@ -211,6 +236,7 @@ pub fn run(cfg: MountConfig, mountpoint: &Path) -> Result<(), MountError> {
                 if !announced {
                     announced = true;
                     ctl_fs.request_drain();
+                    notifier.notify("STOPPING=1\nSTATUS=draining: waiting for the upload queue");
                     info!("draining: new writes refused; waiting for the queue");
                 }
                 let idle = ctl_fs.open_writers() == 0
@@ -239,8 +265,19 @@ pub fn run(cfg: MountConfig, mountpoint: &Path) -> Result<(), MountError> {
         .map_err(|e| MountError(format!("cannot start unmount thread: {e}")))?;
     info!("mounted at {}", mountpoint.display());
     let result = session.run();
+    ready_stop.store(true, std::sync::atomic::Ordering::Relaxed);
     fs.shutdown();
     info!("unmounted {}", mountpoint.display());
+    // What the next mount will pick up (failed, incomplete, or not yet uploaded files).
+    match spool.existing_files() {
+        Ok(left) if !left.is_empty() => info!(
+            "{} file(s) left in the spool {} for the next mount",
+            left.len(),
+            spool.data_dir().display()
+        ),
+        Ok(_) => info!("spool empty: everything is in SharePoint"),
+        Err(e) => log::warn!("cannot list the spool: {e}"),
+    }
     result.map_err(|e| MountError(format!("filesystem session ended with an error: {e}")))
 }
 

@@ -61,9 +61,11 @@ fn admin(
                 .all_items()
                 .into_iter()
                 .map(|(drive, path, it)| {
+                    let web_url = store.item_json(it)["webUrl"].clone();
                     json!({
                         "drive": drive, "path": path, "folder": it.folder, "size": it.size,
                         "quickXorHash": it.qxh, "mtime": fmt_time(it.fs_modified), "id": it.id,
+                        "webUrl": web_url,
                     })
                 })
                 .collect();

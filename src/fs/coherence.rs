@@ -201,6 +201,7 @@ mod tests {
             mtime: SystemTime::UNIX_EPOCH,
             etag: None,
             quick_xor_hash: None,
+            web_url: None,
         }
     }
 

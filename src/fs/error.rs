@@ -35,6 +35,11 @@ pub enum FsError {
     Io(io::Error),
     /// The server refused or could not be reached.
     Remote(RemoteError),
+    /// getxattr/removexattr of an extended attribute the node does not have.
+    NoAttribute,
+    /// setxattr/removexattr: the `user.shareuplift.*` attributes are read-only and no others
+    /// can be stored (SharePoint has nowhere to keep them).
+    AttributesReadOnly,
 }
 
 impl FsError {
@@ -56,6 +61,11 @@ impl FsError {
             FsError::ReadOnly => libc::EACCES,
             FsError::BadHandle => libc::EBADF,
             FsError::Io(e) => e.raw_os_error().unwrap_or(libc::EIO),
+            // ENODATA is what getxattr(2) returns for a missing attribute (ENOATTR on BSD).
+            FsError::NoAttribute => libc::ENODATA,
+            // ENOTSUP, like a filesystem mounted without xattr support: tools such as
+            // `cp -a` and `rsync -X` then carry on without the attributes.
+            FsError::AttributesReadOnly => libc::ENOTSUP,
             FsError::Remote(r) => match r {
                 RemoteError::NotFound(_) => libc::ENOENT,
                 RemoteError::Conflict(_) => libc::EEXIST,
@@ -85,6 +95,8 @@ impl FsError {
                 | FsError::NotEmpty
                 | FsError::NotDir
                 | FsError::ComponentTooLong(_)
+                | FsError::NoAttribute
+                | FsError::AttributesReadOnly
         )
     }
 }
@@ -113,6 +125,10 @@ impl fmt::Display for FsError {
             FsError::BadHandle => f.write_str("bad file handle"),
             FsError::Io(e) => write!(f, "spool I/O error: {e}"),
             FsError::Remote(e) => write!(f, "{e}"),
+            FsError::NoAttribute => f.write_str("no such extended attribute"),
+            FsError::AttributesReadOnly => {
+                f.write_str("extended attributes are read-only on this mount")
+            }
         }
     }
 }
@@ -144,6 +160,8 @@ mod tests {
             (FsError::NoSpace("x".into()), libc::ENOSPC),
             (FsError::NotSupported("hard links"), libc::EPERM),
             (FsError::NotEmpty, libc::ENOTEMPTY),
+            (FsError::NoAttribute, libc::ENODATA),
+            (FsError::AttributesReadOnly, libc::ENOTSUP),
             (
                 FsError::Io(io::Error::from_raw_os_error(libc::ENOSPC)),
                 libc::ENOSPC,

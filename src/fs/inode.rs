@@ -40,6 +40,9 @@ pub enum NodeKind {
 pub struct RemoteMeta {
     pub size: u64,
     pub mtime: SystemTime,
+    /// `webUrl` and `quickXorHash`, for the `user.shareuplift.*` attributes (`xattr.rs`).
+    pub web_url: Option<String>,
+    pub quick_xor_hash: Option<String>,
 }
 
 impl From<&RemoteItem> for RemoteMeta {
@@ -47,6 +50,8 @@ impl From<&RemoteItem> for RemoteMeta {
         RemoteMeta {
             size: item.size,
             mtime: item.mtime,
+            web_url: item.web_url.clone(),
+            quick_xor_hash: item.quick_xor_hash.clone(),
         }
     }
 }
@@ -363,6 +368,7 @@ mod tests {
             mtime: SystemTime::UNIX_EPOCH,
             etag: None,
             quick_xor_hash: None,
+            web_url: None,
         }
     }
 

@@ -22,6 +22,7 @@
 //!   ([`records::SpoolRecords`]: the records written on FUSE threads, the broken-write set),
 //!   `space` ([`space::SpaceMeter`]: `spool_max`), `barrier` ([`barrier::FsyncBarrier`]) and
 //!   `drain` ([`drain::Drain`]);
+//! - `xattr`: the read-only `user.shareuplift.*` extended attributes (per-file upload state);
 //! - `inode` (the table), `names` (SharePoint's naming rules), `error` (the errno table).
 //!
 //! # Locks
@@ -68,6 +69,7 @@ mod space;
 #[cfg(test)]
 mod tests;
 pub mod virtual_files;
+pub mod xattr;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};

@@ -35,7 +35,8 @@ use crate::remote::{
 };
 
 /// Fields requested when listing a folder.
-const LIST_SELECT: &str = "id,name,size,eTag,file,folder,fileSystemInfo,lastModifiedDateTime";
+const LIST_SELECT: &str =
+    "id,name,size,eTag,file,folder,fileSystemInfo,lastModifiedDateTime,webUrl";
 /// Page size when listing (the Graph maximum).
 const LIST_PAGE: u32 = 1000;
 /// Bound on `@odata.nextLink` pages, against a server that never stops paging.

@@ -497,9 +497,9 @@ fn list_follows_next_links() {
     let first = &reqs[1];
     assert_eq!(first.path(), "/v1.0/drives/d!1/root:/Up%20loads:/children");
     assert!(first.target.contains("$top=1000"), "{}", first.target);
-    assert!(first
-        .target
-        .contains("$select=id,name,size,eTag,file,folder,fileSystemInfo,lastModifiedDateTime"));
+    assert!(first.target.contains(
+        "$select=id,name,size,eTag,file,folder,fileSystemInfo,lastModifiedDateTime,webUrl"
+    ));
     assert_eq!(reqs[2].header("authorization"), Some("Bearer tok1"));
 }
 

@@ -33,6 +33,8 @@ pub struct DriveItem {
     pub file_system_info: Option<FileSystemInfo>,
     #[serde(rename = "lastModifiedDateTime", default)]
     pub last_modified: Option<String>,
+    #[serde(rename = "webUrl", default)]
+    pub web_url: Option<String>,
 }
 
 /// The item a sharing link resolves to (`/shares/{id}/driveItem`).
@@ -91,6 +93,7 @@ impl DriveItem {
                 .and_then(|f| f.hashes)
                 .and_then(|h| h.quick_xor_hash)
                 .filter(|h| !h.is_empty()),
+            web_url: self.web_url.filter(|u| !u.is_empty()),
         }
     }
 }

@@ -254,6 +254,7 @@ impl MemoryRemote {
             mtime,
             etag: Some(format!("\"{}\"", s.next_id)),
             quick_xor_hash: Some((self.hash)(&data)),
+            web_url: Some(format!("memory:///{target}")),
         };
         s.files.insert(key(&target), (item.clone(), data));
         Ok(item)
@@ -435,6 +436,7 @@ impl Remote for MemoryRemote {
             mtime: SystemTime::now(),
             etag: None,
             quick_xor_hash: None,
+            web_url: Some(format!("memory:///{path}")),
         };
         s.next_id += 1;
         s.files.insert(key(path), (item.clone(), Vec::new()));

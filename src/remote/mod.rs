@@ -34,6 +34,8 @@ pub struct RemoteItem {
     pub etag: Option<String>,
     /// `file.hashes.quickXorHash` (base64), when the server has computed it.
     pub quick_xor_hash: Option<String>,
+    /// `webUrl`: where a person opens the item in SharePoint (not a capability).
+    pub web_url: Option<String>,
 }
 
 /// `@microsoft.graph.conflictBehavior`.

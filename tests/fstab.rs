@@ -1,0 +1,140 @@
+//! mount(8) and fstab (issue 11): `mount -t fuse.shareuplift CONFIG DIR -o opts` and an fstab
+//! line mounted with `mount --fstab FILE DIR`, run in a private mount namespace (`unshare -m`)
+//! so the host's mounts and /etc/fstab are untouched. Each mount returns once ready (the
+//! binary daemonizes), takes a file, and `umount` ends the daemon; a wrong config makes
+//! `mount` fail with one line.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+fn running_with(needle: &str) -> bool {
+    std::fs::read_dir("/proc")
+        .map(|d| {
+            d.flatten().any(|e| {
+                std::fs::read(e.path().join("cmdline"))
+                    .is_ok_and(|c| String::from_utf8_lossy(&c).contains(needle))
+            })
+        })
+        .unwrap_or(false)
+}
+
+/// Run `script` in a private mount namespace. mount(8) runs helpers with a fixed PATH
+/// (`/usr/local/sbin:/usr/local/bin:…`), so scripts bind the test's bin dir (holding a
+/// `shareuplift` symlink to the built binary) over /usr/local/bin — inside the namespace only.
+fn unshare(script: &str) -> (bool, String) {
+    let out = Command::new("unshare")
+        .args(["-m", "--propagation", "private", "bash", "-c", script])
+        .output()
+        .expect("unshare");
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+#[test]
+fn mount_t_and_fstab_line_upload_and_umount() {
+    let emu = Emu::start(None);
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let t = tmp.path();
+    for d in ["bin", "m1", "m2"] {
+        std::fs::create_dir(t.join(d)).expect("mkdir");
+    }
+    std::os::unix::fs::symlink(bin(), t.join("bin/shareuplift")).expect("symlink");
+    for (name, spool) in [("c1.toml", "s1"), ("c2.toml", "s2")] {
+        std::fs::write(t.join(name), config_for(&emu.info, &t.join(spool), "")).expect("cfg");
+    }
+    let fstab = t.join("fstab");
+    std::fs::write(
+        &fstab,
+        format!(
+            "# test fstab\n{} {} fuse.shareuplift _netdev,nofail,allow_other,x-systemd.automount,chunk_size=320KiB,workers=2 0 0\n",
+            t.join("c2.toml").display(),
+            t.join("m2").display()
+        ),
+    )
+    .expect("fstab");
+    let script = format!(
+        r#"set -e
+export PATH={t}/bin:$PATH
+mount --bind {t}/bin /usr/local/bin
+mount -t fuse.shareuplift {t}/c1.toml {t}/m1 -o rw,allow_other,default_permissions,_netdev,nofail,workers=2,status_retention=60,uid=0,gid=0,umask=022,file_mode=0644
+grep -q " {t}/m1 " /proc/self/mountinfo
+echo via-mount-t > {t}/m1/a.txt
+shareuplift wait --timeout 30 {t}/m1/a.txt
+umount {t}/m1
+mount --fstab {t}/fstab {t}/m2
+echo via-fstab > {t}/m2/b.txt
+shareuplift wait --timeout 30 {t}/m2/b.txt
+umount {t}/m2
+echo finished
+"#,
+        t = t.display()
+    );
+    let (ok, out) = unshare(&script);
+    assert!(ok && out.contains("finished"), "{out}");
+    for (rel, size) in [("a.txt", 12), ("b.txt", 10)] {
+        let item = emu
+            .item(rel)
+            .unwrap_or_else(|| panic!("{rel} not uploaded: {out}"));
+        assert_eq!(item["size"], size, "{rel}");
+    }
+    // umount ended both daemons.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    for m in ["m1", "m2"] {
+        let needle = t.join(m).to_string_lossy().into_owned();
+        while running_with(&needle) {
+            assert!(Instant::now() < deadline, "daemon for {m} still running");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    assert_no_violations(&emu);
+}
+
+#[test]
+fn wrong_config_or_option_fails_mount_with_one_line() {
+    let emu = Emu::start(None);
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let t = tmp.path();
+    std::fs::create_dir(t.join("bin")).expect("mkdir");
+    std::fs::create_dir(t.join("m")).expect("mkdir");
+    std::os::unix::fs::symlink(bin(), t.join("bin/shareuplift")).expect("symlink");
+    let bad = config_for(&emu.info, &t.join("s"), "").replace(&emu.info.password, "nope");
+    std::fs::write(t.join("bad.toml"), bad).expect("cfg");
+    std::fs::write(t.join("good.toml"), config_for(&emu.info, &t.join("s"), "")).expect("cfg");
+    for (cfg, opts, want) in [
+        ("missing.toml", "allow_other", "missing.toml"),
+        ("bad.toml", "allow_other", "sign"),
+        ("good.toml", "frobnicate=1", "unknown mount option"),
+        ("good.toml", "ro", "read-only"),
+    ] {
+        let script = format!(
+            "mount --bind {t}/bin /usr/local/bin; mount -t fuse.shareuplift {t}/{cfg} {t}/m -o {opts} 2>&1; echo \"rc=$?\"",
+            t = t.display()
+        );
+        let (_, out) = unshare(&script);
+        let lines: Vec<&str> = out.lines().filter(|l| !l.trim().is_empty()).collect();
+        assert!(
+            lines
+                .last()
+                .is_some_and(|l| *l != "rc=0" && l.starts_with("rc=")),
+            "{cfg} {opts}: mount succeeded?\n{out}"
+        );
+        assert_eq!(lines.len(), 2, "{cfg} {opts}: not one line:\n{out}");
+        assert!(
+            lines[0].starts_with("shareuplift: ") && lines[0].to_lowercase().contains(want),
+            "{cfg} {opts}: {out}"
+        );
+        assert!(!out.contains("nope"), "password in the message: {out}");
+    }
+    assert!(!Path::new(&t.join("m/.status")).exists());
+}
