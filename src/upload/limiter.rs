@@ -14,9 +14,11 @@
 //! - **Slowing before the budget is gone**: when the latest answer carried `RateLimit-Limit` /
 //!   `-Remaining` / `-Reset` (SharePoint sends them once 80 % is used), requests are spaced
 //!   `Reset / (Limit − Remaining)` apart: the rate at which a budget of `Limit` refills when
-//!   `Limit − Remaining` of it came back in `Reset`. Sending at the refill rate keeps
-//!   Remaining from reaching 0, so the 429s (which still count against the budget) do not
-//!   come at all. An answer without the headers lifts the spacing.
+//!   `Limit − Remaining` of it came back in `Reset`, stretched by up to 2× as Remaining nears 0
+//!   (Reset is whole seconds, so that rate is an estimate). Sending at about the refill rate
+//!   keeps Remaining from reaching 0, so the 429s (which still count against the budget) do
+//!   not come at all. Answers without the headers halve the spacing, one answer at a time,
+//!   rather than lifting it at once (which would let every waiting worker go together).
 //! - **Fairness between lanes**: while a big-lane request waits, a small-lane request may not
 //!   take the last free permit, so a stream of small files never starves a large upload when
 //!   the limit is low. (The reverse cannot happen: the big lane has `workers` threads only.)
@@ -56,6 +58,9 @@ fn on_big_lane() -> bool {
 
 /// How long a polling waiter sleeps between looks at the limit (a permit is also signalled).
 const POLL: Duration = Duration::from_millis(50);
+
+/// Below this the spacing is lifted altogether.
+const MIN_GAP: Duration = Duration::from_millis(1);
 
 #[derive(Debug)]
 struct State {
@@ -221,10 +226,15 @@ impl Limiter {
 
     /// The latest answer's `RateLimit-*` headers (or their absence): set the spacing.
     pub fn on_rate_limit(&self, hint: Option<RateLimitHint>) {
-        let gap = hint.map_or(Duration::ZERO, pacing_gap);
         let mut s = self.lock();
-        s.gap = gap;
-        if gap.is_zero() {
+        s.gap = match hint {
+            Some(h) => pacing_gap(h),
+            // Lift the spacing gradually: dropping it at once would release every waiting
+            // worker together into a budget that has only just left the 80 % mark.
+            None if s.gap > MIN_GAP => s.gap / 2,
+            None => Duration::ZERO,
+        };
+        if s.gap.is_zero() {
             s.next_send = None;
         }
     }
@@ -239,7 +249,12 @@ pub fn pacing_gap(h: RateLimitHint) -> Duration {
     }
     let used = h.limit.saturating_sub(h.remaining).max(1);
     // `used` ≤ limit < 2^32 in practice; saturate rather than overflow.
-    h.reset / u32::try_from(used).unwrap_or(u32::MAX)
+    let refill = h.reset / u32::try_from(used).unwrap_or(u32::MAX);
+    // Reset is in whole seconds (rounded up), so the refill rate it gives is only an estimate:
+    // the closer Remaining is to 0, the further below it we stay, up to half of it at 0.
+    let fifth = (h.limit as f64 / 5.0).max(1.0);
+    let short = (fifth - h.remaining as f64).max(0.0) / fifth;
+    refill.mul_f64(1.0 + short)
 }
 
 /// The remote the upload queue uses: every request takes a permit of the [`Limiter`] for its
@@ -427,8 +442,11 @@ mod tests {
             pacing_gap(hint(20, 4, 1)),
             Duration::from_millis(62) + Duration::from_micros(500)
         );
-        // Empty: the whole budget back in 2 s.
-        assert_eq!(pacing_gap(hint(20, 0, 2)), Duration::from_millis(100));
+        // 18 used: 18 per second, stretched by half of the way to empty (x 1.5).
+        let g = pacing_gap(hint(20, 2, 1)).as_secs_f64();
+        assert!((g - 1.0 / 12.0).abs() < 1e-6, "{g}");
+        // Empty: the whole budget back in 2 s, 10 per second, halved.
+        assert_eq!(pacing_gap(hint(20, 0, 2)), Duration::from_millis(200));
         assert_eq!(pacing_gap(hint(0, 0, 2)), Duration::ZERO);
     }
 
@@ -443,20 +461,32 @@ mod tests {
         assert_eq!(l.in_flight(), 2);
         drop(a);
         drop(b);
-        l.on_rate_limit(Some(hint(20, 0, 2)));
+        l.on_rate_limit(Some(hint(20, 0, 1)));
         let a = l.acquire(&clock, &gate, &intr, true).unwrap();
         drop(a);
         let b = l.acquire(&clock, &gate, &intr, true).unwrap();
         drop(b);
         assert_eq!(clock.sleeps(), vec![Duration::from_millis(100)]);
-        // Headers gone: no spacing.
+        // Headers gone: the spacing halves per answer, then goes.
+        // (The slot already reserved keeps its time.)
         l.on_rate_limit(None);
         drop(l.acquire(&clock, &gate, &intr, true).unwrap());
-        assert_eq!(clock.sleeps().len(), 1);
+        drop(l.acquire(&clock, &gate, &intr, true).unwrap());
+        assert_eq!(
+            clock.sleeps()[1..],
+            [Duration::from_millis(100), Duration::from_millis(50)]
+        );
+        for _ in 0..7 {
+            l.on_rate_limit(None);
+        }
+        clock.advance(Duration::from_secs(1));
+        drop(l.acquire(&clock, &gate, &intr, true).unwrap());
+        drop(l.acquire(&clock, &gate, &intr, true).unwrap());
+        assert_eq!(clock.sleeps().len(), 3);
         // Inside a Retry-After window the permit waits for the gate.
         gate.close_for(&clock, Duration::from_secs(5));
         drop(l.acquire(&clock, &gate, &intr, true).unwrap());
-        assert_eq!(clock.sleeps()[1], Duration::from_secs(5));
+        assert_eq!(clock.sleeps()[3], Duration::from_secs(5));
         intr.trigger();
         assert!(l.acquire(&clock, &gate, &intr, true).is_none());
         assert_eq!(l.in_flight(), 0);
