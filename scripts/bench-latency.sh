@@ -14,7 +14,9 @@ wf=${WALK_FOLDERS:-100}; wn=${WALK_FILES:-100}; wtotal=$(( wf * wn ))
 big_mib=${BIG_MIB:-1024}
 # PROFILE=dev measures the dev build (opt-level 1, dependencies at 3) when no release build
 # is at hand; the report should say which.
-if [ "${PROFILE:-release}" = dev ]; then
+if [ -n "${SHAREUPLIFT_BIN:-}" ]; then
+  bin=$SHAREUPLIFT_BIN   # an already built binary (A/B against another build)
+elif [ "${PROFILE:-release}" = dev ]; then
   cargo build --quiet; bin=$PWD/target/debug/shareuplift
 else
   cargo build --release --quiet; bin=$PWD/target/release/shareuplift
