@@ -345,6 +345,10 @@ impl Remote for GraphRemote {
         self.api.auth.auth_pauses()
     }
 
+    fn rate_limit(&self) -> Option<crate::remote::RateLimitHint> {
+        self.api.http.rate.latest()
+    }
+
     fn stat(&self, path: &str) -> Result<Option<RemoteItem>, RemoteError> {
         let segs = split_rel(path)?;
         self.stat_segments(&segs, &format!("stat {path}"))

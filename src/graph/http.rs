@@ -8,9 +8,16 @@
 //! honours `SSL_CERT_FILE`/`SSL_CERT_DIR`), the bundled web roots and `ca_file`; proxies come
 //! from `HTTPS_PROXY`/`NO_PROXY` (reqwest's default). Logs show method, a caller-chosen loggable URL (upload URLs redacted),
 //! status and duration — never headers or bodies.
+//!
+//! Rate-limit headers: every answer's `RateLimit-Limit` / `RateLimit-Remaining` /
+//! `RateLimit-Reset` (SharePoint sends them once 80 % of a budget is used) are recorded in the
+//! shared [`RateObserver`]: the latest answer wins, and an answer without them clears the
+//! record (the budget is no longer nearly spent). The upload limiter reads it through
+//! `Remote::rate_limit` to slow down before the budget is gone (`upload/limiter.rs`).
 
 use std::io::Read;
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use reqwest::blocking::{Client, RequestBuilder, Response};
@@ -19,7 +26,7 @@ use reqwest::redirect;
 use serde::de::DeserializeOwned;
 
 use super::error::{classify, parse_error_body, parse_retry_after, scrub, transport_error};
-use crate::remote::RemoteError;
+use crate::remote::{RateLimitHint, RemoteError};
 
 /// Error bodies are read up to this size.
 const MAX_ERROR_BODY: u64 = 64 * 1024;
@@ -39,6 +46,47 @@ pub struct Timeouts {
 pub struct Http {
     client: Client,
     pub timeouts: Timeouts,
+    /// The latest answer's `RateLimit-*` headers (shared by every clone).
+    pub rate: Arc<RateObserver>,
+}
+
+/// The `RateLimit-*` headers of the latest answer (module documentation).
+#[derive(Debug, Default)]
+pub struct RateObserver {
+    latest: Mutex<Option<RateLimitHint>>,
+}
+
+impl RateObserver {
+    /// Record an answer's headers (`None`: it carried none).
+    pub fn record(&self, hint: Option<RateLimitHint>) {
+        *self.latest.lock().unwrap_or_else(|e| e.into_inner()) = hint;
+    }
+
+    /// What the latest answer said.
+    pub fn latest(&self) -> Option<RateLimitHint> {
+        *self.latest.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// The `RateLimit-*` headers of an answer, if all three are present and numeric. Pure.
+pub fn parse_rate_limit(headers: &reqwest::header::HeaderMap) -> Option<RateLimitHint> {
+    let num = |name: &str| -> Option<u64> {
+        headers
+            .get(name)?
+            .to_str()
+            .ok()?
+            .trim()
+            .split([',', ';'])
+            .next()?
+            .trim()
+            .parse()
+            .ok()
+    };
+    Some(RateLimitHint {
+        limit: num("ratelimit-limit")?,
+        remaining: num("ratelimit-remaining")?,
+        reset: Duration::from_secs(num("ratelimit-reset")?),
+    })
 }
 
 impl Http {
@@ -63,7 +111,11 @@ impl Http {
             ))
             .build()
             .map_err(transport_error)?;
-        Ok(Http { client, timeouts })
+        Ok(Http {
+            client,
+            timeouts,
+            rate: Arc::default(),
+        })
     }
 
     pub fn request(&self, method: reqwest::Method, url: &str) -> RequestBuilder {
@@ -80,6 +132,7 @@ impl Http {
         let ms = started.elapsed().as_millis();
         match result {
             Ok(resp) => {
+                self.rate.record(parse_rate_limit(resp.headers()));
                 log::debug!(
                     "{method} {log_url} -> {} in {ms} ms",
                     resp.status().as_u16()
@@ -139,4 +192,39 @@ pub fn read_json<T: DeserializeOwned>(resp: Response, context: &str) -> Result<T
             scrub(&e.to_string())
         ))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reqwest::header::{HeaderMap, HeaderValue};
+
+    #[test]
+    fn rate_limit_headers_parse_only_when_complete() {
+        let mut h = HeaderMap::new();
+        assert_eq!(parse_rate_limit(&h), None);
+        h.insert("RateLimit-Limit", HeaderValue::from_static("20"));
+        h.insert("RateLimit-Remaining", HeaderValue::from_static("3"));
+        assert_eq!(parse_rate_limit(&h), None, "no Reset");
+        h.insert("RateLimit-Reset", HeaderValue::from_static("2"));
+        assert_eq!(
+            parse_rate_limit(&h),
+            Some(RateLimitHint {
+                limit: 20,
+                remaining: 3,
+                reset: Duration::from_secs(2)
+            })
+        );
+        h.insert("RateLimit-Remaining", HeaderValue::from_static("x"));
+        assert_eq!(parse_rate_limit(&h), None);
+        let obs = RateObserver::default();
+        obs.record(Some(RateLimitHint {
+            limit: 1,
+            remaining: 0,
+            reset: Duration::ZERO,
+        }));
+        assert!(obs.latest().is_some());
+        obs.record(None);
+        assert_eq!(obs.latest(), None);
+    }
 }

@@ -58,6 +58,18 @@ impl Conflict {
     }
 }
 
+/// What an answer's `RateLimit-Limit` / `RateLimit-Remaining` / `RateLimit-Reset` headers
+/// said: the budget is nearly spent (SharePoint sends them once 80 % is used).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimitHint {
+    /// Requests (or resource units) in the budget.
+    pub limit: u64,
+    /// Left in it.
+    pub remaining: u64,
+    /// Until the budget is full again (SharePoint: until the window resets).
+    pub reset: Duration,
+}
+
 /// An open Graph upload session. The URL is a bearer capability: it is never logged.
 #[derive(Clone, PartialEq, Eq)]
 pub struct UploadSession {
@@ -213,6 +225,12 @@ pub trait Remote: Send + Sync + 'static {
     }
 
     /// Metadata of the item at `path`, `Ok(None)` if it does not exist.
+    /// The `RateLimit-*` headers of the latest answer, if it carried them (`None`: the budget
+    /// is not nearly spent, or the remote does not meter). Cheap, no request.
+    fn rate_limit(&self) -> Option<RateLimitHint> {
+        None
+    }
+
     fn stat(&self, path: &str) -> Result<Option<RemoteItem>, RemoteError>;
     /// All children of the folder at `path`, following `@odata.nextLink`.
     fn list(&self, path: &str) -> Result<Vec<RemoteItem>, RemoteError>;

@@ -25,6 +25,7 @@
 pub mod chunk;
 pub mod clock;
 pub mod folders;
+pub mod limiter;
 mod queue;
 pub mod registry;
 pub mod retry;

@@ -21,6 +21,12 @@
 //! separate lanes mean a stream of small files never starves a big upload of its workers, and
 //! a big upload never holds up small files. Every request of either lane passes the one
 //! throttle gate (`throttle.rs`): a 429/503 closes it for the whole mount until Retry-After.
+//! Every request of either lane (and of the folder loop) also takes a permit of the one
+//! mount-wide AIMD limiter (`limiter.rs`): the remote workers see is a `LimitedRemote` around
+//! the one given to [`UploadQueue::start`]; it halves the in-flight limit on 429/503, grows it
+//! back after successes, and spaces requests when `RateLimit-*` headers say the budget is
+//! nearly spent. The lanes' thread counts are upper bounds; the limiter decides how many of
+//! their requests are actually in flight.
 //!
 //! Locks this layer owns, in order: `QueueShared::state` (the queue lock) → the status
 //! registry's lock (inside `UploadContext`) → a job's `Interrupt` flag. The throttle, the
@@ -113,6 +119,8 @@ struct QueueShared {
     small_max: u64,
     stop_tx: Mutex<Option<Sender<()>>>,
     stop_rx: Receiver<()>,
+    /// Ends the limiter's waits at shutdown.
+    limiter_stop: Interrupt,
     threads: Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -229,6 +237,7 @@ impl QueueShared {
                 r.interrupt.trigger();
             }
         }
+        self.limiter_stop.trigger();
         self.sched.notify_all();
         self.stop_tx
             .lock()
@@ -243,6 +252,7 @@ impl QueueShared {
         } else {
             (self.ctx.plan, &self.ready_rx)
         };
+        super::limiter::set_big_lane(!small);
         let mut uploader = Uploader::new(plan);
         loop {
             select! {
@@ -405,11 +415,23 @@ impl UploadQueue {
             0
         };
         let (stop_tx, stop_rx) = unbounded();
+        let throttle = Throttle::new();
+        let limiter_stop = Interrupt::new();
+        let limiter = Arc::new(super::limiter::Limiter::new(
+            config.workers.max(1) + config.small_file_workers,
+        ));
+        let remote: Arc<dyn Remote> = Arc::new(super::limiter::LimitedRemote::new(
+            remote,
+            limiter,
+            throttle.clone(),
+            Arc::clone(&config.clock),
+            limiter_stop.clone(),
+        ));
         let shared = Arc::new(QueueShared {
             ctx: UploadContext {
                 remote,
                 clock: config.clock,
-                throttle: Throttle::new(),
+                throttle,
                 folders: Arc::new(super::folders::FolderPlan::default()),
                 registry: StatusRegistry::new(config.retention),
                 policy: RetryPolicy {
@@ -440,6 +462,7 @@ impl UploadQueue {
             small_max,
             stop_tx: Mutex::new(Some(stop_tx)),
             stop_rx,
+            limiter_stop,
             threads: Mutex::new(Vec::new()),
         });
         let mut threads = Vec::new();

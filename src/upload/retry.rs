@@ -15,8 +15,11 @@
 //! failed requests in a row during which the server acknowledged no new byte, the job fails
 //! with that failure's reason. So a long upload over a flaky link that keeps advancing goes
 //! on, while one that is stuck (a permanent 5xx, endless throttling) ends in bounded time.
-//! A 429/503 counts like any other failed request; a worker that merely waits at the shared
-//! throttle gate because another worker was throttled spends no attempt. Bytes the server
+//! A 429/503 (throttling) adds one to `attempts` but never counts toward the give-up bound:
+//! it is the service pacing the client, which a job must sit out however long it lasts (the
+//! service asks for it, and a file must not fail because the tenant is busy); a worker that
+//! merely waits at the shared throttle gate because another worker was throttled spends
+//! nothing. [`counts_toward_give_up`] is that rule. Bytes the server
 //! acknowledged are kept: a retry never re-sends them. Permanent errors fail at once, whatever
 //! the count.
 //!
@@ -156,6 +159,13 @@ pub fn classify(op: Op, err: &RemoteError) -> Decision {
         (Op::Lookup, E::NotFound(_) | E::Protocol(_)) => Backoff,
         (Op::Lookup, _) => Fail,
     }
+}
+
+/// Whether a retried failure with this decision counts toward the give-up bound
+/// (`max_attempts` failures without progress). Throttling does not (module documentation);
+/// stale-session waits have their own deadline. Pure.
+pub fn counts_toward_give_up(d: Decision) -> bool {
+    !matches!(d, Decision::Throttle(_) | Decision::StaleSession)
 }
 
 /// Limits of retrying, from the queue configuration.
@@ -332,6 +342,18 @@ mod tests {
         ];
         for (op, err, want) in cases {
             assert_eq!(classify(op, &err), want, "{op:?} {err:?}");
+        }
+    }
+
+    #[test]
+    fn throttling_does_not_count_toward_giving_up() {
+        assert!(!counts_toward_give_up(Throttle(Some(Duration::from_secs(
+            1
+        )))));
+        assert!(!counts_toward_give_up(Throttle(None)));
+        assert!(!counts_toward_give_up(StaleSession));
+        for d in [Backoff, RetryNow, NewSession] {
+            assert!(counts_toward_give_up(d), "{d:?}");
         }
     }
 

@@ -914,3 +914,42 @@ fn failed_job_cancels_its_session() {
     assert_eq!(h.queue.snapshot().uploads[0].state, UploadState::Failed);
     assert_eq!(h.count(|c| matches!(c, Call::Cancel { .. })), 1);
 }
+
+/// Issue 9's "sustained throttling burns max_attempts": a job throttled (429 + Retry-After)
+/// on far more requests in a row than `max_attempts` still ends done, waiting each window out.
+#[test]
+fn sustained_throttling_does_not_spend_max_attempts() {
+    let remote = Arc::new(TestRemote::default());
+    let ctx = direct_context(remote.clone(), K, 3);
+    for _ in 0..12 {
+        remote.push_fragment_fault(Fault::Fail(RemoteError::Throttled {
+            status: 429,
+            retry_after: Some(Duration::from_secs(1)),
+        }));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let data = bytes(2 * K, 91);
+    let spool_file = dir.path().join("t");
+    std::fs::write(&spool_file, &data).unwrap();
+    let job = UploadJob {
+        remote_path: "t.bin".into(),
+        spool_file,
+        size: data.len() as u64,
+        mtime: SystemTime::UNIX_EPOCH,
+        resume: None,
+    };
+    ctx.registry.queued(1, "t.bin", job.size);
+    let mut uploader = Uploader::new(ctx.plan);
+    let end = uploader.run(&ctx, 1, &job, &Interrupt::new());
+    assert!(matches!(end, JobEnd::Done(_)), "{end:?}");
+    assert_eq!(remote.content("t.bin"), Some(data));
+    // But a permanent non-throttling failure still gives up after max_attempts.
+    for _ in 0..12 {
+        remote.push_fragment_fault(Fault::Fail(RemoteError::Server {
+            status: 500,
+            code: "x".into(),
+        }));
+    }
+    let end = uploader.run(&ctx, 1, &job, &Interrupt::new());
+    assert!(matches!(end, JobEnd::Failed(_)), "{end:?}");
+}

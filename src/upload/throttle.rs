@@ -6,9 +6,10 @@
 //! Invariants: the gate only ever moves later while closed (a shorter Retry-After never
 //! shortens a longer one); `consecutive` counts throttling answers since the last request that
 //! got through, and drives the backoff when there is no Retry-After. The mutex is a leaf lock
-//! and is never held while sleeping.
+//! and is never held while sleeping. Clones share one gate (the queue's `UploadContext` and
+//! the limiter's `LimitedRemote` hold the same one).
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use super::clock::{Clock, Interrupt};
@@ -20,9 +21,9 @@ struct GateState {
 }
 
 /// The gate every worker passes before a request.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Throttle {
-    state: Mutex<GateState>,
+    state: Arc<Mutex<GateState>>,
 }
 
 impl Throttle {

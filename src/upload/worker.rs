@@ -30,6 +30,8 @@
 //!   a session open cancels it (DELETE), so a later retry is not refused by its own session.
 //! - The upload URL is never logged: only `UploadSession`'s redacting `Debug` could show it,
 //!   and it is not formatted anywhere here. Each failure is logged once (warn) by this file.
+//! - Throttling (429/503) never counts toward the give-up bound (`JobRun::throttled`); the
+//!   mount-wide limiter (`limiter.rs`) sits inside `ctx.remote` and paces every request.
 
 use std::fs::File;
 use std::io;
@@ -45,7 +47,9 @@ use rand::SeedableRng;
 use super::chunk::ChunkPlan;
 use super::clock::{Clock, Interrupt};
 use super::registry::StatusRegistry;
-use super::retry::{classify, classify_create, Decision, Op, RetryPolicy, StaleSessionWait};
+use super::retry::{
+    classify, classify_create, counts_toward_give_up, Decision, Op, RetryPolicy, StaleSessionWait,
+};
 use super::status::{sanitize_error, STALE_SESSION, STALE_UNRECORDED_SESSION};
 use super::throttle::Throttle;
 use super::{FileHasher, JobStore, UploadJob};
@@ -242,11 +246,20 @@ impl JobRun<'_> {
             self.ctx.registry.retrying(self.id, self.attempts, &reason);
             return Ok(Decision::RetryNow);
         }
+        if self.interrupt.is_set() {
+            // Cancel or shutdown (the limiter refuses new requests then): not a failure.
+            return Err(Stop::Interrupted);
+        }
         let decision = classify(op, err);
         // Remote errors carry no secrets by contract; sanitise anyway (one line, no URLs).
         let reason = sanitize_error(&err.to_string());
         if decision == Decision::Fail {
             return Err(Stop::Failed(reason));
+        }
+        if !counts_toward_give_up(decision) {
+            if let Decision::Throttle(retry_after) = decision {
+                return Ok(self.throttled(op, retry_after, &reason));
+            }
         }
         if self.stalled >= self.ctx.policy.max_attempts {
             return Err(Stop::Failed(format!(
@@ -269,16 +282,34 @@ impl JobRun<'_> {
                 let d = self.ctx.policy.backoff(self.failures_in_row, self.rng);
                 self.ctx.clock.sleep(d, self.interrupt);
             }
-            Decision::Throttle(retry_after) => {
-                let n = self.ctx.throttle.note_throttled();
-                let d = retry_after.unwrap_or_else(|| self.ctx.policy.backoff(n, self.rng));
-                // Every worker waits at the gate before its next request, this one included.
-                self.ctx.throttle.close_for(&*self.ctx.clock, d);
-            }
-            Decision::RetryNow | Decision::NewSession | Decision::StaleSession | Decision::Fail => {
-            }
+            Decision::RetryNow
+            | Decision::Throttle(_)
+            | Decision::NewSession
+            | Decision::StaleSession
+            | Decision::Fail => {}
         }
         Ok(decision)
+    }
+
+    /// A 429/503: the service asks everyone to slow down. The gate closes for Retry-After (or
+    /// a backoff when there is none) and the request is retried; it spends a try (`attempts`)
+    /// but not the give-up bound (`stalled`): throttling is the service pacing us, not the
+    /// upload failing, so a job throttled for longer than `max_attempts` tries still ends done
+    /// (issue 9: "sustained throttling burns max_attempts").
+    fn throttled(&mut self, op: Op, retry_after: Option<Duration>, reason: &str) -> Decision {
+        self.attempts += 1;
+        self.ctx.registry.retrying(self.id, self.attempts, reason);
+        let n = self.ctx.throttle.note_throttled();
+        let d = retry_after.unwrap_or_else(|| self.ctx.policy.backoff(n, self.rng));
+        debug!(
+            "{}: {op:?} throttled: {reason}; waiting {} ms (attempt {}, not counted)",
+            self.path(),
+            d.as_millis(),
+            self.attempts
+        );
+        // Every worker waits at the gate before its next request, this one included.
+        self.ctx.throttle.close_for(&*self.ctx.clock, d);
+        Decision::Throttle(retry_after)
     }
 
     /// A failed createUploadSession: a path held by an earlier session is waited for, the
