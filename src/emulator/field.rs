@@ -15,7 +15,9 @@
 //!   "budget_burst": null,         // bucket capacity; null = budget_per_sec (1 s worth)
 //!   "delta_disabled": false,      // answer /root/delta with delta_disabled_status
 //!   "delta_disabled_status": 501, //   501 notSupported or 403 accessDenied
-//!   "allow_parallel_sessions": false } // true: lift the one-open-session-per-path rule
+//!   "allow_parallel_sessions": false, // true: lift the one-open-session-per-path rule
+//!   "enrich": false,              // rewrite Office/ODF/PDF files at commit, as SharePoint does
+//!   "corrupt_commits": false }    // invert the first byte of every committed file (`enrich.rs`)
 //! ```
 //! Latency is a sleep on the connection's own thread before the request is handled; the server
 //! runs one thread per connection, so N concurrent requests still complete N per latency
@@ -50,6 +52,8 @@ pub struct FieldConfig {
     pub delta_disabled: bool,
     pub delta_disabled_status: u16,
     pub allow_parallel_sessions: bool,
+    pub enrich: bool,
+    pub corrupt_commits: bool,
 }
 
 impl Default for FieldConfig {
@@ -62,6 +66,8 @@ impl Default for FieldConfig {
             delta_disabled: false,
             delta_disabled_status: 501,
             allow_parallel_sessions: false,
+            enrich: false,
+            corrupt_commits: false,
         }
     }
 }

@@ -768,6 +768,29 @@ fn stream_to_file(
     (kept, None)
 }
 
+/// The field knobs `enrich` / `corrupt_commits` (`enrich.rs`): rewrite the complete temp file
+/// as SharePoint would; `Some((size, quickXorHash))` of the new content when it changed.
+fn server_rewrite(
+    shared: &EmulatorState,
+    tmp: &std::path::Path,
+    name: &str,
+) -> std::io::Result<Option<(u64, String)>> {
+    let knobs = shared.field();
+    let mut changed = false;
+    if knobs.enrich {
+        changed |= super::enrich::enrich(tmp, name)?;
+    }
+    if knobs.corrupt_commits {
+        super::enrich::corrupt(tmp)?;
+        changed = true;
+    }
+    if !changed {
+        return Ok(None);
+    }
+    let size = std::fs::metadata(tmp)?.len();
+    Ok(Some((size, super::quickxor_ref::quickxor_file(tmp)?)))
+}
+
 /// Commit a complete session into the store.
 fn commit(
     shared: &EmulatorState,
@@ -787,6 +810,18 @@ fn commit(
             s.fs_created,
             s.fs_modified,
         )
+    };
+    let (size, qxh) = match server_rewrite(shared, &tmp, &name) {
+        Ok(Some(rewritten)) => rewritten,
+        Ok(None) => (size, qxh),
+        Err(e) => {
+            discard(shared, sid);
+            return Err(ApiError::new(
+                500,
+                "generalException",
+                format!("store: {e}"),
+            ));
+        }
     };
     let result = {
         let mut store = lock(&shared.store);

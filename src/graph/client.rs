@@ -344,6 +344,12 @@ impl Remote for GraphRemote {
         self.api.auth.auth_pauses()
     }
 
+    /// Every drive this client mounts is a SharePoint library (team sites and OneDrive for
+    /// Business alike), and SharePoint enriches Office and PDF files in all of them.
+    fn enriches_files(&self) -> bool {
+        true
+    }
+
     fn stat(&self, path: &str) -> Result<Option<RemoteItem>, RemoteError> {
         let segs = split_rel(path)?;
         self.stat_segments(&segs, &format!("stat {path}"))

@@ -210,6 +210,12 @@ pub trait Remote: Send + Sync + 'static {
         false
     }
 
+    /// Whether the remote is a SharePoint document library, which rewrites Office and PDF
+    /// files after upload (metadata enrichment; see `crate::upload::enrichment`).
+    fn enriches_files(&self) -> bool {
+        false
+    }
+
     /// Metadata of the item at `path`, `Ok(None)` if it does not exist.
     fn stat(&self, path: &str) -> Result<Option<RemoteItem>, RemoteError>;
     /// All children of the folder at `path`, following `@odata.nextLink`.

@@ -24,6 +24,7 @@
 
 pub mod chunk;
 pub mod clock;
+pub mod enrichment;
 pub mod folders;
 mod queue;
 pub mod registry;

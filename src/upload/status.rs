@@ -88,6 +88,12 @@ pub struct UploadStatus {
     pub started: Option<SystemTime>,
     #[serde(serialize_with = "ser_opt_time")]
     pub finished: Option<SystemTime>,
+    /// Done, and SharePoint rewrote the file after the commit (metadata enrichment): the
+    /// stored size and hash are the server's, not the bytes sent.
+    pub server_modified: bool,
+    /// What else the user should know about this upload (shown as `note:` in `.status`):
+    /// the enrichment, or where a conflicting edit went.
+    pub note: Option<String>,
 }
 
 impl UploadStatus {
@@ -104,6 +110,8 @@ impl UploadStatus {
             eta_secs: None,
             started: None,
             finished: None,
+            server_modified: false,
+            note: None,
         }
     }
 
@@ -264,6 +272,9 @@ impl StatusSnapshot {
                 u.attempts,
                 one_line(&u.path)
             );
+            if let Some(note) = &u.note {
+                let _ = write!(out, "  note: {}", sanitize_error(note));
+            }
             if let Some(err) = &u.error {
                 let _ = write!(out, "  error: {}", sanitize_error(err));
             }

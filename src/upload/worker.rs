@@ -656,6 +656,35 @@ impl JobRun<'_> {
         }
     }
 
+    /// A hash mismatch that is SharePoint's enrichment (`enrichment.rs`): an Office/ODF/PDF
+    /// file in a SharePoint library whose sent and committed bytes both still open with the
+    /// format's signature. Reads the first bytes of the spool file and of the stored item;
+    /// any failure to read answers "no" (the job then fails with the mismatch).
+    fn enriched_by_server(&self, item: &RemoteItem) -> bool {
+        use super::enrichment::{format_of, is_enrichment, HEAD_BYTES};
+        if !self.ctx.remote.enriches_files() || format_of(self.path()).is_none() {
+            return false;
+        }
+        let mut local = [0u8; HEAD_BYTES];
+        let local_ok = File::open(&self.job.spool_file)
+            .and_then(|f| f.read_exact_at(&mut local, 0))
+            .is_ok();
+        if !local_ok || item.size < HEAD_BYTES as u64 {
+            return false;
+        }
+        match self
+            .ctx
+            .remote
+            .read_range(self.path(), 0, HEAD_BYTES as u64)
+        {
+            Ok(remote) => is_enrichment(self.path(), &local, &remote),
+            Err(e) => {
+                debug!("{}: reading the stored file's head: {e}", self.path());
+                false
+            }
+        }
+    }
+
     /// Compare the spool file's hash with the server's; ask once more after a delay when the
     /// server has not computed it yet, and accept with a warning if it still has none.
     fn verify(&mut self, item: RemoteItem) -> Result<RemoteItem, Stop> {
@@ -677,6 +706,22 @@ impl JobRun<'_> {
                 quick_xor_hash: Some(remote),
                 ..item
             }),
+            Some(remote) if self.enriched_by_server(&item) => {
+                info!(
+                    "{}: {} ({} bytes sent, {} stored)",
+                    self.path(),
+                    super::enrichment::SERVER_MODIFIED,
+                    self.job.size,
+                    item.size
+                );
+                self.ctx
+                    .registry
+                    .note(self.id, super::enrichment::SERVER_MODIFIED, true);
+                Ok(RemoteItem {
+                    quick_xor_hash: Some(remote),
+                    ..item
+                })
+            }
             Some(remote) => Err(Stop::Failed(format!(
                 "hash mismatch: local {local} remote {remote}"
             ))),
