@@ -101,3 +101,37 @@ fn corrupted_files_still_fail() {
     assert!(!spool_files(&m.spool).is_empty());
     m.unmount();
 }
+
+/// A file locked (423) for longer than `max_attempts` tries with backoff would last is
+/// waited for, shown as locked, and ends `done` without a manual retry.
+#[test]
+fn locked_file_waits_and_ends_done() {
+    let emu = Emu::start(None);
+    set_field(&emu, r#"{"locked_name": "held.txt", "locked_secs": 6}"#);
+    let m = Mount::start(&emu, "max_attempts = 2");
+    let src = emu.dir.path().join("held.txt");
+    random_file(&src, 200_000, 5);
+    let t = std::time::Instant::now();
+    sh(&format!("cp {} {}", src.display(), m.path("").display()));
+    let retrying = m.wait_state("held.txt", "retrying", Duration::from_secs(20));
+    assert_eq!(
+        retrying["error"], "file is locked (checked out or open in another app)",
+        "{retrying:#}"
+    );
+    let text = m.status_text();
+    assert!(text.contains("file is locked"), "{text}");
+    let done = m.wait_state("held.txt", "done", Duration::from_secs(60));
+    assert!(
+        t.elapsed() >= Duration::from_secs(5),
+        "done before the lock ended"
+    );
+    assert!(done["attempts"].as_u64().unwrap() > 2, "{done:#}");
+    let item = emu.item("held.txt").expect("stored");
+    assert_eq!(item["quickXorHash"].as_str().unwrap(), qxh(&src));
+    assert!(
+        emu.stats()["errors_injected"].as_u64().unwrap() > 2,
+        "more 423s than max_attempts: {}",
+        emu.stats()
+    );
+    m.unmount();
+}

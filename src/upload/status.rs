@@ -15,6 +15,9 @@ use serde::{Serialize, Serializer};
 
 use crate::redact::redact_url;
 
+/// Shown while a file SharePoint reports locked (423) is waited for.
+pub const FILE_LOCKED: &str = "file is locked (checked out or open in another app)";
+
 /// Shown (state `retrying`) while createUploadSession is refused with 409 because an earlier
 /// upload session holds the path (issue 12; `retry::StaleSessionWait`).
 pub const STALE_SESSION: &str = "an earlier upload session still holds this path";

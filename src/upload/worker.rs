@@ -46,13 +46,18 @@ use super::chunk::ChunkPlan;
 use super::clock::{Clock, Interrupt};
 use super::registry::StatusRegistry;
 use super::retry::{classify, classify_create, Decision, Op, RetryPolicy, StaleSessionWait};
-use super::status::{sanitize_error, STALE_SESSION, STALE_UNRECORDED_SESSION};
+use super::status::{sanitize_error, FILE_LOCKED, STALE_SESSION, STALE_UNRECORDED_SESSION};
 use super::throttle::Throttle;
 use super::{FileHasher, JobStore, UploadJob};
 use crate::remote::{ByteRange, Conflict, FragmentOutcome, Remote, RemoteError, RemoteItem};
 
 /// How often a worker paused for sign-in checks whether `login` has happened.
 const SIGN_IN_POLL: Duration = Duration::from_secs(1);
+
+/// 423 `resourceLocked` (or any 423): the file is checked out or open in another app.
+fn is_locked(err: &RemoteError) -> bool {
+    matches!(err, RemoteError::Client { status: 423, .. })
+}
 
 /// Everything workers share: the remote, the policy and the shared state they report to.
 pub struct UploadContext {
@@ -65,6 +70,8 @@ pub struct UploadContext {
     pub policy: RetryPolicy,
     /// How long a path held by an earlier session is waited for.
     pub stale_wait: StaleSessionWait,
+    /// How long a file SharePoint reports locked (423) is retried before the job fails.
+    pub locked_wait: Duration,
     pub plan: ChunkPlan,
     pub conflict: Conflict,
     pub hasher: FileHasher,
@@ -141,6 +148,8 @@ impl Uploader {
             best_acked: 0,
             stale_since: None,
             stale_refusals: 0,
+            locked_since: None,
+            locked_refusals: 0,
             rng: &mut self.rng,
         };
         let result = if job.size == 0 {
@@ -199,6 +208,10 @@ struct JobRun<'a> {
     stale_since: Option<std::time::Instant>,
     /// 409s of that kind in a row (the stale-session wait's exponent).
     stale_refusals: u32,
+    /// When the first of the current run of 423 "locked" answers came.
+    locked_since: Option<std::time::Instant>,
+    /// 423s in a row (the locked wait's backoff exponent).
+    locked_refusals: u32,
     rng: &'a mut StdRng,
 }
 
@@ -228,6 +241,8 @@ impl JobRun<'_> {
 
     fn succeeded(&mut self) {
         self.failures_in_row = 0;
+        self.locked_since = None;
+        self.locked_refusals = 0;
         self.ctx.throttle.note_success();
     }
 
@@ -241,6 +256,9 @@ impl JobRun<'_> {
             debug!("{}: {op:?} waits for sign-in: {reason}", self.path());
             self.ctx.registry.retrying(self.id, self.attempts, &reason);
             return Ok(Decision::RetryNow);
+        }
+        if is_locked(err) {
+            return self.wait_locked(err);
         }
         let decision = classify(op, err);
         // Remote errors carry no secrets by contract; sanitise anyway (one line, no URLs).
@@ -279,6 +297,42 @@ impl JobRun<'_> {
             }
         }
         Ok(decision)
+    }
+
+    /// SharePoint answered 423: the file is checked out or open for editing elsewhere. That
+    /// is the file's state, not a fault of this upload: retry with the policy's backoff
+    /// (doubling, capped) for up to `locked_wait`, in state `retrying` with
+    /// `status::FILE_LOCKED`, without spending `max_attempts`; fail only after that.
+    fn wait_locked(&mut self, err: &RemoteError) -> Result<Decision, Stop> {
+        let now = self.ctx.clock.now();
+        let first = *self.locked_since.get_or_insert(now);
+        let waited = now.saturating_duration_since(first);
+        if waited >= self.ctx.locked_wait {
+            return Err(Stop::Failed(format!(
+                "{} (still locked after {} s)",
+                sanitize_error(&err.to_string()),
+                waited.as_secs()
+            )));
+        }
+        self.locked_refusals += 1;
+        self.attempts += 1;
+        self.ctx
+            .registry
+            .retrying(self.id, self.attempts, FILE_LOCKED);
+        if self.locked_refusals == 1 {
+            info!(
+                "{}: {FILE_LOCKED}; retrying for up to {} s",
+                self.path(),
+                self.ctx.locked_wait.as_secs()
+            );
+        }
+        let d = self
+            .ctx
+            .policy
+            .backoff(self.locked_refusals, self.rng)
+            .min(self.ctx.locked_wait - waited);
+        self.ctx.clock.sleep(d, self.interrupt);
+        Ok(Decision::Backoff)
     }
 
     /// A failed createUploadSession: a path held by an earlier session is waited for, the
