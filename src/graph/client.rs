@@ -554,6 +554,7 @@ impl Remote for GraphRemote {
                 let ranges = wire.next_expected_ranges.unwrap_or_default();
                 Ok(FragmentOutcome::Accepted {
                     next_expected: parse_ranges(&ranges)?,
+                    expires: wire.expiration.as_deref().and_then(parse_time),
                 })
             }
             200 | 201 => Ok(FragmentOutcome::Completed(item_or_session_shaped(

@@ -199,6 +199,12 @@ pub trait JobStore: Send + Sync + 'static {
     fn session(&self, job: &UploadJob, session: Option<&UploadSession>);
     /// The server has acknowledged `bytes` bytes of the current session.
     fn acked(&self, job: &UploadJob, bytes: u64);
+    /// As `acked`, with the session's new `expirationDateTime` from the same answer (a 202
+    /// slides it forward), written in the same record update. The default forgets the expiry.
+    fn acked_until(&self, job: &UploadJob, bytes: u64, expires: Option<SystemTime>) {
+        let _ = expires;
+        self.acked(job, bytes);
+    }
     /// The job is `failed` (kept in the spool).
     fn failed(&self, job: &UploadJob, reason: &str);
     /// A failed or incomplete job was queued again by the user.

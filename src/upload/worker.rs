@@ -396,8 +396,9 @@ impl JobRun<'_> {
         self.ctx.store.session(self.job, session);
     }
 
-    fn persist_acked(&self, bytes: u64) {
-        self.ctx.store.acked(self.job, bytes);
+    /// Acknowledged bytes and the session's latest expiry (it slides with every 202).
+    fn persist_acked(&self, bytes: u64, expires: Option<std::time::SystemTime>) {
+        self.ctx.store.acked_until(self.job, bytes, expires);
     }
 
     fn progress(&mut self, uploaded: u64) {
@@ -510,10 +511,12 @@ impl JobRun<'_> {
         self.verify(item)
     }
 
-    /// The recovered job's session. Its recorded expiry is not trusted to discard it: the
-    /// expiry slides forward with every fragment (reference §2), and the record keeps the one
-    /// from creation. Dropping a live session on that basis would leave it holding the path
-    /// (409 for a new one until it idles out); a status GET answers 404 if it has expired.
+    /// The recovered job's session. The record keeps the `expirationDateTime` of the latest
+    /// 202 (it slides forward with every fragment, reference §2), so a session that is still
+    /// alive is resumed. Even a passed expiry is not trusted to discard it (clock skew, or the
+    /// answer carrying the newer expiry was lost): dropping a live session would leave it
+    /// holding the path (409 for a new one until it idles out); a status GET answers 404 if it
+    /// has expired.
     fn resumable_session(&self) -> Option<crate::remote::UploadSession> {
         let s = self.job.resume.as_ref()?.session.clone()?;
         if s.expires.is_some_and(|t| t <= self.ctx.clock.wall()) {
@@ -634,12 +637,15 @@ impl JobRun<'_> {
             );
             sent_final |= fragment.offset + fragment.len == size;
             match remote.upload_fragment(sess, fragment.offset, size, body) {
-                Ok(FragmentOutcome::Accepted { next_expected }) => {
+                Ok(FragmentOutcome::Accepted {
+                    next_expected,
+                    expires,
+                }) => {
                     self.succeeded();
                     debug!("{}: bytes {range} accepted", self.path());
                     let at = next_expected.first().map_or(size, |r| r.start.min(size));
                     self.progress(at);
-                    self.persist_acked(at);
+                    self.persist_acked(at, expires);
                     expected = next_expected;
                 }
                 Ok(FragmentOutcome::Completed(item)) => {
