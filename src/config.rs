@@ -46,6 +46,9 @@ pub struct FileConfig {
     /// The service's idle lifetime of an upload session, in seconds (default 900): how long
     /// an upload refused because an earlier session still holds its path keeps retrying.
     pub session_idle_secs: Option<u64>,
+    /// Seconds a file SharePoint reports locked (checked out, open in another app) keeps
+    /// being retried before its upload fails (default 3600).
+    pub locked_wait_secs: Option<u64>,
     /// Let other users access the mount (`allow_other`); default false.
     pub allow_other: Option<bool>,
     /// Seconds between polls of the drive's change feed (default 30; 0: never poll, and
@@ -133,6 +136,8 @@ pub struct MountConfig {
     pub status_retention: Duration,
     /// Idle lifetime of an upload session on the service (stale-session wait).
     pub session_idle: Duration,
+    /// How long a locked (423) file is retried.
+    pub locked_wait: Duration,
     pub allow_other: bool,
     /// `None`: the change feed is not polled.
     pub poll_interval: Option<Duration>,
@@ -215,6 +220,7 @@ impl FileConfig {
             max_attempts,
             status_retention,
             session_idle_secs,
+            locked_wait_secs,
             allow_other,
             poll_interval,
             dir_cache_time,
@@ -438,6 +444,10 @@ impl MountConfig {
             file_mode: mode(&file.file_mode, "file_mode")?,
             dir_mode: mode(&file.dir_mode, "dir_mode")?,
         };
+        let locked_wait_secs = file.locked_wait_secs.unwrap_or(3600);
+        if locked_wait_secs > 7 * 86_400 {
+            return err("locked_wait_secs must be at most 604800 (a week)");
+        }
         Ok(MountConfig {
             site_url,
             folder_url,
@@ -455,6 +465,7 @@ impl MountConfig {
             max_attempts,
             status_retention: Duration::from_secs(file.status_retention.unwrap_or(600)),
             session_idle: Duration::from_secs(session_idle_secs),
+            locked_wait: Duration::from_secs(locked_wait_secs),
             allow_other: file.allow_other.unwrap_or(false),
             poll_interval: match file.poll_interval.unwrap_or(30) {
                 0 => None,

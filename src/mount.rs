@@ -126,6 +126,7 @@ pub fn run(cfg: MountConfig, mountpoint: &Path) -> Result<(), MountError> {
     qcfg.max_attempts = cfg.max_attempts;
     qcfg.retention = cfg.status_retention;
     qcfg.session_idle = cfg.session_idle;
+    qcfg.locked_wait = cfg.locked_wait;
     qcfg.write_back_delay = std::time::Duration::from_secs(1);
     let queue_remote = remote.clone();
     let spool = Arc::new(spool);

@@ -394,6 +394,18 @@ impl crate::upload::JobStore for SpoolStore {
         Self::update(job, "progress", |r| r.acked = bytes);
     }
 
+    fn acked_until(&self, job: &crate::upload::UploadJob, bytes: u64, expires: Option<SystemTime>) {
+        Self::update(job, "progress", |r| {
+            r.acked = bytes;
+            if let Some(secs) = expires
+                .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+                .map(|d| d.as_secs() as i64)
+            {
+                r.session_expires = Some(secs);
+            }
+        });
+    }
+
     fn failed(&self, job: &crate::upload::UploadJob, reason: &str) {
         Self::update(job, "the failure", |r| {
             r.state = RecordState::Failed;
@@ -522,5 +534,50 @@ mod tests {
         remove_spooled(&data);
         assert!(spool.existing_files().unwrap().is_empty());
         assert!(!record_path(&data).exists());
+    }
+
+    /// Every 202's `expirationDateTime` reaches the record (same write as the acked bytes),
+    /// so a restart sees the session's latest expiry, not the one from its creation.
+    #[test]
+    fn record_keeps_the_latest_session_expiry() {
+        use crate::upload::JobStore;
+        let tmp = tempfile::tempdir().unwrap();
+        let spool = Spool::open(tmp.path()).unwrap();
+        let (data, _) = spool.new_file().unwrap();
+        let rec = SpoolRecord {
+            path: "a.bin".into(),
+            state: RecordState::Sealed,
+            size: 10,
+            mtime_secs: 0,
+            mtime_nanos: 0,
+            attempts: 0,
+            error: None,
+            session_url: None,
+            session_expires: None,
+            acked: 0,
+            content_hash: None,
+            fingerprint: None,
+            may_hold_session: false,
+        };
+        save_record(&data, &rec).unwrap();
+        let job = crate::upload::UploadJob::new("a.bin".into(), data.clone(), 10, UNIX_EPOCH);
+        let at = |s: u64| UNIX_EPOCH + std::time::Duration::from_secs(s);
+        let session = crate::remote::UploadSession {
+            url: crate::redact::SecretUrl::new("http://127.0.0.1/upload/x?tempauth=T".to_string()),
+            expires: Some(at(1_000)),
+        };
+        SpoolStore.session(&job, Some(&session));
+        let load = || load_record(&data).unwrap().unwrap();
+        assert_eq!(load().session().unwrap().expires, Some(at(1_000)));
+        SpoolStore.acked_until(&job, 5, Some(at(2_000)));
+        let r = load();
+        assert_eq!(r.acked, 5);
+        assert_eq!(r.session().unwrap().expires, Some(at(2_000)));
+        // An answer without an expiry keeps the last one known.
+        SpoolStore.acked_until(&job, 8, None);
+        let r = load();
+        assert_eq!(r.acked, 8);
+        assert_eq!(r.session().unwrap().expires, Some(at(2_000)));
+        assert_eq!(r.session().unwrap().url, session.url);
     }
 }

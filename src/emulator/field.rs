@@ -15,7 +15,12 @@
 //!   "budget_burst": null,         // bucket capacity; null = budget_per_sec (1 s worth)
 //!   "delta_disabled": false,      // answer /root/delta with delta_disabled_status
 //!   "delta_disabled_status": 501, //   501 notSupported or 403 accessDenied
-//!   "allow_parallel_sessions": false } // true: lift the one-open-session-per-path rule
+//!   "allow_parallel_sessions": false, // true: lift the one-open-session-per-path rule
+//!   "enrich": false,              // rewrite Office/ODF/PDF files at commit, as SharePoint does
+//!   "corrupt_commits": false,     // invert the first byte of every committed file (`enrich.rs`)
+//!   "locked_name": null,          // a file name (any folder, case-insensitive) that answers
+//!   "locked_secs": 0 }            //   423 resourceLocked to createUploadSession and fragment
+//!                                 //   PUTs for locked_secs from when the knob was set
 //! ```
 //! Latency is a sleep on the connection's own thread before the request is handled; the server
 //! runs one thread per connection, so N concurrent requests still complete N per latency
@@ -50,6 +55,10 @@ pub struct FieldConfig {
     pub delta_disabled: bool,
     pub delta_disabled_status: u16,
     pub allow_parallel_sessions: bool,
+    pub enrich: bool,
+    pub corrupt_commits: bool,
+    pub locked_name: Option<String>,
+    pub locked_secs: u64,
 }
 
 impl Default for FieldConfig {
@@ -62,6 +71,10 @@ impl Default for FieldConfig {
             delta_disabled: false,
             delta_disabled_status: 501,
             allow_parallel_sessions: false,
+            enrich: false,
+            corrupt_commits: false,
+            locked_name: None,
+            locked_secs: 0,
         }
     }
 }
@@ -191,6 +204,8 @@ pub struct FieldState {
     bucket: Option<Bucket>,
     /// End of the latest Retry-After window the emulator gave.
     retry_until: Option<Instant>,
+    /// Until when `locked_name` answers 423 (set when the lock knobs change).
+    locked_until: Option<Instant>,
 }
 
 impl FieldState {
@@ -199,6 +214,7 @@ impl FieldState {
             config: FieldConfig::default(),
             bucket: None,
             retry_until: None,
+            locked_until: None,
         };
         s.replace(config);
         s
@@ -216,7 +232,23 @@ impl FieldState {
                 .budget_per_sec
                 .map(|r| Bucket::new(r, config.budget_burst.unwrap_or(r).max(1.0), Instant::now()));
         }
+        let lock = |c: &FieldConfig| (c.locked_name.clone(), c.locked_secs);
+        if lock(&config) != lock(&self.config) {
+            self.locked_until = config
+                .locked_name
+                .as_ref()
+                .map(|_| Instant::now() + Duration::from_secs(config.locked_secs));
+        }
         self.config = config;
+    }
+
+    /// Whether a file named `name` is locked (checked out, open in another app) `now`.
+    pub fn is_locked(&self, name: &str, now: Instant) -> bool {
+        self.config
+            .locked_name
+            .as_deref()
+            .is_some_and(|n| n.eq_ignore_ascii_case(name))
+            && self.locked_until.is_some_and(|t| now < t)
     }
 
     /// True when a request arriving `now` is inside a Retry-After window we gave.

@@ -19,6 +19,7 @@
 pub mod admin;
 pub mod auth;
 pub mod delta;
+pub mod enrich;
 pub mod errors;
 pub mod faults;
 pub mod field;

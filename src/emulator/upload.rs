@@ -200,6 +200,7 @@ pub fn create_session(
         Some(_) => return Err(ApiError::bad_request("deferCommit must be a boolean.")),
     };
     check_preconditions(req, target.existing.as_ref())?;
+    check_locked(shared, &target.name)?;
     let cfg = shared.faults();
     {
         let store = lock(&shared.store);
@@ -314,6 +315,20 @@ pub fn check_preconditions(
                 return Err(failed());
             }
         }
+    }
+    Ok(())
+}
+
+/// The `locked_name` field knob: 423 `resourceLocked`, as SharePoint answers for a file
+/// checked out or open for editing elsewhere.
+fn check_locked(shared: &EmulatorState, name: &str) -> Result<(), ApiError> {
+    if lock(&shared.field).is_locked(name, Instant::now()) {
+        shared.stat(|s| s.errors_injected += 1);
+        return Err(ApiError::new(
+            423,
+            "resourceLocked",
+            "The resource you are attempting to access is locked.",
+        ));
     }
     Ok(())
 }
@@ -618,6 +633,7 @@ fn put_fragment(
     let cfg = shared.faults();
     let (start, len, total, tmp, mut hasher) = {
         let mut s = lock(cell);
+        check_locked(shared, &s.name)?;
         let (start, len, total) = validate_fragment(shared, req, &mut s)?;
         s.slide(cfg.session_ttl_secs);
         // From here on the session is ours (busy) until `release` puts the hasher back.
@@ -768,6 +784,29 @@ fn stream_to_file(
     (kept, None)
 }
 
+/// The field knobs `enrich` / `corrupt_commits` (`enrich.rs`): rewrite the complete temp file
+/// as SharePoint would; `Some((size, quickXorHash))` of the new content when it changed.
+fn server_rewrite(
+    shared: &EmulatorState,
+    tmp: &std::path::Path,
+    name: &str,
+) -> std::io::Result<Option<(u64, String)>> {
+    let knobs = shared.field();
+    let mut changed = false;
+    if knobs.enrich {
+        changed |= super::enrich::enrich(tmp, name)?;
+    }
+    if knobs.corrupt_commits {
+        super::enrich::corrupt(tmp)?;
+        changed = true;
+    }
+    if !changed {
+        return Ok(None);
+    }
+    let size = std::fs::metadata(tmp)?.len();
+    Ok(Some((size, super::quickxor_ref::quickxor_file(tmp)?)))
+}
+
 /// Commit a complete session into the store.
 fn commit(
     shared: &EmulatorState,
@@ -787,6 +826,18 @@ fn commit(
             s.fs_created,
             s.fs_modified,
         )
+    };
+    let (size, qxh) = match server_rewrite(shared, &tmp, &name) {
+        Ok(Some(rewritten)) => rewritten,
+        Ok(None) => (size, qxh),
+        Err(e) => {
+            discard(shared, sid);
+            return Err(ApiError::new(
+                500,
+                "generalException",
+                format!("store: {e}"),
+            ));
+        }
     };
     let result = {
         let mut store = lock(&shared.store);

@@ -349,6 +349,12 @@ impl Remote for GraphRemote {
         self.api.http.rate.latest()
     }
 
+    /// Every drive this client mounts is a SharePoint library (team sites and OneDrive for
+    /// Business alike), and SharePoint enriches Office and PDF files in all of them.
+    fn enriches_files(&self) -> bool {
+        true
+    }
+
     fn stat(&self, path: &str) -> Result<Option<RemoteItem>, RemoteError> {
         let segs = split_rel(path)?;
         self.stat_segments(&segs, &format!("stat {path}"))
@@ -553,6 +559,7 @@ impl Remote for GraphRemote {
                 let ranges = wire.next_expected_ranges.unwrap_or_default();
                 Ok(FragmentOutcome::Accepted {
                     next_expected: parse_ranges(&ranges)?,
+                    expires: wire.expiration.as_deref().and_then(parse_time),
                 })
             }
             200 | 201 => Ok(FragmentOutcome::Completed(item_or_session_shaped(

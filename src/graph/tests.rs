@@ -256,7 +256,10 @@ fn session(server: &Server) -> UploadSession {
 #[test]
 fn fragment_put_has_no_authorization_and_parses_ranges() {
     let server = Server::start(|r| match r.header("content-range") {
-        Some("bytes 0-4/20") => reply(202, r#"{"nextExpectedRanges":["5-9","12-"]}"#),
+        Some("bytes 0-4/20") => reply(
+            202,
+            r#"{"expirationDateTime":"2030-01-01T00:00:00Z","nextExpectedRanges":["5-9","12-"]}"#,
+        ),
         Some("bytes 5-19/20") => reply(201, ITEM),
         Some("bytes 0-19/30") => reply(
             200,
@@ -283,7 +286,10 @@ fn fragment_put_has_no_authorization_and_parses_ranges() {
                     start: 12,
                     end: None
                 }
-            ]
+            ],
+            expires: Some(
+                std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_893_456_000)
+            ),
         }
     );
     match remote.upload_fragment(&s, 5, 20, &[7u8; 15]).unwrap() {

@@ -363,6 +363,7 @@ impl MemoryRemote {
                     start: received,
                     end: Some(sess.total - 1),
                 }],
+                expires: None,
             });
         }
         // Every byte arrived: the server commits (even if the answer is then lost).
@@ -668,7 +669,8 @@ mod tests {
                 next_expected: vec![ByteRange {
                     start: ALIGN,
                     end: Some(total - 1)
-                }]
+                }],
+                expires: None,
             }
         );
         // Overlap.

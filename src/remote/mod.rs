@@ -97,8 +97,12 @@ pub struct ByteRange {
 /// What a fragment PUT achieved.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FragmentOutcome {
-    /// 202: more bytes expected; the server's `nextExpectedRanges`.
-    Accepted { next_expected: Vec<ByteRange> },
+    /// 202: more bytes expected; the server's `nextExpectedRanges`, and its
+    /// `expirationDateTime` (which slides forward with every fragment) when it sent one.
+    Accepted {
+        next_expected: Vec<ByteRange>,
+        expires: Option<SystemTime>,
+    },
     /// 200/201: the upload is committed. `None` when the server answered with a
     /// session-shaped body instead of a driveItem (ODI#1531): look the item up by path.
     Completed(Option<RemoteItem>),
@@ -221,6 +225,12 @@ pub trait Remote: Send + Sync + 'static {
     /// Whether an `Auth` error pauses the queue (the sign-in can be repaired while mounted)
     /// rather than failing the job.
     fn auth_pauses(&self) -> bool {
+        false
+    }
+
+    /// Whether the remote is a SharePoint document library, which rewrites Office and PDF
+    /// files after upload (metadata enrichment; see `crate::upload::enrichment`).
+    fn enriches_files(&self) -> bool {
         false
     }
 

@@ -24,6 +24,7 @@
 
 pub mod chunk;
 pub mod clock;
+pub mod enrichment;
 pub mod folders;
 pub mod limiter;
 mod queue;
@@ -75,6 +76,9 @@ pub struct QueueConfig {
     /// refused with 409 because an earlier session holds the path is retried
     /// (`retry::StaleSessionWait`). Default 900 s.
     pub session_idle: Duration,
+    /// How long a file SharePoint reports locked (423: checked out, open in another app) is
+    /// retried, without spending `max_attempts`, before the job fails. Default 1 h.
+    pub locked_wait: Duration,
     /// Hash of a spool file, compared with the server's `quickXorHash` after the commit.
     pub hasher: FileHasher,
     /// Time source; `SystemClock` except in tests.
@@ -101,6 +105,7 @@ impl QueueConfig {
             backoff_cap: Duration::from_secs(60),
             hash_recheck_delay: Duration::from_secs(2),
             session_idle: Duration::from_secs(900),
+            locked_wait: Duration::from_secs(3600),
             hasher,
             clock: Arc::new(clock::SystemClock),
             write_back_delay: Duration::ZERO,
@@ -122,6 +127,7 @@ impl fmt::Debug for QueueConfig {
             .field("backoff_cap", &self.backoff_cap)
             .field("hash_recheck_delay", &self.hash_recheck_delay)
             .field("session_idle", &self.session_idle)
+            .field("locked_wait", &self.locked_wait)
             .finish_non_exhaustive()
     }
 }
@@ -194,6 +200,12 @@ pub trait JobStore: Send + Sync + 'static {
     fn session(&self, job: &UploadJob, session: Option<&UploadSession>);
     /// The server has acknowledged `bytes` bytes of the current session.
     fn acked(&self, job: &UploadJob, bytes: u64);
+    /// As `acked`, with the session's new `expirationDateTime` from the same answer (a 202
+    /// slides it forward), written in the same record update. The default forgets the expiry.
+    fn acked_until(&self, job: &UploadJob, bytes: u64, expires: Option<SystemTime>) {
+        let _ = expires;
+        self.acked(job, bytes);
+    }
     /// The job is `failed` (kept in the spool).
     fn failed(&self, job: &UploadJob, reason: &str);
     /// A failed or incomplete job was queued again by the user.

@@ -443,6 +443,7 @@ impl UploadQueue {
                     lifetime: config.session_idle,
                     ..Default::default()
                 },
+                locked_wait: config.locked_wait,
                 plan,
                 conflict: config.conflict,
                 hasher: config.hasher,

@@ -134,6 +134,15 @@ impl StatusRegistry {
         });
     }
 
+    /// Remember a note for the job's line (shown until the entry is pruned);
+    /// `server_modified` flags an upload SharePoint rewrote after the commit.
+    pub fn note(&self, id: u64, note: &str, server_modified: bool) {
+        self.update(id, |e| {
+            e.status.note = Some(sanitize_error(note));
+            e.status.server_modified |= server_modified;
+        });
+    }
+
     /// The job ended: `Ok` = done, `Err(reason)` = failed.
     pub fn finished(&self, id: u64, now: Instant, wall: SystemTime, outcome: Result<(), &str>) {
         self.update(id, |e| {

@@ -15,6 +15,9 @@ use serde::{Serialize, Serializer};
 
 use crate::redact::redact_url;
 
+/// Shown while a file SharePoint reports locked (423) is waited for.
+pub const FILE_LOCKED: &str = "file is locked (checked out or open in another app)";
+
 /// Shown (state `retrying`) while createUploadSession is refused with 409 because an earlier
 /// upload session holds the path (issue 12; `retry::StaleSessionWait`).
 pub const STALE_SESSION: &str = "an earlier upload session still holds this path";
@@ -88,6 +91,12 @@ pub struct UploadStatus {
     pub started: Option<SystemTime>,
     #[serde(serialize_with = "ser_opt_time")]
     pub finished: Option<SystemTime>,
+    /// Done, and SharePoint rewrote the file after the commit (metadata enrichment): the
+    /// stored size and hash are the server's, not the bytes sent.
+    pub server_modified: bool,
+    /// What else the user should know about this upload (shown as `note:` in `.status`):
+    /// the enrichment, or where a conflicting edit went.
+    pub note: Option<String>,
 }
 
 impl UploadStatus {
@@ -104,6 +113,8 @@ impl UploadStatus {
             eta_secs: None,
             started: None,
             finished: None,
+            server_modified: false,
+            note: None,
         }
     }
 
@@ -264,6 +275,9 @@ impl StatusSnapshot {
                 u.attempts,
                 one_line(&u.path)
             );
+            if let Some(note) = &u.note {
+                let _ = write!(out, "  note: {}", sanitize_error(note));
+            }
             if let Some(err) = &u.error {
                 let _ = write!(out, "  error: {}", sanitize_error(err));
             }
@@ -446,17 +460,21 @@ done      100%            11 B / 11 B            -       -      2  a.txt
                 {"path": "Docs/big.bin", "state": "uploading", "size": 104857600u64,
                  "uploaded": 44040192u64, "attempts": 1, "error": null,
                  "rate_bytes_per_sec": 5242880u64, "eta_secs": 12,
-                 "started": "2026-11-21T21:32:55Z", "finished": null},
+                 "started": "2026-11-21T21:32:55Z", "finished": null,
+                 "server_modified": false, "note": null},
                 {"path": "Docs/q 1.bin", "state": "queued", "size": 3145728u64, "uploaded": 0,
                  "attempts": 0, "error": null, "rate_bytes_per_sec": null, "eta_secs": null,
-                 "started": null, "finished": null},
+                 "started": null, "finished": null,
+                 "server_modified": false, "note": null},
                 {"path": "Docs/x.bin", "state": "failed", "size": 1073741824u64, "uploaded": 0,
                  "attempts": 1, "error": "quota exceeded (507): quotaLimitReached",
                  "rate_bytes_per_sec": null, "eta_secs": null,
-                 "started": "2026-11-21T21:31:25Z", "finished": "2026-11-21T21:31:26Z"},
+                 "started": "2026-11-21T21:31:25Z", "finished": "2026-11-21T21:31:26Z",
+                 "server_modified": false, "note": null},
                 {"path": "a.txt", "state": "done", "size": 11, "uploaded": 11, "attempts": 2,
                  "error": null, "rate_bytes_per_sec": null, "eta_secs": null,
-                 "started": null, "finished": null}
+                 "started": null, "finished": null,
+                 "server_modified": false, "note": null}
             ],
             "throttled_until": "2026-11-21T21:33:05Z",
             "totals": {"queued": 1, "uploading": 1, "retrying": 0, "done": 1, "failed": 1,

@@ -628,6 +628,7 @@ fn direct_context(remote: Arc<TestRemote>, chunk: u64, max_attempts: u32) -> Upl
         },
         plan: ChunkPlan::new(chunk),
         stale_wait: Default::default(),
+        locked_wait: Duration::from_secs(3600),
         conflict: Conflict::Replace,
         hasher: Arc::new(stand_in_file_hash),
         hash_recheck_delay: Duration::ZERO,
@@ -952,4 +953,50 @@ fn sustained_throttling_does_not_spend_max_attempts() {
     }
     let end = uploader.run(&ctx, 1, &job, &Interrupt::new());
     assert!(matches!(end, JobEnd::Failed(_)), "{end:?}");
+}
+
+fn locked_423() -> RemoteError {
+    RemoteError::Client {
+        status: 423,
+        code: "resourceLocked".into(),
+        message: "locked".into(),
+    }
+}
+
+#[test]
+fn locked_file_is_retried_beyond_max_attempts() {
+    let h = harness_with(|c| c.max_attempts = 2);
+    for _ in 0..6 {
+        h.remote.push_create_fault(locked_423());
+    }
+    let data = bytes(K, 11);
+    h.queue.submit(h.job("held.bin", "s", &data));
+    h.idle();
+    assert_eq!(h.creates(), 7);
+    assert!(
+        h.listener.events()[0].1.is_ok(),
+        "{:?}",
+        h.listener.events()
+    );
+    assert_eq!(h.remote.content("held.bin"), Some(data));
+    let u = &h.queue.snapshot().uploads[0];
+    assert_eq!(u.state, UploadState::Done);
+    assert_eq!(u.error.as_deref(), Some(super::status::FILE_LOCKED));
+    // Six waits, each within the policy's (capped) backoff.
+    assert_eq!(h.clock.sleeps().len(), 6);
+}
+
+#[test]
+fn locked_file_fails_after_locked_wait() {
+    let h = harness_with(|c| c.locked_wait = Duration::from_secs(5));
+    for _ in 0..1000 {
+        h.remote.push_create_fault(locked_423());
+    }
+    h.queue.submit(h.job("held.bin", "s", &bytes(K, 12)));
+    h.idle();
+    let reason = h.listener.events()[0].1.clone().unwrap_err();
+    assert!(reason.contains("still locked after"), "{reason}");
+    let slept: Duration = h.clock.sleeps().iter().sum();
+    assert!(slept >= Duration::from_secs(5), "{slept:?}");
+    assert!(slept < Duration::from_secs(6), "{slept:?}");
 }

@@ -50,13 +50,18 @@ use super::registry::StatusRegistry;
 use super::retry::{
     classify, classify_create, counts_toward_give_up, Decision, Op, RetryPolicy, StaleSessionWait,
 };
-use super::status::{sanitize_error, STALE_SESSION, STALE_UNRECORDED_SESSION};
+use super::status::{sanitize_error, FILE_LOCKED, STALE_SESSION, STALE_UNRECORDED_SESSION};
 use super::throttle::Throttle;
 use super::{FileHasher, JobStore, UploadJob};
 use crate::remote::{ByteRange, Conflict, FragmentOutcome, Remote, RemoteError, RemoteItem};
 
 /// How often a worker paused for sign-in checks whether `login` has happened.
 const SIGN_IN_POLL: Duration = Duration::from_secs(1);
+
+/// 423 `resourceLocked` (or any 423): the file is checked out or open in another app.
+fn is_locked(err: &RemoteError) -> bool {
+    matches!(err, RemoteError::Client { status: 423, .. })
+}
 
 /// Everything workers share: the remote, the policy and the shared state they report to.
 pub struct UploadContext {
@@ -69,6 +74,8 @@ pub struct UploadContext {
     pub policy: RetryPolicy,
     /// How long a path held by an earlier session is waited for.
     pub stale_wait: StaleSessionWait,
+    /// How long a file SharePoint reports locked (423) is retried before the job fails.
+    pub locked_wait: Duration,
     pub plan: ChunkPlan,
     pub conflict: Conflict,
     pub hasher: FileHasher,
@@ -145,6 +152,8 @@ impl Uploader {
             best_acked: 0,
             stale_since: None,
             stale_refusals: 0,
+            locked_since: None,
+            locked_refusals: 0,
             rng: &mut self.rng,
         };
         let result = if job.size == 0 {
@@ -203,6 +212,10 @@ struct JobRun<'a> {
     stale_since: Option<std::time::Instant>,
     /// 409s of that kind in a row (the stale-session wait's exponent).
     stale_refusals: u32,
+    /// When the first of the current run of 423 "locked" answers came.
+    locked_since: Option<std::time::Instant>,
+    /// 423s in a row (the locked wait's backoff exponent).
+    locked_refusals: u32,
     rng: &'a mut StdRng,
 }
 
@@ -232,6 +245,8 @@ impl JobRun<'_> {
 
     fn succeeded(&mut self) {
         self.failures_in_row = 0;
+        self.locked_since = None;
+        self.locked_refusals = 0;
         self.ctx.throttle.note_success();
     }
 
@@ -249,6 +264,9 @@ impl JobRun<'_> {
         if self.interrupt.is_set() {
             // Cancel or shutdown (the limiter refuses new requests then): not a failure.
             return Err(Stop::Interrupted);
+        }
+        if is_locked(err) {
+            return self.wait_locked(err);
         }
         let decision = classify(op, err);
         // Remote errors carry no secrets by contract; sanitise anyway (one line, no URLs).
@@ -312,6 +330,42 @@ impl JobRun<'_> {
         Decision::Throttle(retry_after)
     }
 
+    /// SharePoint answered 423: the file is checked out or open for editing elsewhere. That
+    /// is the file's state, not a fault of this upload: retry with the policy's backoff
+    /// (doubling, capped) for up to `locked_wait`, in state `retrying` with
+    /// `status::FILE_LOCKED`, without spending `max_attempts`; fail only after that.
+    fn wait_locked(&mut self, err: &RemoteError) -> Result<Decision, Stop> {
+        let now = self.ctx.clock.now();
+        let first = *self.locked_since.get_or_insert(now);
+        let waited = now.saturating_duration_since(first);
+        if waited >= self.ctx.locked_wait {
+            return Err(Stop::Failed(format!(
+                "{} (still locked after {} s)",
+                sanitize_error(&err.to_string()),
+                waited.as_secs()
+            )));
+        }
+        self.locked_refusals += 1;
+        self.attempts += 1;
+        self.ctx
+            .registry
+            .retrying(self.id, self.attempts, FILE_LOCKED);
+        if self.locked_refusals == 1 {
+            info!(
+                "{}: {FILE_LOCKED}; retrying for up to {} s",
+                self.path(),
+                self.ctx.locked_wait.as_secs()
+            );
+        }
+        let d = self
+            .ctx
+            .policy
+            .backoff(self.locked_refusals, self.rng)
+            .min(self.ctx.locked_wait - waited);
+        self.ctx.clock.sleep(d, self.interrupt);
+        Ok(Decision::Backoff)
+    }
+
     /// A failed createUploadSession: a path held by an earlier session is waited for, the
     /// rest follows the retry policy.
     fn create_failed(&mut self, err: &RemoteError) -> Result<(), Stop> {
@@ -373,8 +427,9 @@ impl JobRun<'_> {
         self.ctx.store.session(self.job, session);
     }
 
-    fn persist_acked(&self, bytes: u64) {
-        self.ctx.store.acked(self.job, bytes);
+    /// Acknowledged bytes and the session's latest expiry (it slides with every 202).
+    fn persist_acked(&self, bytes: u64, expires: Option<std::time::SystemTime>) {
+        self.ctx.store.acked_until(self.job, bytes, expires);
     }
 
     fn progress(&mut self, uploaded: u64) {
@@ -487,10 +542,12 @@ impl JobRun<'_> {
         self.verify(item)
     }
 
-    /// The recovered job's session. Its recorded expiry is not trusted to discard it: the
-    /// expiry slides forward with every fragment (reference §2), and the record keeps the one
-    /// from creation. Dropping a live session on that basis would leave it holding the path
-    /// (409 for a new one until it idles out); a status GET answers 404 if it has expired.
+    /// The recovered job's session. The record keeps the `expirationDateTime` of the latest
+    /// 202 (it slides forward with every fragment, reference §2), so a session that is still
+    /// alive is resumed. Even a passed expiry is not trusted to discard it (clock skew, or the
+    /// answer carrying the newer expiry was lost): dropping a live session would leave it
+    /// holding the path (409 for a new one until it idles out); a status GET answers 404 if it
+    /// has expired.
     fn resumable_session(&self) -> Option<crate::remote::UploadSession> {
         let s = self.job.resume.as_ref()?.session.clone()?;
         if s.expires.is_some_and(|t| t <= self.ctx.clock.wall()) {
@@ -611,12 +668,15 @@ impl JobRun<'_> {
             );
             sent_final |= fragment.offset + fragment.len == size;
             match remote.upload_fragment(sess, fragment.offset, size, body) {
-                Ok(FragmentOutcome::Accepted { next_expected }) => {
+                Ok(FragmentOutcome::Accepted {
+                    next_expected,
+                    expires,
+                }) => {
                     self.succeeded();
                     debug!("{}: bytes {range} accepted", self.path());
                     let at = next_expected.first().map_or(size, |r| r.start.min(size));
                     self.progress(at);
-                    self.persist_acked(at);
+                    self.persist_acked(at, expires);
                     expected = next_expected;
                 }
                 Ok(FragmentOutcome::Completed(item)) => {
@@ -687,6 +747,35 @@ impl JobRun<'_> {
         }
     }
 
+    /// A hash mismatch that is SharePoint's enrichment (`enrichment.rs`): an Office/ODF/PDF
+    /// file in a SharePoint library whose sent and committed bytes both still open with the
+    /// format's signature. Reads the first bytes of the spool file and of the stored item;
+    /// any failure to read answers "no" (the job then fails with the mismatch).
+    fn enriched_by_server(&self, item: &RemoteItem) -> bool {
+        use super::enrichment::{format_of, is_enrichment, HEAD_BYTES};
+        if !self.ctx.remote.enriches_files() || format_of(self.path()).is_none() {
+            return false;
+        }
+        let mut local = [0u8; HEAD_BYTES];
+        let local_ok = File::open(&self.job.spool_file)
+            .and_then(|f| f.read_exact_at(&mut local, 0))
+            .is_ok();
+        if !local_ok || item.size < HEAD_BYTES as u64 {
+            return false;
+        }
+        match self
+            .ctx
+            .remote
+            .read_range(self.path(), 0, HEAD_BYTES as u64)
+        {
+            Ok(remote) => is_enrichment(self.path(), &local, &remote),
+            Err(e) => {
+                debug!("{}: reading the stored file's head: {e}", self.path());
+                false
+            }
+        }
+    }
+
     /// Compare the spool file's hash with the server's; ask once more after a delay when the
     /// server has not computed it yet, and accept with a warning if it still has none.
     fn verify(&mut self, item: RemoteItem) -> Result<RemoteItem, Stop> {
@@ -708,6 +797,22 @@ impl JobRun<'_> {
                 quick_xor_hash: Some(remote),
                 ..item
             }),
+            Some(remote) if self.enriched_by_server(&item) => {
+                info!(
+                    "{}: {} ({} bytes sent, {} stored)",
+                    self.path(),
+                    super::enrichment::SERVER_MODIFIED,
+                    self.job.size,
+                    item.size
+                );
+                self.ctx
+                    .registry
+                    .note(self.id, super::enrichment::SERVER_MODIFIED, true);
+                Ok(RemoteItem {
+                    quick_xor_hash: Some(remote),
+                    ..item
+                })
+            }
             Some(remote) => Err(Stop::Failed(format!(
                 "hash mismatch: local {local} remote {remote}"
             ))),

@@ -1,0 +1,137 @@
+//! Real-mount tests of SharePoint's own habits against the built-in emulator: metadata
+//! enrichment of Office/PDF files after upload (`done`, flagged `server_modified`), real
+//! hash mismatches (still `failed`), locked files (423) and in-place edits that meet a newer
+//! version on the server (412 → a conflict copy beside it).
+
+mod common;
+
+use std::fs;
+use std::time::Duration;
+
+use common::*;
+
+/// Merge `json` into the emulator's field knobs (`POST /_admin/field`).
+fn set_field(emu: &Emu, json: &str) {
+    let url = format!("{}/field", emu.info.admin_url);
+    let r = reqwest::blocking::Client::new()
+        .post(&url)
+        .header("content-type", "application/json")
+        .body(json.to_string())
+        .send()
+        .expect("set field");
+    assert!(r.status().is_success(), "set field: {}", r.status());
+}
+
+/// Bytes shaped like an OOXML package: a ZIP local header, some content, and an
+/// end-of-central-directory record without a comment.
+fn office_bytes(size: usize, seed: u8) -> Vec<u8> {
+    let mut v = b"PK\x03\x04".to_vec();
+    v.extend((0..size).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed)));
+    v.extend_from_slice(b"PK\x05\x06");
+    v.extend_from_slice(&[0u8; 18]);
+    v
+}
+
+#[test]
+fn enriched_docx_is_done_and_flagged_server_modified() {
+    let emu = Emu::start(None);
+    set_field(&emu, r#"{"enrich": true}"#);
+    let m = Mount::start(&emu, "");
+    let src = emu.dir.path().join("Report.docx");
+    write_file(&src, &office_bytes(700_000, 7));
+    let pdf = emu.dir.path().join("scan.pdf");
+    write_file(&pdf, b"%PDF-1.7\n1 0 obj\n<<>>\nendobj\n%%EOF\n");
+    sh(&format!(
+        "cp {} {} {}",
+        src.display(),
+        pdf.display(),
+        m.path("").display()
+    ));
+
+    for (name, local) in [("Report.docx", &src), ("scan.pdf", &pdf)] {
+        let done = m.wait_state(name, "done", Duration::from_secs(60));
+        assert_eq!(done["server_modified"], true, "{done:#}");
+        assert_eq!(
+            done["note"], "modified by SharePoint after upload",
+            "{done:#}"
+        );
+        let item = emu.item(name).expect("stored");
+        let sent = fs::metadata(local).unwrap().len();
+        assert_ne!(
+            item["size"].as_u64().unwrap(),
+            sent,
+            "the emulator enriched {name}"
+        );
+        assert_ne!(item["quickXorHash"].as_str().unwrap(), qxh(local));
+    }
+    let text = m.status_text();
+    assert!(
+        text.contains("note: modified by SharePoint after upload"),
+        "{text}"
+    );
+    // Released: nothing stays in the spool.
+    wait_spool_empty(&m.spool, Duration::from_secs(10));
+    m.unmount();
+}
+
+#[test]
+fn corrupted_files_still_fail() {
+    let emu = Emu::start(None);
+    // A corruption of a .bin, or of an Office file that is no longer a package, must not
+    // pass for enrichment.
+    set_field(&emu, r#"{"corrupt_commits": true}"#);
+    let m = Mount::start(&emu, "");
+    let bin = emu.dir.path().join("data.bin");
+    random_file(&bin, 500_000, 3);
+    let docx = emu.dir.path().join("broken.docx");
+    write_file(&docx, &office_bytes(400_000, 9));
+    sh(&format!(
+        "cp {} {} {}",
+        bin.display(),
+        docx.display(),
+        m.path("").display()
+    ));
+    for name in ["data.bin", "broken.docx"] {
+        let failed = m.wait_state(name, "failed", Duration::from_secs(60));
+        let err = failed["error"].as_str().unwrap_or_default();
+        assert!(err.starts_with("hash mismatch"), "{name}: {failed:#}");
+        assert_eq!(failed["server_modified"], false, "{failed:#}");
+    }
+    // Failed jobs hold their spool files.
+    assert!(!spool_files(&m.spool).is_empty());
+    m.unmount();
+}
+
+/// A file locked (423) for longer than `max_attempts` tries with backoff would last is
+/// waited for, shown as locked, and ends `done` without a manual retry.
+#[test]
+fn locked_file_waits_and_ends_done() {
+    let emu = Emu::start(None);
+    set_field(&emu, r#"{"locked_name": "held.txt", "locked_secs": 6}"#);
+    let m = Mount::start(&emu, "max_attempts = 2");
+    let src = emu.dir.path().join("held.txt");
+    random_file(&src, 200_000, 5);
+    let t = std::time::Instant::now();
+    sh(&format!("cp {} {}", src.display(), m.path("").display()));
+    let retrying = m.wait_state("held.txt", "retrying", Duration::from_secs(20));
+    assert_eq!(
+        retrying["error"], "file is locked (checked out or open in another app)",
+        "{retrying:#}"
+    );
+    let text = m.status_text();
+    assert!(text.contains("file is locked"), "{text}");
+    let done = m.wait_state("held.txt", "done", Duration::from_secs(60));
+    assert!(
+        t.elapsed() >= Duration::from_secs(5),
+        "done before the lock ended"
+    );
+    assert!(done["attempts"].as_u64().unwrap() > 2, "{done:#}");
+    let item = emu.item("held.txt").expect("stored");
+    assert_eq!(item["quickXorHash"].as_str().unwrap(), qxh(&src));
+    assert!(
+        emu.stats()["errors_injected"].as_u64().unwrap() > 2,
+        "more 423s than max_attempts: {}",
+        emu.stats()
+    );
+    m.unmount();
+}
