@@ -77,6 +77,21 @@ enum Command {
         #[arg(long, value_name = "SECONDS")]
         timeout: Option<u64>,
     },
+    /// Print a shell completion script: `shareuplift completions bash > /etc/bash_completion.d/shareuplift`.
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff), generated from these same definitions: `shareuplift man | man -l -`.
+    Man(ManArgs),
+}
+
+#[derive(Args)]
+struct ManArgs {
+    /// Write shareuplift.1 and a page per subcommand (shareuplift-mount.1, …) into DIR
+    /// instead of printing the main page.
+    #[arg(long, value_name = "DIR")]
+    dir: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -374,6 +389,25 @@ fn main() -> ExitCode {
             }
         }
         Command::Wait { timeout, paths } => wait_command(&paths, timeout),
+        Command::Completions { shell } => {
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "shareuplift",
+                &mut std::io::stdout(),
+            );
+            ExitCode::SUCCESS
+        }
+        Command::Man(a) => {
+            let written = match &a.dir {
+                Some(dir) => clap_mangen::generate_to(Cli::command(), dir),
+                None => clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout()),
+            };
+            match written {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => fatal(1, &format!("man: {e}")),
+            }
+        }
         Command::Retry(args) => kept_command(ControlCommand::Retry, &args),
         Command::Discard(args) => kept_command(ControlCommand::Discard, &args),
         Command::Drain {
@@ -507,6 +541,38 @@ mod tests {
         }
         let want = ["Connection", "Sign-in", "Upload", "Spool", "Mount"];
         assert_eq!(headings, want.iter().map(|s| s.to_string()).collect());
+    }
+
+    #[test]
+    fn completions_and_man_page_come_from_the_definitions() {
+        for shell in [
+            clap_complete::Shell::Bash,
+            clap_complete::Shell::Zsh,
+            clap_complete::Shell::Fish,
+        ] {
+            let mut out = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "shareuplift", &mut out);
+            let text = String::from_utf8(out).expect("utf-8");
+            assert!(
+                text.contains("chunk-size") && text.contains("drain"),
+                "{shell}"
+            );
+        }
+        let mut out = Vec::new();
+        clap_mangen::Man::new(Cli::command())
+            .render(&mut out)
+            .expect("render");
+        let page = String::from_utf8(out).expect("utf-8");
+        assert!(page.starts_with(".ie") || page.contains(".TH"), "{page}");
+        assert!(
+            page.contains("shareuplift\\-mount") || page.contains("mount"),
+            "{page}"
+        );
+        let dir = tempfile::tempdir().expect("tempdir");
+        clap_mangen::generate_to(Cli::command(), dir.path()).expect("generate_to");
+        let mount_page = std::fs::read_to_string(dir.path().join("shareuplift-mount.1"))
+            .expect("shareuplift-mount.1");
+        assert!(mount_page.contains("chunk\\-size"), "{mount_page}");
     }
 
     #[test]
