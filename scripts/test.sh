@@ -7,3 +7,9 @@ cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
 cargo test --all-targets -- --test-threads=2
 bash scripts/pjdfstest.sh
+# Completions and man pages are generated from the CLI definitions; fail if that breaks.
+mkdir -p target/generated/completions target/generated/man
+for sh in bash zsh fish; do
+  cargo run -q -- completions "$sh" > "target/generated/completions/shareuplift.$sh"
+done
+cargo run -q -- man --dir target/generated/man

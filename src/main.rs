@@ -10,10 +10,18 @@ use clap::{Args, CommandFactory, Parser, Subcommand};
 use shareuplift::config::{FileConfig, ModeValue, MountConfig, SizeValue};
 use shareuplift::fs::{ControlCommand, STATUS_JSON_NAME, STATUS_NAME};
 
+/// `--version`: the crate version and the git commit it was built from (build.rs).
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("SHAREUPLIFT_GIT_COMMIT"),
+    ")"
+);
+
 #[derive(Parser)]
 #[command(
     name = "shareuplift",
-    version,
+    version = VERSION,
     about = "Copy files to SharePoint as to a disk"
 )]
 struct Cli {
@@ -34,7 +42,10 @@ enum Command {
     /// Run the built-in local SharePoint emulator.
     Emulator(EmulatorArgs),
     /// Print the quickXorHash of local files (compare with SharePoint's file.hashes).
-    Quickxor { files: Vec<PathBuf> },
+    Quickxor {
+        /// Local files to hash.
+        files: Vec<PathBuf>,
+    },
     /// Print the upload status of a mount (its .status file).
     Status {
         /// The mount point.
@@ -46,9 +57,10 @@ enum Command {
     /// Block until the uploads of PATHs (files in a mount, or a mount root for everything)
     /// are done (exit 0) or failed (exit 1, reasons printed); exit 3 on timeout.
     Wait {
-        /// Give up after this many seconds.
-        #[arg(long)]
+        /// Give up after this many seconds [default: wait for ever].
+        #[arg(long, value_name = "SECONDS")]
         timeout: Option<u64>,
+        /// Files in a mount, or a mount point for everything it is uploading.
         #[arg(required = true)]
         paths: Vec<PathBuf>,
     },
@@ -58,6 +70,7 @@ enum Command {
     Discard(KeptArgs),
     /// Refuse new writes, finish the upload queue, then unmount (same as SIGUSR1).
     Drain {
+        /// The mount point.
         mountpoint: PathBuf,
         /// Also wait, at most this many seconds, until the mount is gone (exit 3 if it is not;
         /// for a unit's ExecStop).
@@ -77,6 +90,21 @@ enum Command {
         #[arg(long)]
         write: bool,
     },
+    /// Print a shell completion script: `shareuplift completions bash > /etc/bash_completion.d/shareuplift`.
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff), generated from these same definitions: `shareuplift man | man -l -`.
+    Man(ManArgs),
+}
+
+#[derive(Args)]
+struct ManArgs {
+    /// Write shareuplift.1 and a page per subcommand (shareuplift-mount.1, …) into DIR
+    /// instead of printing the main page.
+    #[arg(long, value_name = "DIR")]
+    dir: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -100,91 +128,102 @@ struct KeptArgs {
     /// Every failed or incomplete upload of the mount given as PATH.
     #[arg(long)]
     all: bool,
+    /// Files in a mount (or, with --all, the mount point).
     #[arg(required = true)]
     paths: Vec<PathBuf>,
 }
 
 #[derive(Args)]
 struct MountArgs {
-    /// TOML configuration file.
-    #[arg(long, short = 'c')]
+    /// TOML configuration file; flags override its keys (README, "Configuration reference").
+    #[arg(long, short = 'c', value_name = "FILE", help_heading = "Connection")]
     config: Option<PathBuf>,
-    /// Where to mount.
+    /// Where to mount (an empty directory).
     mountpoint: PathBuf,
-    #[arg(long)]
+    /// The site, e.g. https://contoso.sharepoint.com/sites/Team (required).
+    #[arg(long, value_name = "URL", help_heading = "Connection")]
     site_url: Option<String>,
-    #[arg(long)]
+    /// Folder to mount: full URL or server-relative path (required).
+    #[arg(long, value_name = "URL", help_heading = "Connection")]
     folder_url: Option<String>,
-    #[arg(long)]
-    username: Option<String>,
-    /// Prefer SHAREUPLIFT_PASSWORD: flags are visible in the process list.
-    #[arg(long)]
-    password: Option<String>,
-    #[arg(long)]
-    tenant: Option<String>,
-    #[arg(long)]
-    client_id: Option<String>,
-    /// Prefer SHAREUPLIFT_CLIENT_SECRET: flags are visible in the process list.
-    #[arg(long)]
-    client_secret: Option<String>,
-    #[arg(long)]
+    /// Microsoft Graph endpoint [default: https://graph.microsoft.com/v1.0, or the cloud's].
+    #[arg(long, value_name = "URL", help_heading = "Connection")]
     graph_url: Option<String>,
-    #[arg(long)]
-    authority_url: Option<String>,
-    /// Fragment size, e.g. 10MiB (a multiple of 320 KiB, under 60 MiB).
-    #[arg(long)]
-    chunk_size: Option<String>,
-    #[arg(long)]
-    workers: Option<usize>,
-    #[arg(long)]
-    spool_dir: Option<PathBuf>,
-    /// replace, rename or fail.
-    #[arg(long)]
-    conflict: Option<String>,
-    #[arg(long)]
-    max_attempts: Option<u32>,
-    /// Seconds finished uploads stay in .status.
-    #[arg(long)]
-    status_retention: Option<u64>,
-    /// Idle lifetime of an upload session on the service, seconds (stale-session wait).
-    #[arg(long)]
-    session_idle_secs: Option<u64>,
-    /// Let other users access the mount.
-    #[arg(long)]
-    allow_other: bool,
-    /// Most bytes the spool may hold, e.g. 20GiB (default: keep max(1 GiB, 5%) free).
-    #[arg(long)]
-    spool_max: Option<String>,
-    /// fsync blocks until the file's current content is committed in SharePoint.
-    #[arg(long)]
-    fsync_barrier: bool,
-    /// device_code, client_secret, certificate or password (default: inferred).
-    #[arg(long)]
-    auth: Option<String>,
-    /// global, usgov, usgov-dod or china.
-    #[arg(long)]
+    /// National cloud: global, usgov, usgov-dod or china [default: global].
+    #[arg(long, help_heading = "Connection")]
     cloud: Option<String>,
-    /// Extra trusted root CA certificate(s), PEM.
-    #[arg(long)]
+    /// Extra trusted root CA certificate(s), PEM (e.g. a TLS-inspecting proxy's).
+    #[arg(long, value_name = "FILE", help_heading = "Connection")]
     ca_file: Option<PathBuf>,
-    /// Go to the background once the mount answers; the exit code says whether it came up.
-    #[arg(long)]
-    daemon: bool,
-    /// Owner (uid) every file and folder reports (default: the mounting user).
-    #[arg(long)]
+    /// Sign-in method: device_code, client_secret, certificate or password [default: inferred].
+    #[arg(long, help_heading = "Sign-in")]
+    auth: Option<String>,
+    /// Account for username/password sign-in (no MFA accounts).
+    #[arg(long, help_heading = "Sign-in")]
+    username: Option<String>,
+    /// Password; prefer SHAREUPLIFT_PASSWORD: flags are visible in the process list.
+    #[arg(long, help_heading = "Sign-in")]
+    password: Option<String>,
+    /// Tenant id or domain [default: {site host's first label}.onmicrosoft.com].
+    #[arg(long, help_heading = "Sign-in")]
+    tenant: Option<String>,
+    /// The Entra ID app registration's client id (required).
+    #[arg(long, help_heading = "Sign-in")]
+    client_id: Option<String>,
+    /// App-only sign-in secret; prefer SHAREUPLIFT_CLIENT_SECRET (process list).
+    #[arg(long, help_heading = "Sign-in")]
+    client_secret: Option<String>,
+    /// Sign-in endpoint [default: https://login.microsoftonline.com, or the cloud's].
+    #[arg(long, value_name = "URL", help_heading = "Sign-in")]
+    authority_url: Option<String>,
+    /// Upload fragment size, a multiple of 320 KiB under 60 MiB [default: 10MiB].
+    #[arg(long, value_name = "SIZE", help_heading = "Upload")]
+    chunk_size: Option<String>,
+    /// Parallel uploads [default: 4].
+    #[arg(long, value_name = "N", help_heading = "Upload")]
+    workers: Option<usize>,
+    /// When the name exists in SharePoint: replace, rename or fail [default: replace].
+    #[arg(long, help_heading = "Upload")]
+    conflict: Option<String>,
+    /// Tries without new bytes acknowledged before an upload is failed [default: 10].
+    #[arg(long, value_name = "N", help_heading = "Upload")]
+    max_attempts: Option<u32>,
+    /// Seconds finished uploads stay listed in .status [default: 600].
+    #[arg(long, value_name = "SECONDS", help_heading = "Upload")]
+    status_retention: Option<u64>,
+    /// Seconds an upload session lives idle on the service (stale-session wait) [default: 900].
+    #[arg(long, value_name = "SECONDS", help_heading = "Upload")]
+    session_idle_secs: Option<u64>,
+    /// fsync blocks until the file's current content is committed in SharePoint [default: off].
+    #[arg(long, help_heading = "Upload")]
+    fsync_barrier: bool,
+    /// Private local storage for files until SharePoint has them [default: ~/.cache/shareuplift].
+    #[arg(long, value_name = "DIR", help_heading = "Spool")]
+    spool_dir: Option<PathBuf>,
+    /// Most bytes the spool may hold, e.g. 20GiB [default: auto, keep max(1 GiB, 5%) free].
+    #[arg(long, value_name = "SIZE", help_heading = "Spool")]
+    spool_max: Option<String>,
+    /// Let other users access the mount [default: off, private to its owner].
+    #[arg(long, help_heading = "Mount")]
+    allow_other: bool,
+    /// Owner (uid) every file and folder reports [default: the mounting user].
+    #[arg(long, value_name = "UID", help_heading = "Mount")]
     uid: Option<u32>,
-    /// Group (gid) every file and folder reports (default: the mounting user's).
-    #[arg(long)]
+    /// Group (gid) every file and folder reports [default: the mounting user's].
+    #[arg(long, value_name = "GID", help_heading = "Mount")]
     gid: Option<u32>,
-    /// Octal umask applied to every mode, e.g. 077 (default: none).
-    #[arg(long)]
+    /// Octal umask applied to every mode, e.g. 077 [default: none].
+    #[arg(long, value_name = "OCTAL", help_heading = "Mount")]
     umask: Option<String>,
-    /// Octal mode of files, e.g. 0640 (default: 0644).
-    #[arg(long)]
+    /// Octal mode of files [default: 0644].
+    #[arg(long, value_name = "OCTAL", help_heading = "Mount")]
     file_mode: Option<String>,
-    /// Octal mode of folders, e.g. 0750 (default: 0755).
-    #[arg(long)]
+    /// Octal mode of folders [default: 0755].
+    #[arg(long, value_name = "OCTAL", help_heading = "Mount")]
     dir_mode: Option<String>,
+    /// Go to the background once the mount answers; the exit code says whether it came up.
+    #[arg(long, help_heading = "Mount")]
+    daemon: bool,
 }
 
 #[derive(Args)]
@@ -383,6 +422,25 @@ fn main() -> ExitCode {
             }
         }
         Command::Wait { timeout, paths } => wait_command(&paths, timeout),
+        Command::Completions { shell } => {
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "shareuplift",
+                &mut std::io::stdout(),
+            );
+            ExitCode::SUCCESS
+        }
+        Command::Man(a) => {
+            let written = match &a.dir {
+                Some(dir) => clap_mangen::generate_to(Cli::command(), dir),
+                None => clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout()),
+            };
+            match written {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => fatal(1, &format!("man: {e}")),
+            }
+        }
         Command::Retry(args) => kept_command(ControlCommand::Retry, &args),
         Command::Discard(args) => kept_command(ControlCommand::Discard, &args),
         Command::Drain {
@@ -501,4 +559,88 @@ fn fatal(code: u8, msg: &str) -> ExitCode {
     }
     eprintln!("shareuplift: {msg}");
     ExitCode::from(code)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every argument of every subcommand, with the subcommand path, that has no help line.
+    fn undocumented(cmd: &clap::Command, path: &str, out: &mut Vec<String>) {
+        for a in cmd.get_arguments() {
+            let id = a.get_id().as_str();
+            if id == "help" || id == "version" {
+                continue;
+            }
+            if a.get_help().is_none_or(|h| h.to_string().trim().is_empty()) {
+                out.push(format!("{path} {id}"));
+            }
+        }
+        for sub in cmd.get_subcommands() {
+            undocumented(sub, &format!("{path} {}", sub.get_name()), out);
+        }
+    }
+
+    #[test]
+    fn every_option_has_a_description() {
+        let mut missing = Vec::new();
+        undocumented(&Cli::command(), "shareuplift", &mut missing);
+        assert!(missing.is_empty(), "options without help: {missing:?}");
+    }
+
+    #[test]
+    fn mount_options_are_grouped() {
+        let cmd = Cli::command();
+        let mount = cmd.find_subcommand("mount").expect("mount");
+        let mut headings = std::collections::BTreeSet::new();
+        for a in mount.get_arguments() {
+            if a.is_positional() || a.is_global_set() || a.get_id() == "help" {
+                continue;
+            }
+            let h = a
+                .get_help_heading()
+                .unwrap_or_else(|| panic!("--{} has no help heading", a.get_id()));
+            headings.insert(h.to_string());
+        }
+        let want = ["Connection", "Sign-in", "Upload", "Spool", "Mount"];
+        assert_eq!(headings, want.iter().map(|s| s.to_string()).collect());
+    }
+
+    #[test]
+    fn completions_and_man_page_come_from_the_definitions() {
+        for shell in [
+            clap_complete::Shell::Bash,
+            clap_complete::Shell::Zsh,
+            clap_complete::Shell::Fish,
+        ] {
+            let mut out = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "shareuplift", &mut out);
+            let text = String::from_utf8(out).expect("utf-8");
+            assert!(
+                text.contains("chunk-size") && text.contains("drain"),
+                "{shell}"
+            );
+        }
+        let mut out = Vec::new();
+        clap_mangen::Man::new(Cli::command())
+            .render(&mut out)
+            .expect("render");
+        let page = String::from_utf8(out).expect("utf-8");
+        assert!(page.starts_with(".ie") || page.contains(".TH"), "{page}");
+        assert!(
+            page.contains("shareuplift\\-mount") || page.contains("mount"),
+            "{page}"
+        );
+        let dir = tempfile::tempdir().expect("tempdir");
+        clap_mangen::generate_to(Cli::command(), dir.path()).expect("generate_to");
+        let mount_page = std::fs::read_to_string(dir.path().join("shareuplift-mount.1"))
+            .expect("shareuplift-mount.1");
+        assert!(mount_page.contains("chunk\\-size"), "{mount_page}");
+    }
+
+    #[test]
+    fn version_names_the_commit() {
+        assert!(VERSION.starts_with(env!("CARGO_PKG_VERSION")));
+        assert!(VERSION.ends_with(')') && VERSION.len() > env!("CARGO_PKG_VERSION").len() + 3);
+    }
 }
