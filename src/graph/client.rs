@@ -348,6 +348,10 @@ impl Remote for GraphRemote {
         self.api.http.rate.latest()
     }
 
+    fn retry_after_until(&self) -> Option<std::time::Instant> {
+        self.api.http.rate.retry_until()
+    }
+
     fn stat(&self, path: &str) -> Result<Option<RemoteItem>, RemoteError> {
         let segs = split_rel(path)?;
         self.stat_segments(&segs, &format!("stat {path}"))
