@@ -355,6 +355,10 @@ impl Remote for GraphRemote {
         true
     }
 
+    fn retry_after_until(&self) -> Option<std::time::Instant> {
+        self.api.http.rate.retry_until()
+    }
+
     fn stat(&self, path: &str) -> Result<Option<RemoteItem>, RemoteError> {
         let segs = split_rel(path)?;
         self.stat_segments(&segs, &format!("stat {path}"))

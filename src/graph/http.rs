@@ -54,6 +54,10 @@ pub struct Http {
 #[derive(Debug, Default)]
 pub struct RateObserver {
     latest: Mutex<Option<RateLimitHint>>,
+    /// The latest 429/503 + Retry-After: until when the service asked us to send nothing.
+    /// Recorded the moment the status line is in, before the body is read or the error
+    /// classified, so every other thread can see it before its next request.
+    retry_until: Mutex<Option<Instant>>,
 }
 
 impl RateObserver {
@@ -65,6 +69,21 @@ impl RateObserver {
     /// What the latest answer said.
     pub fn latest(&self) -> Option<RateLimitHint> {
         *self.latest.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A 429/503 asked for `d` of silence from now (never shortens a later end).
+    pub fn record_retry_after(&self, d: Duration) {
+        let until = Instant::now() + d;
+        let mut r = self.retry_until.lock().unwrap_or_else(|e| e.into_inner());
+        if r.is_none_or(|cur| cur < until) {
+            *r = Some(until);
+        }
+    }
+
+    /// Until when the latest Retry-After asks for silence, if that is still ahead.
+    pub fn retry_until(&self) -> Option<Instant> {
+        let r = *self.retry_until.lock().unwrap_or_else(|e| e.into_inner());
+        r.filter(|t| *t > Instant::now())
     }
 }
 
@@ -133,6 +152,16 @@ impl Http {
         match result {
             Ok(resp) => {
                 self.rate.record(parse_rate_limit(resp.headers()));
+                if matches!(resp.status().as_u16(), 429 | 503) {
+                    let ra = resp
+                        .headers()
+                        .get(RETRY_AFTER)
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| parse_retry_after(v, SystemTime::now()));
+                    if let Some(d) = ra {
+                        self.rate.record_retry_after(d);
+                    }
+                }
                 log::debug!(
                     "{method} {log_url} -> {} in {ms} ms",
                     resp.status().as_u16()
@@ -226,5 +255,10 @@ mod tests {
         assert!(obs.latest().is_some());
         obs.record(None);
         assert_eq!(obs.latest(), None);
+        assert_eq!(obs.retry_until(), None);
+        obs.record_retry_after(Duration::from_secs(30));
+        obs.record_retry_after(Duration::from_secs(1)); // shorter: ignored
+        let left = obs.retry_until().unwrap() - Instant::now();
+        assert!(left > Duration::from_secs(25), "{left:?}");
     }
 }

@@ -241,6 +241,12 @@ pub trait Remote: Send + Sync + 'static {
         None
     }
 
+    /// Until when the latest 429/503 answer's Retry-After asks for silence (real time), if
+    /// that is still ahead; seen as soon as the answer's status line is in. Cheap, no request.
+    fn retry_after_until(&self) -> Option<std::time::Instant> {
+        None
+    }
+
     fn stat(&self, path: &str) -> Result<Option<RemoteItem>, RemoteError>;
     /// All children of the folder at `path`, following `@odata.nextLink`.
     fn list(&self, path: &str) -> Result<Vec<RemoteItem>, RemoteError>;

@@ -285,10 +285,24 @@ impl LimitedRemote {
         }
     }
 
+    /// Close the gate for what is left of a Retry-After another thread's answer carried
+    /// (`Remote::retry_after_until`, recorded before that thread has even read the body):
+    /// answers to requests sent together arrive together, and without this the others would
+    /// send their next requests before the throttled thread had closed the gate.
+    fn follow_retry_after(&self) {
+        if let Some(until) = self.inner.retry_after_until() {
+            let left = until.saturating_duration_since(Instant::now());
+            if !left.is_zero() {
+                self.gate.close_for(&*self.clock, left);
+            }
+        }
+    }
+
     fn call<T>(
         &self,
         f: impl FnOnce(&dyn Remote) -> Result<T, RemoteError>,
     ) -> Result<T, RemoteError> {
+        self.follow_retry_after();
         let Some(permit) =
             self.limiter
                 .acquire(&*self.clock, &self.gate, &self.stop, on_big_lane())
@@ -298,6 +312,7 @@ impl LimitedRemote {
             ));
         };
         let result = f(&*self.inner);
+        self.follow_retry_after();
         match &result {
             Err(RemoteError::Throttled { retry_after, .. }) => {
                 self.limiter
@@ -321,6 +336,9 @@ impl Remote for LimitedRemote {
     }
     fn rate_limit(&self) -> Option<RateLimitHint> {
         self.inner.rate_limit()
+    }
+    fn retry_after_until(&self) -> Option<Instant> {
+        self.inner.retry_after_until()
     }
     fn stat(&self, path: &str) -> Result<Option<RemoteItem>, RemoteError> {
         self.call(|r| r.stat(path))
