@@ -334,6 +334,9 @@ impl Remote for LimitedRemote {
     fn auth_pauses(&self) -> bool {
         self.inner.auth_pauses()
     }
+    fn enriches_files(&self) -> bool {
+        self.inner.enriches_files()
+    }
     fn rate_limit(&self) -> Option<RateLimitHint> {
         self.inner.rate_limit()
     }
