@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
-# Install the system packages ShareUplift's demo and tests need (fuse3, rsync, curl), if missing.
+# Install the system packages ShareUplift's demo and tests need (fuse3, rsync, curl, attr for
+# getfattr, openssl for the TLS test CA), if missing.
 # Safe to run repeatedly; needs root (or sudo) only when something is missing.
 set -euo pipefail
 missing=()
 command -v fusermount3 >/dev/null 2>&1 || missing+=(fuse3)
 command -v rsync >/dev/null 2>&1 || missing+=(rsync)
 command -v curl >/dev/null 2>&1 || missing+=(curl)
+command -v getfattr >/dev/null 2>&1 || missing+=(attr)
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 if [ ${#missing[@]} -gt 0 ]; then
   SUDO=""
   [ "$(id -u)" -eq 0 ] || SUDO="sudo"
