@@ -169,7 +169,7 @@ fn recover_one(fs: &Fs, data: &Path, report: &mut RecoveryReport) {
             rec.error = Some(reason);
             keep(fs, data, &rec, len, UploadState::Incomplete, report);
         }
-        RecordState::Failed => adopt_failed(fs, data, &rec, len, report),
+        RecordState::Failed => adopt_kept(fs, data, &rec, len, UploadState::Failed, report),
         RecordState::Sealed if len != rec.size => {
             let mut rec = rec;
             rec.error = Some(format!(
@@ -178,21 +178,13 @@ fn recover_one(fs: &Fs, data: &Path, report: &mut RecoveryReport) {
             ));
             rec.state = RecordState::Failed;
             let _ = crate::spool::save_record(data, &rec);
-            adopt_failed(fs, data, &rec, len, report);
+            adopt_kept(fs, data, &rec, len, UploadState::Failed, report);
         }
         RecordState::Sealed if is_temp_path(&rec.path) => {
             let mut rec = rec;
             rec.error = Some(HELD_TEMP.to_string());
             report.held += 1;
-            fs.adopt_spooled(
-                &rec.path,
-                data.to_path_buf(),
-                len,
-                rec.mtime(),
-                false,
-                rec.error.clone(),
-            );
-            keep(fs, data, &rec, len, UploadState::Incomplete, report);
+            adopt_kept(fs, data, &rec, len, UploadState::Incomplete, report);
         }
         RecordState::Sealed => {
             let same = rec.fingerprint.is_some() && Fingerprint::of(data).ok() == rec.fingerprint;
@@ -242,8 +234,16 @@ fn is_temp_path(path: &str) -> bool {
     looks_like_temp_name(path.rsplit('/').next().unwrap_or(path))
 }
 
-/// Show a failed upload in the mount and keep it in the queue's failed set.
-fn adopt_failed(fs: &Fs, data: &Path, rec: &SpoolRecord, len: u64, report: &mut RecoveryReport) {
+/// Show a kept file (failed, or held back) in the mount, with its reason, and keep it in the
+/// queue's set of kept jobs in `state`.
+fn adopt_kept(
+    fs: &Fs,
+    data: &Path,
+    rec: &SpoolRecord,
+    len: u64,
+    state: UploadState,
+    report: &mut RecoveryReport,
+) {
     fs.adopt_spooled(
         &rec.path,
         data.to_path_buf(),
@@ -252,7 +252,7 @@ fn adopt_failed(fs: &Fs, data: &Path, rec: &SpoolRecord, len: u64, report: &mut 
         false,
         rec.error.clone(),
     );
-    keep(fs, data, rec, len, UploadState::Failed, report);
+    keep(fs, data, rec, len, state, report);
 }
 
 fn keep(

@@ -544,21 +544,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let spool = Spool::open(tmp.path()).unwrap();
         let (data, _) = spool.new_file().unwrap();
-        let rec = SpoolRecord {
-            path: "a.bin".into(),
-            state: RecordState::Sealed,
-            size: 10,
-            mtime_secs: 0,
-            mtime_nanos: 0,
-            attempts: 0,
-            error: None,
-            session_url: None,
-            session_expires: None,
-            acked: 0,
-            content_hash: None,
-            fingerprint: None,
-            may_hold_session: false,
-        };
+        let rec = SpoolRecord::new("a.bin", RecordState::Sealed, 10, SystemTime::UNIX_EPOCH);
         save_record(&data, &rec).unwrap();
         let job = crate::upload::UploadJob::new("a.bin".into(), data.clone(), 10, UNIX_EPOCH);
         let at = |s: u64| UNIX_EPOCH + std::time::Duration::from_secs(s);
