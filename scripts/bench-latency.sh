@@ -12,6 +12,9 @@ lat=${1:-50}
 rf=${RSYNC_FOLDERS:-10}; rn=${RSYNC_FILES:-100}; rtotal=$(( rf * rn ))
 wf=${WALK_FOLDERS:-100}; wn=${WALK_FILES:-100}; wtotal=$(( wf * wn ))
 big_mib=${BIG_MIB:-1024}
+# FIGURES=rsync,walk,throttle,budget,big picks some of the figures (default: all).
+figures=${FIGURES:-rsync,walk,throttle,budget,big}
+want() { [[ ",$figures," == *",$1,"* ]]; }
 # PROFILE=dev measures the dev build (opt-level 1, dependencies at 3) when no release build
 # is at hand; the report should say which.
 if [ -n "${SHAREUPLIFT_BIN:-}" ]; then
@@ -55,15 +58,18 @@ rsync_run() {
 }
 
 field="{\"latency_ms\": $lat}"
+if want rsync; then
 rsync_run "[$lat ms] rsync ${rtotal}x4KiB in $rf folders" '{}' "$field"
 reset; t0=$(now_ms)
 moved=$(rsync -a --stats "$src/" "$mnt/tree/" | awk -F': ' '/Number of regular files transferred/ {print $2}')
 t1=$(now_ms)
 echo "[$lat ms] second rsync: $moved files transferred, $(ms_to_s $(( t1 - t0 ))) s, $(requests) requests (<= 3 s, <= 20 wanted)"
 stop_mount; stop_emulator
+fi
 
 # Seeded tree: WALK_FOLDERS x WALK_FILES files, created through the admin API inside the mount
 # folder (not through the mount).
+if want walk; then
 start_emulator '{}' '{}'
 fp=$(folder_path)
 cfg=$work/seed.curl; : > "$cfg"; echo x > "$work/x"
@@ -79,11 +85,15 @@ echo "[$lat ms] ls -lR over $wtotal files/$wf folders ($seen seen), first walk: 
 reset; t0=$(now_ms); find "$mnt/seed" -type f | wc -l >/dev/null; ls -lR "$mnt/seed" >/dev/null; t1=$(now_ms)
 echo "[$lat ms] second walk (find + ls -lR): $(requests) requests (0 wanted), $(ms_to_s $(( t1 - t0 ))) s"
 stop_mount; stop_emulator
+fi
 
+if want throttle; then
 rsync_run "[$lat ms] rsync with 10 % 429s" '{"seed": 7, "throttle_rate": 0.1, "retry_after_secs": 1, "apply_to": "all"}' "$field"
-echo "[$lat ms] 429 run: $(stat_key throttled) answered 429; requests sent inside a Retry-After window: $(stat_key requests_inside_retry_after)"
+echo "[$lat ms] 429 run: $(stat_key throttled) answered 429; requests arriving inside a Retry-After window: $(stat_key requests_inside_retry_after) (of which $(stat_key requests_inside_retry_after_late) arrived 5 ms or more after the 429 left)"
 stop_mount; stop_emulator
+fi
 
+if want budget; then
 rsync_run "[$lat ms] rsync at budget 20 req/s" '{}' "{\"latency_ms\": $lat, \"budget_per_sec\": 20, \"budget_burst\": 20}"
 refused=$(stat_key budget_refused); total=$(requests)
 # Floor: every request the run needed, at 20 a second (refused ones cost nothing in the
@@ -91,8 +101,9 @@ refused=$(stat_key budget_refused); total=$(requests)
 floor_ms=$(( (total - refused) * 1000 / 20 ))
 echo "[$lat ms] budget run: commit $(ms_to_s "$commit_ms") s vs 1.15 x floor $(ms_to_s $(( floor_ms * 115 / 100 ))) s (floor $(ms_to_s "$floor_ms") s for $(( total - refused )) requests); refused $refused of $total ($(awk -v r="$refused" -v t="$total" 'BEGIN { printf "%.1f", (t > 0 ? 100 * r / t : 0) }') %)"
 stop_mount; stop_emulator
+fi
 
-if [ "$lat" = 0 ]; then
+if [ "$lat" = 0 ] && want big; then
   start_emulator '{}' '{}'
   mount_emulator ""
   t0=$(now_ms); head -c $(( big_mib * 1024 * 1024 )) /dev/zero > "$mnt/big.bin"; t1=$(now_ms); wait_all_done; t2=$(now_ms)

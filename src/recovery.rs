@@ -68,37 +68,7 @@ pub const NOT_CLOSED: &str =
 pub const HELD_TEMP: &str = "held: looks like an interrupted temp file \
      (discard with shareuplift discard PATH, or shareuplift retry PATH to upload it)";
 
-/// Whether a file name (the last path component) looks like the temporary file of a save
-/// that renames into place: rsync's `.NAME.XXXXXX` (six letters or digits, from mkstemp),
-/// editor backups `NAME~`, `NAME.tmp` (any case), LibreOffice's `.~lock.NAME#` and vim's
-/// `.NAME.swp`. Pure.
-pub fn looks_like_temp_name(name: &str) -> bool {
-    let lower = name.to_ascii_lowercase();
-    if name.len() > 1 && name.ends_with('~') {
-        return true;
-    }
-    if lower.len() > 4 && lower.ends_with(".tmp") {
-        return true;
-    }
-    if name.starts_with(".~lock.") && name.ends_with('#') {
-        return true;
-    }
-    let Some(hidden) = name.strip_prefix('.') else {
-        return false;
-    };
-    if lower.len() > 5 && lower.ends_with(".swp") {
-        return true;
-    }
-    // rsync: "." + NAME + "." + 6 alphanumerics, NAME non-empty.
-    match hidden.rsplit_once('.') {
-        Some((stem, suffix)) => {
-            !stem.is_empty()
-                && suffix.len() == 6
-                && suffix.bytes().all(|b| b.is_ascii_alphanumeric())
-        }
-        None => false,
-    }
-}
+pub use crate::upload::temp_names::looks_like_temp_name;
 
 /// Re-queue and show everything the spool holds. Call before serving the mount.
 pub fn recover(fs: &Fs, spool: &Spool) -> RecoveryReport {
@@ -305,38 +275,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn temp_names() {
-        for (name, temp) in [
-            // rsync: "." NAME "." 6 alphanumerics
-            (".f22.dat.Jp3Svo", true),
-            (".report.pdf.a1B2c3", true),
-            (".x.000000", true),
-            (".f22.dat.Jp3Sv", false),   // 5 characters
-            (".f22.dat.Jp3Svo7", false), // 7 characters
-            (".f22.dat.Jp3-vo", false),  // not alphanumeric
-            ("f22.dat.Jp3Svo", false),   // not hidden
-            ("..abcdef", false),         // no NAME
-            (".bashrc", false),
-            (".config.backup", true), // ambiguous: looks like rsync's, held to be safe
-            // editors
-            ("notes.txt~", true),
-            ("~", false),
-            ("data.tmp", true),
-            ("DATA.TMP", true),
-            (".tmp", false),
-            ("tmp", false),
-            ("template.tmpl", false),
-            (".~lock.budget.ods#", true),
-            (".~lock.budget.ods", false),
-            (".notes.txt.swp", true),
-            ("notes.swp", false),
-            // ordinary
-            ("f22.dat", false),
-            ("archive.tar.gz", false),
-            ("photo.JPEG", false),
-        ] {
-            assert_eq!(looks_like_temp_name(name), temp, "{name}");
-        }
+    fn temp_paths() {
         assert!(is_temp_path("Docs/sub/.big.bin.XyZ123"));
         assert!(!is_temp_path(".hidden.XyZ123/big.bin"));
     }

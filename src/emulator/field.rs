@@ -34,7 +34,11 @@
 //! SharePoint does. Every 429 or 503 carrying `Retry-After` that the emulator sends (budget or
 //! injected fault) opens a window; a metered request *arriving* before that window closes is
 //! counted in `requests_inside_retry_after` (requests already in flight when the window opened
-//! are not), so a test can assert that a client honours Retry-After.
+//! are not), so a test can assert that a client honours Retry-After. Those arriving more than
+//! [`REACTION`] after the latest such answer left are also counted in
+//! `requests_inside_retry_after_late`: with no transit time on loopback, a request arriving
+//! sooner was sent while the 429 was still being read by the client, which in a real network
+//! is a request in flight.
 
 use std::time::{Duration, Instant};
 
@@ -197,6 +201,11 @@ impl Bucket {
     }
 }
 
+/// How long a client needs to read a 429 that has left the emulator: requests arriving sooner
+/// were, on loopback, sent before it could know (the "in flight" ones); those arriving later
+/// count in `requests_inside_retry_after_late` as well.
+pub const REACTION: Duration = Duration::from_millis(5);
+
 /// The knobs plus the run-time state they drive (under one lock, `EmulatorState::field`).
 #[derive(Debug)]
 pub struct FieldState {
@@ -204,6 +213,8 @@ pub struct FieldState {
     bucket: Option<Bucket>,
     /// End of the latest Retry-After window the emulator gave.
     retry_until: Option<Instant>,
+    /// When the latest 429/503 with Retry-After was sent.
+    retry_sent: Option<Instant>,
     /// Until when `locked_name` answers 423 (set when the lock knobs change).
     locked_until: Option<Instant>,
 }
@@ -214,6 +225,7 @@ impl FieldState {
             config: FieldConfig::default(),
             bucket: None,
             retry_until: None,
+            retry_sent: None,
             locked_until: None,
         };
         s.replace(config);
@@ -256,8 +268,18 @@ impl FieldState {
         self.retry_until.is_some_and(|t| now < t)
     }
 
+    /// Inside a window and arriving at least [`REACTION`] after the latest 429/503 was sent:
+    /// sent by a client that had had time to read it.
+    pub fn late_inside_retry_after(&self, now: Instant) -> bool {
+        self.inside_retry_after(now)
+            && self
+                .retry_sent
+                .is_some_and(|t| now.saturating_duration_since(t) >= REACTION)
+    }
+
     /// Remember a Retry-After we sent at `now`.
     pub fn gave_retry_after(&mut self, now: Instant, secs: u64) {
+        self.retry_sent = Some(now);
         let until = now + Duration::from_secs(secs);
         if self.retry_until.is_none_or(|t| t < until) {
             self.retry_until = Some(until);
@@ -443,5 +465,8 @@ mod tests {
         // A shorter, later window never shortens the current one.
         s.gave_retry_after(t0 + Duration::from_millis(10), 1);
         assert!(s.inside_retry_after(t0 + Duration::from_millis(1500)));
+        // Late: arrived REACTION or more after the latest 429 left.
+        assert!(!s.late_inside_retry_after(t0 + Duration::from_millis(12)));
+        assert!(s.late_inside_retry_after(t0 + Duration::from_millis(15)));
     }
 }

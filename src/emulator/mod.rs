@@ -118,10 +118,11 @@ impl Handler for App {
         let arrived = Instant::now();
         let kind = field::classify(req);
         let metered = field::metered(req);
-        let (inside, latency) = {
+        let (inside, late, latency) = {
             let f = lock(&shared.field);
             (
                 metered && f.inside_retry_after(arrived),
+                metered && f.late_inside_retry_after(arrived),
                 f.config().latency(),
             )
         };
@@ -132,6 +133,9 @@ impl Handler for App {
             }
             if inside {
                 s.requests_inside_retry_after += 1;
+            }
+            if late {
+                s.requests_inside_retry_after_late += 1;
             }
         });
         if kind.is_none() {

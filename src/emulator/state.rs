@@ -57,6 +57,8 @@ pub struct Stats {
     pub budget_refused: u64,
     /// Metered requests that arrived inside a Retry-After window the emulator gave.
     pub requests_inside_retry_after: u64,
+    /// Of those, the ones arriving `field::REACTION` or more after the latest 429/503 left.
+    pub requests_inside_retry_after_late: u64,
     /// Tenant segments seen on the token endpoint.
     pub tenants_seen: Vec<String>,
 }

@@ -94,6 +94,18 @@ fn poll_loop(shared: &CoreShared, coherence: &Coherence, interval: Duration) {
     let mut token: Option<String> = None;
     let mut told_refused = false;
     loop {
+        // A Retry-After the service gave (to any request of this mount) holds the feed too:
+        // it is one more request of the same app and user.
+        while let Some(left) = shared
+            .remote
+            .retry_after_until()
+            .map(|t| t.saturating_duration_since(Instant::now()))
+            .filter(|d| !d.is_zero())
+        {
+            if !coherence.pause(left) {
+                return;
+            }
+        }
         match shared.remote.delta(token.as_deref()) {
             Ok(round) => {
                 if token.is_none() {

@@ -11,14 +11,21 @@
 //! - **Additive increase**: each request that gets through adds `1/limit`, so the limit grows
 //!   by about one per round of `limit` successes, up to `max` (= `workers` +
 //!   `small_file_workers`: more permits than threads would be meaningless).
-//! - **Slowing before the budget is gone**: when the latest answer carried `RateLimit-Limit` /
-//!   `-Remaining` / `-Reset` (SharePoint sends them once 80 % is used), requests are spaced
-//!   `Reset / (Limit − Remaining)` apart: the rate at which a budget of `Limit` refills when
-//!   `Limit − Remaining` of it came back in `Reset`, stretched by up to 2× as Remaining nears 0
-//!   (Reset is whole seconds, so that rate is an estimate). Sending at about the refill rate
-//!   keeps Remaining from reaching 0, so the 429s (which still count against the budget) do
-//!   not come at all. Answers without the headers halve the spacing, one answer at a time,
-//!   rather than lifting it at once (which would let every waiting worker go together).
+//! - **Staying inside the budget**: when answers carry `RateLimit-Limit` / `-Remaining` /
+//!   `-Reset` (SharePoint sends them once 80 % of the budget is used), the limiter keeps a copy
+//!   of the service's token bucket ([`Budget`]): capacity `Limit`, a refill rate learnt as
+//!   `(Limit − Remaining) / Reset` (the bucket is full again after `Reset`; Reset is whole
+//!   seconds rounded up, so each estimate is at most the true rate, and the highest estimate
+//!   of the last minute is kept), and a token count set from `Remaining` minus the requests
+//!   this mount has in flight (they will be charged too) at every answer that has the headers.
+//!   Every request takes a token of the copy, waiting for one at the learnt rate (a little
+//!   below it, keeping a small reserve). So once the budget is known the mount sends at about
+//!   its refill rate and the 429s — which still count against the budget — mostly do not come.
+//!   Without headers for a minute the copy is dropped.
+//! - **Spreading after throttling**: for a while after a 429/503, requests leave at least
+//!   [`SPREAD`] apart, so answers do not arrive in a burst in which some threads send again
+//!   before the one holding the 429 has closed the gate. After a paced or spread wait the gate
+//!   is looked at again before the request goes.
 //! - **Fairness between lanes**: while a big-lane request waits, a small-lane request may not
 //!   take the last free permit, so a stream of small files never starves a large upload when
 //!   the limit is low. (The reverse cannot happen: the big lane has `workers` threads only.)
@@ -59,8 +66,25 @@ fn on_big_lane() -> bool {
 /// How long a polling waiter sleeps between looks at the limit (a permit is also signalled).
 const POLL: Duration = Duration::from_millis(50);
 
-/// Below this the spacing is lifted altogether.
-const MIN_GAP: Duration = Duration::from_millis(1);
+/// After a 429/503, requests are sent at least this far apart, for [`WARY`] beyond the
+/// Retry-After. Requests released together (the gate reopening, a round of answers) come back
+/// together; if one of them is throttled, the others' next requests would go out before the
+/// thread holding the 429 has read it and closed the gate, i.e. inside the window the service
+/// just opened. Spread out, each answer is read before the next one arrives. 10 ms caps the
+/// send rate at 100 a second while wary, above what a throttled tenant grants anyway.
+pub const SPREAD: Duration = Duration::from_millis(10);
+
+/// How long after a throttling window sends stay spread out.
+const WARY: Duration = Duration::from_secs(10);
+
+/// A budget copy not refreshed by any header for this long is dropped.
+const BUDGET_MEMORY: Duration = Duration::from_secs(60);
+
+/// The share of the learnt refill rate the mount uses, and the tokens it leaves in the
+/// service's bucket: margins for the estimate and for requests of the mount's other parts
+/// (listings, reads) that do not pass here.
+const BUDGET_SHARE: f64 = 0.95;
+const BUDGET_RESERVE: f64 = 1.0;
 
 #[derive(Debug)]
 struct State {
@@ -69,10 +93,12 @@ struct State {
     big_waiting: usize,
     /// No throttling after this halves the limit again (one episode = one decrease).
     hold_until: Option<Instant>,
-    /// Spacing from the latest `RateLimit-*` headers; zero when there were none.
-    gap: Duration,
-    /// The earliest the next request may be sent under that spacing.
-    next_send: Option<Instant>,
+    /// The copy of the service's budget, once `RateLimit-*` headers were seen.
+    budget: Option<Budget>,
+    /// When the latest request was (or is reserved to be) sent.
+    last_send: Option<Instant>,
+    /// Until then sends are at least [`SPREAD`] apart (set by a 429/503).
+    wary_until: Option<Instant>,
 }
 
 /// The mount-wide AIMD limiter (module documentation).
@@ -108,8 +134,9 @@ impl Limiter {
                 in_flight: 0,
                 big_waiting: 0,
                 hold_until: None,
-                gap: Duration::ZERO,
-                next_send: None,
+                budget: None,
+                last_send: None,
+                wary_until: None,
             }),
             freed: Condvar::new(),
         }
@@ -170,9 +197,15 @@ impl Limiter {
                 continue;
             }
             let now = clock.now();
-            if let Some(at) = s.next_send.filter(|at| *at > now) {
+            let spread_at = s
+                .last_send
+                .filter(|_| s.wary_until.is_some_and(|t| now < t))
+                .map(|last| last + SPREAD)
+                .filter(|at| *at > now);
+            let paced_at = s.budget.as_mut().and_then(|b| b.take(now));
+            if let Some(at) = paced_at.max(spread_at) {
                 // Reserve the slot `at`, then sleep to it outside the lock.
-                s.next_send = Some(at + s.gap);
+                s.last_send = Some(at);
                 s.in_flight += 1;
                 drop(s);
                 let slept = clock.sleep(at.saturating_duration_since(now), interrupt);
@@ -181,11 +214,15 @@ impl Limiter {
                     s.in_flight = s.in_flight.saturating_sub(1);
                     break None;
                 }
+                if gate.closed_until(clock).is_some() {
+                    // Throttled while we slept: give the permit back and wait for the gate.
+                    s.in_flight = s.in_flight.saturating_sub(1);
+                    self.freed.notify_all();
+                    continue;
+                }
                 break Some(());
             }
-            if !s.gap.is_zero() {
-                s.next_send = Some(now + s.gap);
-            }
+            s.last_send = Some(now);
             s.in_flight += 1;
             break Some(());
         };
@@ -211,6 +248,7 @@ impl Limiter {
         let now = clock.now();
         {
             let mut s = self.lock();
+            s.wary_until = Some(now + retry_after.unwrap_or(Duration::ZERO) + WARY);
             if s.hold_until.is_none_or(|t| now >= t) {
                 s.limit = (s.limit / 2.0).max(1.0);
                 let episode = retry_after
@@ -224,37 +262,107 @@ impl Limiter {
         }
     }
 
-    /// The latest answer's `RateLimit-*` headers (or their absence): set the spacing.
-    pub fn on_rate_limit(&self, hint: Option<RateLimitHint>) {
+    /// The latest answer's `RateLimit-*` headers (or their absence): refresh the budget copy.
+    /// Called by the thread whose request was answered, with its permit still held.
+    pub fn on_rate_limit(&self, clock: &dyn Clock, hint: Option<RateLimitHint>) {
+        let now = clock.now();
         let mut s = self.lock();
-        s.gap = match hint {
-            Some(h) => pacing_gap(h),
-            // Lift the spacing gradually: dropping it at once would release every waiting
-            // worker together into a budget that has only just left the 80 % mark.
-            None if s.gap > MIN_GAP => s.gap / 2,
-            None => Duration::ZERO,
-        };
-        if s.gap.is_zero() {
-            s.next_send = None;
+        let others = s.in_flight.saturating_sub(1) as f64;
+        match hint {
+            Some(h) if h.limit > 0 => {
+                let b = s.budget.get_or_insert_with(|| Budget::new(h, now));
+                b.learn(h, others, now);
+            }
+            _ => {
+                if s.budget
+                    .as_ref()
+                    .is_some_and(|b| now >= b.seen + BUDGET_MEMORY)
+                {
+                    s.budget = None;
+                } else if let Some(b) = s.budget.as_mut() {
+                    b.headerless(others, now);
+                }
+            }
         }
     }
 }
 
-/// The spacing of requests that keeps a nearly spent budget from running out (module
-/// documentation): `reset / (limit − remaining)`, or `reset / limit` when nothing came back
-/// yet. Zero when the headers say the budget is far from spent (< 80 % used). Pure.
-pub fn pacing_gap(h: RateLimitHint) -> Duration {
-    if h.limit == 0 || h.remaining.saturating_mul(5) > h.limit {
-        return Duration::ZERO;
+/// The limiter's copy of the service's token bucket (module documentation). Tokens may go
+/// below zero: each is a request reserved to leave when the refill has paid for it.
+#[derive(Debug, Clone, Copy)]
+struct Budget {
+    capacity: f64,
+    /// Tokens a second: the highest estimate of the last [`BUDGET_MEMORY`].
+    rate: f64,
+    rate_seen: Instant,
+    tokens: f64,
+    at: Instant,
+    /// The latest answer with headers.
+    seen: Instant,
+}
+
+impl Budget {
+    fn new(h: RateLimitHint, now: Instant) -> Budget {
+        Budget {
+            capacity: h.limit as f64,
+            rate: 0.0,
+            rate_seen: now,
+            tokens: h.remaining as f64,
+            at: now,
+            seen: now,
+        }
     }
-    let used = h.limit.saturating_sub(h.remaining).max(1);
-    // `used` ≤ limit < 2^32 in practice; saturate rather than overflow.
-    let refill = h.reset / u32::try_from(used).unwrap_or(u32::MAX);
-    // Reset is in whole seconds (rounded up), so the refill rate it gives is only an estimate:
-    // the closer Remaining is to 0, the further below it we stay, up to half of it at 0.
-    let fifth = (h.limit as f64 / 5.0).max(1.0);
-    let short = (fifth - h.remaining as f64).max(0.0) / fifth;
-    refill.mul_f64(1.0 + short)
+
+    /// Refill since `at`, at the share of the learnt rate the mount uses.
+    fn refill(&mut self, now: Instant) {
+        let dt = now.saturating_duration_since(self.at).as_secs_f64();
+        self.tokens = (self.tokens + dt * self.rate * BUDGET_SHARE).min(self.capacity);
+        self.at = now;
+    }
+
+    /// Headers from an answer, while `others` more requests of ours are in flight.
+    fn learn(&mut self, h: RateLimitHint, others: f64, now: Instant) {
+        self.refill(now);
+        self.capacity = h.limit as f64;
+        let used = h.limit.saturating_sub(h.remaining) as f64;
+        let reset = h.reset.as_secs_f64();
+        if used > 0.0 && reset > 0.0 {
+            let estimate = used / reset;
+            if estimate > self.rate || now >= self.rate_seen + BUDGET_MEMORY {
+                self.rate = estimate;
+                self.rate_seen = now;
+            }
+        }
+        // Reservations already made (negative tokens) are requests that will be sent; they
+        // are among `others` (they hold permits while they wait).
+        self.tokens = h.remaining as f64 - others - BUDGET_RESERVE;
+        self.seen = now;
+    }
+
+    /// An answer without headers: the service has more than a fifth of its budget left (it
+    /// sends them from 80 % used on), so the copy holds at least that much, less what is in
+    /// flight.
+    fn headerless(&mut self, others: f64, now: Instant) {
+        self.refill(now);
+        self.tokens = self
+            .tokens
+            .max(self.capacity / 5.0 - others - BUDGET_RESERVE);
+    }
+
+    /// Take a token for a request: `None` to send now, or the instant its turn comes.
+    fn take(&mut self, now: Instant) -> Option<Instant> {
+        self.refill(now);
+        self.tokens -= 1.0;
+        if self.tokens >= 0.0 {
+            return None;
+        }
+        let rate = self.rate * BUDGET_SHARE;
+        if rate <= 0.0 {
+            // Nothing learnt about the refill yet: one token a second until an answer says.
+            return Some(now + Duration::from_secs_f64(-self.tokens));
+        }
+        Some(now + Duration::from_secs_f64((-self.tokens / rate).min(60.0)))
+    }
 }
 
 /// The remote the upload queue uses: every request takes a permit of the [`Limiter`] for its
@@ -321,7 +429,8 @@ impl LimitedRemote {
             Err(RemoteError::Transport(_)) => {}
             _ => self.limiter.on_success(),
         }
-        self.limiter.on_rate_limit(self.inner.rate_limit());
+        self.limiter
+            .on_rate_limit(&*self.clock, self.inner.rate_limit());
         drop(permit);
         result
     }
@@ -455,24 +564,40 @@ mod tests {
     }
 
     #[test]
-    fn pacing_follows_the_refill_rate() {
-        // Far from spent: no spacing.
-        assert_eq!(pacing_gap(hint(20, 10, 1)), Duration::ZERO);
-        // 16 of 20 used, full again in 1 s: 16 per second.
-        assert_eq!(
-            pacing_gap(hint(20, 4, 1)),
-            Duration::from_millis(62) + Duration::from_micros(500)
-        );
-        // 18 used: 18 per second, stretched by half of the way to empty (x 1.5).
-        let g = pacing_gap(hint(20, 2, 1)).as_secs_f64();
-        assert!((g - 1.0 / 12.0).abs() < 1e-6, "{g}");
-        // Empty: the whole budget back in 2 s, 10 per second, halved.
-        assert_eq!(pacing_gap(hint(20, 0, 2)), Duration::from_millis(200));
-        assert_eq!(pacing_gap(hint(0, 0, 2)), Duration::ZERO);
+    fn the_budget_copy_learns_the_refill_rate_and_paces_to_it() {
+        let t0 = Instant::now();
+        let ms = |n: u64| t0 + Duration::from_millis(n);
+        // 16 of 20 used, full again within 1 s: at least 16 a second.
+        let mut b = Budget::new(hint(20, 4, 1), t0);
+        b.learn(hint(20, 4, 1), 0.0, t0);
+        assert_eq!(b.rate, 16.0);
+        // Empty, full in 1 s: 20 a second; a lower estimate later does not lower it...
+        b.learn(hint(20, 0, 1), 0.0, ms(10));
+        assert_eq!(b.rate, 20.0);
+        b.learn(hint(20, 4, 1), 0.0, ms(20));
+        assert_eq!(b.rate, 20.0);
+        // ...until the minute is over.
+        b.learn(hint(20, 4, 1), 0.0, ms(20) + BUDGET_MEMORY);
+        assert_eq!(b.rate, 16.0);
+        // Tokens: Remaining, less our other requests in flight and the reserve.
+        let mut b = Budget::new(hint(20, 0, 1), t0);
+        b.learn(hint(20, 5, 1), 2.0, t0);
+        assert_eq!(b.tokens, 2.0);
+        assert_eq!(b.take(t0), None);
+        assert_eq!(b.take(t0), None);
+        // Then one request per 1 / (15 x 0.95) s, reserved in turn.
+        let gap = 1.0 / (15.0 * BUDGET_SHARE);
+        let at = b.take(t0).unwrap();
+        assert!(((at - t0).as_secs_f64() - gap).abs() < 1e-6);
+        let at = b.take(t0).unwrap();
+        assert!(((at - t0).as_secs_f64() - 2.0 * gap).abs() < 1e-6);
+        // An answer without headers: more than a fifth is left.
+        b.headerless(0.0, t0);
+        assert_eq!(b.tokens, 3.0);
     }
 
     #[test]
-    fn permits_bound_in_flight_and_spacing_delays() {
+    fn permits_bound_in_flight_and_the_budget_paces() {
         let clock = ManualClock::new(SystemTime::UNIX_EPOCH);
         let gate = Throttle::new();
         let intr = Interrupt::new();
@@ -481,36 +606,55 @@ mod tests {
         let b = l.acquire(&clock, &gate, &intr, true).unwrap();
         assert_eq!(l.in_flight(), 2);
         drop(a);
+        // b is answered: the budget is spent, full again in 1 s.
+        l.on_rate_limit(&clock, Some(hint(20, 0, 1)));
         drop(b);
-        l.on_rate_limit(Some(hint(20, 0, 1)));
-        let a = l.acquire(&clock, &gate, &intr, true).unwrap();
-        drop(a);
-        let b = l.acquire(&clock, &gate, &intr, true).unwrap();
-        drop(b);
-        assert_eq!(clock.sleeps(), vec![Duration::from_millis(100)]);
-        // Headers gone: the spacing halves per answer, then goes.
-        // (The slot already reserved keeps its time.)
-        l.on_rate_limit(None);
         drop(l.acquire(&clock, &gate, &intr, true).unwrap());
         drop(l.acquire(&clock, &gate, &intr, true).unwrap());
-        assert_eq!(
-            clock.sleeps()[1..],
-            [Duration::from_millis(100), Duration::from_millis(50)]
+        let sleeps = clock.sleeps();
+        assert_eq!(sleeps.len(), 2, "{sleeps:?}");
+        // Reserve of 1, then 19 a second: the first waits 2 tokens' time, the next 1 more.
+        let per = 1.0 / (20.0 * BUDGET_SHARE);
+        assert!(
+            (sleeps[0].as_secs_f64() - 2.0 * per).abs() < 1e-3,
+            "{sleeps:?}"
         );
-        for _ in 0..7 {
-            l.on_rate_limit(None);
-        }
-        clock.advance(Duration::from_secs(1));
+        assert!((sleeps[1].as_secs_f64() - per).abs() < 1e-3, "{sleeps:?}");
+        // A minute without headers: the copy is dropped, no more pacing.
+        clock.advance(BUDGET_MEMORY);
+        l.on_rate_limit(&clock, None);
         drop(l.acquire(&clock, &gate, &intr, true).unwrap());
         drop(l.acquire(&clock, &gate, &intr, true).unwrap());
-        assert_eq!(clock.sleeps().len(), 3);
+        assert_eq!(clock.sleeps().len(), 2);
         // Inside a Retry-After window the permit waits for the gate.
         gate.close_for(&clock, Duration::from_secs(5));
         drop(l.acquire(&clock, &gate, &intr, true).unwrap());
-        assert_eq!(clock.sleeps()[3], Duration::from_secs(5));
+        assert_eq!(clock.sleeps()[2], Duration::from_secs(5));
         intr.trigger();
         assert!(l.acquire(&clock, &gate, &intr, true).is_none());
         assert_eq!(l.in_flight(), 0);
+    }
+
+    #[test]
+    fn sends_spread_out_after_throttling() {
+        let clock = ManualClock::new(SystemTime::UNIX_EPOCH);
+        let gate = Throttle::new();
+        let intr = Interrupt::new();
+        let l = Limiter::new(4);
+        // Never throttled: back to back.
+        drop(l.acquire(&clock, &gate, &intr, false).unwrap());
+        drop(l.acquire(&clock, &gate, &intr, false).unwrap());
+        assert!(clock.sleeps().is_empty());
+        l.on_throttled(&clock, &gate, Some(Duration::from_secs(1)));
+        // The first waits out the window, the next one leaves SPREAD after it.
+        drop(l.acquire(&clock, &gate, &intr, false).unwrap());
+        drop(l.acquire(&clock, &gate, &intr, false).unwrap());
+        assert_eq!(clock.sleeps(), vec![Duration::from_secs(1), SPREAD]);
+        // Long after the window: back to back again.
+        clock.advance(WARY + Duration::from_secs(1));
+        drop(l.acquire(&clock, &gate, &intr, false).unwrap());
+        drop(l.acquire(&clock, &gate, &intr, false).unwrap());
+        assert_eq!(clock.sleeps().len(), 2);
     }
 
     #[test]

@@ -31,6 +31,7 @@ mod queue;
 pub mod registry;
 pub mod retry;
 pub mod status;
+pub mod temp_names;
 pub mod throttle;
 pub mod worker;
 

@@ -657,6 +657,9 @@ impl UploadQueue {
                 to_release.push((old, Release::Superseded));
             }
             p.job.remote_path = to.to_string();
+            if settles(from, to) {
+                p.not_before = p.not_before.min(Instant::now() + RENAME_SETTLE);
+            }
             amended = p.job.clone();
             // A key already in the channel under the old name is skipped as stale.
             p.enqueued = false;
@@ -789,4 +792,19 @@ impl UploadQueue {
             }
         }
     }
+}
+
+/// How long a job renamed from a temp name to its final one still waits: the write-back delay
+/// exists for the rename (and the `utimens`/`chmod` before it) that a tool like rsync does
+/// right after close, and once that rename has happened the file is complete. A short pause
+/// still lets a following `chmod` or `utimens` amend the job.
+const RENAME_SETTLE: Duration = Duration::from_millis(50);
+
+/// Whether a rename from `from` to `to` is the finishing rename of a temp file (see
+/// [`super::temp_names`]): the last component of `from` looks temporary and that of `to` does
+/// not.
+fn settles(from: &str, to: &str) -> bool {
+    use super::temp_names::looks_like_temp_name;
+    let last = |p: &str| p.rsplit('/').next().unwrap_or(p).to_string();
+    looks_like_temp_name(&last(from)) && !looks_like_temp_name(&last(to))
 }
