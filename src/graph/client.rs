@@ -14,7 +14,7 @@ use std::time::{Duration, SystemTime};
 
 use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
 use reqwest::blocking::Response;
-use reqwest::header::{CONTENT_RANGE, CONTENT_TYPE, LOCATION, RANGE};
+use reqwest::header::{CONTENT_RANGE, CONTENT_TYPE, IF_MATCH, LOCATION, RANGE};
 use reqwest::Method;
 use serde_json::Value;
 
@@ -504,6 +504,7 @@ impl Remote for GraphRemote {
         _size: u64,
         mtime: SystemTime,
         conflict: Conflict,
+        if_match: Option<&str>,
     ) -> Result<UploadSession, RemoteError> {
         let segs = split_rel(path)?;
         let (_, name) = split_parent(&segs, "createUploadSession")?;
@@ -518,9 +519,16 @@ impl Remote for GraphRemote {
             },
         };
         let url = format!("{}/createUploadSession", self.item_url(&segs));
-        let resp = self
-            .api
-            .send_ok(Method::POST, &url, |r| r.json(&body), &context)?;
+        // Graph honours If-Match on createUploadSession: 412 when the item changed since.
+        let resp = self.api.send_ok(
+            Method::POST,
+            &url,
+            |r| match if_match {
+                Some(tag) => r.header(IF_MATCH, tag).json(&body),
+                None => r.json(&body),
+            },
+            &context,
+        )?;
         let wire: UploadSessionWire = read_json(resp, &context)?;
         let url = wire.upload_url.filter(|u| !u.is_empty()).ok_or_else(|| {
             RemoteError::Protocol(format!("{context}: response has no uploadUrl"))
@@ -598,6 +606,7 @@ impl Remote for GraphRemote {
         path: &str,
         body: &[u8],
         conflict: Conflict,
+        if_match: Option<&str>,
     ) -> Result<RemoteItem, RemoteError> {
         let segs = split_rel(path)?;
         split_parent(&segs, "upload")?;
@@ -612,6 +621,10 @@ impl Remote for GraphRemote {
             Method::PUT,
             &url,
             |r| {
+                let r = match if_match {
+                    Some(tag) => r.header(IF_MATCH, tag),
+                    None => r,
+                };
                 r.header(CONTENT_TYPE, "application/octet-stream")
                     .timeout(timeout)
                     .body(body.to_vec())

@@ -210,7 +210,7 @@ fn create_session_sends_ordered_json_with_bearer() {
     let remote = server.remote();
     let mtime = UNIX_EPOCH + Duration::from_secs(1_714_557_600);
     let session = remote
-        .create_upload_session("sub dir/a#b%.txt", 10, mtime, Conflict::Fail)
+        .create_upload_session("sub dir/a#b%.txt", 10, mtime, Conflict::Fail, None)
         .unwrap();
     assert_eq!(
         session.url.expose(),
@@ -661,7 +661,7 @@ fn upload_small_and_delete() {
     });
     let remote = server.remote();
     let item = remote
-        .upload_small("empty.txt", b"", Conflict::Replace)
+        .upload_small("empty.txt", b"", Conflict::Replace, None)
         .unwrap();
     assert_eq!(item.id, "item1");
     remote.delete("x").unwrap();
