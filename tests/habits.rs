@@ -250,3 +250,47 @@ fn in_place_edit_of_an_unchanged_file_replaces_it() {
     );
     m.unmount();
 }
+
+/// An editor's or rsync's atomic save (write a temp file, rename it over the original): if
+/// the original was read from the server and a colleague changed it before the rename, the
+/// new content goes beside it as a conflict copy; unchanged, it simply replaces it.
+#[test]
+fn rename_over_a_file_changed_meanwhile_saves_a_conflict_copy() {
+    let emu = Emu::start(None);
+    emu.seed("keep.txt", b"keep v1\n".to_vec());
+    emu.seed("doc.txt", b"doc v1\n".to_vec());
+    // No change-feed polls: the mount's view of doc.txt is the one it read.
+    let m = Mount::start(&emu, "poll_interval = 0");
+
+    assert_eq!(fs::read(m.path("keep.txt")).unwrap(), b"keep v1\n");
+    fs::write(m.path(".keep.txt.new"), b"keep v2 (ours)\n").unwrap();
+    fs::rename(m.path(".keep.txt.new"), m.path("keep.txt")).unwrap();
+    let done = m.wait_state("keep.txt", "done", Duration::from_secs(60));
+    assert!(done["conflict_copy"].is_null(), "{done:#}");
+    assert_eq!(server_bytes(&emu, "keep.txt"), b"keep v2 (ours)\n".to_vec());
+
+    assert_eq!(fs::read(m.path("doc.txt")).unwrap(), b"doc v1\n");
+    fs::write(m.path(".doc.txt.new"), b"doc v2 (ours)\n").unwrap();
+    emu.seed("doc.txt", b"doc v2 (colleague)\n".to_vec());
+    fs::rename(m.path(".doc.txt.new"), m.path("doc.txt")).unwrap();
+    let done = m.wait_state("doc.txt", "done", Duration::from_secs(60));
+    let copy = done["conflict_copy"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no conflict copy: {done:#}"))
+        .to_string();
+    assert!(copy.starts_with("doc (conflict "), "{copy}");
+    assert_eq!(
+        server_bytes(&emu, "doc.txt"),
+        b"doc v2 (colleague)\n".to_vec()
+    );
+    assert_eq!(server_bytes(&emu, &copy), b"doc v2 (ours)\n".to_vec());
+    assert_eq!(
+        emu.file_paths(),
+        vec![copy.clone(), "doc.txt".to_string(), "keep.txt".to_string()]
+    );
+    assert_eq!(
+        fs::read(m.path("doc.txt")).unwrap(),
+        b"doc v2 (colleague)\n"
+    );
+    m.unmount();
+}
