@@ -19,7 +19,7 @@ use reqwest::Method;
 use serde_json::Value;
 
 use super::api::GraphApi;
-use super::auth::TokenProvider;
+use super::auth::{TokenProvider, SIGN_IN_NEEDED};
 use super::http::{error_from_response, read_json, Http};
 use super::paths::{drive_item_id_url, drive_item_url, split_rel};
 use super::resolve::{resolve, sign_in, ConnectError};
@@ -166,12 +166,54 @@ impl GraphRemote {
     }
 
     /// [`connect`](Self::connect) with explicit transport tuning.
+    ///
+    /// Device-code sign-in: a successful start-up remembers where it found the folder
+    /// (`cache::FolderCache`, beside the token cache). A start-up whose saved sign-in is
+    /// already dead (refresh token revoked or expired) then comes up anyway with that folder,
+    /// the queue paused on `sign-in needed` until `shareuplift login`; without a remembered
+    /// folder it fails with the one-line message, as every other sign-in failure does.
     pub fn connect_with(cfg: GraphConfig, tuning: Tuning) -> Result<GraphRemote, ConnectError> {
         let api = Self::api(&cfg, tuning)?;
-        let r = retry_transient(cfg.startup_timeout, || {
+        let folder_cache = Self::folder_cache(&cfg);
+        let outcome = retry_transient(cfg.startup_timeout, || {
             sign_in(&api, &cfg)?;
             resolve(&api, &cfg)
-        })?;
+        });
+        let r = match outcome {
+            Ok(r) => {
+                if let Some(fc) = &folder_cache {
+                    if let Err(e) = fc.save(&r.drive_id, &r.drive_name, &r.folder) {
+                        log::warn!("{e}");
+                    }
+                }
+                r
+            }
+            Err(e) => match folder_cache
+                .as_ref()
+                .filter(|_| api.auth.sign_in_needed().is_some())
+            {
+                Some(fc) => match fc.load() {
+                    Ok(Some(c)) => {
+                        log::warn!(
+                            "{SIGN_IN_NEEDED}: mounting with the folder found at the last \
+                             start-up ({}); uploads wait for the sign-in",
+                            c.saved_at
+                        );
+                        super::resolve::Resolved {
+                            drive_id: c.drive_id,
+                            drive_name: c.drive_name,
+                            folder: c.folder,
+                        }
+                    }
+                    Ok(None) => return Err(e),
+                    Err(load_err) => {
+                        log::warn!("{load_err}");
+                        return Err(e);
+                    }
+                },
+                None => return Err(e),
+            },
+        };
         log::info!(
             "mounted library {} folder /{} (drive {})",
             r.drive_name,
@@ -185,6 +227,16 @@ impl GraphRemote {
             folder: r.folder,
             ids: Default::default(),
         })
+    }
+
+    /// The folder cache of a device-code configuration (`None` for other sign-ins: their
+    /// failures at start-up are configuration errors, not a sign-in to repair while mounted).
+    fn folder_cache(cfg: &GraphConfig) -> Option<super::cache::FolderCache> {
+        if cfg.auth != super::AuthMethod::DeviceCode {
+            return None;
+        }
+        let tokens = super::auth::token_cache(cfg).ok()?;
+        Some(tokens.folder_cache(&cfg.graph_url, &cfg.site_url, &cfg.folder_url))
     }
 
     /// The authorized Graph API of `cfg` (for `check`), without network I/O.
