@@ -570,7 +570,10 @@ fn in_place_edit_meets_a_newer_server_version() {
         .collect();
     assert_eq!(copies.len(), 1, "{copies:?}");
     let copy = &copies[0];
-    assert!(copy.starts_with("a (conflict ") && copy.ends_with(").txt"), "{copy}");
+    assert!(
+        copy.starts_with("a (conflict ") && copy.ends_with(").txt"),
+        "{copy}"
+    );
     assert_eq!(r.remote.content(copy), Some(b"OURSer v1".to_vec()));
     // The table: the copy is a committed file; the original shows the server's version.
     let c = r.fs.lookup(ROOT_INO, copy).unwrap();
