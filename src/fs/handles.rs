@@ -264,8 +264,9 @@ impl Fs {
         let (spool_path, file) = self.new_spool_file(&path)?;
         // The base eTag (conflict-safe in-place edits, `LocalFile::base_etag`): only a
         // read-modify-write of the server's content has one. An O_TRUNC rewrite replaces the
-        // file by intent (as `cp` and most applications mean it), and a copy of content still
-        // in the spool was never read from the server.
+        // file by intent (as `cp` and most applications mean it). A copy of content still in
+        // the spool (queued or uploading) has none: its base would be our own upload ahead of
+        // it, whose eTag is not known until it commits, so it replaces like a rewrite.
         let (size, mtime, base_etag) = if truncate {
             (0, SystemTime::now(), None)
         } else if let Some(l) = &local {
@@ -310,8 +311,11 @@ impl Fs {
 
     /// Size, mtime and eTag of the server's current version of `path`, asked once just before
     /// its content is fetched for an in-place edit, so that the eTag is that of the bytes
-    /// fetched (a cached one may be older: a false conflict). A failed or empty answer falls
-    /// back to the cached metadata (the fetch then fails or not on its own).
+    /// fetched (a cached one may be older: a false conflict). A change between this stat and
+    /// the download gives new bytes with the older eTag: at worst a needless conflict copy,
+    /// never an overwrite. A failed or empty answer falls back to the cached metadata (the
+    /// fetch then fails or not on its own). One metadata request on the FUSE thread of the
+    /// first write, beside the download that thread makes anyway (`fetch_into`).
     fn fresh_remote(&self, path: &str, cached: &RemoteMeta) -> (u64, SystemTime, Option<String>) {
         match self.remote().stat(path) {
             Ok(Some(item)) if !item.is_folder => (item.size, item.mtime, item.etag),

@@ -164,7 +164,19 @@ impl CoreListener {
                     .table
                     .upsert_remote(parent, &current, Instant::now());
             }
-            Ok(None) => {}
+            Ok(None) => {
+                // Deleted on the server meanwhile: the name is gone unless written here since.
+                let mut st = self.shared.lock();
+                let gone = st
+                    .table
+                    .ino_of(&job.remote_path)
+                    .and_then(|ino| st.table.get(ino))
+                    .is_some_and(|n| n.local.is_none());
+                if gone {
+                    st.table
+                        .removed(&job.remote_path, std::time::SystemTime::now());
+                }
+            }
             Err(e) => warn!("{}: re-reading after a conflict: {e}", job.remote_path),
         }
     }

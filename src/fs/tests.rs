@@ -587,3 +587,42 @@ fn in_place_edit_meets_a_newer_server_version() {
     let entry = status.uploads.iter().find(|u| u.path == "a.txt").unwrap();
     assert_eq!(entry.conflict_copy.as_deref(), Some(copy.as_str()));
 }
+
+/// Deleted on the server while edited here: ours is saved as a conflict copy (the name is
+/// not silently brought back) and the original name disappears from the mount.
+#[test]
+fn in_place_edit_of_a_file_deleted_meanwhile_keeps_ours_as_a_copy() {
+    let r = rig(Duration::ZERO);
+    r.remote
+        .upload_small(
+            "gone.txt",
+            b"server v1",
+            crate::remote::Conflict::Replace,
+            None,
+        )
+        .unwrap();
+    let ino = r.fs.lookup(ROOT_INO, "gone.txt").unwrap().ino;
+    let o = r.fs.open(ino, libc::O_RDWR).unwrap();
+    r.fs.write(o.fh, 9, b"+ours").unwrap();
+    r.remote.delete("gone.txt").unwrap();
+    r.fs.release(o.fh).unwrap();
+    r.settle();
+    let names: Vec<String> = r
+        .remote
+        .list("")
+        .unwrap()
+        .into_iter()
+        .map(|i| i.name)
+        .collect();
+    assert_eq!(names.len(), 1, "{names:?}");
+    assert!(names[0].starts_with("gone (conflict "), "{names:?}");
+    assert_eq!(
+        r.remote.content(&names[0]),
+        Some(b"server v1+ours".to_vec())
+    );
+    assert!(matches!(
+        r.fs.lookup(ROOT_INO, "gone.txt"),
+        Err(FsError::NotFound)
+    ));
+    assert!(r.fs.lookup(ROOT_INO, &names[0]).is_ok());
+}
