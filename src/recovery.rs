@@ -188,7 +188,8 @@ fn recover_one(fs: &Fs, data: &Path, report: &mut RecoveryReport) {
                 None,
             );
             let mut job =
-                UploadJob::new(rec.path.clone(), data.to_path_buf(), rec.size, rec.mtime());
+                UploadJob::new(rec.path.clone(), data.to_path_buf(), rec.size, rec.mtime())
+                    .with_base_etag(rec.base_etag.clone());
             job.resume = Some(Resume {
                 session,
                 unrecorded_session,

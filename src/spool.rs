@@ -187,6 +187,10 @@ pub struct SpoolRecord {
     /// between its creation and our record write): recovery marks the job so.
     #[serde(default)]
     pub may_hold_session: bool,
+    /// The eTag the content was edited from (`UploadJob::base_etag`), sent as `if-match`;
+    /// absent in records of earlier versions and for files that replace by intent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_etag: Option<String>,
 }
 
 /// Identity of a sealed spool data file: length, inode and mtime (ns since the epoch).
@@ -241,6 +245,7 @@ impl SpoolRecord {
             content_hash: None,
             fingerprint: None,
             may_hold_session: false,
+            base_etag: None,
         };
         rec.set_mtime(mtime);
         rec
@@ -637,6 +642,7 @@ mod tests {
             content_hash: None,
             fingerprint: Fingerprint::of(&data).ok(),
             may_hold_session: true,
+            base_etag: Some("\"{item-7},3\"".into()),
         };
         let t = UNIX_EPOCH + std::time::Duration::new(1_700_000_000, 123);
         rec.set_mtime(t);
@@ -655,6 +661,17 @@ mod tests {
         remove_spooled(&data);
         assert!(spool.existing_files().unwrap().is_empty());
         assert!(!record_path(&data).exists());
+    }
+
+    /// Records written before `base_etag` existed still load (as "replace by intent").
+    #[test]
+    fn old_records_without_base_etag_load() {
+        let old = r#"{"path":"a.bin","state":"sealed","size":3,"mtime_secs":5,"mtime_nanos":0}"#;
+        let rec: SpoolRecord = serde_json::from_str(old).unwrap();
+        assert_eq!(rec.base_etag, None);
+        assert_eq!(rec.path, "a.bin");
+        let json = serde_json::to_string(&rec).unwrap();
+        assert!(!json.contains("base_etag"), "{json}");
     }
 
     /// Every 202's `expirationDateTime` reaches the record (same write as the acked bytes),

@@ -135,3 +135,162 @@ fn locked_file_waits_and_ends_done() {
     );
     m.unmount();
 }
+
+/// The raw content of `rel` in SharePoint (the emulator's admin API).
+fn server_bytes(emu: &Emu, rel: &str) -> Vec<u8> {
+    let url = format!("{}/files/Documents/{FOLDER}/{rel}", emu.info.admin_url);
+    let r = reqwest::blocking::get(&url).expect("GET admin file");
+    assert!(r.status().is_success(), "GET {rel}: {}", r.status());
+    r.bytes().expect("body").to_vec()
+}
+
+/// Open `rel` in the mount for an in-place edit (read-write, no O_TRUNC), write `patch` at
+/// byte 0, run `meanwhile` while it is still open, then close it.
+fn edit_in_place(m: &Mount, rel: &str, patch: &[u8], meanwhile: impl FnOnce()) {
+    use std::os::unix::fs::FileExt;
+    let f = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(m.path(rel))
+        .expect("open for an in-place edit");
+    f.write_all_at(patch, 0).expect("write in place");
+    meanwhile();
+    drop(f);
+}
+
+/// A colleague saves a newer version while the file is open here for an in-place edit: both
+/// versions end in SharePoint, theirs under the name, ours beside it as a conflict copy, and
+/// `.status` names both; the mount shows both files.
+#[test]
+fn in_place_edit_of_a_file_changed_meanwhile_saves_a_conflict_copy() {
+    let emu = Emu::start(None);
+    let v1 = b"first line\nsecond line\n".to_vec();
+    let colleague = b"the colleague's newer version\n".to_vec();
+    emu.seed("report.txt", v1.clone());
+    let m = Mount::start(&emu, "");
+    assert_eq!(fs::read(m.path("report.txt")).unwrap(), v1);
+    edit_in_place(&m, "report.txt", b"FIRST", || {
+        emu.seed("report.txt", colleague.clone());
+    });
+    let done = m.wait_state("report.txt", "done", Duration::from_secs(60));
+    let copy = done["conflict_copy"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no conflict copy: {done:#}"))
+        .to_string();
+    assert!(
+        copy.starts_with("report (conflict ") && copy.ends_with(").txt"),
+        "{copy}"
+    );
+    let mut ours = v1.clone();
+    ours[..5].copy_from_slice(b"FIRST");
+    assert_eq!(
+        server_bytes(&emu, "report.txt"),
+        colleague,
+        "theirs untouched"
+    );
+    assert_eq!(server_bytes(&emu, &copy), ours, "ours beside it");
+    assert_eq!(
+        emu.file_paths(),
+        vec![copy.clone(), "report.txt".to_string()]
+    );
+    let note = done["note"].as_str().unwrap_or_default();
+    assert!(
+        note.starts_with("conflict: changed in SharePoint meanwhile") && note.contains(&copy),
+        "{done:#}"
+    );
+    let text = m.status_text();
+    assert!(
+        text.contains("report.txt") && text.contains(&format!("saved as \"{copy}\"")),
+        "{text}"
+    );
+    // The mount shows both: the colleague's version under the name, ours as the copy.
+    let mut listed: Vec<String> = fs::read_dir(m.path(""))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .filter(|n| !n.starts_with('.'))
+        .collect();
+    listed.sort();
+    assert_eq!(listed, vec![copy.clone(), "report.txt".to_string()]);
+    assert_eq!(fs::read(m.path("report.txt")).unwrap(), colleague);
+    assert_eq!(fs::read(m.path(&copy)).unwrap(), ours);
+    wait_spool_empty(&m.spool, Duration::from_secs(10));
+    assert_no_violations(&emu);
+    m.unmount();
+}
+
+/// Nobody changed the file: the in-place edit simply replaces it (if-match succeeds), no
+/// copy. An O_TRUNC rewrite replaces by intent even when the server's file changed.
+#[test]
+fn in_place_edit_of_an_unchanged_file_replaces_it() {
+    let emu = Emu::start(None);
+    let v1 = b"0123456789\n".to_vec();
+    emu.seed("notes.txt", v1.clone());
+    emu.seed("plain.txt", b"old plain\n".to_vec());
+    let m = Mount::start(&emu, "");
+    edit_in_place(&m, "notes.txt", b"AB", || {});
+    let done = m.wait_state("notes.txt", "done", Duration::from_secs(60));
+    assert!(done["conflict_copy"].is_null(), "{done:#}");
+    assert!(done["note"].is_null(), "{done:#}");
+    assert_eq!(server_bytes(&emu, "notes.txt"), b"AB23456789\n".to_vec());
+
+    let f = fs::OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(m.path("plain.txt"))
+        .expect("open O_TRUNC");
+    emu.seed("plain.txt", b"colleague\n".to_vec());
+    std::io::Write::write_all(&mut &f, b"rewritten\n").unwrap();
+    drop(f);
+    let done = m.wait_state("plain.txt", "done", Duration::from_secs(60));
+    assert!(done["conflict_copy"].is_null(), "{done:#}");
+    assert_eq!(server_bytes(&emu, "plain.txt"), b"rewritten\n".to_vec());
+    assert_eq!(
+        emu.file_paths(),
+        vec!["notes.txt".to_string(), "plain.txt".to_string()]
+    );
+    m.unmount();
+}
+
+/// An editor's or rsync's atomic save (write a temp file, rename it over the original): if
+/// the original was read from the server and a colleague changed it before the rename, the
+/// new content goes beside it as a conflict copy; unchanged, it simply replaces it.
+#[test]
+fn rename_over_a_file_changed_meanwhile_saves_a_conflict_copy() {
+    let emu = Emu::start(None);
+    emu.seed("keep.txt", b"keep v1\n".to_vec());
+    emu.seed("doc.txt", b"doc v1\n".to_vec());
+    // No change-feed polls: the mount's view of doc.txt is the one it read.
+    let m = Mount::start(&emu, "poll_interval = 0");
+
+    assert_eq!(fs::read(m.path("keep.txt")).unwrap(), b"keep v1\n");
+    fs::write(m.path(".keep.txt.new"), b"keep v2 (ours)\n").unwrap();
+    fs::rename(m.path(".keep.txt.new"), m.path("keep.txt")).unwrap();
+    let done = m.wait_state("keep.txt", "done", Duration::from_secs(60));
+    assert!(done["conflict_copy"].is_null(), "{done:#}");
+    assert_eq!(server_bytes(&emu, "keep.txt"), b"keep v2 (ours)\n".to_vec());
+
+    assert_eq!(fs::read(m.path("doc.txt")).unwrap(), b"doc v1\n");
+    fs::write(m.path(".doc.txt.new"), b"doc v2 (ours)\n").unwrap();
+    emu.seed("doc.txt", b"doc v2 (colleague)\n".to_vec());
+    fs::rename(m.path(".doc.txt.new"), m.path("doc.txt")).unwrap();
+    let done = m.wait_state("doc.txt", "done", Duration::from_secs(60));
+    let copy = done["conflict_copy"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no conflict copy: {done:#}"))
+        .to_string();
+    assert!(copy.starts_with("doc (conflict "), "{copy}");
+    assert_eq!(
+        server_bytes(&emu, "doc.txt"),
+        b"doc v2 (colleague)\n".to_vec()
+    );
+    assert_eq!(server_bytes(&emu, &copy), b"doc v2 (ours)\n".to_vec());
+    assert_eq!(
+        emu.file_paths(),
+        vec![copy.clone(), "doc.txt".to_string(), "keep.txt".to_string()]
+    );
+    assert_eq!(
+        fs::read(m.path("doc.txt")).unwrap(),
+        b"doc v2 (colleague)\n"
+    );
+    m.unmount();
+}

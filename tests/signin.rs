@@ -292,8 +292,20 @@ fn config_file(emu: &Emu, dir: &std::path::Path, extra: &str, replace: &[(&str, 
     p.display().to_string()
 }
 
+/// The state directory's files whose names start with `prefix` (`tokens-`, `folder-`).
+fn state_files(state: &std::path::Path, prefix: &str) -> Vec<std::path::PathBuf> {
+    fs::read_dir(state)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with(prefix))
+        })
+        .collect()
+}
+
 fn refresh_token_in(state: &std::path::Path) -> String {
-    let f = fs::read_dir(state).unwrap().next().unwrap().unwrap().path();
+    let f = state_files(state, "tokens-").remove(0);
     let v: serde_json::Value = serde_json::from_str(&fs::read_to_string(f).unwrap()).unwrap();
     v["refresh_token"].as_str().unwrap().to_string()
 }
@@ -590,4 +602,95 @@ fn device_code_slow_down_and_expiry() {
     let (ok, out) = run_cli(&["login", "--config", &cfg]);
     assert!(!ok, "{out}");
     assert!(out.contains("expired"), "{out}");
+}
+
+/// A mount started while the saved sign-in is already dead (refresh token revoked) comes up
+/// paused when an earlier start-up found the folder: it spools, `.status` says `sign-in
+/// needed`, nothing fails, and after `login` the files upload by themselves. Without a
+/// remembered folder, start-up still fails with the one-line message.
+#[test]
+fn dead_sign_in_at_start_up_comes_up_paused_when_the_folder_is_known() {
+    let emu = Emu::start(None);
+    let tmp = tempfile::tempdir().unwrap();
+    let state = tmp.path().join("state");
+    let extra = format!(
+        "auth = \"device_code\"\nstate_dir = \"{}\"\n",
+        state.display()
+    );
+    let cfg = config_file(&emu, tmp.path(), &extra, &[]);
+    let revoke = || post(&format!("{}/revoke_refresh_tokens", emu.info.admin_url), "");
+    let login = || {
+        let (ok, out) = run_cli(&["login", "--config", &cfg]);
+        assert!(ok, "{out}");
+    };
+
+    // Signed in once, but no start-up has found the folder: a dead sign-in ends start-up.
+    login();
+    revoke();
+    let (_, log) = Mount::try_start(&emu, &extra, &[])
+        .err()
+        .expect("no folder known yet: start-up must fail");
+    assert!(
+        log.contains("sign-in needed: run shareuplift login"),
+        "{log}"
+    );
+    assert!(state_files(&state, "folder-").is_empty());
+
+    // A start-up that works remembers the folder (no secret in that file).
+    login();
+    let m = Mount::start(&emu, &extra);
+    fs::write(m.path("before.txt"), b"before").unwrap();
+    m.wait_state("before.txt", "done", Duration::from_secs(30));
+    let mut logs = m.log_text();
+    m.unmount();
+    let folder_files = state_files(&state, "folder-");
+    assert_eq!(folder_files.len(), 1, "{folder_files:?}");
+    let folder_text = fs::read_to_string(&folder_files[0]).unwrap();
+    let rt = refresh_token_in(&state);
+    assert!(
+        !folder_text.contains(&rt),
+        "refresh token in the folder cache"
+    );
+    assert!(folder_text.contains("drive_id"), "{folder_text}");
+
+    // Dead again before the next start: the mount comes up anyway, paused.
+    revoke();
+    let m = Mount::start(&emu, &extra);
+    fs::write(m.path("late.txt"), b"written while signed out").unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !m
+        .status_text()
+        .contains("sign-in needed: run shareuplift login")
+    {
+        assert!(std::time::Instant::now() < deadline, "{}", m.status_text());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    let status = m.status_json();
+    assert_eq!(status["totals"]["failed"], 0, "{status:#}");
+    assert!(emu.item("late.txt").is_none(), "uploaded while signed out");
+    assert_eq!(
+        fs::read(m.path("late.txt")).unwrap(),
+        b"written while signed out"
+    );
+
+    login();
+    m.wait_state("late.txt", "done", Duration::from_secs(30));
+    assert!(m.status_json().get("paused").is_none());
+    assert!(emu.item("late.txt").is_some());
+    logs.push_str(&m.log_text());
+    m.unmount();
+    assert!(
+        logs.contains("mounting with the folder found at the last start-up"),
+        "{}",
+        common::tail(&logs, 20)
+    );
+    for secret in [&rt, &refresh_token_in(&state)] {
+        assert!(!logs.contains(secret.as_str()), "refresh token in the log");
+    }
+
+    // logout forgets the folder as well as the sign-in.
+    let (ok, out) = run_cli(&["logout", "--config", &cfg]);
+    assert!(ok, "{out}");
+    assert_eq!(fs::read_dir(&state).unwrap().count(), 0);
 }

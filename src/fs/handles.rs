@@ -138,6 +138,7 @@ impl Fs {
             queued: false,
             queued_mtime: None,
             failed: None,
+            base_etag: None,
         });
         drop(st);
         let fh = self.add_handle(HandleKind::Write {
@@ -261,25 +262,31 @@ impl Fs {
             });
         }
         let (spool_path, file) = self.new_spool_file(&path)?;
-        let (size, mtime) = if truncate {
-            (0, SystemTime::now())
+        // The base eTag (conflict-safe in-place edits, `LocalFile::base_etag`): only a
+        // read-modify-write of the server's content has one. An O_TRUNC rewrite replaces the
+        // file by intent (as `cp` and most applications mean it). A copy of content still in
+        // the spool (queued or uploading) has none: its base would be our own upload ahead of
+        // it, whose eTag is not known until it commits, so it replaces like a rewrite.
+        let (size, mtime, base_etag) = if truncate {
+            (0, SystemTime::now(), None)
         } else if let Some(l) = &local {
             let copied = std::fs::copy(&l.spool, &spool_path);
             match copied {
-                Ok(n) => (n, l.mtime),
+                Ok(n) => (n, l.mtime, None),
                 Err(e) => {
                     crate::spool::remove_spooled(&spool_path);
                     return Err(e.into());
                 }
             }
         } else if let Some(r) = &remote {
-            if let Err(e) = self.fetch_into(&path, r.size, &file) {
+            let (size, mtime, etag) = self.fresh_remote(&path, r);
+            if let Err(e) = self.fetch_into(&path, size, &file) {
                 crate::spool::remove_spooled(&spool_path);
                 return Err(e);
             }
-            (r.size, r.mtime)
+            (size, mtime, etag)
         } else {
-            (0, SystemTime::now())
+            (0, SystemTime::now(), None)
         };
         let mut st = self.lock();
         let node = st.table.get_mut(ino).ok_or(FsError::NotFound)?;
@@ -292,6 +299,7 @@ impl Fs {
             queued: false,
             queued_mtime: None,
             failed: None,
+            base_etag,
         });
         drop(st);
         Ok(HandleKind::Write {
@@ -299,6 +307,24 @@ impl Fs {
             spool: spool_path,
             file: Arc::new(file),
         })
+    }
+
+    /// Size, mtime and eTag of the server's current version of `path`, asked once just before
+    /// its content is fetched for an in-place edit, so that the eTag is that of the bytes
+    /// fetched (a cached one may be older: a false conflict). A change between this stat and
+    /// the download gives new bytes with the older eTag: at worst a needless conflict copy,
+    /// never an overwrite. A failed or empty answer falls back to the cached metadata (the
+    /// fetch then fails or not on its own). One metadata request on the FUSE thread of the
+    /// first write, beside the download that thread makes anyway (`fetch_into`).
+    fn fresh_remote(&self, path: &str, cached: &RemoteMeta) -> (u64, SystemTime, Option<String>) {
+        match self.remote().stat(path) {
+            Ok(Some(item)) if !item.is_folder => (item.size, item.mtime, item.etag),
+            Ok(_) => (cached.size, cached.mtime, cached.etag.clone()),
+            Err(e) => {
+                debug!("{path}: stat before fetching for an edit: {e}");
+                (cached.size, cached.mtime, cached.etag.clone())
+            }
+        }
     }
 
     /// The handle to use for I/O on `fh`: a lazy write handle is materialized (its remote
@@ -561,6 +587,7 @@ impl Fs {
                         queued: false,
                         queued_mtime: None,
                         failed: None,
+                        base_etag: None,
                     });
                 }
             }
@@ -616,6 +643,7 @@ impl Fs {
             l.failed = None;
             l.queued_mtime = Some(l.mtime);
             UploadJob::new(path, l.spool.clone(), l.size, l.mtime)
+                .with_base_etag(l.base_etag.clone())
         };
         if !self.records.record_sealed(&self.queue, &job) {
             return;
@@ -842,6 +870,7 @@ impl Fs {
                 queued,
                 queued_mtime: queued.then_some(mtime),
                 failed,
+                base_etag: None,
             });
         }
     }

@@ -43,6 +43,8 @@ pub struct RemoteMeta {
     /// `webUrl` and `quickXorHash`, for the `user.shareuplift.*` attributes (`xattr.rs`).
     pub web_url: Option<String>,
     pub quick_xor_hash: Option<String>,
+    /// The server's eTag of this version: the base of an in-place edit (`LocalFile::base_etag`).
+    pub etag: Option<String>,
 }
 
 impl From<&RemoteItem> for RemoteMeta {
@@ -52,6 +54,7 @@ impl From<&RemoteItem> for RemoteMeta {
             mtime: item.mtime,
             web_url: item.web_url.clone(),
             quick_xor_hash: item.quick_xor_hash.clone(),
+            etag: item.etag.clone(),
         }
     }
 }
@@ -72,6 +75,10 @@ pub struct LocalFile {
     pub queued_mtime: Option<SystemTime>,
     /// The last upload of this content failed with this reason.
     pub failed: Option<String>,
+    /// The server version this content was edited from (its eTag), for a read-modify-write
+    /// of a file fetched from SharePoint; the upload sends it as `if-match` and saves a
+    /// conflict copy on 412 (`UploadJob::base_etag`). `None`: replaces by intent.
+    pub base_etag: Option<String>,
 }
 
 /// Times the mount keeps and SharePoint does not (module doc). `None`: the mtime.

@@ -3,7 +3,11 @@
 //! its local content (the queue has removed the spool file); an mtime changed after the job
 //! was queued is patched on the server. On failure the node keeps its content, marked failed.
 //! An upload that committed for a path no longer in the table (renamed or deleted meanwhile)
-//! is removed from the server.
+//! is removed from the server. An upload saved as a conflict copy (its file changed in
+//! SharePoint while it was edited here, `upload::conflict_copy_of`) becomes a node of its own
+//! at the copy's path; the original node lets go of the content and shows the server's
+//! version again (re-read with one stat, after the core lock is released). A commit of an
+//! in-place edit that stays open makes the committed eTag the base of the next upload.
 //!
 //! Locks: the queue calls the listener without its own lock held (see "Locks" in `mod.rs`).
 //! The barrier's lock is taken and released first, then the core state lock; the remote calls
@@ -18,7 +22,7 @@ use super::barrier::FsyncBarrier;
 use super::inode::RemoteMeta;
 use super::CoreShared;
 use crate::remote::RemoteItem;
-use crate::upload::{UploadJob, UploadListener};
+use crate::upload::{conflict_copy_of, UploadJob, UploadListener};
 
 /// Applies finished uploads to the table and wakes fsync barrier waiters.
 pub(super) struct CoreListener {
@@ -35,6 +39,12 @@ impl CoreListener {
 impl UploadListener for CoreListener {
     fn finished(&self, job: &UploadJob, outcome: Result<&RemoteItem, &str>) {
         self.barrier.finished(job, outcome);
+        if let Ok(item) = outcome {
+            if let Some(copy) = conflict_copy_of(job, item) {
+                self.conflict_copy(job, &copy, item);
+                return;
+            }
+        }
         let mut fix_mtime = None;
         {
             let mut st = self.shared.lock();
@@ -79,6 +89,11 @@ impl UploadListener for CoreListener {
                             node.local = None;
                         } else if let Some(l) = node.local.as_mut() {
                             l.queued = false;
+                            if l.base_etag.is_some() {
+                                // Still being edited in place: the next upload's base is the
+                                // version just committed, not the one first read.
+                                l.base_etag = item.etag.clone();
+                            }
                         }
                         if let (Some(m), Some(r)) = (fix_mtime, node.remote.as_mut()) {
                             r.mtime = m;
@@ -100,6 +115,69 @@ impl UploadListener for CoreListener {
             if let Err(e) = self.shared.remote.set_mtime(&job.remote_path, m) {
                 warn!("{}: could not set modification time: {e}", job.remote_path);
             }
+        }
+    }
+}
+
+impl CoreListener {
+    /// `job` was saved as `copy` (item `item`) because its file changed on the server. The
+    /// copy is a committed file of its own; the original path lets go of this content (unless
+    /// written to since) and shows the server's version, re-read here.
+    fn conflict_copy(&self, job: &UploadJob, copy: &str, item: &RemoteItem) {
+        let now = Instant::now();
+        let parent = copy.rsplit_once('/').map_or("", |(p, _)| p);
+        {
+            let mut st = self.shared.lock();
+            st.table.upsert_remote(parent, item, now);
+            st.table.entries_changed(copy, std::time::SystemTime::now());
+            if let Some(node) = st
+                .table
+                .ino_of(&job.remote_path)
+                .and_then(|ino| st.table.get_mut(ino))
+            {
+                let same_content = node
+                    .local
+                    .as_ref()
+                    .is_some_and(|l| l.spool == job.spool_file);
+                if same_content {
+                    let settled = node
+                        .local
+                        .as_ref()
+                        .is_some_and(|l| l.writers == 0 && !l.dirty);
+                    if settled {
+                        node.local = None;
+                    } else if let Some(l) = node.local.as_mut() {
+                        // Still open here: its next upload is checked against the same
+                        // (stale) base and, if the server's file is still newer, saved as
+                        // another copy.
+                        l.queued = false;
+                    }
+                }
+                node.seen = None;
+            }
+        }
+        match self.shared.remote.stat(&job.remote_path) {
+            Ok(Some(current)) => {
+                let parent = job.remote_path.rsplit_once('/').map_or("", |(p, _)| p);
+                self.shared
+                    .lock()
+                    .table
+                    .upsert_remote(parent, &current, Instant::now());
+            }
+            Ok(None) => {
+                // Deleted on the server meanwhile: the name is gone unless written here since.
+                let mut st = self.shared.lock();
+                let gone = st
+                    .table
+                    .ino_of(&job.remote_path)
+                    .and_then(|ino| st.table.get(ino))
+                    .is_some_and(|n| n.local.is_none());
+                if gone {
+                    st.table
+                        .removed(&job.remote_path, std::time::SystemTime::now());
+                }
+            }
+            Err(e) => warn!("{}: re-reading after a conflict: {e}", job.remote_path),
         }
     }
 }

@@ -406,6 +406,16 @@ impl Fs {
             (n.kind, n.local.clone(), n.remote.clone())
         };
         let same_item = names::fold(&from) == names::fold(&to);
+        let over_etag = if target.as_ref().is_some_and(|t| t.kind == NodeKind::File)
+            && kind == NodeKind::File
+            && local.is_some()
+            && self.opts.replace_by_upload
+            && !same_item
+        {
+            self.rename_over_base(&to)
+        } else {
+            None
+        };
         if let (Some(t), false) = (target, same_item) {
             if t.kind == NodeKind::Dir {
                 self.rmdir(newparent, newname)?;
@@ -424,13 +434,19 @@ impl Fs {
             let l = st.table.get(ino).and_then(|n| n.local.as_ref());
             let queued_now = l.is_some_and(|l| l.queued);
             let unqueued_now = l.is_some_and(|l| !l.queued);
-            if unqueued_now || (queued_now && self.queue.retarget(&from, &to)) {
+            // A queued job carries its base eTag from the start: one renamed over a file read
+            // from the server is queued anew below (relinked) rather than retargeted.
+            let retargeted = || over_etag.is_none() && self.queue.retarget(&from, &to);
+            if unqueued_now || (queued_now && retargeted()) {
                 // Not yet queued (it will be under the new name), or queued but not started
                 // (the job simply goes to the new name): nothing to do on the server.
                 st.table.rename_tree(&from, &to);
                 st.table.renamed(ino, &from, &to, SystemTime::now());
                 if let Some(n) = st.table.get_mut(ino) {
                     n.seen = None;
+                    if let (Some(tag), Some(l)) = (&over_etag, n.local.as_mut()) {
+                        l.base_etag = Some(tag.clone());
+                    }
                 }
                 drop(st);
                 debug!("renamed {from} -> {to} before its upload started");
@@ -487,6 +503,9 @@ impl Fs {
                     l.spool = link;
                     l.queued = false;
                     l.dirty = true;
+                    if over_etag.is_some() {
+                        l.base_etag = over_etag.clone();
+                    }
                 }
             }
         }
@@ -498,6 +517,22 @@ impl Fs {
         }
         info!("renamed {from} -> {to}");
         Ok(())
+    }
+
+    /// The eTag a rename-over (an editor's or rsync's atomic save: write a temp file, rename
+    /// it over the original) must find on the server for its upload to replace the target:
+    /// the target's, when it is a file the mount knows only from the server (its content
+    /// read from there, nothing of it in the spool). Cheap: the table's metadata, no request;
+    /// it is as fresh as the last lookup, listing or change feed round, so a change made on
+    /// the server before that is not seen as a conflict, and a change after it is (the
+    /// upload then goes beside the file as a conflict copy, `upload::conflict_name`).
+    fn rename_over_base(&self, to: &str) -> Option<String> {
+        let st = self.lock();
+        let n = st.table.get(st.table.ino_of(to)?)?;
+        if n.local.is_some() || n.kind != NodeKind::File {
+            return None;
+        }
+        n.remote.as_ref()?.etag.clone()
     }
 
     /// After a folder moved from `from` to `to`, send the queued uploads beneath it to their

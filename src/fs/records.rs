@@ -64,6 +64,7 @@ impl SpoolRecords {
             .unwrap_or_else(|e| e.into_inner())
             .remove(&job.spool_file);
         let mut rec = SpoolRecord::new(&job.remote_path, RecordState::Sealed, job.size, job.mtime);
+        rec.base_etag = job.base_etag.clone();
         if let Some(reason) = broken {
             rec.state = RecordState::Incomplete;
             rec.error = Some(reason.clone());

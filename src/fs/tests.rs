@@ -531,3 +531,98 @@ fn lookups_are_answered_by_one_listing_and_new_folders_cost_no_round_trip() {
         "folder once, before its file"
     );
 }
+
+/// Conflict-safe in-place edits (issue 9): a read-modify-write of a server file carries the
+/// eTag it read; if a colleague saved meanwhile, ours goes beside it and the table shows
+/// both, the original re-read from the server. An O_TRUNC rewrite replaces by intent.
+#[test]
+fn in_place_edit_meets_a_newer_server_version() {
+    let r = rig(Duration::ZERO);
+    let seed = |name: &str, data: &[u8]| {
+        r.remote
+            .upload_small(name, data, crate::remote::Conflict::Replace, None)
+            .unwrap()
+    };
+    seed("a.txt", b"server v1");
+    seed("b.txt", b"server b1");
+    let a = r.fs.lookup(ROOT_INO, "a.txt").unwrap().ino;
+    let b = r.fs.lookup(ROOT_INO, "b.txt").unwrap().ino;
+
+    let o = r.fs.open(a, libc::O_RDWR).unwrap();
+    r.fs.write(o.fh, 0, b"OURS").unwrap();
+    seed("a.txt", b"colleague v2");
+    r.fs.release(o.fh).unwrap();
+    let o = r.fs.open(b, libc::O_WRONLY | libc::O_TRUNC).unwrap();
+    r.fs.write(o.fh, 0, b"rewritten").unwrap();
+    seed("b.txt", b"colleague b2");
+    r.fs.release(o.fh).unwrap();
+    r.settle();
+
+    assert_eq!(r.remote.content("a.txt"), Some(b"colleague v2".to_vec()));
+    assert_eq!(r.remote.content("b.txt"), Some(b"rewritten".to_vec()));
+    let copies: Vec<String> = r
+        .remote
+        .list("")
+        .unwrap()
+        .into_iter()
+        .map(|i| i.name)
+        .filter(|n| n.contains("(conflict "))
+        .collect();
+    assert_eq!(copies.len(), 1, "{copies:?}");
+    let copy = &copies[0];
+    assert!(
+        copy.starts_with("a (conflict ") && copy.ends_with(").txt"),
+        "{copy}"
+    );
+    assert_eq!(r.remote.content(copy), Some(b"OURSer v1".to_vec()));
+    // The table: the copy is a committed file; the original shows the server's version.
+    let c = r.fs.lookup(ROOT_INO, copy).unwrap();
+    assert_eq!(c.size, 9);
+    assert_eq!(r.fs.getattr(a).unwrap().size, 12, "re-read from the server");
+    let o = r.fs.open(a, libc::O_RDONLY).unwrap();
+    assert_eq!(r.fs.read(o.fh, 0, 100).unwrap(), b"colleague v2");
+    r.fs.release(o.fh).unwrap();
+    assert_eq!(r.spool_files(), 0);
+    let status = r.fs.status_snapshot();
+    let entry = status.uploads.iter().find(|u| u.path == "a.txt").unwrap();
+    assert_eq!(entry.conflict_copy.as_deref(), Some(copy.as_str()));
+}
+
+/// Deleted on the server while edited here: ours is saved as a conflict copy (the name is
+/// not silently brought back) and the original name disappears from the mount.
+#[test]
+fn in_place_edit_of_a_file_deleted_meanwhile_keeps_ours_as_a_copy() {
+    let r = rig(Duration::ZERO);
+    r.remote
+        .upload_small(
+            "gone.txt",
+            b"server v1",
+            crate::remote::Conflict::Replace,
+            None,
+        )
+        .unwrap();
+    let ino = r.fs.lookup(ROOT_INO, "gone.txt").unwrap().ino;
+    let o = r.fs.open(ino, libc::O_RDWR).unwrap();
+    r.fs.write(o.fh, 9, b"+ours").unwrap();
+    r.remote.delete("gone.txt").unwrap();
+    r.fs.release(o.fh).unwrap();
+    r.settle();
+    let names: Vec<String> = r
+        .remote
+        .list("")
+        .unwrap()
+        .into_iter()
+        .map(|i| i.name)
+        .collect();
+    assert_eq!(names.len(), 1, "{names:?}");
+    assert!(names[0].starts_with("gone (conflict "), "{names:?}");
+    assert_eq!(
+        r.remote.content(&names[0]),
+        Some(b"server v1+ours".to_vec())
+    );
+    assert!(matches!(
+        r.fs.lookup(ROOT_INO, "gone.txt"),
+        Err(FsError::NotFound)
+    ));
+    assert!(r.fs.lookup(ROOT_INO, &names[0]).is_ok());
+}

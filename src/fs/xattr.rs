@@ -147,6 +147,7 @@ mod tests {
             mtime: SystemTime::UNIX_EPOCH,
             web_url: Some("https://x/Docs/a.bin".into()),
             quick_xor_hash: Some("AAAA".into()),
+            etag: None,
         }
     }
 

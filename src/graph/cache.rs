@@ -10,6 +10,13 @@
 //! rename, fsync of the directory), so a crash leaves either the old or the new refresh token,
 //! never a torn file; the refresh token is held only in `Secret` and never logged; errors name
 //! the file, never its content.
+//!
+//! Beside it, [`FolderCache`] (`folder-{hash}.json`, same directory, same modes and atomic
+//! replacement) remembers where the last successful start-up of that sign-in found the mount
+//! folder (drive id, library name, folder inside it), keyed also by `graph_url`, `site_url`
+//! and `folder_url`, so that a mount started while the saved sign-in is already dead can
+//! still come up — paused, spooling, `sign-in needed` in `.status` — instead of failing. It
+//! holds no secret (ids and names only); a file for other settings is never used.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -161,53 +168,172 @@ impl TokenCache {
     }
 
     fn write_atomic(&self, data: &[u8]) -> io::Result<()> {
-        let dir = self
-            .path
-            .parent()
-            .ok_or_else(|| io::Error::other("no parent directory"))?;
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)?;
-        // An existing directory keeps its mode unless it is more open than 0700.
-        let mode = fs::metadata(dir)?.permissions().mode();
-        if mode & 0o077 != 0 {
-            fs::set_permissions(dir, fs::Permissions::from_mode(0o700))?;
-        }
-        let tmp = dir.join(format!(
-            ".{}.{}.tmp",
-            self.path
-                .file_name()
-                .and_then(|n| n.to_str())
-                .unwrap_or("tokens"),
-            std::process::id()
-        ));
-        let _ = fs::remove_file(&tmp);
-        let result = (|| {
-            let mut f = OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&tmp)?;
-            f.write_all(data)?;
-            f.sync_all()?;
-            fs::rename(&tmp, &self.path)?;
-            File::open(dir)?.sync_all()
-        })();
-        if result.is_err() {
-            let _ = fs::remove_file(&tmp);
-        }
-        result
+        write_atomic(&self.path, data)
     }
 
     /// Remove the stored sign-in; returns whether there was one.
     pub fn remove(&self) -> Result<bool, String> {
-        match fs::remove_file(&self.path) {
-            Ok(()) => Ok(true),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
-            Err(e) => Err(format!("cannot remove {}: {e}", self.path.display())),
+        remove_file(&self.path)
+    }
+
+    /// The folder cache of this sign-in for the mount folder `site_url`/`folder_url` at
+    /// `graph_url`.
+    pub fn folder_cache(&self, graph_url: &str, site_url: &str, folder_url: &str) -> FolderCache {
+        let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+        let token_file = self
+            .path
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_default();
+        for part in [token_file.as_str(), graph_url, site_url, folder_url] {
+            ctx.update(part.trim().trim_end_matches('/').as_bytes());
+            ctx.update(&[0]);
+        }
+        let hash: String = ctx.finish().as_ref()[..16]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let dir = self.path.parent().unwrap_or(Path::new("."));
+        FolderCache {
+            path: dir.join(format!("folder-{hash}.json")),
+            graph_url: graph_url.to_string(),
+            site_url: site_url.to_string(),
+            folder_url: folder_url.to_string(),
         }
     }
+}
+
+/// Where the last successful start-up found the mount folder (module doc).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FolderCache {
+    path: PathBuf,
+    graph_url: String,
+    site_url: String,
+    folder_url: String,
+}
+
+/// The resolution a [`FolderCache`] keeps.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CachedFolder {
+    pub drive_id: String,
+    pub drive_name: String,
+    /// Decoded folder segments inside the drive.
+    pub folder: Vec<String>,
+    /// When it was resolved (RFC 3339), for messages.
+    pub saved_at: String,
+}
+
+#[derive(Serialize, Deserialize)]
+struct FolderFile {
+    version: u32,
+    graph_url: String,
+    site_url: String,
+    folder_url: String,
+    drive_id: String,
+    drive_name: String,
+    folder: Vec<String>,
+    saved_at: String,
+}
+
+impl FolderCache {
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The cached resolution, `Ok(None)` when there is none (or it is for other settings).
+    pub fn load(&self) -> Result<Option<CachedFolder>, String> {
+        let text = match fs::metadata(&self.path) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(format!("folder cache {}: {e}", self.path.display())),
+            Ok(m) if m.len() > MAX_CACHE_BYTES => {
+                return Err(format!("folder cache {}: too large", self.path.display()))
+            }
+            Ok(_) => fs::read_to_string(&self.path)
+                .map_err(|e| format!("folder cache {}: {e}", self.path.display()))?,
+        };
+        let f: FolderFile = serde_json::from_str(&text)
+            .map_err(|_| format!("folder cache {} is damaged", self.path.display()))?;
+        let same = f.graph_url == self.graph_url
+            && f.site_url == self.site_url
+            && f.folder_url == self.folder_url;
+        if !same || f.drive_id.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(CachedFolder {
+            drive_id: f.drive_id,
+            drive_name: f.drive_name,
+            folder: f.folder,
+            saved_at: f.saved_at,
+        }))
+    }
+
+    /// Remember a successful resolution (atomically; 0600 in the 0700 state directory).
+    pub fn save(&self, drive_id: &str, drive_name: &str, folder: &[String]) -> Result<(), String> {
+        let body = FolderFile {
+            version: 1,
+            graph_url: self.graph_url.clone(),
+            site_url: self.site_url.clone(),
+            folder_url: self.folder_url.clone(),
+            drive_id: drive_id.to_string(),
+            drive_name: drive_name.to_string(),
+            folder: folder.to_vec(),
+            saved_at: now_rfc3339(),
+        };
+        let json = serde_json::to_vec_pretty(&body).map_err(|e| e.to_string())?;
+        write_atomic(&self.path, &json)
+            .map_err(|e| format!("cannot write folder cache {}: {e}", self.path.display()))
+    }
+
+    /// Forget it (`logout`); returns whether there was one.
+    pub fn remove(&self) -> Result<bool, String> {
+        remove_file(&self.path)
+    }
+}
+
+fn remove_file(path: &Path) -> Result<bool, String> {
+    match fs::remove_file(path) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(format!("cannot remove {}: {e}", path.display())),
+    }
+}
+
+/// Replace `path` with `data`: a 0600 temp file in the same (0700) directory, fsync, rename,
+/// fsync of the directory.
+fn write_atomic(path: &Path, data: &[u8]) -> io::Result<()> {
+    let dir = path
+        .parent()
+        .ok_or_else(|| io::Error::other("no parent directory"))?;
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    // An existing directory keeps its mode unless it is more open than 0700.
+    let mode = fs::metadata(dir)?.permissions().mode();
+    if mode & 0o077 != 0 {
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o700))?;
+    }
+    let tmp = dir.join(format!(
+        ".{}.{}.tmp",
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("cache"),
+        std::process::id()
+    ));
+    let _ = fs::remove_file(&tmp);
+    let result = (|| {
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        f.write_all(data)?;
+        f.sync_all()?;
+        fs::rename(&tmp, path)?;
+        File::open(dir)?.sync_all()
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
 }
 
 #[cfg(test)]
@@ -286,5 +412,47 @@ mod tests {
         fs::write(cache.path(), b"{not json").unwrap();
         let err = cache.load().err().unwrap();
         assert!(err.contains("damaged"), "{err}");
+    }
+
+    #[test]
+    fn folder_cache_round_trip_and_keys() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("state");
+        let tokens = TokenCache::new(Some(&dir), &key(None)).unwrap();
+        let g = "https://graph.microsoft.com/v1.0";
+        let site = "https://contoso.sharepoint.com/sites/Team";
+        let fc = tokens.folder_cache(g, site, "/sites/Team/Shared Documents/Up");
+        assert_eq!(fc.path().parent(), tokens.path().parent());
+        assert_eq!(fc.load().unwrap(), None);
+        let folder = vec!["Up".to_string(), "Ä b".to_string()];
+        fc.save("b!drive", "Documents", &folder).unwrap();
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&dir), 0o700);
+        assert_eq!(mode(fc.path()), 0o600);
+        let got = fc.load().unwrap().unwrap();
+        assert_eq!(got.drive_id, "b!drive");
+        assert_eq!(got.drive_name, "Documents");
+        assert_eq!(got.folder, folder);
+        // Another folder, site or Graph endpoint has its own file (none yet).
+        for other in [
+            tokens.folder_cache(g, site, "/sites/Team/Shared Documents/Other"),
+            tokens.folder_cache(g, "https://contoso.sharepoint.com/sites/X", "/x"),
+            tokens.folder_cache(
+                "http://127.0.0.1:1/v1.0",
+                site,
+                "/sites/Team/Shared Documents/Up",
+            ),
+        ] {
+            assert_ne!(other.path(), fc.path());
+            assert_eq!(other.load().unwrap(), None);
+        }
+        // A file whose settings differ from the key's (copied, edited) is not used.
+        let edited = tokens.folder_cache(g, site, "/sites/Team/Shared Documents/Other");
+        fs::copy(fc.path(), edited.path()).unwrap();
+        assert_eq!(edited.load().unwrap(), None);
+        assert!(fc.remove().unwrap());
+        assert!(!fc.remove().unwrap());
+        fs::write(fc.path(), b"{not json").unwrap();
+        assert!(fc.load().err().unwrap().contains("damaged"));
     }
 }

@@ -94,7 +94,7 @@ pub fn check(cfg: &GraphConfig, write: bool, out: &mut dyn FnMut(String)) -> boo
     }
     let remote = GraphRemote::from_resolved(api, resolved);
     let probe = format!(".shareuplift-check-{}.tmp", std::process::id());
-    match remote.upload_small(&probe, &[], Conflict::Fail) {
+    match remote.upload_small(&probe, &[], Conflict::Fail, None) {
         Ok(_) => match remote.delete(&probe) {
             Ok(()) => {
                 out(format!("ok   write: created and deleted {probe}"));

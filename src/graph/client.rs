@@ -14,12 +14,12 @@ use std::time::{Duration, SystemTime};
 
 use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
 use reqwest::blocking::Response;
-use reqwest::header::{CONTENT_RANGE, CONTENT_TYPE, LOCATION, RANGE};
+use reqwest::header::{CONTENT_RANGE, CONTENT_TYPE, IF_MATCH, LOCATION, RANGE};
 use reqwest::Method;
 use serde_json::Value;
 
 use super::api::GraphApi;
-use super::auth::TokenProvider;
+use super::auth::{TokenProvider, SIGN_IN_NEEDED};
 use super::http::{error_from_response, read_json, Http};
 use super::paths::{drive_item_id_url, drive_item_url, split_rel};
 use super::resolve::{resolve, sign_in, ConnectError};
@@ -166,12 +166,54 @@ impl GraphRemote {
     }
 
     /// [`connect`](Self::connect) with explicit transport tuning.
+    ///
+    /// Device-code sign-in: a successful start-up remembers where it found the folder
+    /// (`cache::FolderCache`, beside the token cache). A start-up whose saved sign-in is
+    /// already dead (refresh token revoked or expired) then comes up anyway with that folder,
+    /// the queue paused on `sign-in needed` until `shareuplift login`; without a remembered
+    /// folder it fails with the one-line message, as every other sign-in failure does.
     pub fn connect_with(cfg: GraphConfig, tuning: Tuning) -> Result<GraphRemote, ConnectError> {
         let api = Self::api(&cfg, tuning)?;
-        let r = retry_transient(cfg.startup_timeout, || {
+        let folder_cache = Self::folder_cache(&cfg);
+        let outcome = retry_transient(cfg.startup_timeout, || {
             sign_in(&api, &cfg)?;
             resolve(&api, &cfg)
-        })?;
+        });
+        let r = match outcome {
+            Ok(r) => {
+                if let Some(fc) = &folder_cache {
+                    if let Err(e) = fc.save(&r.drive_id, &r.drive_name, &r.folder) {
+                        log::warn!("{e}");
+                    }
+                }
+                r
+            }
+            Err(e) => match folder_cache
+                .as_ref()
+                .filter(|_| api.auth.sign_in_needed().is_some())
+            {
+                Some(fc) => match fc.load() {
+                    Ok(Some(c)) => {
+                        log::warn!(
+                            "{SIGN_IN_NEEDED}: mounting with the folder found at the last \
+                             start-up ({}); uploads wait for the sign-in",
+                            c.saved_at
+                        );
+                        super::resolve::Resolved {
+                            drive_id: c.drive_id,
+                            drive_name: c.drive_name,
+                            folder: c.folder,
+                        }
+                    }
+                    Ok(None) => return Err(e),
+                    Err(load_err) => {
+                        log::warn!("{load_err}");
+                        return Err(e);
+                    }
+                },
+                None => return Err(e),
+            },
+        };
         log::info!(
             "mounted library {} folder /{} (drive {})",
             r.drive_name,
@@ -185,6 +227,16 @@ impl GraphRemote {
             folder: r.folder,
             ids: Default::default(),
         })
+    }
+
+    /// The folder cache of a device-code configuration (`None` for other sign-ins: their
+    /// failures at start-up are configuration errors, not a sign-in to repair while mounted).
+    fn folder_cache(cfg: &GraphConfig) -> Option<super::cache::FolderCache> {
+        if cfg.auth != super::AuthMethod::DeviceCode {
+            return None;
+        }
+        let tokens = super::auth::token_cache(cfg).ok()?;
+        Some(tokens.folder_cache(&cfg.graph_url, &cfg.site_url, &cfg.folder_url))
     }
 
     /// The authorized Graph API of `cfg` (for `check`), without network I/O.
@@ -504,6 +556,7 @@ impl Remote for GraphRemote {
         _size: u64,
         mtime: SystemTime,
         conflict: Conflict,
+        if_match: Option<&str>,
     ) -> Result<UploadSession, RemoteError> {
         let segs = split_rel(path)?;
         let (_, name) = split_parent(&segs, "createUploadSession")?;
@@ -518,9 +571,16 @@ impl Remote for GraphRemote {
             },
         };
         let url = format!("{}/createUploadSession", self.item_url(&segs));
-        let resp = self
-            .api
-            .send_ok(Method::POST, &url, |r| r.json(&body), &context)?;
+        // Graph honours If-Match on createUploadSession: 412 when the item changed since.
+        let resp = self.api.send_ok(
+            Method::POST,
+            &url,
+            |r| match if_match {
+                Some(tag) => r.header(IF_MATCH, tag).json(&body),
+                None => r.json(&body),
+            },
+            &context,
+        )?;
         let wire: UploadSessionWire = read_json(resp, &context)?;
         let url = wire.upload_url.filter(|u| !u.is_empty()).ok_or_else(|| {
             RemoteError::Protocol(format!("{context}: response has no uploadUrl"))
@@ -598,6 +658,7 @@ impl Remote for GraphRemote {
         path: &str,
         body: &[u8],
         conflict: Conflict,
+        if_match: Option<&str>,
     ) -> Result<RemoteItem, RemoteError> {
         let segs = split_rel(path)?;
         split_parent(&segs, "upload")?;
@@ -612,6 +673,10 @@ impl Remote for GraphRemote {
             Method::PUT,
             &url,
             |r| {
+                let r = match if_match {
+                    Some(tag) => r.header(IF_MATCH, tag),
+                    None => r,
+                };
                 r.header(CONTENT_TYPE, "application/octet-stream")
                     .timeout(timeout)
                     .body(body.to_vec())

@@ -136,6 +136,10 @@ pub fn login(cfg: &GraphConfig, out: &mut dyn Write) -> Result<String, String> {
 /// Remove the stored sign-in of `cfg`; returns a line for the user.
 pub fn logout(cfg: &GraphConfig) -> Result<String, String> {
     let cache = token_cache(cfg)?;
+    // The folder the last start-up found goes too: without a sign-in it serves nothing.
+    cache
+        .folder_cache(&cfg.graph_url, &cfg.site_url, &cfg.folder_url)
+        .remove()?;
     Ok(if cache.remove()? {
         format!("Signed out: removed {}", cache.path().display())
     } else {

@@ -210,7 +210,7 @@ fn create_session_sends_ordered_json_with_bearer() {
     let remote = server.remote();
     let mtime = UNIX_EPOCH + Duration::from_secs(1_714_557_600);
     let session = remote
-        .create_upload_session("sub dir/a#b%.txt", 10, mtime, Conflict::Fail)
+        .create_upload_session("sub dir/a#b%.txt", 10, mtime, Conflict::Fail, None)
         .unwrap();
     assert_eq!(
         session.url.expose(),
@@ -661,7 +661,7 @@ fn upload_small_and_delete() {
     });
     let remote = server.remote();
     let item = remote
-        .upload_small("empty.txt", b"", Conflict::Replace)
+        .upload_small("empty.txt", b"", Conflict::Replace, None)
         .unwrap();
     assert_eq!(item.id, "item1");
     remote.delete("x").unwrap();
@@ -807,4 +807,56 @@ fn concurrent_401s_cause_a_single_refresh() {
         assert_eq!(w.join().unwrap(), Ok(true));
     }
     assert_eq!(tokens.load(Ordering::SeqCst), 2);
+}
+
+/// An in-place edit's base eTag goes out as `If-Match` on createUploadSession and on the
+/// simple PUT (and only then); a 412 answer is `PreconditionFailed`.
+#[test]
+fn if_match_is_sent_and_412_is_precondition_failed() {
+    let tokens = Arc::new(AtomicUsize::new(0));
+    let t = tokens.clone();
+    let server = Server::start(move |r| {
+        if r.path().ends_with("/token") {
+            return token_reply(&t);
+        }
+        match r.header("if-match") {
+            Some("\"stale\"") => reply(
+                412,
+                r#"{"error":{"code":"preconditionFailed","message":"ETag does not match."}}"#,
+            ),
+            _ if r.method == "PUT" => reply(201, ITEM),
+            _ => reply(
+                200,
+                r#"{"uploadUrl":"http://127.0.0.1:1/up/x?tempauth=S","nextExpectedRanges":["0-"]}"#,
+            ),
+        }
+    });
+    let remote = server.remote();
+    let t0 = UNIX_EPOCH;
+    remote
+        .create_upload_session("a.txt", 10, t0, Conflict::Replace, Some("\"e1\""))
+        .unwrap();
+    remote
+        .create_upload_session("a.txt", 10, t0, Conflict::Replace, None)
+        .unwrap();
+    assert!(matches!(
+        remote.create_upload_session("a.txt", 10, t0, Conflict::Replace, Some("\"stale\"")),
+        Err(RemoteError::PreconditionFailed(_))
+    ));
+    remote
+        .upload_small("e.txt", b"", Conflict::Replace, Some("\"e1\""))
+        .unwrap();
+    assert!(matches!(
+        remote.upload_small("e.txt", b"", Conflict::Replace, Some("\"stale\"")),
+        Err(RemoteError::PreconditionFailed(_))
+    ));
+    let sent: Vec<Option<String>> = server
+        .requests()
+        .iter()
+        .filter(|r| !r.path().ends_with("/token"))
+        .map(|r| r.header("if-match").map(str::to_string))
+        .collect();
+    let e1 = Some("\"e1\"".to_string());
+    let stale = Some("\"stale\"".to_string());
+    assert_eq!(sent, vec![e1.clone(), None, stale.clone(), e1, stale]);
 }

@@ -153,6 +153,7 @@ impl<R: FaultTarget> Remote for FaultyRemote<R> {
         size: u64,
         mtime: SystemTime,
         conflict: Conflict,
+        if_match: Option<&str>,
     ) -> Result<UploadSession, RemoteError> {
         let fault = self.lock().create.pop_front();
         if let Some(err) = fault {
@@ -163,7 +164,7 @@ impl<R: FaultTarget> Remote for FaultyRemote<R> {
             return Err(err);
         }
         self.inner
-            .create_upload_session(path, size, mtime, conflict)
+            .create_upload_session(path, size, mtime, conflict, if_match)
     }
 
     fn upload_fragment(
@@ -244,13 +245,14 @@ impl<R: FaultTarget> Remote for FaultyRemote<R> {
         path: &str,
         body: &[u8],
         conflict: Conflict,
+        if_match: Option<&str>,
     ) -> Result<RemoteItem, RemoteError> {
         let fault = self.lock().create.pop_front();
         if let Some(err) = fault {
             self.inner.record(Call::Small { path: path.into() });
             return Err(err);
         }
-        Ok(self.report(self.inner.upload_small(path, body, conflict)?))
+        Ok(self.report(self.inner.upload_small(path, body, conflict, if_match)?))
     }
 
     fn delete(&self, path: &str) -> Result<(), RemoteError> {
@@ -281,7 +283,7 @@ mod tests {
     use crate::protocol::FRAGMENT_UNIT as ALIGN;
 
     fn session(r: &FaultyRemote<MemoryRemote>, path: &str, size: u64) -> UploadSession {
-        r.create_upload_session(path, size, SystemTime::UNIX_EPOCH, Conflict::Replace)
+        r.create_upload_session(path, size, SystemTime::UNIX_EPOCH, Conflict::Replace, None)
             .unwrap()
     }
 

@@ -206,6 +206,20 @@ impl MemoryRemote {
         }
     }
 
+    /// `if-match`: the item at `path` must exist with exactly this eTag, else 412 (as Graph
+    /// answers an in-place edit whose file changed meanwhile).
+    fn check_if_match(s: &State, path: &str, if_match: Option<&str>) -> Result<(), RemoteError> {
+        let Some(want) = if_match else {
+            return Ok(());
+        };
+        match s.files.get(&key(path)) {
+            Some((item, _)) if item.etag.as_deref() == Some(want) => Ok(()),
+            _ => Err(RemoteError::PreconditionFailed(format!(
+                "{path}: eTag does not match"
+            ))),
+        }
+    }
+
     /// Store a file according to `conflict`; returns the stored item.
     fn commit(
         &self,
@@ -450,6 +464,7 @@ impl Remote for MemoryRemote {
         size: u64,
         mtime: SystemTime,
         conflict: Conflict,
+        if_match: Option<&str>,
     ) -> Result<UploadSession, RemoteError> {
         let mut s = self.lock();
         s.calls.push(Call::Create {
@@ -457,6 +472,7 @@ impl Remote for MemoryRemote {
             size,
         });
         Self::check_parent(&s, path)?;
+        Self::check_if_match(&s, path, if_match)?;
         if conflict == Conflict::Fail && s.files.contains_key(&key(path)) {
             return Err(RemoteError::Conflict("nameAlreadyExists".into()));
         }
@@ -532,9 +548,11 @@ impl Remote for MemoryRemote {
         path: &str,
         body: &[u8],
         conflict: Conflict,
+        if_match: Option<&str>,
     ) -> Result<RemoteItem, RemoteError> {
         let mut s = self.lock();
         s.calls.push(Call::Small { path: path.into() });
+        Self::check_if_match(&s, path, if_match)?;
         self.commit(&mut s, path, body.to_vec(), SystemTime::now(), conflict)
     }
 
@@ -635,7 +653,7 @@ mod tests {
     const ALIGN: u64 = FRAGMENT_UNIT;
 
     fn session(r: &MemoryRemote, path: &str, size: u64) -> UploadSession {
-        r.create_upload_session(path, size, SystemTime::UNIX_EPOCH, Conflict::Replace)
+        r.create_upload_session(path, size, SystemTime::UNIX_EPOCH, Conflict::Replace, None)
             .unwrap()
     }
 
@@ -694,20 +712,68 @@ mod tests {
     fn conflicts_and_parents() {
         let r = MemoryRemote::default();
         assert!(matches!(
-            r.create_upload_session("no/such", 5, SystemTime::UNIX_EPOCH, Conflict::Replace),
+            r.create_upload_session(
+                "no/such",
+                5,
+                SystemTime::UNIX_EPOCH,
+                Conflict::Replace,
+                None
+            ),
             Err(RemoteError::NotFound(_))
         ));
         r.mkdir("Docs").unwrap();
-        r.upload_small("Docs/a.txt", b"x", Conflict::Replace)
+        r.upload_small("Docs/a.txt", b"x", Conflict::Replace, None)
             .unwrap();
         assert!(matches!(
-            r.create_upload_session("docs/A.txt", 5, SystemTime::UNIX_EPOCH, Conflict::Fail),
+            r.create_upload_session(
+                "docs/A.txt",
+                5,
+                SystemTime::UNIX_EPOCH,
+                Conflict::Fail,
+                None
+            ),
             Err(RemoteError::Conflict(_))
         ));
         let item = r
-            .upload_small("Docs/a.txt", b"y", Conflict::Rename)
+            .upload_small("Docs/a.txt", b"y", Conflict::Rename, None)
             .unwrap();
         assert_eq!(item.name, "a 1.txt");
         assert_eq!(r.list("Docs").unwrap().len(), 2);
+    }
+
+    #[test]
+    fn if_match_is_enforced() {
+        let r = MemoryRemote::default();
+        let t = SystemTime::UNIX_EPOCH;
+        let e1 = r
+            .upload_small("a.txt", b"1", Conflict::Replace, None)
+            .unwrap()
+            .etag
+            .unwrap();
+        assert!(r
+            .create_upload_session("a.txt", 5, t, Conflict::Replace, Some(&e1))
+            .is_ok());
+        let e2 = r
+            .upload_small("a.txt", b"2", Conflict::Replace, Some(&e1))
+            .unwrap()
+            .etag
+            .unwrap();
+        assert_ne!(e1, e2, "every change gets a new eTag");
+        for stale in [e1.as_str(), "\"other\""] {
+            assert!(matches!(
+                r.create_upload_session("a.txt", 5, t, Conflict::Replace, Some(stale)),
+                Err(RemoteError::PreconditionFailed(_))
+            ));
+            assert!(matches!(
+                r.upload_small("a.txt", b"3", Conflict::Replace, Some(stale)),
+                Err(RemoteError::PreconditionFailed(_))
+            ));
+        }
+        assert_eq!(r.content("a.txt"), Some(b"2".to_vec()));
+        // A missing item never matches.
+        assert!(matches!(
+            r.create_upload_session("gone.txt", 5, t, Conflict::Replace, Some(&e2)),
+            Err(RemoteError::PreconditionFailed(_))
+        ));
     }
 }

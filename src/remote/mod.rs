@@ -253,12 +253,15 @@ pub trait Remote: Send + Sync + 'static {
     /// Create the folder at `path` (parents must exist). An existing folder is `Ok`.
     fn mkdir(&self, path: &str) -> Result<RemoteItem, RemoteError>;
     /// createUploadSession with explicit conflict behaviour and `fileSystemInfo` mtime.
+    /// `if_match`: the eTag the item must still have (an in-place edit of a file read from
+    /// the server); otherwise 412 [`RemoteError::PreconditionFailed`] and no session.
     fn create_upload_session(
         &self,
         path: &str,
         size: u64,
         mtime: SystemTime,
         conflict: Conflict,
+        if_match: Option<&str>,
     ) -> Result<UploadSession, RemoteError>;
     /// PUT `body` as bytes `offset..offset+body.len()` of `total`, without Authorization.
     fn upload_fragment(
@@ -272,12 +275,14 @@ pub trait Remote: Send + Sync + 'static {
     fn upload_status(&self, session: &UploadSession) -> Result<Vec<ByteRange>, RemoteError>;
     /// DELETE the upload URL (cancel the session).
     fn cancel_upload(&self, session: &UploadSession) -> Result<(), RemoteError>;
-    /// Simple PUT of a small file (used for zero-byte files).
+    /// Simple PUT of a small file (used for zero-byte files); `if_match` as for
+    /// [`Remote::create_upload_session`].
     fn upload_small(
         &self,
         path: &str,
         body: &[u8],
         conflict: Conflict,
+        if_match: Option<&str>,
     ) -> Result<RemoteItem, RemoteError>;
     /// Delete the item at `path` (to the recycle bin).
     fn delete(&self, path: &str) -> Result<(), RemoteError>;

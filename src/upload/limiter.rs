@@ -467,8 +467,9 @@ impl Remote for LimitedRemote {
         size: u64,
         mtime: SystemTime,
         conflict: Conflict,
+        if_match: Option<&str>,
     ) -> Result<UploadSession, RemoteError> {
-        self.call(|r| r.create_upload_session(path, size, mtime, conflict))
+        self.call(|r| r.create_upload_session(path, size, mtime, conflict, if_match))
     }
     fn upload_fragment(
         &self,
@@ -490,8 +491,9 @@ impl Remote for LimitedRemote {
         path: &str,
         data: &[u8],
         conflict: Conflict,
+        if_match: Option<&str>,
     ) -> Result<RemoteItem, RemoteError> {
-        self.call(|r| r.upload_small(path, data, conflict))
+        self.call(|r| r.upload_small(path, data, conflict, if_match))
     }
     fn delete(&self, path: &str) -> Result<(), RemoteError> {
         self.call(|r| r.delete(path))

@@ -24,6 +24,7 @@
 
 pub mod chunk;
 pub mod clock;
+pub mod conflict_name;
 pub mod enrichment;
 pub mod folders;
 pub mod limiter;
@@ -43,6 +44,7 @@ use std::time::{Duration, SystemTime};
 
 use crate::remote::{Conflict, RemoteItem, UploadSession};
 
+pub use conflict_name::conflict_name;
 pub use queue::UploadQueue;
 
 /// Computes the quickXorHash (base64) of a file; the integrator plugs in
@@ -145,6 +147,12 @@ pub struct UploadJob {
     pub mtime: SystemTime,
     /// Set for a job recovered from the spool after a restart.
     pub resume: Option<Resume>,
+    /// The eTag of the server's version this content was edited from (a read-modify-write of
+    /// a file fetched from SharePoint), sent as `if-match`. On 412 — a colleague saved a newer
+    /// version meanwhile — the content goes beside it under [`conflict_name`] instead of
+    /// overwriting it. `None` (a new file, an `O_TRUNC` rewrite, a copy of spooled content):
+    /// the upload replaces whatever is there, by intent.
+    pub base_etag: Option<String>,
 }
 
 impl UploadJob {
@@ -156,8 +164,34 @@ impl UploadJob {
             size,
             mtime,
             resume: None,
+            base_etag: None,
         }
     }
+
+    /// The same job, sent with `if-match: etag` (see [`UploadJob::base_etag`]).
+    pub fn with_base_etag(mut self, etag: Option<String>) -> Self {
+        self.base_etag = etag;
+        self
+    }
+}
+
+/// The mount-relative path of the conflict copy a committed job became, if it did: a job
+/// sent with a base eTag whose committed item has another name than its target (the worker
+/// saved it beside the file that changed on the server, `worker.rs`). `None`: the item is the
+/// job's own path.
+pub fn conflict_copy_of(job: &UploadJob, item: &RemoteItem) -> Option<String> {
+    job.base_etag.as_ref()?;
+    let (parent, leaf) = match job.remote_path.rsplit_once('/') {
+        Some((p, l)) => (Some(p), l),
+        None => (None, job.remote_path.as_str()),
+    };
+    if item.name.is_empty() || item.name.to_lowercase() == leaf.to_lowercase() {
+        return None;
+    }
+    Some(match parent {
+        Some(p) => format!("{p}/{}", item.name),
+        None => item.name.clone(),
+    })
 }
 
 /// What a recovered job brings from the previous run.

@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime};
 
-use super::status::{sanitize_error, StatusSnapshot, UploadState, UploadStatus};
+use super::status::{sanitize_error, StatusSnapshot, UploadState, UploadStatus, CONFLICT_NOTE};
 
 /// Weight of the newest sample in the smoothed rate.
 const RATE_ALPHA: f64 = 0.3;
@@ -140,6 +140,17 @@ impl StatusRegistry {
         self.update(id, |e| {
             e.status.note = Some(sanitize_error(note));
             e.status.server_modified |= server_modified;
+        });
+    }
+
+    /// The job's content is being saved as a conflict copy at `copy_path` (see
+    /// `UploadStatus::conflict_copy`); the note says so, with both names.
+    pub fn conflict_copy(&self, id: u64, copy_path: &str) {
+        let copy_name = copy_path.rsplit('/').next().unwrap_or(copy_path);
+        let note = format!("{CONFLICT_NOTE}; saved as \"{copy_name}\"");
+        self.update(id, |e| {
+            e.status.note = Some(sanitize_error(&note));
+            e.status.conflict_copy = Some(copy_path.to_string());
         });
     }
 

@@ -27,6 +27,10 @@ pub const STALE_SESSION: &str = "an earlier upload session still holds this path
 pub const STALE_UNRECORDED_SESSION: &str = "an earlier upload session still holds this path \
      (opened by the previous run just before it stopped; waiting for it to expire)";
 
+/// The note of a job saved as a conflict copy (`UploadStatus::conflict_copy`), followed by
+/// `; saved as "NAME"`.
+pub const CONFLICT_NOTE: &str = "conflict: changed in SharePoint meanwhile";
+
 /// Lifecycle of one upload.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -97,6 +101,10 @@ pub struct UploadStatus {
     /// What else the user should know about this upload (shown as `note:` in `.status`):
     /// the enrichment, or where a conflicting edit went.
     pub note: Option<String>,
+    /// Done as a conflict copy: the file changed in SharePoint while it was edited here, so
+    /// this content was saved beside it under this mount-relative path (and `path` holds the
+    /// colleague's version, untouched).
+    pub conflict_copy: Option<String>,
 }
 
 impl UploadStatus {
@@ -115,6 +123,7 @@ impl UploadStatus {
             finished: None,
             server_modified: false,
             note: None,
+            conflict_copy: None,
         }
     }
 
@@ -461,20 +470,20 @@ done      100%            11 B / 11 B            -       -      2  a.txt
                  "uploaded": 44040192u64, "attempts": 1, "error": null,
                  "rate_bytes_per_sec": 5242880u64, "eta_secs": 12,
                  "started": "2026-11-21T21:32:55Z", "finished": null,
-                 "server_modified": false, "note": null},
+                 "server_modified": false, "note": null, "conflict_copy": null},
                 {"path": "Docs/q 1.bin", "state": "queued", "size": 3145728u64, "uploaded": 0,
                  "attempts": 0, "error": null, "rate_bytes_per_sec": null, "eta_secs": null,
                  "started": null, "finished": null,
-                 "server_modified": false, "note": null},
+                 "server_modified": false, "note": null, "conflict_copy": null},
                 {"path": "Docs/x.bin", "state": "failed", "size": 1073741824u64, "uploaded": 0,
                  "attempts": 1, "error": "quota exceeded (507): quotaLimitReached",
                  "rate_bytes_per_sec": null, "eta_secs": null,
                  "started": "2026-11-21T21:31:25Z", "finished": "2026-11-21T21:31:26Z",
-                 "server_modified": false, "note": null},
+                 "server_modified": false, "note": null, "conflict_copy": null},
                 {"path": "a.txt", "state": "done", "size": 11, "uploaded": 11, "attempts": 2,
                  "error": null, "rate_bytes_per_sec": null, "eta_secs": null,
                  "started": null, "finished": null,
-                 "server_modified": false, "note": null}
+                 "server_modified": false, "note": null, "conflict_copy": null}
             ],
             "throttled_until": "2026-11-21T21:33:05Z",
             "totals": {"queued": 1, "uploading": 1, "retrying": 0, "done": 1, "failed": 1,

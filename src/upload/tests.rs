@@ -117,6 +117,7 @@ impl Harness {
             size: data.len() as u64,
             mtime: SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000),
             resume: None,
+            base_etag: None,
         }
     }
 
@@ -284,6 +285,7 @@ fn throttling_pauses_every_worker() {
             size: data.len() as u64,
             mtime: SystemTime::UNIX_EPOCH,
             resume: None,
+            base_etag: None,
         });
     }
     std::thread::sleep(Duration::from_millis(150));
@@ -397,7 +399,7 @@ fn permanent_errors_fail_without_retries() {
 fn conflict_fail_on_existing_item() {
     let h = harness_with(|c| c.conflict = Conflict::Fail);
     h.remote
-        .upload_small("f.bin", b"old", Conflict::Replace)
+        .upload_small("f.bin", b"old", Conflict::Replace, None)
         .unwrap();
     h.queue.submit(h.job("f.bin", "s", &bytes(10, 9)));
     h.idle();
@@ -607,6 +609,7 @@ fn shutdown_wakes_a_backing_off_worker() {
         size: 2 * K,
         mtime: SystemTime::UNIX_EPOCH,
         resume: None,
+        base_etag: None,
     });
     std::thread::sleep(Duration::from_millis(100));
     let t0 = Instant::now();
@@ -678,6 +681,7 @@ fn random_faults_always_converge() {
             size,
             mtime: SystemTime::UNIX_EPOCH,
             resume: None,
+            base_etag: None,
         };
         ctx.registry.queued(1, "r.bin", size);
         let mut uploader = Uploader::new(ctx.plan);
@@ -708,6 +712,7 @@ fn worker_memory_is_one_chunk() {
             size,
             mtime: SystemTime::UNIX_EPOCH,
             resume: None,
+            base_etag: None,
         };
         ctx.registry.queued(i as u64, &path, size);
         let end = uploader.run(&ctx, i as u64, &job, &Interrupt::new());
@@ -757,6 +762,7 @@ fn a_panicking_listener_does_not_block_the_path() {
             size: content.len() as u64,
             mtime: SystemTime::UNIX_EPOCH,
             resume: None,
+            base_etag: None,
         });
         assert!(queue.wait_idle(Duration::from_secs(20)));
     }
@@ -888,7 +894,7 @@ fn recovered_jobs_handle_stale_sessions() {
 
     let stale = h
         .remote
-        .create_upload_session("b.bin", K, SystemTime::UNIX_EPOCH, Conflict::Replace)
+        .create_upload_session("b.bin", K, SystemTime::UNIX_EPOCH, Conflict::Replace, None)
         .unwrap();
     let mut job = h.job("b.bin", "b", &bytes(K, 25));
     job.resume = Some(Resume {
@@ -944,6 +950,7 @@ fn sustained_throttling_does_not_spend_max_attempts() {
         size: data.len() as u64,
         mtime: SystemTime::UNIX_EPOCH,
         resume: None,
+        base_etag: None,
     };
     ctx.registry.queued(1, "t.bin", job.size);
     let mut uploader = Uploader::new(ctx.plan);
@@ -1005,4 +1012,174 @@ fn locked_file_fails_after_locked_wait() {
     let slept: Duration = h.clock.sleeps().iter().sum();
     assert!(slept >= Duration::from_secs(5), "{slept:?}");
     assert!(slept < Duration::from_secs(6), "{slept:?}");
+}
+
+/// Conflict-safe in-place edits (issue 9): the job's base eTag goes out as `if-match`.
+mod conflicts {
+    use super::*;
+
+    /// Seed `path` on the server, then let "a colleague" save a newer version: returns the
+    /// eTag of the first (the base our edit was read from).
+    fn seed_then_change(h: &Harness, path: &str, changed: bool) -> String {
+        let base = h
+            .remote
+            .upload_small(path, b"server v1", Conflict::Replace, None)
+            .unwrap()
+            .etag
+            .unwrap();
+        if changed {
+            h.remote
+                .upload_small(path, b"colleague v2", Conflict::Replace, None)
+                .unwrap();
+        }
+        base
+    }
+
+    fn names(h: &Harness, dir: &str) -> Vec<String> {
+        let mut v: Vec<String> = h
+            .remote
+            .list(dir)
+            .unwrap()
+            .into_iter()
+            .map(|i| i.name)
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn changed_on_server_is_saved_beside_it() {
+        let h = harness();
+        h.remote.mkdir("Docs").unwrap();
+        let base = seed_then_change(&h, "Docs/report.docx", true);
+        let ours = bytes(2 * K + 5, 40);
+        let expected = conflict_name("report.docx", h.clock.wall());
+        h.queue.submit(
+            h.job("Docs/report.docx", "s", &ours)
+                .with_base_etag(Some(base)),
+        );
+        h.idle();
+        assert_eq!(
+            h.remote.content("Docs/report.docx"),
+            Some(b"colleague v2".to_vec()),
+            "the colleague's version is untouched"
+        );
+        let copy = format!("Docs/{expected}");
+        assert_eq!(h.remote.content(&copy), Some(ours), "ours is beside it");
+        assert_eq!(
+            names(&h, "Docs"),
+            vec![expected.clone(), "report.docx".to_string()]
+        );
+        let events = h.listener.events();
+        let item = events[0].1.as_ref().unwrap();
+        assert_eq!(item.name, expected);
+        let job = h
+            .job("Docs/report.docx", "t", b"x")
+            .with_base_etag(Some("e".into()));
+        assert_eq!(conflict_copy_of(&job, item), Some(copy.clone()));
+        let u = &h.queue.snapshot().uploads[0];
+        assert_eq!(u.state, UploadState::Done);
+        assert_eq!(u.path, "Docs/report.docx");
+        assert_eq!(u.conflict_copy.as_deref(), Some(copy.as_str()));
+        let note = u.note.clone().unwrap();
+        assert!(note.starts_with(status::CONFLICT_NOTE), "{note}");
+        assert!(note.contains(&expected), "{note}");
+        let table = h.queue.snapshot().render_table();
+        assert!(
+            table.contains("report.docx") && table.contains(&expected),
+            "{table}"
+        );
+    }
+
+    #[test]
+    fn unchanged_on_server_is_replaced() {
+        let h = harness();
+        let base = seed_then_change(&h, "a.txt", false);
+        let ours = bytes(K + 1, 41);
+        h.queue
+            .submit(h.job("a.txt", "s", &ours).with_base_etag(Some(base)));
+        h.idle();
+        assert_eq!(h.remote.content("a.txt"), Some(ours));
+        assert_eq!(names(&h, ""), vec!["a.txt".to_string()]);
+        let u = &h.queue.snapshot().uploads[0];
+        assert_eq!(u.state, UploadState::Done);
+        assert_eq!(u.conflict_copy, None);
+        assert_eq!(u.note, None);
+        assert_eq!(
+            conflict_copy_of(
+                &h.job("a.txt", "t", b"x"),
+                h.listener.events()[0].1.as_ref().unwrap()
+            ),
+            None
+        );
+    }
+
+    #[test]
+    fn without_base_etag_a_changed_file_is_replaced() {
+        let h = harness();
+        seed_then_change(&h, "a.txt", true);
+        let ours = bytes(K, 42);
+        h.queue.submit(h.job("a.txt", "s", &ours));
+        h.idle();
+        assert_eq!(h.remote.content("a.txt"), Some(ours));
+        assert_eq!(names(&h, "").len(), 1);
+    }
+
+    #[test]
+    fn a_taken_conflict_name_gets_a_counter() {
+        let h = harness();
+        let base = seed_then_change(&h, "notes.txt", true);
+        let first = conflict_name("notes.txt", h.clock.wall());
+        h.remote
+            .upload_small(&first, b"earlier copy", Conflict::Replace, None)
+            .unwrap();
+        let ours = bytes(K, 43);
+        h.queue
+            .submit(h.job("notes.txt", "s", &ours).with_base_etag(Some(base)));
+        h.idle();
+        let second = conflict_name::conflict_name_nth("notes.txt", h.clock.wall(), 2);
+        assert_eq!(h.remote.content(&second), Some(ours));
+        assert_eq!(h.remote.content(&first), Some(b"earlier copy".to_vec()));
+        assert_eq!(
+            h.remote.content("notes.txt"),
+            Some(b"colleague v2".to_vec())
+        );
+    }
+
+    #[test]
+    fn empty_file_uses_the_same_rule() {
+        let h = harness();
+        let base = seed_then_change(&h, "e.txt", true);
+        h.queue
+            .submit(h.job("e.txt", "s", b"").with_base_etag(Some(base)));
+        h.idle();
+        let copy = conflict_name("e.txt", h.clock.wall());
+        assert_eq!(h.remote.content(&copy), Some(Vec::new()));
+        assert_eq!(h.remote.content("e.txt"), Some(b"colleague v2".to_vec()));
+        assert_eq!(h.queue.snapshot().uploads[0].state, UploadState::Done);
+    }
+
+    /// Should the server check the precondition at the commit (412 on a fragment), the
+    /// session is dropped and the content goes to the copy from byte 0.
+    #[test]
+    fn precondition_failed_at_commit_also_saves_a_copy() {
+        let h = harness();
+        let base = seed_then_change(&h, "c.bin", false);
+        h.remote
+            .push_fragment_fault(Fault::Fail(RemoteError::PreconditionFailed(
+                "eTag does not match".into(),
+            )));
+        let ours = bytes(2 * K, 44);
+        h.queue
+            .submit(h.job("c.bin", "s", &ours).with_base_etag(Some(base)));
+        h.idle();
+        let copy = conflict_name("c.bin", h.clock.wall());
+        assert_eq!(h.remote.content(&copy), Some(ours));
+        assert_eq!(h.remote.content("c.bin"), Some(b"server v1".to_vec()));
+        assert_eq!(
+            h.remote.open_sessions(),
+            0,
+            "the refused session was cancelled"
+        );
+    }
 }

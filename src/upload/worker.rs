@@ -30,6 +30,14 @@
 //!   a session open cancels it (DELETE), so a later retry is not refused by its own session.
 //! - The upload URL is never logged: only `UploadSession`'s redacting `Debug` could show it,
 //!   and it is not formatted anywhere here. Each failure is logged once (warn) by this file.
+//! - Conflict-safe in-place edits: a job with a base eTag (`UploadJob::base_etag`) sends it
+//!   as `if-match` on createUploadSession (or the simple PUT). A 412 there — or at the commit,
+//!   should a server check it then — means a colleague saved a newer version meanwhile: the
+//!   run switches its target to a free `conflict_name` beside the file (checked with a stat,
+//!   counter from 2 on) and uploads the same spool content there without `if-match`; nothing
+//!   is overwritten. The registry entry gets `conflict_copy` and a note naming both files; the
+//!   committed item (under the copy's name) goes to the listener, which tells the two apart
+//!   (`upload::conflict_copy_of`).
 //! - Throttling (429/503) never counts toward the give-up bound (`JobRun::throttled`); the
 //!   mount-wide limiter (`limiter.rs`) sits inside `ctx.remote` and paces every request.
 
@@ -57,6 +65,15 @@ use crate::remote::{ByteRange, Conflict, FragmentOutcome, Remote, RemoteError, R
 
 /// How often a worker paused for sign-in checks whether `login` has happened.
 const SIGN_IN_POLL: Duration = Duration::from_secs(1);
+
+/// Conflict names tried for one job (`… 013000).docx`, `… 013000 2).docx`, …): more copies
+/// of one file in the same second than this is not a conflict, it is a loop.
+const MAX_CONFLICT_NAMES: u32 = 100;
+
+/// A 412 (if-match failed) for a job that sent one: the file changed on the server.
+fn is_changed_meanwhile(err: &RemoteError, if_match: Option<&str>) -> bool {
+    if_match.is_some() && matches!(err, RemoteError::PreconditionFailed(_))
+}
 
 /// 423 `resourceLocked` (or any 423): the file is checked out or open in another app.
 fn is_locked(err: &RemoteError) -> bool {
@@ -144,6 +161,8 @@ impl Uploader {
             ctx,
             id,
             job,
+            target: job.remote_path.clone(),
+            if_match: job.base_etag.clone(),
             interrupt,
             attempts: 1,
             failures_in_row: 0,
@@ -196,6 +215,10 @@ struct JobRun<'a> {
     ctx: &'a UploadContext,
     id: u64,
     job: &'a UploadJob,
+    /// Where the content goes: the job's path, or its conflict copy's after a 412.
+    target: String,
+    /// The eTag sent as `if-match` (the job's base eTag until a conflict copy is chosen).
+    if_match: Option<String>,
     interrupt: &'a Interrupt,
     /// Tries started (see `retry.rs`).
     attempts: u32,
@@ -221,7 +244,47 @@ struct JobRun<'a> {
 
 impl JobRun<'_> {
     fn path(&self) -> &str {
-        &self.job.remote_path
+        &self.target
+    }
+
+    /// The file changed on the server since it was read (412 on `if-match`): from now on the
+    /// run uploads to a free conflict name beside it, without `if-match`.
+    fn save_as_conflict(&mut self) -> Result<(), Stop> {
+        let original = self.job.remote_path.clone();
+        let (parent, name) = match original.rsplit_once('/') {
+            Some((p, n)) => (Some(p), n),
+            None => (None, original.as_str()),
+        };
+        let when = self.ctx.clock.wall();
+        let remote = Arc::clone(&self.ctx.remote);
+        let mut n = 1;
+        let copy = loop {
+            let leaf = super::conflict_name::conflict_name_nth(name, when, n);
+            let candidate = match parent {
+                Some(p) => format!("{p}/{leaf}"),
+                None => leaf,
+            };
+            self.ready()?;
+            match remote.stat(&candidate) {
+                Ok(None) => break candidate,
+                Ok(Some(_)) if n < MAX_CONFLICT_NAMES => n += 1,
+                Ok(Some(_)) => {
+                    return Err(Stop::Failed(format!(
+                        "changed in SharePoint meanwhile, and {MAX_CONFLICT_NAMES} conflict \
+                         names are taken"
+                    )))
+                }
+                Err(e) => {
+                    self.on_failure(Op::Lookup, &e)?;
+                }
+            }
+        };
+        info!("{original}: changed in SharePoint since it was read here; saving this version as {copy}");
+        self.ctx.registry.conflict_copy(self.id, &copy);
+        self.target = copy;
+        self.if_match = None;
+        self.parents_created = false;
+        Ok(())
     }
 
     /// Check the interrupt, pass the throttle gate, and wait while sign-in is needed.
@@ -369,6 +432,9 @@ impl JobRun<'_> {
     /// A failed createUploadSession: a path held by an earlier session is waited for, the
     /// rest follows the retry policy.
     fn create_failed(&mut self, err: &RemoteError) -> Result<(), Stop> {
+        if is_changed_meanwhile(err, self.if_match.as_deref()) {
+            return self.save_as_conflict();
+        }
         if classify_create(err, self.ctx.conflict) == Decision::StaleSession {
             return self.wait_stale_session(err);
         }
@@ -487,8 +553,12 @@ impl JobRun<'_> {
         let remote = Arc::clone(&self.ctx.remote);
         loop {
             self.ready()?;
-            match remote.upload_small(self.path(), &[], self.ctx.conflict) {
+            let if_match = self.if_match.clone();
+            match remote.upload_small(self.path(), &[], self.ctx.conflict, if_match.as_deref()) {
                 Ok(_) => break,
+                Err(e) if is_changed_meanwhile(&e, if_match.as_deref()) => {
+                    self.save_as_conflict()?;
+                }
                 Err(e) => {
                     if !self.create_parents_once(&e) {
                         self.on_failure(Op::Create, &e)?;
@@ -581,6 +651,7 @@ impl JobRun<'_> {
                     size,
                     self.job.mtime,
                     self.ctx.conflict,
+                    self.if_match.as_deref(),
                 ) {
                     Ok(s) => {
                         self.succeeded();
@@ -687,6 +758,17 @@ impl JobRun<'_> {
                         Some(item) => Ok(item),
                         None => self.lookup(),
                     };
+                }
+                Err(e) if is_changed_meanwhile(&e, self.if_match.as_deref()) => {
+                    // Refused at the commit: drop this session, start over as the copy.
+                    debug!("{}: bytes {range} refused: {e}", self.path());
+                    if let Err(e) = remote.cancel_upload(sess) {
+                        debug!("{}: cancelling the upload session: {e}", self.path());
+                    }
+                    *session = None;
+                    self.persist_session(None);
+                    self.progress(0);
+                    self.save_as_conflict()?;
                 }
                 Err(e) => {
                     debug!("{}: bytes {range} failed: {e}", self.path());
