@@ -537,6 +537,12 @@ impl UploadQueue {
                         to_release.push((p.job.clone(), Release::Superseded));
                     }
                     p.id = id;
+                    // A second edit of a file whose first edit never reached the server: the
+                    // version both were made from is still the one the server must have.
+                    let mut job = job;
+                    if job.base_etag.is_none() {
+                        job.base_etag = p.job.base_etag.take();
+                    }
                     p.job = job;
                     p.not_before = Instant::now() + shared.write_back_delay;
                 }

@@ -1047,6 +1047,29 @@ mod conflicts {
         v
     }
 
+    /// Two edits of a fetched file within the write-back delay: the second (made from the
+    /// spool copy, so without a base of its own) supersedes the first and keeps its base.
+    #[test]
+    fn a_second_edit_before_the_first_upload_keeps_the_base() {
+        let h = harness_with(|c| c.write_back_delay = Duration::from_millis(300));
+        h.remote.mkdir("Docs").unwrap();
+        let base = seed_then_change(&h, "Docs/report.docx", true);
+        h.queue.submit(
+            h.job("Docs/report.docx", "s1", &bytes(K, 41))
+                .with_base_etag(Some(base)),
+        );
+        let ours = bytes(K + 7, 42);
+        h.queue.submit(h.job("Docs/report.docx", "s2", &ours));
+        h.idle();
+        assert_eq!(
+            h.remote.content("Docs/report.docx"),
+            Some(b"colleague v2".to_vec()),
+            "the colleague's version is untouched"
+        );
+        let copy = format!("Docs/{}", conflict_name("report.docx", h.clock.wall()));
+        assert_eq!(h.remote.content(&copy), Some(ours));
+    }
+
     #[test]
     fn changed_on_server_is_saved_beside_it() {
         let h = harness();
