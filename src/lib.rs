@@ -27,3 +27,4 @@ pub mod remote;
 pub mod service;
 pub mod spool;
 pub mod upload;
+pub mod watch;
