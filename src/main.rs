@@ -236,6 +236,10 @@ struct MountArgs {
     /// Go to the background once the mount answers; the exit code says whether it came up.
     #[arg(long, help_heading = "Mount")]
     daemon: bool,
+    /// Seconds to keep uploading what is queued after `umount`, then exit; 0: exit at once
+    /// (uploads resume at the next mount) [default: 30].
+    #[arg(long, value_name = "SECONDS", help_heading = "Mount")]
+    unmount_drain: Option<u64>,
 }
 
 #[derive(Args)]
@@ -314,6 +318,7 @@ impl MountArgs {
             allow_other: self.allow_other.then_some(true),
             spool_max: self.spool_max.clone().map(SizeValue::Text),
             fsync_barrier: self.fsync_barrier.then_some(true),
+            unmount_drain: self.unmount_drain,
             auth: self.auth.clone(),
             cloud: self.cloud.clone(),
             ca_file: self.ca_file.clone(),
