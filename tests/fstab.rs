@@ -165,3 +165,75 @@ fn wrong_config_or_option_fails_mount_with_one_line() {
     }
     assert!(!Path::new(&t.join("m/.status")).exists());
 }
+
+/// The unmount drain is bounded: with `unmount_drain = 3` and a file that needs ~16 s, the
+/// process exits ~3 s after `fusermount3 -u`, names what it left, and the next mount finishes
+/// it from the kept session. A SIGTERM during a (long) drain stops it at once.
+#[test]
+fn unmount_drain_is_bounded_and_a_signal_cuts_it_short() {
+    let emu = Emu::start(Some(r#"{"bandwidth_bytes_per_sec": 2000000}"#));
+    let keep = tempfile::tempdir().expect("tempdir");
+    let spool = keep.path().join("spool");
+    let m = Mount::start_on(&emu, &spool, "unmount_drain = 3\nchunk_size = \"320KiB\"");
+    let src = keep.path().join("big.bin");
+    random_file(&src, 32 << 20, 5);
+    std::fs::copy(&src, m.path("big.bin")).expect("cp");
+    m.wait_uploaded("big.bin", 1, Duration::from_secs(30));
+    sh(&format!("fusermount3 -u {}", m.dir.display()));
+    let t0 = Instant::now();
+    let (st, log) = m.wait_exit(Duration::from_secs(30));
+    let took = t0.elapsed();
+    assert!(st.success(), "{st:?}\n{log}");
+    assert!(
+        took >= Duration::from_millis(2500) && took < Duration::from_secs(10),
+        "exited after {took:?}\n{log}"
+    );
+    assert!(
+        log.contains("unmount drain: uploading what is queued")
+            && log.contains("unmount drain: 3 s passed")
+            && log.contains("big.bin")
+            && log.contains("left in the spool"),
+        "{log}"
+    );
+    assert!(
+        emu.item("big.bin").is_none(),
+        "committed within 3 s at 2 MB/s?"
+    );
+
+    // The next mount resumes the kept session and finishes at full speed.
+    emu.set_faults("{}");
+    let m2 = Mount::restart(&emu, &spool, "unmount_drain = 60\nchunk_size = \"320KiB\"");
+    m2.wait_state("big.bin", "done", Duration::from_secs(60));
+    assert_eq!(
+        emu.item("big.bin").expect("big.bin")["quickXorHash"],
+        qxh(&src)
+    );
+
+    // SIGTERM while draining: out at once.
+    emu.set_faults(r#"{"bandwidth_bytes_per_sec": 2000000}"#);
+    std::fs::copy(&src, m2.path("again.bin")).expect("cp");
+    m2.wait_uploaded("again.bin", 1, Duration::from_secs(30));
+    sh(&format!("fusermount3 -u {}", m2.dir.display()));
+    std::thread::sleep(Duration::from_millis(1500));
+    let pid = m2.pid() as i32;
+    // Still running (not a zombie): the drain holds it.
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    assert_eq!(
+        stat.rsplit(')')
+            .next()
+            .and_then(|r| r.split_whitespace().next()),
+        Some("S"),
+        "exited before the drain was over: {stat}"
+    );
+    let t0 = Instant::now();
+    // SAFETY: signalling our own child process.
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    let (st, log) = m2.wait_exit(Duration::from_secs(30));
+    assert!(st.success(), "{st:?}\n{log}");
+    assert!(t0.elapsed() < Duration::from_secs(5), "{log}");
+    assert!(
+        log.contains("unmount drain stopped by a signal") && log.contains("again.bin"),
+        "{log}"
+    );
+    assert_no_violations(&emu);
+}
