@@ -38,7 +38,7 @@ pub const PLAIN_EVERY: Duration = Duration::from_secs(2);
 /// just after `close` returns, so right after `cp` the mount may not list it yet (as `wait`).
 pub const START_GRACE: Duration = Duration::from_secs(2);
 /// Characters of a path shown in front of a bar (the end of the path is kept).
-const NAME_CHARS: usize = 40;
+const NAME_CHARS: usize = 32;
 
 /// One upload entry of `.status.json`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -439,7 +439,8 @@ pub fn stdout_is_terminal() -> bool {
 
 fn bar_style() -> ProgressStyle {
     ProgressStyle::with_template(
-        "{prefix:40!} [{bar:30.cyan/blue}] {bytes:>10}/{total_bytes:<10} {percent:>3}% {msg}",
+        // Every part but the bar has a fixed width, so the bars line up and fill the terminal.
+        "{prefix:32!} [{wide_bar:.cyan/blue}] {bytes:>10}/{total_bytes:<10} {percent:>3}% {msg:<24!}",
     )
     .unwrap_or_else(|_| ProgressStyle::default_bar())
     .progress_chars("=> ")
@@ -578,7 +579,7 @@ impl WaitProgress {
             let b = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stdout_with_hz(4));
             b.set_style(
                 ProgressStyle::with_template(
-                    "{prefix} [{bar:40.cyan/blue}] {bytes:>10}/{total_bytes:<10} {percent:>3}% {msg}",
+                    "{prefix} [{wide_bar:.cyan/blue}] {bytes:>10}/{total_bytes:<10} {percent:>3}% {msg:<28!}",
                 )
                 .unwrap_or_else(|_| ProgressStyle::default_bar())
                 .progress_chars("=> "),
