@@ -636,7 +636,8 @@ impl WaitProgress {
                     }
                 };
                 if due {
-                    println!("{}", t.line());
+                    // A closed pipe is not worth failing the wait for.
+                    let _ = writeln!(std::io::stdout(), "{}", t.line());
                     self.last_line = Some((t, Instant::now()));
                 }
             }
@@ -660,7 +661,7 @@ impl WaitProgress {
                     t.files_done = t.files;
                     t.bytes_done = t.bytes;
                 }
-                println!("{} — {word}", t.line());
+                let _ = writeln!(std::io::stdout(), "{} — {word}", t.line());
             }
         }
     }

@@ -52,11 +52,9 @@ fn mount_t_and_fstab_line_upload_and_umount() {
         std::fs::create_dir(t.join(d)).expect("mkdir");
     }
     std::os::unix::fs::symlink(bin(), t.join("bin/shareuplift")).expect("symlink");
-    for (name, spool, extra) in [
-        ("c1.toml", "s1", "unmount_drain = 60"),
-        ("c2.toml", "s2", ""),
-    ] {
-        std::fs::write(t.join(name), config_for(&emu.info, &t.join(spool), extra)).expect("cfg");
+    // Both configs say `unmount_drain = 0` (config_for); m1's `-o unmount_drain=60` wins.
+    for (name, spool) in [("c1.toml", "s1"), ("c2.toml", "s2")] {
+        std::fs::write(t.join(name), config_for(&emu.info, &t.join(spool), "")).expect("cfg");
     }
     let big = t.join("big.bin");
     random_file(&big, 8 << 20, 11);
@@ -74,7 +72,7 @@ fn mount_t_and_fstab_line_upload_and_umount() {
         r#"set -e
 export PATH={t}/bin:$PATH
 mount --bind {t}/bin /usr/local/bin
-mount -t fuse.shareuplift {t}/c1.toml {t}/m1 -o rw,allow_other,default_permissions,_netdev,nofail,workers=2,status_retention=60,uid=0,gid=0,umask=022,file_mode=0644,log_file={t}/m1.log
+mount -t fuse.shareuplift {t}/c1.toml {t}/m1 -o rw,allow_other,default_permissions,_netdev,nofail,workers=2,status_retention=60,uid=0,gid=0,umask=022,file_mode=0644,log_file={t}/m1.log,unmount_drain=60
 grep -q " {t}/m1 " /proc/self/mountinfo
 echo via-mount-t > {t}/m1/a.txt
 shareuplift wait --timeout 30 {t}/m1/a.txt
