@@ -4,7 +4,7 @@
 # `shareuplift wait --progress` on the two files in another, capture both panes
 # (`tmux capture-pane -p`) at several moments and print the captures. Exits non-zero unless the
 # captures show the percentages changing and the wait ending at done.
-# Usage: scripts/watch-demo.sh [MIB_PER_FILE]   (BIN=path to use another binary)
+# Usage: scripts/watch-demo.sh [MIB_PER_FILE]   (BIN=path to use another binary, COLS=pane width)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mib=${1:-100}
@@ -29,7 +29,7 @@ wait "$cp_a" "$cp_b"
 
 # Pane 0: the live status view; pane 1: one bar for the two files.
 # Each pane's shell stays after the command (its last frame stays visible for the capture).
-tmux new-session -d -s "$sess" -x 150 -y 24 \
+tmux new-session -d -s "$sess" -x "${COLS:-150}" -y 24 \
   "$bin status --watch $mnt; echo \"status --watch exit \$?\"; sleep 600"
 tmux split-window -t "$sess" -v -l 6 \
   "$bin wait --progress $mnt/a.bin $mnt/b.bin; echo \"wait exit \$?\"; sleep 600"

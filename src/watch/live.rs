@@ -13,7 +13,8 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::Value;
 
 use super::{
-    row_line, short_name, PlainTracker, Tally, View, WaitTracker, PLAIN_EVERY, REDRAW, START_GRACE,
+    bar_layout, row_line, short_name, PlainTracker, Tally, View, WaitTracker, PLAIN_EVERY, REDRAW,
+    START_GRACE,
 };
 use crate::fs::STATUS_JSON_NAME;
 use crate::upload::status::human_bytes;
@@ -37,13 +38,23 @@ pub fn stdout_is_terminal() -> bool {
     std::io::stdout().is_terminal()
 }
 
-fn bar_style() -> ProgressStyle {
-    ProgressStyle::with_template(
-        // Every part but the bar has a fixed width, so the bars line up and fill the terminal.
-        "{prefix:32!} [{wide_bar:.cyan/blue}] {bytes:>10}/{total_bytes:<10} {percent:>3}% {msg:<24!}",
-    )
-    .unwrap_or_else(|_| ProgressStyle::default_bar())
-    .progress_chars("=> ")
+/// The width of the terminal on stdout.
+fn term_cols() -> usize {
+    usize::from(console::Term::stdout().size().1)
+}
+
+/// The per-file bar for a terminal `cols` wide, and the name width it leaves. Every part but
+/// the bar has a fixed width, so the bars line up and fill the line.
+fn bar_style(cols: usize) -> (ProgressStyle, usize) {
+    let (name, msg) = bar_layout(cols);
+    let template = format!(
+        "{{prefix:{name}!}} [{{wide_bar:.cyan/blue}}] {{bytes:>10}}/{{total_bytes:<10}} \
+         {{percent:>3}}% {{msg:<{msg}!}}"
+    );
+    let style = ProgressStyle::with_template(&template)
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> ");
+    (style, name)
 }
 
 fn line_style() -> ProgressStyle {
@@ -101,11 +112,23 @@ fn watch_terminal(root: &Path, until_idle: bool, first: View) -> Result<WatchEnd
     let mp = MultiProgress::with_draw_target(ProgressDrawTarget::stdout_with_hz(4));
     let header = mp.add(ProgressBar::new_spinner().with_style(line_style()));
     let mut bars: BTreeMap<String, ProgressBar> = BTreeMap::new();
-    let style = bar_style();
+    let mut cols = term_cols();
+    let (mut style, mut name_chars) = bar_style(cols);
     let mut view = first;
     let end = loop {
         header.set_message(format!("{} — {}", root.display(), view.summary_line()));
         let last = view.last_by_path();
+        let now_cols = term_cols();
+        if now_cols != cols {
+            // The terminal was resized: lay the bars out again.
+            cols = now_cols;
+            (style, name_chars) = bar_style(cols);
+            for (key, bar) in &bars {
+                let path = last.get(key).map_or(key.as_str(), |r| r.path.as_str());
+                bar.set_style(style.clone());
+                bar.set_prefix(short_name(path, name_chars));
+            }
+        }
         let mut seen = BTreeSet::new();
         for r in view.active() {
             let key = r.path.to_lowercase();
@@ -114,7 +137,7 @@ fn watch_terminal(root: &Path, until_idle: bool, first: View) -> Result<WatchEnd
                 mp.add(
                     ProgressBar::new(r.size)
                         .with_style(style.clone())
-                        .with_prefix(short_name(&r.path)),
+                        .with_prefix(short_name(&r.path, name_chars)),
                 )
             });
             bar.set_length(r.size);

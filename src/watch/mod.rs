@@ -36,8 +36,31 @@ pub const PLAIN_EVERY: Duration = Duration::from_secs(2);
 /// How long `--until-idle` ignores an idle mount at start: the kernel queues a file's upload
 /// just after `close` returns, so right after `cp` the mount may not list it yet (as `wait`).
 pub const START_GRACE: Duration = Duration::from_secs(2);
-/// Characters of a path shown in front of a bar (the end of the path is kept).
+/// Most characters of a path shown in front of a bar (the end of the path is kept).
 const NAME_CHARS: usize = 32;
+/// Most characters of the rate/ETA text after a bar.
+const MSG_CHARS: usize = 24;
+/// Columns of a bar line that are neither name, bar nor message: brackets, bytes, percent.
+const BAR_FIXED_COLS: usize = 31;
+
+/// Columns a bar keeps, where the terminal is wide enough.
+const MIN_BAR: usize = 10;
+
+/// `(name, message)` widths for a terminal `cols` wide: a fifth for the name, a quarter for
+/// the message (both bounded), the rest for the bar; the message, then the name, shrink so
+/// the bar keeps `MIN_BAR` columns (an 80-column terminal still shows one).
+pub(crate) fn bar_layout(cols: usize) -> (usize, usize) {
+    let mut name = (cols / 5).clamp(10, NAME_CHARS);
+    let mut msg = (cols / 4).clamp(12, MSG_CHARS);
+    let too_wide = |n: usize, m: usize| n + m + BAR_FIXED_COLS + MIN_BAR > cols;
+    while too_wide(name, msg) && msg > 12 {
+        msg -= 1;
+    }
+    while too_wide(name, msg) && name > 10 {
+        name -= 1;
+    }
+    (name, msg)
+}
 
 /// One upload entry of `.status.json`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -277,13 +300,13 @@ fn one_line(s: &str) -> String {
         .collect()
 }
 
-/// The end of `path` in at most `NAME_CHARS` characters.
-fn short_name(path: &str) -> String {
+/// The end of `path` in at most `max` characters.
+fn short_name(path: &str, max: usize) -> String {
     let n = path.chars().count();
-    if n <= NAME_CHARS {
+    if n <= max {
         return one_line(path);
     }
-    let tail: String = path.chars().skip(n - (NAME_CHARS - 1)).collect();
+    let tail: String = path.chars().skip(n - (max.max(2) - 1)).collect();
     format!("…{}", one_line(&tail))
 }
 
@@ -603,10 +626,35 @@ mod tests {
 
     #[test]
     fn short_names_keep_the_end() {
-        assert_eq!(short_name("a/b.txt"), "a/b.txt");
+        assert_eq!(short_name("a/b.txt", NAME_CHARS), "a/b.txt");
         let long = format!("{}/end.bin", "x".repeat(80));
-        let s = short_name(&long);
+        let s = short_name(&long, NAME_CHARS);
         assert_eq!(s.chars().count(), NAME_CHARS);
         assert!(s.starts_with('…') && s.ends_with("/end.bin"));
+        assert_eq!(short_name(&long, 12).chars().count(), 12);
+    }
+
+    #[test]
+    fn bar_layout_leaves_room_for_the_bar() {
+        for (cols, want) in [
+            (80, (16, 20)),
+            (150, (30, 24)),
+            (300, (32, 24)),
+            (40, (10, 12)),
+        ] {
+            assert_eq!(bar_layout(cols), want, "{cols}");
+        }
+        for cols in [64, 72, 80, 100] {
+            let (n, m) = bar_layout(cols);
+            assert!(
+                cols - n - m - BAR_FIXED_COLS >= MIN_BAR,
+                "{cols}: ({n}, {m})"
+            );
+        }
+        assert_eq!(
+            bar_layout(64),
+            (11, 12),
+            "the message, then the name shrink"
+        );
     }
 }
