@@ -20,6 +20,11 @@ use crate::remote::Conflict;
 
 use crate::protocol::{DEFAULT_CHUNK, FRAGMENT_LIMIT, FRAGMENT_UNIT, MAX_FRAGMENT};
 
+/// Default of `unmount_drain`: long enough to finish a few hundred MiB on a good link after
+/// `umount`, short enough that a shutdown (systemd's default stop timeout is 90 s) is not held
+/// up; systemd units drain before unmounting anyway (`ExecStop`).
+pub const DEFAULT_UNMOUNT_DRAIN_SECS: u64 = 30;
+
 /// The TOML file as written by the user. Every field is optional here; `MountConfig::resolve`
 /// applies defaults and checks.
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -63,6 +68,10 @@ pub struct FileConfig {
     pub spool_max: Option<SizeValue>,
     /// fsync waits until the file's current content is committed in SharePoint.
     pub fsync_barrier: Option<bool>,
+    /// Seconds the process keeps uploading what is queued after the filesystem is unmounted
+    /// (`umount`, `fusermount3 -u`), before it exits (default 30; 0: exit at once and resume
+    /// at the next mount).
+    pub unmount_drain: Option<u64>,
     // --- sign-in, cloud and TLS (see `crate::graph::cloud`) ---
     /// `device_code`, `client_secret`, `certificate` or `password`; inferred when unambiguous.
     pub auth: Option<String>,
@@ -146,6 +155,8 @@ pub struct MountConfig {
     /// `None`: the free-space margin rule.
     pub spool_max: Option<u64>,
     pub fsync_barrier: bool,
+    /// How long uploads continue after an external unmount (`mount::run`); zero: stop at once.
+    pub unmount_drain: Duration,
     pub auth: AuthMethod,
     /// Graph resource for scopes, e.g. `https://graph.microsoft.com`.
     pub graph_scope: String,
@@ -227,6 +238,7 @@ impl FileConfig {
             small_file_workers,
             spool_max,
             fsync_barrier,
+            unmount_drain,
             auth,
             cloud,
             graph_scope,
@@ -444,6 +456,10 @@ impl MountConfig {
             file_mode: mode(&file.file_mode, "file_mode")?,
             dir_mode: mode(&file.dir_mode, "dir_mode")?,
         };
+        let unmount_drain = file.unmount_drain.unwrap_or(DEFAULT_UNMOUNT_DRAIN_SECS);
+        if unmount_drain > 86_400 {
+            return err("unmount_drain must be at most 86400 seconds (a day)");
+        }
         let locked_wait_secs = file.locked_wait_secs.unwrap_or(3600);
         if locked_wait_secs > 7 * 86_400 {
             return err("locked_wait_secs must be at most 604800 (a week)");
@@ -475,6 +491,7 @@ impl MountConfig {
             small_file_workers,
             spool_max,
             fsync_barrier: file.fsync_barrier.unwrap_or(false),
+            unmount_drain: Duration::from_secs(unmount_drain),
             auth,
             graph_scope,
             certificate_file: file.certificate_file,
@@ -506,6 +523,35 @@ mod tests {
 
     fn no_env(_: &str) -> Option<String> {
         None
+    }
+
+    #[test]
+    fn unmount_drain_default_zero_and_bound() {
+        let cfg = MountConfig::resolve(base(), &no_env).unwrap();
+        assert_eq!(
+            cfg.unmount_drain,
+            Duration::from_secs(DEFAULT_UNMOUNT_DRAIN_SECS)
+        );
+        for (secs, ok) in [(0, true), (600, true), (86_400, true), (86_401, false)] {
+            let mut f = base();
+            f.unmount_drain = Some(secs);
+            match MountConfig::resolve(f, &no_env) {
+                Ok(c) => {
+                    assert!(ok, "{secs} accepted");
+                    assert_eq!(c.unmount_drain, Duration::from_secs(secs));
+                }
+                Err(e) => {
+                    assert!(!ok, "{secs}: {e}");
+                    assert!(e.to_string().contains("unmount_drain"), "{e}");
+                }
+            }
+        }
+        let f = FileConfig::parse(&format!(
+            "{}\nunmount_drain = 5\n",
+            "site_url = \"https://c.sharepoint.com/sites/T\"\nfolder_url = \"/sites/T/D/U\""
+        ))
+        .unwrap();
+        assert_eq!(f.unmount_drain, Some(5));
     }
 
     #[test]

@@ -120,9 +120,21 @@ pub fn wait(
     rels: &[String],
     timeout: Option<Duration>,
 ) -> Result<WaitOutcome, String> {
+    wait_observed(root, rels, timeout, &mut |_| {})
+}
+
+/// [`wait`], handing every status it reads to `observe` first (`wait --progress`,
+/// `crate::watch::WaitProgress`).
+pub fn wait_observed(
+    root: &Path,
+    rels: &[String],
+    timeout: Option<Duration>,
+    observe: &mut dyn FnMut(&Value),
+) -> Result<WaitOutcome, String> {
     let start = Instant::now();
     loop {
         let st = read_status(root)?;
+        observe(&st);
         let ups = uploads(&st);
         let mut pending = Vec::new();
         let mut failed = Vec::new();

@@ -4,6 +4,8 @@
 //!
 //! Kernel settings chosen in `init`: atomic O_TRUNC (so an `open(O_TRUNC)` of a remote file
 //! does not first upload an empty version) and 1 MiB writes (fewer round trips for `cp`).
+//! `destroy` (the kernel unmounted) leaves the upload queue alone: the mount process stops it,
+//! after the unmount drain (`mount.rs`).
 //!
 //! Operations the filesystem does not support answer quietly (a debug line, never fuser's
 //! `[Not Implemented]` warning) with the errno a local filesystem without the feature gives:
@@ -159,8 +161,10 @@ impl Filesystem for FuseAdapter {
         Ok(())
     }
 
+    /// The session ends; the upload queue keeps running: `mount::run` decides whether it
+    /// finishes what is queued first (`unmount_drain`) and then stops it.
     fn destroy(&mut self) {
-        self.fs.shutdown();
+        debug!("FUSE session destroyed");
     }
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {

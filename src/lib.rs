@@ -6,7 +6,7 @@
 //! files, `.status`) → `upload` (queue and workers, knows nothing of FUSE) → `remote` (the
 //! trait) implemented by `graph`. `emulator` is the built-in local SharePoint used by the demo
 //! and the tests; `control` is the client side of a running mount's `.control` and
-//! `.status.json` (the `retry`, `discard`, `drain` and `wait` commands); `spool` owns the private spool directory and its records, `recovery` puts
+//! `.status.json` (the `retry`, `discard`, `drain` and `wait` commands); `watch` draws `status --watch` and `wait --progress` from `.status.json`; `spool` owns the private spool directory and its records, `recovery` puts
 //! what an earlier run left there back at mount; `redact` keeps secrets out of logs; `fstab` turns mount(8)'s helper arguments into a `mount` command; `service` talks to systemd and to a `--daemon` parent.
 
 pub mod config;
@@ -27,3 +27,4 @@ pub mod remote;
 pub mod service;
 pub mod spool;
 pub mod upload;
+pub mod watch;

@@ -46,13 +46,21 @@ enum Command {
         /// Local files to hash.
         files: Vec<PathBuf>,
     },
-    /// Print the upload status of a mount (its .status file).
+    /// Print the upload status of a mount (its .status file), or watch it live (--watch).
     Status {
-        /// The mount point.
+        /// The mount point (or any path inside the mount, with --watch).
         mountpoint: PathBuf,
-        /// Print .status.json instead of the table.
-        #[arg(long)]
+        /// Print .status.json instead of the table [default: off].
+        #[arg(long, conflicts_with = "watch")]
         json: bool,
+        /// Redraw a live view twice a second (a bar per uploading file, counts, rate, ETA;
+        /// plain lines when stdout is not a terminal) until the mount goes away [default: off].
+        #[arg(long)]
+        watch: bool,
+        /// With --watch: stop once nothing is queued, uploading or open for writing (exit 1
+        /// if failed or incomplete uploads are listed) [default: off, run until unmounted].
+        #[arg(long, requires = "watch")]
+        until_idle: bool,
     },
     /// Block until the uploads of PATHs (files in a mount, or a mount root for everything)
     /// are done (exit 0) or failed (exit 1, reasons printed); exit 3 on timeout.
@@ -60,6 +68,10 @@ enum Command {
         /// Give up after this many seconds [default: wait for ever].
         #[arg(long, value_name = "SECONDS")]
         timeout: Option<u64>,
+        /// Show one bar for the bytes of everything waited on (plain `wait:` lines when stdout
+        /// is not a terminal) [default: off, silent].
+        #[arg(long)]
+        progress: bool,
         /// Files in a mount, or a mount point for everything it is uploading.
         #[arg(required = true)]
         paths: Vec<PathBuf>,
@@ -224,6 +236,10 @@ struct MountArgs {
     /// Go to the background once the mount answers; the exit code says whether it came up.
     #[arg(long, help_heading = "Mount")]
     daemon: bool,
+    /// Seconds to keep uploading what is queued after `umount`, then exit; 0: exit at once
+    /// (uploads resume at the next mount) [default: 30].
+    #[arg(long, value_name = "SECONDS", help_heading = "Mount")]
+    unmount_drain: Option<u64>,
 }
 
 #[derive(Args)]
@@ -302,6 +318,7 @@ impl MountArgs {
             allow_other: self.allow_other.then_some(true),
             spool_max: self.spool_max.clone().map(SizeValue::Text),
             fsync_barrier: self.fsync_barrier.then_some(true),
+            unmount_drain: self.unmount_drain,
             auth: self.auth.clone(),
             cloud: self.cloud.clone(),
             ca_file: self.ca_file.clone(),
@@ -411,7 +428,15 @@ fn main() -> ExitCode {
             }
             ExitCode::SUCCESS
         }
-        Command::Status { mountpoint, json } => {
+        Command::Status {
+            mountpoint,
+            watch: true,
+            until_idle,
+            ..
+        } => watch_command(&mountpoint, until_idle),
+        Command::Status {
+            mountpoint, json, ..
+        } => {
             let name = if json { STATUS_JSON_NAME } else { STATUS_NAME };
             match std::fs::read_to_string(mountpoint.join(name)) {
                 Ok(s) => {
@@ -421,7 +446,11 @@ fn main() -> ExitCode {
                 Err(e) => fatal(1, &format!("{}: {e}", mountpoint.join(name).display())),
             }
         }
-        Command::Wait { timeout, paths } => wait_command(&paths, timeout),
+        Command::Wait {
+            timeout,
+            progress,
+            paths,
+        } => wait_command(&paths, timeout, progress),
         Command::Completions { shell } => {
             clap_complete::generate(
                 shell,
@@ -507,8 +536,24 @@ fn kept_command(verb: fn(Option<String>) -> ControlCommand, args: &KeptArgs) -> 
     ExitCode::SUCCESS
 }
 
-fn wait_command(paths: &[PathBuf], timeout: Option<u64>) -> ExitCode {
-    use shareuplift::control::{locate, wait, WaitOutcome};
+/// `status --watch`: exit 0 when the mount goes away or is idle, 1 when idle with failed or
+/// incomplete uploads listed.
+fn watch_command(path: &Path, until_idle: bool) -> ExitCode {
+    use shareuplift::watch::{watch, WatchEnd};
+    let root = match shareuplift::control::locate(path) {
+        Ok((root, _)) => root,
+        Err(e) => return fatal(2, &e),
+    };
+    match watch(&root, until_idle) {
+        Ok(WatchEnd::Idle { kept: true }) => ExitCode::from(1),
+        Ok(_) => ExitCode::SUCCESS,
+        Err(e) => fatal(1, &e),
+    }
+}
+
+fn wait_command(paths: &[PathBuf], timeout: Option<u64>, progress: bool) -> ExitCode {
+    use shareuplift::control::{locate, wait_observed, WaitOutcome};
+    let mut bar = progress.then(shareuplift::watch::WaitProgress::new);
     // Group paths by mount root, waiting on each mount in turn.
     let mut groups: Vec<(PathBuf, Vec<String>)> = Vec::new();
     for p in paths {
@@ -527,7 +572,21 @@ fn wait_command(paths: &[PathBuf], timeout: Option<u64>) -> ExitCode {
     let mut failed = false;
     for (root, rels) in &groups {
         let left = deadline.map(|d| d.saturating_duration_since(std::time::Instant::now()));
-        match wait(Path::new(root), rels, left) {
+        if let Some(b) = bar.as_mut() {
+            b.begin(rels);
+        }
+        let mut observe = |st: &serde_json::Value| {
+            if let Some(b) = bar.as_mut() {
+                b.observe(st);
+            }
+        };
+        let outcome = wait_observed(Path::new(root), rels, left, &mut observe);
+        if let Some(b) = bar.as_ref() {
+            if matches!(outcome, Ok(WaitOutcome::TimedOut(_)) | Err(_)) {
+                b.finish(false);
+            }
+        }
+        match outcome {
             Ok(WaitOutcome::Done) => {}
             Ok(WaitOutcome::Failed(list)) => {
                 for (path, reason) in list {
@@ -544,6 +603,9 @@ fn wait_command(paths: &[PathBuf], timeout: Option<u64>) -> ExitCode {
             }
             Err(e) => return fatal(1, &e),
         }
+    }
+    if let Some(b) = bar.as_ref() {
+        b.finish(!failed);
     }
     if failed {
         ExitCode::from(1)

@@ -8,19 +8,28 @@
 //! queue summary, and `STOPPING=1` at SIGINT/SIGTERM or a drain.
 //!
 //! Shutdown: SIGINT/SIGTERM/SIGHUP unmount the filesystem (SIGHUP only reopens the log file
-//! when there is one, `--log-file`); an external `fusermount3 -u` or
-//! `umount` ends the session the same way. Either way the upload queue is stopped (the
+//! when there is one, `--log-file`) and stop at once: the upload queue is stopped (the
 //! fragment in flight ends or is cut off, no new one starts, each job's session stays in its
 //! spool record) and the process exits 0; the next mount resumes those sessions.
+//!
+//! Unmount drain: an external `umount` or `fusermount3 -u` ends the session too, but then the
+//! process keeps uploading what is queued for at most `unmount_drain` (default 30 s; 0: stop
+//! at once as above), logging what it waits for every few seconds, and exits as soon as the
+//! queue is idle. Nothing new can arrive (the filesystem is gone), so this only finishes work
+//! already accepted. A SIGINT/SIGTERM during it stops at once; when the time is up the queue is
+//! stopped as above. The bound exists because `umount` is often part of a shutdown that will
+//! not wait for ever; whatever is left is named in the log and resumes at the next mount.
 //!
 //! Drain: SIGUSR1, or `drain` written to `MOUNT/.control`, refuses new writes (EACCES), waits
 //! until the queue has nothing queued or uploading (failed and incomplete uploads stay in the
 //! spool), then unmounts and exits 0. A SIGTERM during a drain unmounts at once.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use log::{error, info};
+use log::{error, info, warn};
 
 use crate::config::MountConfig;
 use crate::fs::{Fs, FsOptions};
@@ -28,7 +37,13 @@ use crate::fuse::FuseAdapter;
 use crate::graph::{GraphConfig, GraphRemote};
 use crate::remote::Remote;
 use crate::spool::{Spool, SpoolStore};
+use crate::upload::status::{human_bytes, StatusSnapshot};
 use crate::upload::{QueueConfig, UploadQueue};
+
+/// How often the unmount drain logs (and tells systemd) what it still waits for.
+const DRAIN_REPORT_EVERY: Duration = Duration::from_secs(5);
+/// Paths named in one drain log line; the rest are counted.
+const DRAIN_NAMES: usize = 5;
 
 /// A start-up or runtime failure, as one line for the user.
 #[derive(Debug)]
@@ -194,6 +209,12 @@ pub fn run(cfg: MountConfig, mountpoint: &Path) -> Result<(), MountError> {
         .map_err(|e| MountError(format!("cannot start signal thread: {e}")))?;
     let drain_rx = fs.drain_requests();
     let ctl_fs = fs.clone();
+    // Set by the unmounter on SIGINT/SIGTERM: no unmount drain, or stop the one running.
+    let stop_now = Arc::new(AtomicBool::new(false));
+    // Set once the session has ended: a signal then needs no unmount call.
+    let session_over = Arc::new(AtomicBool::new(false));
+    let (stop_tx, over_rx) = (stop_now.clone(), session_over.clone());
+    let drain_notifier = notifier.clone();
     std::thread::Builder::new()
         .name("unmounter".into())
         .spawn(move || {
@@ -212,6 +233,7 @@ pub fn run(cfg: MountConfig, mountpoint: &Path) -> Result<(), MountError> {
                         Ok(libc::SIGHUP) if crate::logging::reopen_log() => {}
                         Ok(sig) => {
                             info!("signal {sig}: unmounting");
+                            stop_tx.store(true, Ordering::SeqCst);
                             notifier.notify("STOPPING=1");
                             break;
                         }
@@ -223,8 +245,14 @@ pub fn run(cfg: MountConfig, mountpoint: &Path) -> Result<(), MountError> {
                             Ok(libc::SIGHUP) if crate::logging::reopen_log() => {
                                 info!("SIGHUP: log file reopened");
                             }
+                            Ok(sig) if over_rx.load(Ordering::SeqCst) => {
+                                info!("signal {sig}: stopping the unmount drain");
+                                stop_tx.store(true, Ordering::SeqCst);
+                                return;
+                            }
                             Ok(sig) => {
                                 info!("signal {sig}: unmounting");
+                                stop_tx.store(true, Ordering::SeqCst);
                                 notifier.notify("STOPPING=1");
                                 break;
                             }
@@ -266,9 +294,13 @@ pub fn run(cfg: MountConfig, mountpoint: &Path) -> Result<(), MountError> {
         .map_err(|e| MountError(format!("cannot start unmount thread: {e}")))?;
     info!("mounted at {}", mountpoint.display());
     let result = session.run();
-    ready_stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    fs.shutdown();
+    session_over.store(true, Ordering::SeqCst);
+    ready_stop.store(true, Ordering::Relaxed);
     info!("unmounted {}", mountpoint.display());
+    if !cfg.unmount_drain.is_zero() && !stop_now.load(Ordering::SeqCst) {
+        drain_after_unmount(&fs, cfg.unmount_drain, &stop_now, &drain_notifier);
+    }
+    fs.shutdown();
     // What the next mount will pick up (failed, incomplete, or not yet uploaded files).
     match spool.existing_files() {
         Ok(left) if !left.is_empty() => info!(
@@ -280,6 +312,82 @@ pub fn run(cfg: MountConfig, mountpoint: &Path) -> Result<(), MountError> {
         Err(e) => log::warn!("cannot list the spool: {e}"),
     }
     result.map_err(|e| MountError(format!("filesystem session ended with an error: {e}")))
+}
+
+/// The unmount drain: keep the workers uploading until the queue is idle, `limit` passes or
+/// `stop` is set (a signal), logging what is left every [`DRAIN_REPORT_EVERY`].
+fn drain_after_unmount(
+    fs: &Fs,
+    limit: Duration,
+    stop: &AtomicBool,
+    notifier: &crate::service::Notifier,
+) {
+    if fs.queue().wait_idle(Duration::ZERO) {
+        return;
+    }
+    let start = Instant::now();
+    let left = pending_summary(&fs.status_snapshot());
+    info!(
+        "unmount drain: uploading what is queued before exiting, at most {} s \
+         (unmount_drain): {left}",
+        limit.as_secs()
+    );
+    notifier.notify(&format!("STATUS=unmounted, finishing uploads: {left}"));
+    let mut next_report = start + DRAIN_REPORT_EVERY;
+    loop {
+        if fs.queue().wait_idle(Duration::from_millis(200)) {
+            info!(
+                "unmount drain: every queued upload finished after {:.1} s",
+                start.elapsed().as_secs_f64()
+            );
+            return;
+        }
+        if stop.load(Ordering::SeqCst) {
+            let left = pending_summary(&fs.status_snapshot());
+            info!("unmount drain stopped by a signal; unfinished: {left}");
+            return;
+        }
+        let now = Instant::now();
+        if now >= start + limit {
+            let left = pending_summary(&fs.status_snapshot());
+            warn!(
+                "unmount drain: {} s passed (unmount_drain); unfinished, resumed at the next \
+                 mount: {left}",
+                limit.as_secs()
+            );
+            return;
+        }
+        if now >= next_report {
+            next_report = now + DRAIN_REPORT_EVERY;
+            let left = pending_summary(&fs.status_snapshot());
+            info!("unmount drain: waiting for {left}");
+            notifier.notify(&format!("STATUS=unmounted, finishing uploads: {left}"));
+        }
+    }
+}
+
+/// `2 upload(s), 150.0 MiB left: a.bin, b.bin` — what a drain still waits for (queued,
+/// uploading, retrying), the first [`DRAIN_NAMES`] paths named.
+fn pending_summary(snap: &StatusSnapshot) -> String {
+    let busy: Vec<&str> = snap
+        .uploads
+        .iter()
+        .filter(|u| !u.state.is_finished())
+        .map(|u| u.path.as_str())
+        .collect();
+    let mut out = format!(
+        "{} upload(s), {} left",
+        busy.len(),
+        human_bytes(snap.totals.bytes_pending)
+    );
+    if !busy.is_empty() {
+        out.push_str(": ");
+        out.push_str(&busy[..busy.len().min(DRAIN_NAMES)].join(", "));
+        if busy.len() > DRAIN_NAMES {
+            out.push_str(&format!(" and {} more", busy.len() - DRAIN_NAMES));
+        }
+    }
+    out
 }
 
 fn block_signals() -> libc::sigset_t {
@@ -306,6 +414,32 @@ fn wait_signal(set: &libc::sigset_t) -> Option<i32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pending_summary_names_busy_uploads_only() {
+        use crate::upload::status::{UploadState, UploadStatus};
+        let mut ups: Vec<UploadStatus> = (0..7)
+            .map(|i| UploadStatus::queued(format!("f{i}.bin"), 1024 * 1024))
+            .collect();
+        ups[0].state = UploadState::Done;
+        ups[1].state = UploadState::Uploading;
+        ups[1].uploaded = 512 * 1024;
+        ups[2].state = UploadState::Failed;
+        let snap = StatusSnapshot::new(ups, None);
+        assert_eq!(
+            pending_summary(&snap),
+            "5 upload(s), 4.5 MiB left: f1.bin, f3.bin, f4.bin, f5.bin, f6.bin"
+        );
+        let mut more: Vec<UploadStatus> = (0..8)
+            .map(|i| UploadStatus::queued(format!("g{i}"), 1))
+            .collect();
+        more[0].state = UploadState::Retrying;
+        assert!(pending_summary(&StatusSnapshot::new(more, None)).ends_with("g4 and 3 more"));
+        assert_eq!(
+            pending_summary(&StatusSnapshot::new(Vec::new(), None)),
+            "0 upload(s), 0 B left"
+        );
+    }
 
     #[test]
     fn server_path_of_folder() {

@@ -132,12 +132,19 @@ pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_shareuplift")
 }
 
-/// The config text for the emulator, plus `extra` TOML lines.
+/// The config text for the emulator, plus `extra` TOML lines. Unless `extra` sets
+/// `unmount_drain`, it is 0: the tests unmount to stop (durability, crash, outage tests rely on
+/// an unmount leaving the queue as it is), and those that test the drain set it.
 pub fn config_for(info: &EmulatorInfo, spool: &Path, extra: &str) -> String {
+    let drain = if extra.contains("unmount_drain") {
+        ""
+    } else {
+        "unmount_drain = 0\n"
+    };
     format!(
         "site_url = \"{}\"\nfolder_url = \"{}\"\nusername = \"{}\"\npassword = \"{}\"\n\
          client_id = \"{}\"\ntenant = \"{}\"\ngraph_url = \"{}\"\nauthority_url = \"{}\"\n\
-         spool_dir = \"{}\"\n{extra}\n",
+         spool_dir = \"{}\"\n{drain}{extra}\n",
         info.site_url,
         info.folder_url,
         info.username,
