@@ -89,6 +89,10 @@ pub fn graph_config(cfg: &MountConfig) -> GraphConfig {
     }
 }
 
+/// How much longer than its own `unmount_drain` a mount waits for a spool still held by an
+/// earlier process of the same configuration (that one's drain plus its exit).
+const SPOOL_WAIT_MARGIN: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Mount and serve until unmounted or signalled.
 pub fn run(cfg: MountConfig, mountpoint: &Path) -> Result<(), MountError> {
     match std::fs::metadata(mountpoint) {
@@ -117,7 +121,8 @@ pub fn run(cfg: MountConfig, mountpoint: &Path) -> Result<(), MountError> {
     // mask and only the signal thread receives them.
     let sigset = block_signals();
 
-    let spool = Spool::open(&cfg.spool_dir)
+    // An earlier mount of this spool may still be draining after its unmount.
+    let spool = Spool::open_waiting(&cfg.spool_dir, cfg.unmount_drain + SPOOL_WAIT_MARGIN)
         .map_err(|e| MountError(format!("spool_dir {}: {e}", cfg.spool_dir.display())))?;
     let leftovers = spool.existing_files().map(|v| v.len()).unwrap_or(0);
     if leftovers > 0 {

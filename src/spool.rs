@@ -54,7 +54,39 @@ pub struct Spool {
 }
 
 impl Spool {
-    /// Create (mode 0700) and lock `root`. Fails if another mount holds it.
+    /// [`Spool::open`], waiting up to `wait` while another process holds the lock: after an
+    /// outside unmount the previous mount process keeps the spool while it drains
+    /// (`unmount_drain`), so `umount && mount` must not fail for that. The wait is logged
+    /// once, with the holder's pid.
+    pub fn open_waiting(root: &Path, wait: std::time::Duration) -> io::Result<Spool> {
+        let deadline = std::time::Instant::now() + wait;
+        let mut told = false;
+        loop {
+            match Spool::open(root) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if std::time::Instant::now() >= deadline {
+                        return Err(e);
+                    }
+                    if !told {
+                        let holder = fs::read_to_string(root.join("lock")).unwrap_or_default();
+                        log::info!(
+                            "spool directory {} is held by shareuplift pid {} (still \
+                             draining after an unmount?); waiting up to {} s for it",
+                            root.display(),
+                            holder.trim(),
+                            wait.as_secs()
+                        );
+                        told = true;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(200));
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Create (mode 0700) and lock `root`. Fails if another mount holds it. The lock file
+    /// holds the holder's pid (for the message of a mount that waits for it).
     pub fn open(root: &Path) -> io::Result<Spool> {
         fs::create_dir_all(root)?;
         fs::set_permissions(root, fs::Permissions::from_mode(0o700))?;
@@ -78,6 +110,11 @@ impl Spool {
                     root.display()
                 ),
             ));
+        }
+        {
+            use std::io::Write;
+            let _ = lock.set_len(0);
+            let _ = (&lock).write_all(format!("{}\n", std::process::id()).as_bytes());
         }
         Ok(Spool {
             root: root.to_path_buf(),
@@ -620,6 +657,58 @@ mod tests {
         drop(spool);
         Spool::open(&root).unwrap();
         assert!(disk_space(tmp.path()).unwrap().total_bytes > 0);
+    }
+
+    #[test]
+    fn records_are_rewritten_in_place_and_shrink_cleanly() {
+        use std::os::unix::fs::MetadataExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let spool = Spool::open(tmp.path()).unwrap();
+        let (data, _) = spool.new_file().unwrap();
+        let mut rec = SpoolRecord::new("a/b.txt", RecordState::Sealed, 3, SystemTime::now());
+        rec.error = Some("x".repeat(500));
+        save_record(&data, &rec).unwrap();
+        let ino = fs::metadata(record_path(&data)).unwrap().ino();
+        rec.error = None;
+        save_record_fast(&data, &rec).unwrap();
+        assert_eq!(load_record(&data).unwrap().unwrap().error, None);
+        assert_eq!(
+            fs::metadata(record_path(&data)).unwrap().ino(),
+            ino,
+            "rewritten in place, no new inode"
+        );
+        update_record(&data, |r| r.acked = 7).unwrap();
+        assert_eq!(load_record(&data).unwrap().unwrap().acked, 7);
+        // Larger than a page: replaced through a temp file and a rename; still loads.
+        rec.error = Some("y".repeat(5000));
+        save_record(&data, &rec).unwrap();
+        assert_eq!(
+            load_record(&data).unwrap().unwrap().error.unwrap().len(),
+            5000
+        );
+        rec.error = None;
+        save_record(&data, &rec).unwrap();
+        assert_eq!(load_record(&data).unwrap().unwrap().error, None);
+        assert!(!record_path(&data).with_extension("json.tmp").exists());
+    }
+
+    #[test]
+    fn open_waiting_waits_for_the_holder_to_let_go() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("spool");
+        let held = Spool::open(&root).unwrap();
+        let pid = fs::read_to_string(root.join("lock")).unwrap();
+        assert_eq!(pid.trim(), std::process::id().to_string());
+        let e = Spool::open_waiting(&root, std::time::Duration::ZERO).unwrap_err();
+        assert!(e.to_string().contains("in use"), "{e}");
+        let t = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            drop(held);
+        });
+        let start = std::time::Instant::now();
+        Spool::open_waiting(&root, std::time::Duration::from_secs(10)).unwrap();
+        assert!(start.elapsed() >= std::time::Duration::from_millis(250));
+        t.join().unwrap();
     }
 
     #[test]
