@@ -368,14 +368,7 @@ fn device_code_login_cache_pause_and_resume() {
     for n in ["p1.txt", "p2.txt"] {
         fs::write(m.path(n), n.as_bytes()).unwrap();
     }
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while !m
-        .status_text()
-        .contains("sign-in needed: run shareuplift login")
-    {
-        assert!(std::time::Instant::now() < deadline, "{}", m.status_text());
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_sign_in_needed(&m);
     std::thread::sleep(Duration::from_secs(3));
     let status = m.status_json();
     assert_eq!(status["totals"]["failed"], 0, "{status:#}");
@@ -657,14 +650,7 @@ fn dead_sign_in_at_start_up_comes_up_paused_when_the_folder_is_known() {
     revoke();
     let m = Mount::start(&emu, &extra);
     fs::write(m.path("late.txt"), b"written while signed out").unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while !m
-        .status_text()
-        .contains("sign-in needed: run shareuplift login")
-    {
-        assert!(std::time::Instant::now() < deadline, "{}", m.status_text());
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_sign_in_needed(&m);
     std::thread::sleep(Duration::from_secs(2));
     let status = m.status_json();
     assert_eq!(status["totals"]["failed"], 0, "{status:#}");
@@ -693,4 +679,16 @@ fn dead_sign_in_at_start_up_comes_up_paused_when_the_folder_is_known() {
     let (ok, out) = run_cli(&["logout", "--config", &cfg]);
     assert!(ok, "{out}");
     assert_eq!(fs::read_dir(&state).unwrap().count(), 0);
+}
+
+/// Wait (20 s at most) until the mount's `.status` says the queue waits for a sign-in.
+fn wait_sign_in_needed(m: &Mount) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !m
+        .status_text()
+        .contains("sign-in needed: run shareuplift login")
+    {
+        assert!(std::time::Instant::now() < deadline, "{}", m.status_text());
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }

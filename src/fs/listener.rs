@@ -19,7 +19,7 @@ use std::time::Instant;
 use log::{info, warn};
 
 use super::barrier::FsyncBarrier;
-use super::inode::RemoteMeta;
+use super::inode::{LocalFile, Node, RemoteMeta};
 use super::CoreShared;
 use crate::remote::RemoteItem;
 use crate::upload::{conflict_copy_of, UploadJob, UploadListener};
@@ -81,14 +81,7 @@ impl UploadListener for CoreListener {
                                 fix_mtime = Some(l.mtime);
                             }
                         }
-                        let settled = node
-                            .local
-                            .as_ref()
-                            .is_some_and(|l| l.writers == 0 && !l.dirty);
-                        if settled {
-                            node.local = None;
-                        } else if let Some(l) = node.local.as_mut() {
-                            l.queued = false;
+                        if let Some(l) = let_go(node) {
                             if l.base_etag.is_some() {
                                 // Still being edited in place: the next upload's base is the
                                 // version just committed, not the one first read.
@@ -119,6 +112,23 @@ impl UploadListener for CoreListener {
     }
 }
 
+/// The upload of `node`'s spooled content has ended: the local content is forgotten if nobody
+/// writes it any more; otherwise it is no longer queued, and returned. Called with the core
+/// lock held.
+fn let_go(node: &mut Node) -> Option<&mut LocalFile> {
+    if node
+        .local
+        .as_ref()
+        .is_some_and(|l| l.writers == 0 && !l.dirty)
+    {
+        node.local = None;
+        return None;
+    }
+    let l = node.local.as_mut()?;
+    l.queued = false;
+    Some(l)
+}
+
 impl CoreListener {
     /// `job` was saved as `copy` (item `item`) because its file changed on the server. The
     /// copy is a committed file of its own; the original path lets go of this content (unless
@@ -140,18 +150,9 @@ impl CoreListener {
                     .as_ref()
                     .is_some_and(|l| l.spool == job.spool_file);
                 if same_content {
-                    let settled = node
-                        .local
-                        .as_ref()
-                        .is_some_and(|l| l.writers == 0 && !l.dirty);
-                    if settled {
-                        node.local = None;
-                    } else if let Some(l) = node.local.as_mut() {
-                        // Still open here: its next upload is checked against the same
-                        // (stale) base and, if the server's file is still newer, saved as
-                        // another copy.
-                        l.queued = false;
-                    }
+                    // If still open here, its next upload is checked against the same (stale)
+                    // base and, if the server's file is still newer, saved as another copy.
+                    let_go(node);
                 }
                 node.seen = None;
             }
