@@ -68,6 +68,46 @@ fn every_folder_url_form_mounts_the_same_folder() {
     assert!(log.contains("sharing link not found"), "{log}");
 }
 
+/// A OneDrive for Business URL (`-my` host, `/personal/USER/Documents/…`, as copied from the
+/// browser) mounts that user's OneDrive folder: the emulator serves the personal site too.
+#[test]
+fn a_onedrive_personal_url_mounts_the_personal_drive() {
+    let emu = Emu::start(None);
+    let r = reqwest::blocking::Client::new()
+        .put(format!(
+            "{}/files/OneDrive/Scans/2026/marker.txt",
+            emu.info.admin_url
+        ))
+        .body(b"personal".to_vec())
+        .send()
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+    let folder =
+        "https://emulator-my.sharepoint.test/personal/ana_emulator_test/Documents/Scans/2026/";
+    let site = "https://emulator-my.sharepoint.test/personal/ana_emulator_test";
+    for extra in [["--site-url", ""], ["--site-url", site]] {
+        let mut args = vec!["--folder-url", folder];
+        args.extend_from_slice(&extra);
+        let m = Mount::try_start(&emu, "", &args)
+            .unwrap_or_else(|(_, log)| panic!("{extra:?}: mount failed:\n{log}"));
+        assert_eq!(
+            fs::read_to_string(m.path("marker.txt")).unwrap(),
+            "personal"
+        );
+        m.unmount();
+    }
+    // Written through the mount, it lands in the OneDrive drive, not in the team site's.
+    let m = Mount::try_start(&emu, "", &["--folder-url", folder, "--site-url", ""]).unwrap();
+    fs::write(m.path("new.txt"), b"scanned").unwrap();
+    m.settle(Duration::from_secs(20));
+    m.unmount();
+    let url = format!("{}/files/OneDrive/Scans/2026/new.txt", emu.info.admin_url);
+    let got = reqwest::blocking::get(url).unwrap();
+    assert!(got.status().is_success(), "{}", got.status());
+    assert_eq!(got.bytes().unwrap().as_ref(), b"scanned");
+    assert!(emu.item("new.txt").is_none());
+}
+
 /// The token request carries the Graph scope although graph_url points at the emulator: the
 /// emulator (like Azure AD) refuses any other scope, for both grants.
 #[test]

@@ -22,7 +22,7 @@ use super::errors::ApiError;
 use super::faults::{Fault, Trigger};
 use super::http::{Body, BodyReader, Reply, Request, Response};
 use super::state::{lock, EmulatorState};
-use super::store::{parse_time, random_string, Item, NewFile, Store, ALNUM, HOST};
+use super::store::{parse_time, random_string, Item, NewFile, Store, ALNUM, HOST, HOST_MY};
 use super::upload::{self, check_preconditions, parse_conflict, SessionTarget};
 use crate::protocol::{MAX_PAGE_SIZE, SIMPLE_UPLOAD_LIMIT};
 use crate::remote::Conflict;
@@ -247,9 +247,12 @@ fn read_json(body: &mut BodyReader<'_>) -> Result<Value, ApiError> {
     serde_json::from_slice(&raw).map_err(|_| ApiError::bad_request("Invalid JSON body."))
 }
 
-fn check_site(store: &Store, site: &str) -> Result<(), ApiError> {
+/// The site a site id names: `Ok(false)` the team site, `Ok(true)` the OneDrive personal site.
+fn check_site(store: &Store, site: &str) -> Result<bool, ApiError> {
     if site == store.site.id || site == "root" || site.eq_ignore_ascii_case(HOST) {
-        Ok(())
+        Ok(false)
+    } else if site == store.personal.id {
+        Ok(true)
     } else {
         Err(ApiError::not_found("Requested site could not be found"))
     }
@@ -337,27 +340,31 @@ fn dispatch(
                 return Err(method_not_allowed());
             }
             let store = lock(&shared.store);
-            if !host.eq_ignore_ascii_case(HOST)
-                || !path
-                    .trim_end_matches('/')
-                    .eq_ignore_ascii_case(&store.site.path)
-            {
-                return Err(ApiError::not_found("Requested site could not be found"));
+            let path = path.trim_end_matches('/');
+            if host.eq_ignore_ascii_case(HOST) && path.eq_ignore_ascii_case(&store.site.path) {
+                return ok(store.site_json());
             }
-            ok(store.site_json())
+            if host.eq_ignore_ascii_case(HOST_MY) && path.eq_ignore_ascii_case(&store.personal.path)
+            {
+                return ok(store.personal_json());
+            }
+            Err(ApiError::not_found("Requested site could not be found"))
         }
         Route::Site(site) => {
             let store = lock(&shared.store);
-            check_site(&store, &site)?;
+            if check_site(&store, &site)? {
+                return ok(store.personal_json());
+            }
             ok(store.site_json())
         }
         Route::SiteDrives(site) => {
             let quota = shared.faults().quota_bytes;
             let store = lock(&shared.store);
-            check_site(&store, &site)?;
+            let personal = check_site(&store, &site)?;
             let drives: Vec<Value> = store
                 .drives
                 .iter()
+                .filter(|d| d.personal == personal)
                 .map(|d| store.drive_json(d, quota))
                 .collect();
             ok(json!({ "value": drives }))

@@ -32,6 +32,11 @@ use crate::remote::Conflict;
 
 /// Host name that identifies the emulated tenant (reserved TLD: never resolved).
 pub const HOST: &str = "emulator.sharepoint.test";
+/// The OneDrive for Business host of the same tenant (`-my`), and its one personal site.
+pub const HOST_MY: &str = "emulator-my.sharepoint.test";
+pub const PERSONAL_PATH: &str = "/personal/ana_emulator_test";
+/// The personal site's drive (OneDrive names it so; its URL segment is `Documents`).
+pub const PERSONAL_DRIVE: &str = "OneDrive";
 /// SharePoint's path length limit (characters, drive-relative here).
 const MAX_PATH: usize = 400;
 
@@ -65,6 +70,9 @@ pub struct DriveMeta {
     pub name: String,
     pub web_url: String,
     pub root_id: String,
+    /// The drive of the OneDrive personal site, not of the team site.
+    #[serde(default)]
+    pub personal: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -121,6 +129,8 @@ impl Item {
 #[derive(Serialize, Deserialize)]
 struct Persisted {
     site: SiteMeta,
+    #[serde(default)]
+    personal: Option<SiteMeta>,
     drives: Vec<DriveMeta>,
     items: Vec<Item>,
 }
@@ -140,6 +150,9 @@ pub struct NewFile<'a> {
 
 pub struct Store {
     pub site: SiteMeta,
+    /// The OneDrive for Business personal site ([`HOST_MY`], [`PERSONAL_PATH`]); its one drive
+    /// is the [`DriveMeta`] marked `personal`.
+    pub personal: SiteMeta,
     pub drives: Vec<DriveMeta>,
     items: HashMap<String, Item>,
     children: HashMap<String, BTreeMap<String, String>>,
@@ -271,6 +284,7 @@ impl Store {
                 .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
             let mut s = Store {
                 site: p.site,
+                personal: p.personal.unwrap_or_else(personal_site),
                 drives: p.drives,
                 items: HashMap::new(),
                 children: HashMap::new(),
@@ -280,6 +294,12 @@ impl Store {
             };
             for it in p.items {
                 s.index(it);
+            }
+            if !s.drives.iter().any(|d| d.personal) {
+                // A store from before the personal site.
+                let web = format!("https://{HOST_MY}{PERSONAL_PATH}/Documents");
+                s.add_drive(PERSONAL_DRIVE, &web, true);
+                s.dirty = true;
             }
             s.reset_changes();
             return Ok(s);
@@ -293,6 +313,7 @@ impl Store {
                 web_url: site_web.clone(),
                 path: "/sites/Team".into(),
             },
+            personal: personal_site(),
             drives: Vec::new(),
             items: HashMap::new(),
             children: HashMap::new(),
@@ -301,28 +322,38 @@ impl Store {
             changes: ChangeLog::default(),
         };
         for (name, lib) in [("Documents", "Shared%20Documents"), ("Archive", "Archive")] {
-            let root_id = new_item_id();
-            let drive_id = format!("b!{}", random_string(64, ALNUM));
-            let now = now_secs();
-            s.index(Item::new_folder(
-                root_id.clone(),
-                drive_id.clone(),
-                None,
-                "root".into(),
-                now,
-            ));
-            s.drives.push(DriveMeta {
-                id: drive_id,
-                name: name.into(),
-                web_url: format!("{site_web}/{lib}"),
-                root_id,
-            });
+            s.add_drive(name, &format!("{site_web}/{lib}"), false);
         }
+        s.add_drive(
+            PERSONAL_DRIVE,
+            &format!("https://{HOST_MY}{PERSONAL_PATH}/Documents"),
+            true,
+        );
         let docs_root = s.drives[0].root_id.clone();
         s.create_folder(&docs_root, "Uploads", Conflict::Fail)
             .map_err(|e| io::Error::other(e.message))?;
         s.reset_changes();
         Ok(s)
+    }
+
+    /// A new, empty drive (library).
+    fn add_drive(&mut self, name: &str, web_url: &str, personal: bool) {
+        let root_id = new_item_id();
+        let drive_id = format!("b!{}", random_string(64, ALNUM));
+        self.index(Item::new_folder(
+            root_id.clone(),
+            drive_id.clone(),
+            None,
+            "root".into(),
+            now_secs(),
+        ));
+        self.drives.push(DriveMeta {
+            id: drive_id,
+            name: name.into(),
+            web_url: web_url.into(),
+            root_id,
+            personal,
+        });
     }
 
     fn index(&mut self, it: Item) {
@@ -382,6 +413,7 @@ impl Store {
         items.sort_by(|a, b| a.id.cmp(&b.id));
         let p = Persisted {
             site: self.site.clone(),
+            personal: Some(self.personal.clone()),
             drives: self.drives.clone(),
             items,
         };
@@ -836,7 +868,7 @@ impl Store {
             "name": d.name,
             "description": "",
             "webUrl": d.web_url,
-            "driveType": "documentLibrary",
+            "driveType": if d.personal { "business" } else { "documentLibrary" },
             "createdDateTime": fmt_time(self.items.get(&d.root_id).map_or(0, |r| r.created)),
             "quota": { "total": total, "used": used,
                        "remaining": total.saturating_sub(all_used), "deleted": 0, "state": "normal" },
@@ -844,13 +876,33 @@ impl Store {
     }
 
     pub fn site_json(&self) -> Value {
+        Self::site_meta_json(&self.site, HOST)
+    }
+
+    /// The OneDrive personal site.
+    pub fn personal_json(&self) -> Value {
+        Self::site_meta_json(&self.personal, HOST_MY)
+    }
+
+    fn site_meta_json(site: &SiteMeta, host: &str) -> Value {
         json!({
-            "id": self.site.id,
-            "name": self.site.name,
-            "displayName": self.site.display_name,
-            "webUrl": self.site.web_url,
-            "siteCollection": { "hostname": HOST },
+            "id": site.id,
+            "name": site.name,
+            "displayName": site.display_name,
+            "webUrl": site.web_url,
+            "siteCollection": { "hostname": host },
         })
+    }
+}
+
+/// The OneDrive for Business personal site of the emulator's user.
+fn personal_site() -> SiteMeta {
+    SiteMeta {
+        id: format!("{HOST_MY},{},{}", guid(), guid()),
+        name: "ana_emulator_test".into(),
+        display_name: "Ana Emulator".into(),
+        web_url: format!("https://{HOST_MY}{PERSONAL_PATH}"),
+        path: PERSONAL_PATH.into(),
     }
 }
 
