@@ -270,14 +270,19 @@ fn tls_with_a_private_ca() {
 fn startup_waits_out_throttling_but_not_wrong_credentials() {
     let emu = Emu::start(Some(
         r#"{"script":[{"on":"token","status":503,"retry_after_secs":1,"count":2},
-                      {"on":"any_graph","status":429,"retry_after_secs":1,"count":2}]}"#,
+                      {"on":"any_graph","status":429,"retry_after_secs":1,"count":5}]}"#,
     ));
+    // Graph answers 429 + Retry-After: 1 five times in a row: 5 s of throttling (issue 9).
     let started = std::time::Instant::now();
     let m = Mount::try_start(&emu, "startup_timeout = 60\n", &[])
         .unwrap_or_else(|(_, log)| panic!("mount failed:\n{log}"));
-    assert!(started.elapsed() >= Duration::from_secs(3), "no waits?");
+    assert!(started.elapsed() >= Duration::from_secs(6), "no waits?");
     let log = m.log_text();
-    assert!(log.matches("trying again in").count() >= 4, "{log}");
+    assert!(log.matches("trying again in").count() >= 7, "{log}");
+    // And it works.
+    fs::write(m.path("after-throttling.txt"), b"up").unwrap();
+    m.settle(Duration::from_secs(20));
+    assert!(emu.item("after-throttling.txt").is_some());
     m.unmount();
 
     let t0 = std::time::Instant::now();
