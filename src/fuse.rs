@@ -5,7 +5,8 @@
 //! Kernel settings chosen in `init`: atomic O_TRUNC (so an `open(O_TRUNC)` of a remote file
 //! does not first upload an empty version) and 1 MiB writes (fewer round trips for `cp`).
 //! `destroy` (the kernel unmounted) leaves the upload queue alone: the mount process stops it,
-//! after the unmount drain (`mount.rs`).
+//! after the unmount drain (`mount.rs`). [`KernelNotifier`] carries the core's "forget this"
+//! (remote changes from the change feed) to the kernel as FUSE invalidation notices.
 //!
 //! Operations the filesystem does not support answer quietly (a debug line, never fuser's
 //! `[Not Implemented]` warning) with the errno a local filesystem without the feature gives:
@@ -616,5 +617,23 @@ impl Filesystem for FuseAdapter {
 
     fn bmap(&self, _req: &Request, _ino: INodeNo, _blocksize: u32, _idx: u64, reply: ReplyBmap) {
         reply.error(Errno::ENOSYS);
+    }
+}
+/// The core's [`crate::fs::KernelCache`] on a mounted session: FUSE `notify_inval_entry` and
+/// `notify_inval_inode` (attributes and all cached pages). The kernel answers ENOENT for what
+/// it has not cached, which is not an error here.
+pub struct KernelNotifier(pub fuser::Notifier);
+
+impl crate::fs::KernelCache for KernelNotifier {
+    fn forget_entry(&self, parent: u64, name: &str) {
+        if let Err(e) = self.0.inval_entry(INodeNo(parent), OsStr::new(name)) {
+            debug!("kernel entry {parent}/{name} not invalidated: {e}");
+        }
+    }
+
+    fn forget_inode(&self, ino: u64) {
+        if let Err(e) = self.0.inval_inode(INodeNo(ino), 0, 0) {
+            debug!("kernel inode {ino} not invalidated: {e}");
+        }
     }
 }

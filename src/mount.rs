@@ -190,6 +190,8 @@ pub fn run(cfg: MountConfig, mountpoint: &Path) -> Result<(), MountError> {
     )
     .map_err(|e| MountError(format!("cannot mount at {}: {e}", mountpoint.display())))?;
     let mut unmounter = session.unmount_callable();
+    // Remote changes from the change feed reach the kernel's caches at once.
+    fs.set_kernel_cache(Box::new(crate::fuse::KernelNotifier(session.notifier())));
     // systemd (Type=notify) and --daemon: READY once the session below answers.
     let notifier = crate::service::Notifier::from_env();
     let ready_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));

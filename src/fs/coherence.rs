@@ -111,7 +111,8 @@ fn poll_loop(shared: &CoreShared, coherence: &Coherence, interval: Duration) {
                 if token.is_none() {
                     info!("following the drive's change feed every {interval:?}");
                 } else {
-                    apply(&mut shared.lock(), &round);
+                    let forget = apply(&mut shared.lock(), &round);
+                    shared.forget(&forget);
                 }
                 token = Some(round.token);
                 coherence.live.store(true, Ordering::Relaxed);
@@ -149,9 +150,21 @@ fn stale_all(st: &mut State) {
     });
 }
 
-/// Apply one round of changes to the table. Called with the core lock held.
-fn apply(st: &mut State, round: &DeltaRound) {
+/// What the kernel is told to forget after a round (`CoreShared::forget`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Forget {
+    /// A name in a folder: created (a negative entry may be cached) or deleted remotely.
+    Entry(u64, String),
+    /// A file whose metadata or content changed remotely.
+    Inode(u64),
+}
+
+/// Apply one round of changes to the table, and say what the kernel must forget: with it, a
+/// remote change shows in `stat`, `ls` and `read` right after the round, not after the
+/// kernel's timeouts. Called with the core lock held.
+fn apply(st: &mut State, round: &DeltaRound) -> Vec<Forget> {
     let now = Instant::now();
+    let mut forget = Vec::new();
     if round.unresolved {
         stale_all(st);
     }
@@ -168,17 +181,22 @@ fn apply(st: &mut State, round: &DeltaRound) {
                     let parent = st.table.get(ino).map(|n| n.parent_path().to_string());
                     if let Some(parent) = parent {
                         st.table.upsert_remote(&parent, item, now);
+                        forget.push(Forget::Inode(ino));
                     }
                     continue;
                 }
-                let parent = names::split(path).0;
-                let parent_node = st.table.ino_of(parent).and_then(|i| st.table.get(i));
+                let (parent, name) = names::split(path);
+                let parent_ino = st.table.ino_of(parent);
+                let parent_node = parent_ino.and_then(|i| st.table.get(i));
                 let Some(p) = parent_node.filter(|n| n.kind == NodeKind::Dir && n.listed.is_some())
                 else {
                     continue; // found when the folder is listed
                 };
                 let parent_path = p.path.clone();
                 st.table.upsert_remote(&parent_path, item, now);
+                if let Some(pi) = parent_ino {
+                    forget.push(Forget::Entry(pi, name.to_string()));
+                }
             }
             DeltaChange::Deleted { path } => {
                 let Some(ino) = st.table.ino_of(path) else {
@@ -189,11 +207,16 @@ fn apply(st: &mut State, round: &DeltaRound) {
                     .get(ino)
                     .is_some_and(|n| n.local.is_some() || n.remote.is_none());
                 if !keep {
+                    let (parent, name) = names::split(path);
+                    if let Some(pi) = st.table.ino_of(parent) {
+                        forget.push(Forget::Entry(pi, name.to_string()));
+                    }
                     st.table.remove_tree(path);
                 }
             }
         }
     }
+    forget
 }
 
 #[cfg(test)]
@@ -255,7 +278,17 @@ mod tests {
             unresolved: false,
             token: "t".into(),
         };
-        apply(&mut st, &round);
+        let forget = apply(&mut st, &round);
+        assert_eq!(
+            forget,
+            vec![
+                Forget::Inode(a),
+                Forget::Entry(crate::fs::ROOT_INO, "new.txt".into()),
+                Forget::Entry(crate::fs::ROOT_INO, "gone.txt".into()),
+            ],
+            "the kernel forgets the changed file, the new name and the deleted one; \
+             nothing for a folder it was never shown"
+        );
         assert_eq!(st.table.get(a).unwrap().remote.as_ref().unwrap().size, 9);
         assert!(st.table.ino_of("new.txt").is_some());
         assert!(st.table.ino_of("unlisted/x.txt").is_none());

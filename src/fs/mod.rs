@@ -178,12 +178,40 @@ struct CoreShared {
     /// The core state lock (first in the lock order, see the module doc).
     state: Mutex<State>,
     remote: Arc<dyn Remote>,
+    /// The kernel's caches, once mounted ([`Fs::set_kernel_cache`]).
+    kernel: std::sync::OnceLock<Box<dyn KernelCache>>,
 }
 
 impl CoreShared {
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
+
+    /// Tell the kernel to drop what it cached of these entries and inodes. Called with no
+    /// lock held: the kernel takes the folder's inode lock for an entry, and a FUSE request
+    /// holding it may be waiting for the core lock.
+    fn forget(&self, what: &[coherence::Forget]) {
+        let Some(k) = self.kernel.get() else {
+            return;
+        };
+        for f in what {
+            match f {
+                coherence::Forget::Entry(parent, name) => k.forget_entry(*parent, name),
+                coherence::Forget::Inode(ino) => k.forget_inode(*ino),
+            }
+        }
+    }
+}
+
+/// The kernel's entry, attribute and page caches, as the core may ask them to forget what the
+/// server changed behind them (the change feed, `coherence`). The FUSE adapter implements it
+/// with fuser's notifier; without it (tests without a kernel) entries expire by their
+/// timeouts. Implementations ignore "not cached" answers.
+pub trait KernelCache: Send + Sync {
+    /// Forget the entry, or the negative entry, `name` in folder `parent`.
+    fn forget_entry(&self, parent: u64, name: &str);
+    /// Forget the attributes and cached content of `ino`.
+    fn forget_inode(&self, ino: u64);
 }
 
 /// The filesystem core.
@@ -203,6 +231,11 @@ pub struct Fs {
 }
 
 impl Fs {
+    /// Give the core the kernel's caches, once mounted (the first call wins).
+    pub fn set_kernel_cache(&self, kernel: Box<dyn KernelCache>) {
+        let _ = self.shared.kernel.set(kernel);
+    }
+
     /// Build the core and start the upload queue with a listener bound to it.
     pub fn new(
         remote: Arc<dyn Remote>,
@@ -217,6 +250,7 @@ impl Fs {
                 next_fh: 1,
             }),
             remote,
+            kernel: std::sync::OnceLock::new(),
         });
         let barrier = Arc::new(barrier::FsyncBarrier::default());
         let listener = Arc::new(listener::CoreListener::new(shared.clone(), barrier.clone()));
