@@ -305,6 +305,7 @@ pub fn run(cfg: MountConfig, mountpoint: &Path) -> Result<(), MountError> {
     ready_stop.store(true, Ordering::Relaxed);
     info!("unmounted {}", mountpoint.display());
     if !cfg.unmount_drain.is_zero() && !stop_now.load(Ordering::SeqCst) {
+        spool.mark_draining();
         drain_after_unmount(&fs, cfg.unmount_drain, &stop_now, &drain_notifier);
     }
     fs.shutdown();

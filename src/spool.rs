@@ -36,6 +36,22 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
+/// The word after the pid in the lock file of a process in its unmount drain.
+const DRAINING: &str = "draining";
+
+/// Replace a small file's content (the spool lock file's pid line).
+trait WriteAtStart {
+    fn write_all_at_start(self, bytes: &[u8]) -> io::Result<()>;
+}
+
+impl WriteAtStart for &File {
+    fn write_all_at_start(self, bytes: &[u8]) -> io::Result<()> {
+        use std::os::unix::fs::FileExt;
+        self.set_len(0)?;
+        self.write_all_at(bytes, 0)
+    }
+}
+
 /// Free space and capacity of the filesystem holding the spool.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct DiskSpace {
@@ -54,26 +70,28 @@ pub struct Spool {
 }
 
 impl Spool {
-    /// [`Spool::open`], waiting up to `wait` while another process holds the lock: after an
-    /// outside unmount the previous mount process keeps the spool while it drains
-    /// (`unmount_drain`), so `umount && mount` must not fail for that. The wait is logged
-    /// once, with the holder's pid.
+    /// [`Spool::open`], waiting up to `wait` while the holder of the lock says it is draining:
+    /// after an outside unmount the previous mount process keeps the spool while it finishes
+    /// its uploads (`unmount_drain`), so `umount && mount` must not fail for that. A holder
+    /// that is still serving a mount is refused at once. The wait is logged once, with the
+    /// holder's pid.
     pub fn open_waiting(root: &Path, wait: std::time::Duration) -> io::Result<Spool> {
         let deadline = std::time::Instant::now() + wait;
         let mut told = false;
         loop {
             match Spool::open(root) {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    if std::time::Instant::now() >= deadline {
+                    let holder = fs::read_to_string(root.join("lock")).unwrap_or_default();
+                    let mut words = holder.split_whitespace();
+                    let pid = words.next().unwrap_or("?").to_string();
+                    if words.next() != Some(DRAINING) || std::time::Instant::now() >= deadline {
                         return Err(e);
                     }
                     if !told {
-                        let holder = fs::read_to_string(root.join("lock")).unwrap_or_default();
                         log::info!(
-                            "spool directory {} is held by shareuplift pid {} (still \
-                             draining after an unmount?); waiting up to {} s for it",
+                            "spool directory {} is held by shareuplift pid {pid}, which is \
+                             finishing its uploads after an unmount; waiting up to {} s for it",
                             root.display(),
-                            holder.trim(),
                             wait.as_secs()
                         );
                         told = true;
@@ -82,6 +100,15 @@ impl Spool {
                 }
                 other => return other,
             }
+        }
+    }
+
+    /// Say in the lock file that this process no longer serves a mount and only finishes its
+    /// uploads (the unmount drain): a new mount of this spool waits for it.
+    pub fn mark_draining(&self) {
+        let line = format!("{} {DRAINING}\n", std::process::id());
+        if let Err(e) = (&self._lock).write_all_at_start(line.as_bytes()) {
+            log::debug!("cannot mark the spool lock as draining: {e}");
         }
     }
 
@@ -111,11 +138,7 @@ impl Spool {
                 ),
             ));
         }
-        {
-            use std::io::Write;
-            let _ = lock.set_len(0);
-            let _ = (&lock).write_all(format!("{}\n", std::process::id()).as_bytes());
-        }
+        let _ = (&lock).write_all_at_start(format!("{}\n", std::process::id()).as_bytes());
         Ok(Spool {
             root: root.to_path_buf(),
             data,
@@ -699,6 +722,12 @@ mod tests {
         let held = Spool::open(&root).unwrap();
         let pid = fs::read_to_string(root.join("lock")).unwrap();
         assert_eq!(pid.trim(), std::process::id().to_string());
+        // Still serving: refused at once, however long the wait allowed.
+        let t0 = std::time::Instant::now();
+        let e = Spool::open_waiting(&root, std::time::Duration::from_secs(10)).unwrap_err();
+        assert!(e.to_string().contains("in use"), "{e}");
+        assert!(t0.elapsed() < std::time::Duration::from_secs(1));
+        held.mark_draining();
         let e = Spool::open_waiting(&root, std::time::Duration::ZERO).unwrap_err();
         assert!(e.to_string().contains("in use"), "{e}");
         let t = std::thread::spawn(move || {

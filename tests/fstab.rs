@@ -236,3 +236,36 @@ fn unmount_drain_is_bounded_and_a_signal_cuts_it_short() {
     );
     assert_no_violations(&emu);
 }
+
+/// `umount && mount` of the same spool: the new mount waits for the process still draining
+/// (it says so in the spool's lock file), then serves; the drained file is in SharePoint.
+#[test]
+fn a_new_mount_waits_for_a_spool_still_draining() {
+    let emu = Emu::start(Some(r#"{"bandwidth_bytes_per_sec": 4000000}"#));
+    let keep = tempfile::tempdir().expect("tempdir");
+    let spool = keep.path().join("spool");
+    let m = Mount::start_on(&emu, &spool, "unmount_drain = 60\nchunk_size = \"320KiB\"");
+    let src = keep.path().join("big.bin");
+    random_file(&src, 12 << 20, 9);
+    std::fs::copy(&src, m.path("big.bin")).expect("cp");
+    m.wait_uploaded("big.bin", 1, Duration::from_secs(30));
+    sh(&format!("fusermount3 -u {}", m.dir.display()));
+    let t0 = Instant::now();
+    let m2 = Mount::restart(&emu, &spool, "unmount_drain = 60");
+    let waited = t0.elapsed();
+    let (st, log) = m.wait_exit(Duration::from_secs(30));
+    assert!(st.success(), "{st:?}\n{log}");
+    assert!(log.contains("every queued upload finished"), "{log}");
+    let log2 = m2.log_text();
+    assert!(
+        log2.contains("finishing its uploads after an unmount; waiting"),
+        "waited {waited:?}\n{log2}"
+    );
+    assert_eq!(
+        emu.item("big.bin").expect("big.bin")["quickXorHash"],
+        qxh(&src)
+    );
+    std::fs::write(m2.path("after.txt"), b"second mount serves").expect("write");
+    m2.wait_state("after.txt", "done", Duration::from_secs(30));
+    assert_no_violations(&emu);
+}
