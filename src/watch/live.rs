@@ -13,8 +13,8 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::Value;
 
 use super::{
-    bar_layout, row_line, short_name, PlainTracker, Tally, View, WaitTracker, PLAIN_EVERY, REDRAW,
-    START_GRACE,
+    bar_layout, header_line, row_line, short_name, PlainTracker, Tally, View, WaitTracker,
+    PLAIN_EVERY, REDRAW, START_GRACE,
 };
 use crate::fs::STATUS_JSON_NAME;
 use crate::upload::status::human_bytes;
@@ -116,7 +116,11 @@ fn watch_terminal(root: &Path, until_idle: bool, first: View) -> Result<WatchEnd
     let (mut style, mut name_chars) = bar_style(cols);
     let mut view = first;
     let end = loop {
-        header.set_message(format!("{} — {}", root.display(), view.summary_line()));
+        header.set_message(header_line(
+            &root.display().to_string(),
+            &view.summary_line(),
+            cols,
+        ));
         let last = view.last_by_path();
         let now_cols = term_cols();
         if now_cols != cols {
@@ -178,7 +182,11 @@ fn watch_terminal(root: &Path, until_idle: bool, first: View) -> Result<WatchEnd
     }
     let last = match end {
         WatchEnd::MountGone => format!("{} — mount gone", root.display()),
-        WatchEnd::Idle { .. } => format!("{} — idle: {}", root.display(), view.summary_line()),
+        WatchEnd::Idle { .. } => header_line(
+            &root.display().to_string(),
+            &format!("idle: {}", view.summary_line()),
+            term_cols(),
+        ),
     };
     header.finish_with_message(last);
     Ok(end)

@@ -440,9 +440,45 @@ impl WaitTracker {
     }
 }
 
+/// The header of the live view, `MOUNT — SUMMARY`, fitted to `cols` characters: the mount path
+/// shrinks to `…/LAST` first, then goes; the summary is cut with `…` only as a last resort, so
+/// the line never wraps (a wrapped header makes indicatif redraw it on every tick). Pure.
+pub fn header_line(root: &str, summary: &str, cols: usize) -> String {
+    let len = |s: &str| s.chars().count();
+    let full = format!("{root} — {summary}");
+    if len(&full) <= cols {
+        return full;
+    }
+    let last = root.rsplit('/').find(|p| !p.is_empty()).unwrap_or(root);
+    let short = format!("…/{last} — {summary}");
+    if len(&short) <= cols {
+        return short;
+    }
+    if len(summary) <= cols {
+        return summary.to_string();
+    }
+    let cut: String = summary.chars().take(cols.saturating_sub(1)).collect();
+    format!("{cut}…")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_header_fits_the_terminal() {
+        let sum = "2 uploading, 0 queued, 0 done, 0 failed; 140.0 MiB pending at 16.7 MiB/s";
+        let root = "/tmp/shareuplift-demo.XYZ/mnt";
+        assert_eq!(header_line(root, sum, 200), format!("{root} — {sum}"));
+        assert_eq!(header_line(root, sum, 90), format!("…/mnt — {sum}"));
+        assert_eq!(header_line(root, sum, 75), sum);
+        let cut = header_line(root, sum, 40);
+        assert_eq!(cut.chars().count(), 40);
+        assert!(
+            cut.starts_with("2 uploading") && cut.ends_with('…'),
+            "{cut}"
+        );
+    }
 
     fn status(rows: &[(&str, &str, u64, u64)], paused: Option<&str>) -> Value {
         let uploads: Vec<Value> = rows
