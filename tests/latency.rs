@@ -162,20 +162,21 @@ fn small_file_rsync_costs_bounded_requests() {
     assert_no_violations(&emu);
 }
 
-/// `kill -9` while the files of a many-small-file rsync are still uploading (the emulator
-/// answers after 20 ms, so rsync returns long before the last commit): after remount on the
-/// same spool, every file rsync wrote reaches the server with its content, and no temp name.
+/// `kill -9` in the middle of the issue's 1,000-file rsync (10 folders × 100 files of 4 KiB;
+/// the emulator answers after 50 ms, so rsync returns long before the last commit): after
+/// remount on the same spool, every file rsync wrote reaches the server with its content, and
+/// no temp name.
 #[test]
 fn kill9_during_small_file_uploads_loses_nothing() {
     // Sessions the kill left open expire after 3 s (emulator and mount agree).
     let emu = Emu::start(Some(r#"{"session_ttl_secs": 3}"#));
-    admin_post(&emu, "field", r#"{"latency_ms": 20}"#);
-    let extra = "small_file_workers = 4\nsession_idle_secs = 3";
+    admin_post(&emu, "field", r#"{"latency_ms": 50}"#);
+    let extra = "session_idle_secs = 3";
     // The spool outlives the killed mount (a mount's own temp dir goes with it).
     let spool = emu.dir.path().join("spool");
     let m = Mount::start_on(&emu, &spool, extra);
     let src = emu.dir.path().join("src");
-    small_tree(&src, 3, 60);
+    small_tree(&src, 10, 100);
     sh(&format!(
         "rsync -a {}/ {}/tree/",
         src.display(),
@@ -183,17 +184,18 @@ fn kill9_during_small_file_uploads_loses_nothing() {
     ));
     let committed = emu.file_paths().len();
     m.kill9();
+    eprintln!("{committed} of 1000 committed when the mount was killed");
     assert!(
-        committed < 180,
+        committed < 1000,
         "all committed before the kill: the test proves nothing"
     );
     admin_post(&emu, "field", r#"{"latency_ms": 0}"#);
     let m = Mount::restart(&emu, &spool, extra);
     let t0 = Instant::now();
-    while emu.file_paths().len() < 180 {
+    while emu.file_paths().len() < 1000 {
         assert!(
-            t0.elapsed() < Duration::from_secs(30),
-            "{} of 180 on the server: {:#}\n{}",
+            t0.elapsed() < Duration::from_secs(60),
+            "{} of 1000 on the server: {:#}\n{}",
             emu.file_paths().len(),
             m.status_text(),
             tail(&m.log_text(), 30)
@@ -202,9 +204,9 @@ fn kill9_during_small_file_uploads_loses_nothing() {
     }
     m.settle(Duration::from_secs(30));
     let paths = emu.file_paths();
-    assert_eq!(paths.len(), 180, "{paths:?}");
-    for d in 0..3 {
-        for f in 0..60 {
+    assert_eq!(paths.len(), 1000, "{paths:?}");
+    for d in 0..10 {
+        for f in 0..100 {
             let rel = format!("tree/d{d}/f{f}.bin");
             let item: Value = emu.item(&rel).unwrap_or_else(|| panic!("{rel} lost"));
             assert_eq!(
