@@ -169,15 +169,7 @@ fn wrong_config_or_option_fails_mount_with_one_line() {
 /// it from the kept session. A SIGTERM during a (long) drain stops it at once.
 #[test]
 fn unmount_drain_is_bounded_and_a_signal_cuts_it_short() {
-    let emu = Emu::start(Some(r#"{"bandwidth_bytes_per_sec": 2000000}"#));
-    let keep = tempfile::tempdir().expect("tempdir");
-    let spool = keep.path().join("spool");
-    let m = Mount::start_on(&emu, &spool, "unmount_drain = 3\nchunk_size = \"320KiB\"");
-    let src = keep.path().join("big.bin");
-    random_file(&src, 32 << 20, 5);
-    std::fs::copy(&src, m.path("big.bin")).expect("cp");
-    m.wait_uploaded("big.bin", 1, Duration::from_secs(30));
-    sh(&format!("fusermount3 -u {}", m.dir.display()));
+    let (emu, _keep, spool, m, src) = unmount_while_uploading(2_000_000, 3, 32 << 20);
     let t0 = Instant::now();
     let (st, log) = m.wait_exit(Duration::from_secs(30));
     let took = t0.elapsed();
@@ -241,15 +233,7 @@ fn unmount_drain_is_bounded_and_a_signal_cuts_it_short() {
 /// (it says so in the spool's lock file), then serves; the drained file is in SharePoint.
 #[test]
 fn a_new_mount_waits_for_a_spool_still_draining() {
-    let emu = Emu::start(Some(r#"{"bandwidth_bytes_per_sec": 4000000}"#));
-    let keep = tempfile::tempdir().expect("tempdir");
-    let spool = keep.path().join("spool");
-    let m = Mount::start_on(&emu, &spool, "unmount_drain = 60\nchunk_size = \"320KiB\"");
-    let src = keep.path().join("big.bin");
-    random_file(&src, 12 << 20, 9);
-    std::fs::copy(&src, m.path("big.bin")).expect("cp");
-    m.wait_uploaded("big.bin", 1, Duration::from_secs(30));
-    sh(&format!("fusermount3 -u {}", m.dir.display()));
+    let (emu, _keep, spool, m, src) = unmount_while_uploading(4_000_000, 60, 12 << 20);
     let t0 = Instant::now();
     let m2 = Mount::restart(&emu, &spool, "unmount_drain = 60");
     let waited = t0.elapsed();
@@ -268,4 +252,37 @@ fn a_new_mount_waits_for_a_spool_still_draining() {
     std::fs::write(m2.path("after.txt"), b"second mount serves").expect("write");
     m2.wait_state("after.txt", "done", Duration::from_secs(30));
     assert_no_violations(&emu);
+}
+
+/// An emulator limited to `bandwidth` bytes/s, a mount with `unmount_drain = drain` on a spool
+/// that outlives it, a `size`-byte `big.bin` copied in and partly uploaded, then
+/// `fusermount3 -u`. Returns (emulator, the directory keeping spool and source, spool, the
+/// unmounted but still running mount, the source file).
+fn unmount_while_uploading(
+    bandwidth: u64,
+    drain: u64,
+    size: u64,
+) -> (
+    Emu,
+    tempfile::TempDir,
+    std::path::PathBuf,
+    Mount,
+    std::path::PathBuf,
+) {
+    let emu = Emu::start(Some(&format!(
+        r#"{{"bandwidth_bytes_per_sec": {bandwidth}}}"#
+    )));
+    let keep = tempfile::tempdir().expect("tempdir");
+    let spool = keep.path().join("spool");
+    let m = Mount::start_on(
+        &emu,
+        &spool,
+        &format!("unmount_drain = {drain}\nchunk_size = \"320KiB\""),
+    );
+    let src = keep.path().join("big.bin");
+    random_file(&src, size, drain);
+    std::fs::copy(&src, m.path("big.bin")).expect("cp");
+    m.wait_uploaded("big.bin", 1, Duration::from_secs(30));
+    sh(&format!("fusermount3 -u {}", m.dir.display()));
+    (emu, keep, spool, m, src)
 }

@@ -364,12 +364,7 @@ fn device_code_login_cache_pause_and_resume() {
     use std::os::unix::fs::PermissionsExt;
     let emu = Emu::start(Some(r#"{"access_token_ttl_secs":3}"#));
     let tmp = tempfile::tempdir().unwrap();
-    let state = tmp.path().join("state");
-    let extra = format!(
-        "auth = \"device_code\"\nstate_dir = \"{}\"\n",
-        state.display()
-    );
-    let cfg = config_file(&emu, tmp.path(), &extra, &[]);
+    let (state, extra, cfg) = device_code_config(&emu, tmp.path());
 
     // Mounting before login names the fix.
     let (_, log) = Mount::try_start(&emu, &extra, &[])
@@ -650,12 +645,7 @@ fn device_code_slow_down_and_expiry() {
 fn dead_sign_in_at_start_up_comes_up_paused_when_the_folder_is_known() {
     let emu = Emu::start(None);
     let tmp = tempfile::tempdir().unwrap();
-    let state = tmp.path().join("state");
-    let extra = format!(
-        "auth = \"device_code\"\nstate_dir = \"{}\"\n",
-        state.display()
-    );
-    let cfg = config_file(&emu, tmp.path(), &extra, &[]);
+    let (state, extra, cfg) = device_code_config(&emu, tmp.path());
     let revoke = || post(&format!("{}/revoke_refresh_tokens", emu.info.admin_url), "");
     let login = || {
         let (ok, out) = run_cli(&["login", "--config", &cfg]);
@@ -736,4 +726,16 @@ fn wait_sign_in_needed(m: &Mount) {
         assert!(std::time::Instant::now() < deadline, "{}", m.status_text());
         std::thread::sleep(Duration::from_millis(200));
     }
+}
+
+/// A device-code configuration with its state directory under `dir`: (state dir, the extra
+/// config lines, the config file).
+fn device_code_config(emu: &Emu, dir: &std::path::Path) -> (std::path::PathBuf, String, String) {
+    let state = dir.join("state");
+    let extra = format!(
+        "auth = \"device_code\"\nstate_dir = \"{}\"\n",
+        state.display()
+    );
+    let cfg = config_file(emu, dir, &extra, &[]);
+    (state, extra, cfg)
 }
