@@ -39,6 +39,10 @@ use serde::{Deserialize, Serialize};
 /// The word after the pid in the lock file of a process in its unmount drain.
 const DRAINING: &str = "draining";
 
+/// How long a mount waits for a holder that does not say it is draining: the time between
+/// the kernel's unmount and the old process marking its drain (or exiting), with margin.
+const UNMOUNT_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Replace a small file's content (the spool lock file's pid line).
 trait WriteAtStart {
     fn write_all_at_start(self, bytes: &[u8]) -> io::Result<()>;
@@ -73,10 +77,11 @@ impl Spool {
     /// [`Spool::open`], waiting up to `wait` while the holder of the lock says it is draining:
     /// after an outside unmount the previous mount process keeps the spool while it finishes
     /// its uploads (`unmount_drain`), so `umount && mount` must not fail for that. A holder
-    /// that is still serving a mount is refused at once. The wait is logged once, with the
-    /// holder's pid.
+    /// that does not say so within [`UNMOUNT_GRACE`] is still serving a mount: refused. The
+    /// wait is logged once, with the holder's pid.
     pub fn open_waiting(root: &Path, wait: std::time::Duration) -> io::Result<Spool> {
-        let deadline = std::time::Instant::now() + wait;
+        let started = std::time::Instant::now();
+        let deadline = started + wait.max(UNMOUNT_GRACE);
         let mut told = false;
         loop {
             match Spool::open(root) {
@@ -84,10 +89,14 @@ impl Spool {
                     let holder = fs::read_to_string(root.join("lock")).unwrap_or_default();
                     let mut words = holder.split_whitespace();
                     let pid = words.next().unwrap_or("?").to_string();
-                    if words.next() != Some(DRAINING) || std::time::Instant::now() >= deadline {
+                    let draining = words.next() == Some(DRAINING);
+                    // Not (yet) draining: an `umount && mount` can get here before the old
+                    // process has seen its session end; give it a moment to say so or go.
+                    let serving = !draining && started.elapsed() >= UNMOUNT_GRACE;
+                    if serving || std::time::Instant::now() >= deadline {
                         return Err(e);
                     }
-                    if !told {
+                    if draining && !told {
                         log::info!(
                             "spool directory {} is held by shareuplift pid {pid}, which is \
                              finishing its uploads after an unmount; waiting up to {} s for it",
@@ -722,11 +731,11 @@ mod tests {
         let held = Spool::open(&root).unwrap();
         let pid = fs::read_to_string(root.join("lock")).unwrap();
         assert_eq!(pid.trim(), std::process::id().to_string());
-        // Still serving: refused at once, however long the wait allowed.
+        // Still serving: refused after the grace, however long the wait allowed.
         let t0 = std::time::Instant::now();
         let e = Spool::open_waiting(&root, std::time::Duration::from_secs(10)).unwrap_err();
         assert!(e.to_string().contains("in use"), "{e}");
-        assert!(t0.elapsed() < std::time::Duration::from_secs(1));
+        assert!(t0.elapsed() < UNMOUNT_GRACE + std::time::Duration::from_secs(1));
         held.mark_draining();
         let e = Spool::open_waiting(&root, std::time::Duration::ZERO).unwrap_err();
         assert!(e.to_string().contains("in use"), "{e}");
