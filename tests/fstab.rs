@@ -13,6 +13,16 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
+/// Tests here run one at a time. A private mount namespace (`unshare -m`) made while another
+/// test's FUSE mount exists gets a copy of that mount, and the copy keeps the FUSE connection
+/// alive after `fusermount3 -u` in the host namespace: the other test's process would go on
+/// serving instead of seeing its unmount.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn running_with(needle: &str) -> bool {
     std::fs::read_dir("/proc")
         .map(|d| {
@@ -44,6 +54,7 @@ fn unshare(script: &str) -> (bool, String) {
 
 #[test]
 fn mount_t_and_fstab_line_upload_and_umount() {
+    let _serial = serial();
     // 4 MB/s: the 8 MiB file takes ~2 s, so it is still uploading when `umount` returns.
     let emu = Emu::start(Some(r#"{"bandwidth_bytes_per_sec": 4000000}"#));
     let tmp = tempfile::tempdir().expect("tempdir");
@@ -127,6 +138,7 @@ echo finished
 
 #[test]
 fn wrong_config_or_option_fails_mount_with_one_line() {
+    let _serial = serial();
     let emu = Emu::start(None);
     let tmp = tempfile::tempdir().expect("tempdir");
     let t = tmp.path();
@@ -169,6 +181,7 @@ fn wrong_config_or_option_fails_mount_with_one_line() {
 /// it from the kept session. A SIGTERM during a (long) drain stops it at once.
 #[test]
 fn unmount_drain_is_bounded_and_a_signal_cuts_it_short() {
+    let _serial = serial();
     let (emu, _keep, spool, m, src) = unmount_while_uploading(2_000_000, 3, 32 << 20);
     let t0 = Instant::now();
     let (st, log) = m.wait_exit(Duration::from_secs(30));
@@ -233,6 +246,7 @@ fn unmount_drain_is_bounded_and_a_signal_cuts_it_short() {
 /// (it says so in the spool's lock file), then serves; the drained file is in SharePoint.
 #[test]
 fn a_new_mount_waits_for_a_spool_still_draining() {
+    let _serial = serial();
     let (emu, _keep, spool, m, src) = unmount_while_uploading(4_000_000, 60, 12 << 20);
     let t0 = Instant::now();
     let m2 = Mount::restart(&emu, &spool, "unmount_drain = 60");
