@@ -3,6 +3,8 @@
 //! inside-Retry-After counter), per-kind counters, `root/delta` (paging, admin-made changes,
 //! deletions, 410 resyncRequired, delta_disabled) and one open upload session per path.
 
+mod common;
+
 use std::time::{Duration, Instant};
 
 use reqwest::blocking::{Client, Response};
@@ -36,25 +38,7 @@ fn env_with(faults: Option<&str>, field: Option<&str>) -> Env {
     .unwrap();
     let http = client();
     let info = emu.info().clone();
-    let r = http
-        .post(format!(
-            "{}/{}/oauth2/v2.0/token",
-            info.authority_url, info.tenant
-        ))
-        .form(&[
-            ("grant_type", "password"),
-            ("client_id", info.client_id.as_str()),
-            ("username", info.username.as_str()),
-            ("password", info.password.as_str()),
-            ("scope", "https://graph.microsoft.com/.default"),
-        ])
-        .send()
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    let token = r.json::<Value>().unwrap()["access_token"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let token = common::password_token(&http, &info);
     let mut e = Env {
         _dir: dir,
         emu,

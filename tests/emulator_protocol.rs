@@ -4,6 +4,8 @@
 //! fault injection (drops with partial acceptance, throttling, expiry), downloads, PATCH,
 //! DELETE and persistence.
 
+mod common;
+
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
@@ -45,25 +47,7 @@ fn env_with(faults: Option<&str>) -> Env {
         .build()
         .unwrap();
     let info = emu.info().clone();
-    let r = http
-        .post(format!(
-            "{}/{}/oauth2/v2.0/token",
-            info.authority_url, info.tenant
-        ))
-        .form(&[
-            ("grant_type", "password"),
-            ("client_id", info.client_id.as_str()),
-            ("username", info.username.as_str()),
-            ("password", info.password.as_str()),
-            ("scope", "https://graph.microsoft.com/.default"),
-        ])
-        .send()
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    let token = r.json::<Value>().unwrap()["access_token"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let token = common::password_token(&http, &info);
     Env {
         _dir: dir,
         emu,

@@ -588,3 +588,27 @@ pub fn wait_spool_empty(spool: &Path, timeout: Duration) {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// An access token for the emulator's test user (password grant, the Graph scope), as the
+/// protocol tests use it to talk to the emulator directly.
+pub fn password_token(http: &reqwest::blocking::Client, info: &EmulatorInfo) -> String {
+    let r = http
+        .post(format!(
+            "{}/{}/oauth2/v2.0/token",
+            info.authority_url, info.tenant
+        ))
+        .form(&[
+            ("grant_type", "password"),
+            ("client_id", info.client_id.as_str()),
+            ("username", info.username.as_str()),
+            ("password", info.password.as_str()),
+            ("scope", "https://graph.microsoft.com/.default"),
+        ])
+        .send()
+        .expect("token request");
+    assert_eq!(r.status(), 200);
+    r.json::<Value>().expect("token json")["access_token"]
+        .as_str()
+        .expect("access_token")
+        .to_string()
+}
