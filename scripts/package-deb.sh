@@ -32,6 +32,8 @@ gzip -9n "$STAGE"/usr/share/man/man1/*.1
 "$BIN" completions zsh > "$STAGE/usr/share/zsh/vendor-completions/_shareuplift"
 "$BIN" completions fish > "$STAGE/usr/share/fish/vendor_completions.d/shareuplift.fish"
 install -m 0644 README.md "$STAGE/usr/share/doc/shareuplift/README.md"
+install -d "$STAGE/usr/share/doc/shareuplift/doc"
+install -m 0644 doc/*.md "$STAGE/usr/share/doc/shareuplift/doc/"
 SIZE=$(du -sk "$STAGE" | cut -f1)
 cat > "$STAGE/DEBIAN/control" <<CONTROL
 Package: shareuplift

@@ -147,7 +147,7 @@ struct KeptArgs {
 
 #[derive(Args)]
 struct MountArgs {
-    /// TOML configuration file; flags override its keys (README, "Configuration reference").
+    /// TOML configuration file; flags override its keys (doc/CONFIGURATION.md).
     #[arg(long, short = 'c', value_name = "FILE", help_heading = "Connection")]
     config: Option<PathBuf>,
     /// Where to mount (an empty directory).

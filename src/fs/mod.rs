@@ -50,7 +50,7 @@
 //!   job's record, and may remove a superseded spool file). A concurrent release — FUSE sends
 //!   it after `close` returns — then sees either the file before it was queued or the queued
 //!   job, never a job in flight to the queue, and the record on disk always matches the queue
-//!   (README, "Never losing a byte").
+//!   (doc/DURABILITY.md).
 //! - Functions called with the core lock held say so (`/// Called with the core lock held.`)
 //!   or take the guard's `&State`; every `InodeTable` method runs under it.
 
