@@ -15,7 +15,7 @@ trap _cleanup EXIT
 
 val() { grep -o "\"$1\": *\"[^\"]*\"" "$work/ready.json" | head -1 | sed 's/^[^:]*: *"\(.*\)"$/\1/'; }
 
-# start_emulator FAULTS_JSON [FIELD_JSON]
+# start_emulator FAULTS_JSON [FIELD_JSON]   ($EMU_ARGS: more emulator flags, e.g. --field-profile field)
 # FIELD_JSON sets field conditions (src/emulator/field.rs), e.g.
 #   '{"latency_ms": 50, "latency_jitter_ms": 10, "budget_per_sec": 20, "budget_burst": 20,
 #     "delta_disabled": false, "delta_disabled_status": 501, "allow_parallel_sessions": false}'
@@ -26,7 +26,7 @@ val() { grep -o "\"$1\": *\"[^\"]*\"" "$work/ready.json" | head -1 | sed 's/^[^:
 start_emulator() {
   rm -rf "$work/emu" "$work/ready.json"
   "$bin" emulator --data "$work/emu" --ready-file "$work/ready.json" --faults "$1" \
-    --field "${2:-{\}}" 2>"$work/emulator.log" &
+    --field "${2:-{\}}" ${EMU_ARGS:-} 2>"$work/emulator.log" &
   emu_pid=$!
   for _ in $(seq 100); do [ -s "$work/ready.json" ] && return 0; sleep 0.1; done
   echo "emulator did not start"; cat "$work/emulator.log"; exit 1

@@ -253,12 +253,17 @@ struct EmulatorArgs {
     /// Write URLs and test credentials here as JSON once listening.
     #[arg(long)]
     ready_file: Option<PathBuf>,
-    /// Fault injection settings as JSON.
+    /// Fault injection settings as JSON (merged over the profile's).
     #[arg(long)]
     faults: Option<String>,
-    /// Field conditions as JSON (latency, request budget, delta knobs; see emulator::field).
+    /// Field conditions as JSON (latency, request budget, delta knobs; see emulator::field;
+    /// merged over the profile's).
     #[arg(long)]
     field: Option<String>,
+    /// A named set of knobs: `documented` (the service's documented behaviour, the default)
+    /// or `field` (every field behaviour at realistic rates, for soaks; see emulator::profile).
+    #[arg(long, value_name = "NAME", default_value = "documented")]
+    field_profile: String,
     /// Answer every request (but /_admin) after this many milliseconds (overrides --field).
     #[arg(long)]
     latency_ms: Option<u64>,
@@ -274,15 +279,15 @@ struct EmulatorArgs {
 }
 
 impl EmulatorArgs {
-    /// `--field` with the single-knob flags merged in.
+    /// The profile's field knobs, `--field` and the single-knob flags merged in.
     fn field_json(&self) -> Result<Option<String>, String> {
-        let mut v: serde_json::Value = match &self.field {
+        let (profile, _) = shareuplift::emulator::profile::profile(&self.field_profile)?;
+        let given: serde_json::Value = match &self.field {
             Some(j) => serde_json::from_str(j).map_err(|e| format!("--field: {e}"))?,
             None => serde_json::json!({}),
         };
-        if !v.is_object() {
-            return Err("--field must be a JSON object".into());
-        }
+        let mut v = shareuplift::emulator::profile::merge(&profile, &given)
+            .map_err(|e| format!("--field: {e}"))?;
         if let Some(n) = self.latency_ms {
             v["latency_ms"] = n.into();
         }
@@ -292,6 +297,18 @@ impl EmulatorArgs {
         if let Some(n) = self.budget_per_sec {
             v["budget_per_sec"] = n.into();
         }
+        Ok(Some(v.to_string()))
+    }
+
+    /// The profile's faults with `--faults` merged in.
+    fn faults_json(&self) -> Result<Option<String>, String> {
+        let (_, profile) = shareuplift::emulator::profile::profile(&self.field_profile)?;
+        let given: serde_json::Value = match &self.faults {
+            Some(j) => serde_json::from_str(j).map_err(|e| format!("--faults: {e}"))?,
+            None => serde_json::json!({}),
+        };
+        let v = shareuplift::emulator::profile::merge(&profile, &given)
+            .map_err(|e| format!("--faults: {e}"))?;
         Ok(Some(v.to_string()))
     }
 }
@@ -401,14 +418,14 @@ fn main() -> ExitCode {
             }
         }
         Command::Emulator(a) => {
-            let field_json = match a.field_json() {
-                Ok(f) => f,
-                Err(e) => return fatal(2, &format!("emulator: {e}")),
+            let (field_json, faults_json) = match (a.field_json(), a.faults_json()) {
+                (Ok(f), Ok(j)) => (f, j),
+                (Err(e), _) | (_, Err(e)) => return fatal(2, &format!("emulator: {e}")),
             };
             let opts = shareuplift::emulator::EmulatorOptions {
                 data_dir: a.data,
                 port: a.port,
-                faults_json: a.faults,
+                faults_json,
                 field_json,
                 client_certificate: a.client_certificate,
                 ..Default::default()

@@ -25,6 +25,7 @@ pub mod faults;
 pub mod field;
 pub mod graph_api;
 pub mod http;
+pub mod profile;
 pub mod quickxor_ref;
 pub mod shares;
 pub mod state;
