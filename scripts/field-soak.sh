@@ -13,12 +13,14 @@
 # Prints one summary line per check and exits non-zero if any fails.
 # Usage: scripts/field-soak.sh [SECONDS]   (default 300)
 #   LAT_MS=5   latency per request;   BIG_MIB=32   the big file of each round
+#   ROUND_SECS=10   a round starts at most this often (bounds the data a soak moves)
 #   PROFILE=dev   use the dev build instead of the release build
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dur=${1:-300}
 lat=${LAT_MS:-5}
 big_mib=${BIG_MIB:-32}
+round_secs=${ROUND_SECS:-10}
 if [ -n "${SHAREUPLIFT_BIN:-}" ]; then
   bin=$SHAREUPLIFT_BIN
 elif [ "${PROFILE:-release}" = dev ]; then
@@ -56,7 +58,7 @@ random_tree() {
 
 t_end=$(( $(now) + dur ))
 while [ "$(now)" -lt "$t_end" ]; do
-  rounds=$(( rounds + 1 )); r=$rounds
+  rounds=$(( rounds + 1 )); r=$rounds; t_round=$(now)
   # 1. rsync of a mixed tree.
   random_tree "$exp" "$r"
   rsync -a "$exp/r$r/" "$mnt/soak/r$r/"
@@ -92,6 +94,10 @@ while [ "$(now)" -lt "$t_end" ]; do
     rm -f "$exp/remote/r$(( r - 1 ))-1.bin"
     remote_dels=$(( remote_dels + 1 ))
   fi
+  # The mount lists the folder the remote changes land in, so they must come through the
+  # change feed (not a first listing) to be seen at the end.
+  ls "$mnt/soak/remote" >/dev/null 2>&1 || true
+  while [ $(( $(now) - t_round )) -lt "$round_secs" ] && [ "$(now)" -lt "$t_end" ]; do sleep 1; done
 done
 
 # Settle: no upload queued, uploading or retrying (bounded: 15 minutes).
@@ -128,7 +134,7 @@ done < <(find "$exp" -type f -print0)
 violations=$(curl -s "$(admin)/violations" | python3 -c 'import json,sys; v=json.load(sys.stdin); print(len(v) if isinstance(v, list) else len(v.get("violations", [])))')
 stats=$(curl -s "$(admin)/stats")
 requests=$(echo "$stats" | python3 -c 'import json,sys; s=json.load(sys.stdin); print(sum(v for k,v in s["by_kind"].items() if k!="token"))')
-injected=$(echo "$stats" | python3 -c 'import json,sys; s=json.load(sys.stdin); f=s.get("field_faults", {}); print(", ".join(f"{k} {v}" for k,v in sorted(f.items()) if v) or "none counted")')
+injected=$(echo "$stats" | python3 -c 'import json,sys; s=json.load(sys.stdin); keys=["throttled","errors_injected","drops","sessions_expired","budget_refused"]; keys+=sorted(k for k in s if k.startswith("field_")); print(", ".join(f"{k} {s[k]}" for k in keys if isinstance(s.get(k), int) and s[k]) or "none counted")')
 
 echo "field soak: ${dur} s at ${lat} ms, $rounds rounds; $written files written ($edits in-place edits), $remote_adds remote adds, $remote_dels remote deletes; $requests requests"
 echo "field soak: injected: $injected"
