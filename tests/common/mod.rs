@@ -316,10 +316,7 @@ impl Mount {
 
     /// Unmount cleanly and wait for the process; returns its exit status.
     pub fn unmount(mut self) -> ExitStatus {
-        let _ = Command::new("fusermount3")
-            .arg("-u")
-            .arg(&self.dir)
-            .status();
+        fusermount(&self.dir, false);
         let mut child = self.child.take().expect("running");
         wait_timeout(&mut child, Duration::from_secs(30))
     }
@@ -330,10 +327,7 @@ impl Mount {
             let _ = c.kill();
             let _ = c.wait();
         }
-        let _ = Command::new("fusermount3")
-            .arg("-uz")
-            .arg(&self.dir)
-            .status();
+        fusermount(&self.dir, true);
     }
 
     /// Send a signal and wait for exit.
@@ -342,10 +336,7 @@ impl Mount {
         // SAFETY: sending a signal to our own child.
         unsafe { libc::kill(child.id() as i32, sig) };
         let st = wait_timeout(&mut child, Duration::from_secs(30));
-        let _ = Command::new("fusermount3")
-            .arg("-uz")
-            .arg(&self.dir)
-            .status();
+        fusermount(&self.dir, true);
         st
     }
 }
@@ -367,10 +358,7 @@ fn wait_timeout(child: &mut Child, t: Duration) -> ExitStatus {
 impl Drop for Mount {
     fn drop(&mut self) {
         if let Some(mut c) = self.child.take() {
-            let _ = Command::new("fusermount3")
-                .arg("-u")
-                .arg(&self.dir)
-                .status();
+            fusermount(&self.dir, false);
             let deadline = Instant::now() + Duration::from_secs(10);
             while Instant::now() < deadline {
                 if let Ok(Some(_)) = c.try_wait() {
@@ -380,10 +368,7 @@ impl Drop for Mount {
             }
             let _ = c.kill();
             let _ = c.wait();
-            let _ = Command::new("fusermount3")
-                .arg("-uz")
-                .arg(&self.dir)
-                .status();
+            fusermount(&self.dir, true);
         }
     }
 }
@@ -449,11 +434,17 @@ pub fn assert_no_violations(emu: &Emu) {
 
 /// Lazy unmount if still mounted; silent.
 fn quiet_unmount(dir: &Path) -> bool {
+    fusermount(dir, true)
+}
+
+/// `fusermount3 -u` (`-uz` when `lazy`) if `dir` is still mounted: a guard unmounting what
+/// is already gone would only print "Invalid argument" into the test output.
+fn fusermount(dir: &Path, lazy: bool) -> bool {
     if !is_mounted(dir) {
         return true;
     }
     Command::new("fusermount3")
-        .arg("-uz")
+        .arg(if lazy { "-uz" } else { "-u" })
         .arg(dir)
         .stderr(Stdio::null())
         .status()
@@ -560,11 +551,7 @@ impl Mount {
     pub fn wait_exit(mut self, timeout: Duration) -> (ExitStatus, String) {
         let mut child = self.child.take().expect("running");
         let st = wait_timeout(&mut child, timeout);
-        let _ = Command::new("fusermount3")
-            .arg("-uz")
-            .arg(&self.dir)
-            .stderr(Stdio::null())
-            .status();
+        fusermount(&self.dir, true);
         (st, self.log_text())
     }
 }
