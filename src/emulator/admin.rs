@@ -5,9 +5,12 @@
 //! configuration), `POST reset_stats` (counters, violations and events), `PUT
 //! files/{drive}/{path}?mtime=RFC3339` (seed or replace a file, streaming; parents created),
 //! `GET files/{drive}/{path}` (raw bytes, for content checks), `DELETE files/{drive}/{path}`
-//! (a file or a folder with everything below; 204, 404 when absent) and `PUT
-//! folders/{drive}/{path}` (folders created as needed; 201 with the item). Changes through
-//! `files/` and `folders/` are a colleague's changes: they appear in `/root/delta`.
+//! (a file or a folder with everything below; 204, 404 when absent), `PUT
+//! folders/{drive}/{path}` (folders created as needed; 201 with the item) and `POST
+//! move/{drive}/{path}?to={new drive-relative path}` (rename or move a file or folder, as a
+//! PATCH of its name and parent would; the new parent must exist; 200 with the item). Changes
+//! through `files/`, `folders/` and `move/` are a colleague's changes: they appear in
+//! `/root/delta` as SharePoint reports them (a moved folder alone, without its descendants).
 //!
 //! Field conditions (`field`): `GET field` shows the knobs, `POST field` merges a JSON object
 //! into them and answers the result. `POST delta/expire` makes every delta token issued so far
@@ -121,6 +124,7 @@ fn admin(
         }
         (_, r) if r.starts_with("files/") => files(shared, req, body, &r["files/".len()..]),
         ("PUT", r) if r.starts_with("folders/") => folders(shared, &r["folders/".len()..]),
+        ("POST", r) if r.starts_with("move/") => move_item(shared, req, &r["move/".len()..]),
         _ => Err(ApiError::not_found("Unknown admin endpoint.")),
     }
 }
@@ -161,6 +165,37 @@ fn folders(shared: &EmulatorState, rest: &str) -> Result<Response, ApiError> {
         .cloned()
         .ok_or_else(|| ApiError::not_found("no such folder"))?;
     Ok(Response::json(201, &store.item_json(&it)))
+}
+
+/// Rename or move `{drive}/{path}` to the drive-relative path in `?to=`.
+fn move_item(shared: &EmulatorState, req: &Request, rest: &str) -> Result<Response, ApiError> {
+    let segs = segments(rest)?;
+    let (drive_name, path) = segs
+        .split_first()
+        .ok_or_else(|| ApiError::bad_request("drive and path required"))?;
+    let to: Vec<String> = req
+        .query("to")
+        .ok_or_else(|| ApiError::bad_request("?to= required"))?
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect();
+    let (name, dirs) = to
+        .split_last()
+        .ok_or_else(|| ApiError::bad_request("?to= names no item"))?;
+    let root = drive_root(shared, drive_name)?;
+    let mut store = lock(&shared.store);
+    let id = store
+        .resolve(&root, path)
+        .map(|i| i.id.clone())
+        .ok_or_else(|| ApiError::not_found("no such item"))?;
+    let parent = store
+        .resolve(&root, dirs)
+        .filter(|i| i.folder)
+        .map(|i| i.id.clone())
+        .ok_or_else(|| ApiError::not_found("no such folder for ?to="))?;
+    let it = store.patch(&id, Some(name), Some(&parent), None, None)?;
+    Ok(Response::json(200, &store.item_json(&it)))
 }
 
 fn files(

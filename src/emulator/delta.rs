@@ -16,18 +16,45 @@
 //! resumed after the last sequence sent, so a change made while a client pages is never lost
 //! — it comes in the next round (an item may come twice across rounds, as on Graph). A token
 //! below the log's floor (the admin `POST /_admin/delta/expire`, or another epoch) is answered
-//! `410 Gone` with code `resyncRequired`, as Graph does when a token is too old. The field knob
-//! `delta_disabled` refuses delta altogether (see `field`).
+//! `410 Gone` with code `resyncRequired` and a `Location` to a fresh enumeration, as Graph does
+//! when a token is too old. The field knob `delta_disabled` refuses delta altogether.
+//!
+//! As on SharePoint (field reference, entries 1–4): items carry `parentReference.id` but no
+//! `parentReference.path` (knob `delta_parent_path` adds it back); a folder renamed or moved
+//! comes alone, without its descendants. Knobs (`field`) add the looser behaviours some tenants
+//! show: `delta_duplicates` (an item changed several times since the token comes once per
+//! change, at its older name and parent first: the store records each item's places),
+//! `delta_deletes_last` (a page's deletions after its other items), `delta_drop_deletes` (no
+//! deletions at all), `delta_lag_secs` (a change shows in delta only that long after it was
+//! made: the round's snapshot stops before younger changes) and `delta_resync_every` (every
+//! Nth delta request, whatever its page, answers 410).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
 use super::errors::ApiError;
+use super::field::FieldConfig;
+use super::http::{Reply, Request, Response};
+use super::state::{lock, EmulatorState};
 use super::store::{random_string, Store, ALNUM};
 
 /// Items per page when `$top` is absent.
 pub const DEFAULT_TOP: usize = 200;
+/// Longest `delta_lag_secs`; change times older than this are not kept.
+pub const MAX_LAG_SECS: u64 = 600;
+/// Places (id, parent, name) kept for `delta_duplicates`.
+const MAX_PLACES: usize = 4096;
+
+/// Where an item was after one of its changes (for `delta_duplicates`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Place {
+    pub seq: u64,
+    pub id: String,
+    pub parent_id: Option<String>,
+    pub name: String,
+}
 
 /// What is left of a deleted item.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,6 +75,12 @@ pub struct ChangeLog {
     tombstones: HashMap<String, Tombstone>,
     /// Tokens below this are too old (410 resyncRequired).
     floor: u64,
+    /// When each recent sequence number was taken (`delta_lag_secs`).
+    times: VecDeque<(u64, Instant)>,
+    /// Recent places of items, oldest first (`delta_duplicates`).
+    places: VecDeque<Place>,
+    /// Delta requests answered (`delta_resync_every`).
+    requests: u64,
 }
 
 impl Default for ChangeLog {
@@ -58,6 +91,9 @@ impl Default for ChangeLog {
             live: HashMap::new(),
             tombstones: HashMap::new(),
             floor: 0,
+            times: VecDeque::new(),
+            places: VecDeque::new(),
+            requests: 0,
         }
     }
 }
@@ -78,19 +114,84 @@ pub struct Cursor {
 pub enum Change {
     Live(String),
     Gone(String),
+    /// An earlier change of a live item, at the place it had then (`delta_duplicates`).
+    Earlier(Place),
+}
+
+/// How loose a page is (the entry-3 knobs).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Looseness {
+    pub duplicates: bool,
+    pub deletes_last: bool,
+    pub drop_deletes: bool,
+}
+
+impl Looseness {
+    fn of(k: &FieldConfig) -> Looseness {
+        Looseness {
+            duplicates: k.delta_duplicates,
+            deletes_last: k.delta_deletes_last,
+            drop_deletes: k.delta_drop_deletes,
+        }
+    }
 }
 
 impl ChangeLog {
     /// Record a change of `id` (created, modified, moved, renamed).
     pub fn touched(&mut self, id: &str) {
-        self.seq += 1;
+        self.next_seq();
         self.live.insert(id.to_string(), self.seq);
         self.tombstones.remove(id);
     }
 
+    /// Record where `id` is after its latest change (call after [`Self::touched`]).
+    pub fn placed(&mut self, id: &str, parent_id: Option<&str>, name: &str) {
+        if self.places.len() >= MAX_PLACES {
+            self.places.pop_front();
+        }
+        self.places.push_back(Place {
+            seq: self.seq,
+            id: id.to_string(),
+            parent_id: parent_id.map(str::to_string),
+            name: name.to_string(),
+        });
+    }
+
+    fn next_seq(&mut self) {
+        self.seq += 1;
+        let now = Instant::now();
+        let keep = Duration::from_secs(MAX_LAG_SECS);
+        while self
+            .times
+            .front()
+            .is_some_and(|(_, t)| now.saturating_duration_since(*t) > keep)
+        {
+            self.times.pop_front();
+        }
+        self.times.push_back((self.seq, now));
+    }
+
+    /// The latest sequence number at least `lag` old (every change up to it is that old).
+    pub fn seq_aged(&self, lag: Duration) -> u64 {
+        if lag.is_zero() {
+            return self.seq;
+        }
+        let now = Instant::now();
+        match self
+            .times
+            .iter()
+            .rev()
+            .find(|(_, t)| now.saturating_duration_since(*t) >= lag)
+        {
+            Some((s, _)) => *s,
+            // All kept times are younger: only what is older than the oldest kept is aged.
+            None => self.times.front().map_or(self.seq, |(s, _)| s - 1),
+        }
+    }
+
     /// Record the deletion of `id`.
     pub fn deleted(&mut self, id: &str, mut t: Tombstone) {
-        self.seq += 1;
+        self.next_seq();
         t.seq = self.seq;
         self.live.remove(id);
         self.tombstones.insert(id.to_string(), t);
@@ -98,7 +199,7 @@ impl ChangeLog {
 
     /// Make every token issued so far too old.
     pub fn expire_tokens(&mut self) {
-        self.seq += 1;
+        self.next_seq();
         self.floor = self.seq;
         let floor = self.floor;
         self.tombstones.retain(|_, t| t.seq >= floor);
@@ -130,14 +231,7 @@ impl ChangeLog {
         let nums: Vec<u64> = parts
             .map(|p| p.parse::<u64>().map_err(|_| bad()))
             .collect::<Result<_, _>>()?;
-        let gone = || {
-            ApiError::new(
-                410,
-                "resyncRequired",
-                "The delta token is no longer valid; start a new enumeration.",
-            )
-            .inner("resyncRequired")
-        };
+
         let c = match nums.as_slice() {
             [since] => Cursor {
                 since: *since,
@@ -172,7 +266,25 @@ impl ChangeLog {
         top: usize,
         keep: impl Fn(&Change) -> bool,
     ) -> (Vec<Change>, Option<Cursor>, u64) {
-        let upto = c.upto.unwrap_or(self.seq);
+        self.page_loose(c, top, self.seq, Looseness::default(), keep)
+    }
+
+    /// [`Self::page`] with the entry-3 knobs, the first page's snapshot at `newest`.
+    pub fn page_loose(
+        &self,
+        c: Cursor,
+        top: usize,
+        newest: u64,
+        loose: Looseness,
+        keep: impl Fn(&Change) -> bool,
+    ) -> (Vec<Change>, Option<Cursor>, u64) {
+        let upto = c.upto.unwrap_or(newest);
+        let earlier = self
+            .places
+            .iter()
+            .filter(|_| loose.duplicates && c.since > 0)
+            .filter(|p| self.live.get(&p.id).is_some_and(|s| *s != p.seq))
+            .map(|p| (p.seq, Change::Earlier(p.clone())));
         let mut all: Vec<(u64, Change)> = self
             .live
             .iter()
@@ -180,12 +292,14 @@ impl ChangeLog {
             .chain(
                 self.tombstones
                     .iter()
-                    .filter(|_| c.since > 0)
+                    .filter(|_| c.since > 0 && !loose.drop_deletes)
                     .map(|(id, t)| (t.seq, Change::Gone(id.clone()))),
             )
+            .chain(earlier)
             .filter(|(s, ch)| *s > c.after && *s <= upto && keep(ch))
             .collect();
-        all.sort_by_key(|(s, _)| *s);
+        // An earlier place and a live item can share a sequence number: the earlier first.
+        all.sort_by_key(|(s, ch)| (*s, !matches!(ch, Change::Earlier(_))));
         let more = all.len() > top;
         all.truncate(top);
         let next = match (more, all.last()) {
@@ -196,7 +310,11 @@ impl ChangeLog {
             }),
             _ => None,
         };
-        (all.into_iter().map(|(_, ch)| ch).collect(), next, upto)
+        let mut page: Vec<Change> = all.into_iter().map(|(_, ch)| ch).collect();
+        if loose.deletes_last {
+            page.sort_by_key(|ch| matches!(ch, Change::Gone(_)));
+        }
+        (page, next, upto)
     }
 
     pub fn tombstone(&self, id: &str) -> Option<&Tombstone> {
@@ -204,8 +322,75 @@ impl ChangeLog {
     }
 }
 
-/// Answer one delta request for `drive_id` (the caller checked the route and the knob).
-/// `link_base` is the URL of the delta resource, without query.
+/// Answer `GET …/root/delta` for `drive` (`at_root`: the route was the drive's root; delta is
+/// supported there only, as on SharePoint), honouring the field knobs.
+pub fn handle(
+    shared: &EmulatorState,
+    req: &Request,
+    drive: &str,
+    at_root: bool,
+    max_top: usize,
+) -> Result<Reply, ApiError> {
+    let knobs = shared.field();
+    if knobs.delta_disabled {
+        let status = knobs.delta_disabled_status;
+        let (code, msg) = if status == 403 {
+            ("accessDenied", "Delta is not allowed for this app.")
+        } else {
+            (
+                "notSupported",
+                "Delta queries are not supported on this drive.",
+            )
+        };
+        return Err(ApiError::new(status, code, msg));
+    }
+    if !at_root {
+        return Err(ApiError::bad_request(
+            "Delta is only supported on the root of a drive.",
+        ));
+    }
+    let top = match req.query("$top").or_else(|| req.query("top")) {
+        None => DEFAULT_TOP,
+        Some(t) => t
+            .parse::<usize>()
+            .ok()
+            .filter(|t| *t > 0)
+            .ok_or_else(|| ApiError::bad_request("Invalid $top."))?
+            .min(max_top),
+    };
+    let link_base = format!("{}{}", shared.base_url, req.path);
+    let mut store = lock(&shared.store);
+    let log = store.changes_mut();
+    log.requests += 1;
+    let gone = if knobs.delta_resync_every > 0 && log.requests % knobs.delta_resync_every == 0 {
+        Err(gone())
+    } else {
+        delta_page_with(&store, drive, req.query("token"), top, &link_base, &knobs)
+    };
+    match gone {
+        Ok(v) => Ok(Reply::Respond(Response::json(200, &v))),
+        // Graph's 410 carries the URL of a fresh enumeration.
+        Err(e) if e.status == 410 => {
+            let mut r = e.to_response();
+            r.headers.push(("Location".into(), link_base));
+            Ok(Reply::Respond(r))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// The 410 of a token that is too old.
+fn gone() -> ApiError {
+    ApiError::new(
+        410,
+        "resyncRequired",
+        "The delta token is no longer valid; start a new enumeration.",
+    )
+    .inner("resyncRequired")
+}
+
+/// Answer one delta request for `drive_id` with the default knobs (the caller checked the
+/// route). `link_base` is the URL of the delta resource, without query.
 pub fn delta_page(
     store: &Store,
     drive_id: &str,
@@ -213,11 +398,31 @@ pub fn delta_page(
     top: usize,
     link_base: &str,
 ) -> Result<Value, ApiError> {
+    delta_page_with(
+        store,
+        drive_id,
+        token,
+        top,
+        link_base,
+        &FieldConfig::default(),
+    )
+}
+
+/// [`delta_page`] under the field knobs.
+fn delta_page_with(
+    store: &Store,
+    drive_id: &str,
+    token: Option<&str>,
+    top: usize,
+    link_base: &str,
+    knobs: &FieldConfig,
+) -> Result<Value, ApiError> {
     let log = store.changes();
+    let newest = log.seq_aged(Duration::from_secs(knobs.delta_lag_secs));
     if token == Some("latest") {
         return Ok(json!({
             "value": [],
-            "@odata.deltaLink": format!("{link_base}?token={}", log.token(log.seq())),
+            "@odata.deltaLink": format!("{link_base}?token={}", log.token(newest)),
         }));
     }
     let cursor = match token {
@@ -229,14 +434,29 @@ pub fn delta_page(
         Some(t) => log.parse(t)?,
     };
     let keep = |ch: &Change| match ch {
-        Change::Live(id) => store.get(id).is_some_and(|it| it.drive_id == drive_id),
+        Change::Live(id) | Change::Earlier(Place { id, .. }) => {
+            store.get(id).is_some_and(|it| it.drive_id == drive_id)
+        }
         Change::Gone(id) => log.tombstone(id).is_some_and(|t| t.drive_id == drive_id),
     };
-    let (changes, next, upto) = log.page(cursor, top, keep);
+    let (changes, next, upto) = log.page_loose(cursor, top, newest, Looseness::of(knobs), keep);
     let value: Vec<Value> = changes
         .iter()
         .filter_map(|ch| match ch {
             Change::Live(id) => store.get(id).map(|it| store.item_json(it)),
+            Change::Earlier(p) => store.get(&p.id).map(|it| {
+                let mut v = store.item_json(it);
+                v["name"] = json!(p.name);
+                if let Some(parent) = &p.parent_id {
+                    v["parentReference"]["id"] = json!(parent);
+                    if let Some(segs) = store.get(parent).map(|_| store.path_segments(parent)) {
+                        let path = format!("/drives/{}/root:", it.drive_id);
+                        v["parentReference"]["path"] =
+                            json!(segs.iter().fold(path, |acc, s| format!("{acc}/{s}")));
+                    }
+                }
+                v
+            }),
             Change::Gone(id) => log.tombstone(id).map(|t| {
                 let mut v = json!({
                     "id": id,
@@ -247,6 +467,15 @@ pub fn delta_page(
                 v[if t.folder { "folder" } else { "file" }] = json!({});
                 v
             }),
+        })
+        .map(|mut v| {
+            // Entry 1: SharePoint's delta items have no parentReference.path.
+            if !knobs.delta_parent_path {
+                if let Some(r) = v["parentReference"].as_object_mut() {
+                    r.remove("path");
+                }
+            }
+            v
         })
         .collect();
     let mut v = json!({ "value": value });
@@ -279,6 +508,7 @@ mod tests {
             .map(|c| match c {
                 Change::Live(i) => i.clone(),
                 Change::Gone(i) => format!("-{i}"),
+                Change::Earlier(p) => format!("{}@{}", p.id, p.name),
             })
             .collect()
     }
@@ -316,6 +546,65 @@ mod tests {
         let (p3, n3, _) = l.page(c, 10, |_| true);
         assert_eq!(ids(&p3), ["i0", "-i2", "i9"]);
         assert!(n3.is_none());
+    }
+
+    fn ids_loose(v: &[Change]) -> Vec<String> {
+        ids(v)
+    }
+
+    fn tomb(name: &str) -> Tombstone {
+        Tombstone {
+            drive_id: "d".into(),
+            parent_id: Some("p".into()),
+            name: name.into(),
+            folder: false,
+            seq: 0,
+        }
+    }
+
+    #[test]
+    fn loose_rounds_repeat_reorder_and_drop() {
+        let mut l = ChangeLog::default();
+        l.touched("a");
+        l.placed("a", Some("p"), "a.txt");
+        let since = l.seq();
+        // a renamed twice; x deleted; y created at x's path.
+        l.touched("a");
+        l.placed("a", Some("p"), "b.txt");
+        l.deleted("x", tomb("x.txt"));
+        l.touched("a");
+        l.placed("a", Some("p"), "c.txt");
+        l.touched("y");
+        l.placed("y", Some("p"), "x.txt");
+        let c = l.parse(&l.token(since)).unwrap();
+        let round = |loose: Looseness| ids_loose(&l.page_loose(c, 10, l.seq(), loose, |_| true).0);
+        assert_eq!(round(Looseness::default()), ["-x", "a", "y"]);
+        let dup = Looseness {
+            duplicates: true,
+            ..Looseness::default()
+        };
+        assert_eq!(round(dup), ["a@b.txt", "-x", "a", "y"]);
+        let last = Looseness {
+            deletes_last: true,
+            ..Looseness::default()
+        };
+        assert_eq!(round(last), ["a", "y", "-x"]);
+        let drop = Looseness {
+            drop_deletes: true,
+            ..Looseness::default()
+        };
+        assert_eq!(round(drop), ["a", "y"]);
+    }
+
+    #[test]
+    fn lag_holds_young_changes_back() {
+        let mut l = log_with(2);
+        assert_eq!(l.seq_aged(Duration::ZERO), 2);
+        assert_eq!(l.seq_aged(Duration::from_secs(60)), 0, "all younger");
+        std::thread::sleep(Duration::from_millis(30));
+        l.touched("late");
+        assert_eq!(l.seq_aged(Duration::from_millis(20)), 2);
+        assert_eq!(l.seq_aged(Duration::ZERO), 3);
     }
 
     #[test]

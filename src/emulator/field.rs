@@ -19,8 +19,19 @@
 //!   "enrich": false,              // rewrite Office/ODF/PDF files at commit, as SharePoint does
 //!   "corrupt_commits": false,     // invert the first byte of every committed file (`enrich.rs`)
 //!   "locked_name": null,          // a file name (any folder, case-insensitive) that answers
-//!   "locked_secs": 0 }            //   423 resourceLocked to createUploadSession and fragment
+//!   "locked_secs": 0,             //   423 resourceLocked to createUploadSession and fragment
 //!                                 //   PUTs for locked_secs from when the knob was set
+//!   "delta_parent_path": false,   // entry 1: add parentReference.path to delta items (the
+//!                                 //   real service never does; old-behaviour comparisons)
+//!   "delta_duplicates": false,    // entry 3: an item changed more than once since the token
+//!                                 //   comes once per change in the round (older places first)
+//!   "delta_deletes_last": false,  // entry 3: a page lists its deletions after everything else
+//!                                 //   (a re-create at a path before the delete there)
+//!   "delta_drop_deletes": false,  // entry 3: deletions never appear in delta
+//!   "delta_lag_secs": 0,          // entry 3: a change shows in delta this long after it is
+//!                                 //   made (GET and listings show it at once)
+//!   "delta_resync_every": 0 }     // entry 4: every Nth delta request (any page) answers 410
+//!                                 //   resyncRequired with a Location; 0 = never
 //! ```
 //! Latency is a sleep on the connection's own thread before the request is handled; the server
 //! runs one thread per connection, so N concurrent requests still complete N per latency
@@ -63,6 +74,18 @@ pub struct FieldConfig {
     pub corrupt_commits: bool,
     pub locked_name: Option<String>,
     pub locked_secs: u64,
+    /// Entry 1: delta items carry `parentReference.path` (SharePoint's never do). Off.
+    pub delta_parent_path: bool,
+    /// Entry 3: the same item more than once in a round (once per change, older first).
+    pub delta_duplicates: bool,
+    /// Entry 3: deletions after the other items of a page (a re-create before its delete).
+    pub delta_deletes_last: bool,
+    /// Entry 3: deletions missing from delta altogether.
+    pub delta_drop_deletes: bool,
+    /// Entry 3: seconds before a change shows in delta (at most 600).
+    pub delta_lag_secs: u64,
+    /// Entry 4: every Nth delta request answers 410 `resyncRequired` (0: never).
+    pub delta_resync_every: u64,
 }
 
 impl Default for FieldConfig {
@@ -79,6 +102,12 @@ impl Default for FieldConfig {
             corrupt_commits: false,
             locked_name: None,
             locked_secs: 0,
+            delta_parent_path: false,
+            delta_duplicates: false,
+            delta_deletes_last: false,
+            delta_drop_deletes: false,
+            delta_lag_secs: 0,
+            delta_resync_every: 0,
         }
     }
 }
@@ -119,6 +148,9 @@ impl FieldConfig {
             .is_some_and(|b| !(b >= 1.0 && b.is_finite()))
         {
             return Err("budget_burst must be at least 1".into());
+        }
+        if cfg.delta_lag_secs > super::delta::MAX_LAG_SECS {
+            return Err("delta_lag_secs must be at most 600".into());
         }
         if !(400..=599).contains(&cfg.delta_disabled_status) {
             return Err("delta_disabled_status must be an HTTP error status".into());

@@ -497,37 +497,8 @@ fn delta(
     base: &Base,
     rel: &[String],
 ) -> Result<Reply, ApiError> {
-    let knobs = shared.field();
-    if knobs.delta_disabled {
-        let status = knobs.delta_disabled_status;
-        let (code, msg) = if status == 403 {
-            ("accessDenied", "Delta is not allowed for this app.")
-        } else {
-            (
-                "notSupported",
-                "Delta queries are not supported on this drive.",
-            )
-        };
-        return Err(ApiError::new(status, code, msg));
-    }
-    if *base != Base::Root || !rel.is_empty() {
-        return Err(ApiError::bad_request(
-            "Delta is only supported on the root of a drive.",
-        ));
-    }
-    let top = match req.query("$top").or_else(|| req.query("top")) {
-        None => super::delta::DEFAULT_TOP,
-        Some(t) => t
-            .parse::<usize>()
-            .ok()
-            .filter(|t| *t > 0)
-            .ok_or_else(|| ApiError::bad_request("Invalid $top."))?
-            .min(MAX_PAGE_SIZE),
-    };
-    let link_base = format!("{}{}", shared.base_url, req.path);
-    let store = lock(&shared.store);
-    let v = super::delta::delta_page(&store, drive, req.query("token"), top, &link_base)?;
-    Ok(Reply::Respond(Response::json(200, &v)))
+    let at_root = *base == Base::Root && rel.is_empty();
+    super::delta::handle(shared, req, drive, at_root, MAX_PAGE_SIZE)
 }
 
 fn create_folder(

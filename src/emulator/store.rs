@@ -367,6 +367,8 @@ impl Store {
             self.children.entry(it.id.clone()).or_default();
         }
         self.changes.touched(&it.id);
+        self.changes
+            .placed(&it.id, it.parent_id.as_deref(), &it.name);
         self.items.insert(it.id.clone(), it);
     }
 

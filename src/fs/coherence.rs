@@ -6,21 +6,22 @@
 //! `FsOptions::dir_cache_time` (minutes); when the server refuses the feed, or it is not
 //! polled, for `FsOptions::meta_ttl` (seconds), so a change made elsewhere still shows up
 //! after that long. The feed starts at "now" (`token=latest`): listings are fetched on demand,
-//! so there is nothing to enumerate. Each round is applied to the table:
-//! - a changed item already in the table takes the server's metadata, unless it has local
-//!   content (a file being written or uploaded through the mount is never clobbered: its
-//!   upload replaces the server's copy, the conflict rule of `conflict = replace`);
-//! - a new item is added when its folder's listing is held (the listing stays complete);
-//!   otherwise it is found when that folder is listed;
-//! - a deleted item leaves the table with its subtree, unless it has local content;
-//! - a deletion the remote could not place, or `410 resyncRequired`, makes every listing
-//!   stale (each folder is listed again when next used) and restarts the feed at "now".
+//! so there is nothing to enumerate.
 //!
-//! Known gap: a folder moved on the server arrives as a change at its new path; the old path
-//! stays in the table until its parent is listed again (the cache time bounds it).
+//! Each round is applied to the table by item id (`feed.rs`: paths resolved through the ids
+//! the table holds, field reference entries 1–3), then the kernel is told what to forget
+//! ([`Forget`]), so a remote change shows in `stat`, `ls` and `read` right after the round and
+//! not after the kernel's timeouts. The folders whose held listing the round made doubtful (an
+//! item under a parent of unknown id, a `childCount` that does not match) are listed again
+//! here, on the poll thread, at most [`MAX_RELIST`] per round; the others are only marked
+//! stale (listed again when next used) and their entries forgotten.
 //!
-//! Locks: the poll thread takes the core state lock only to apply a round (no I/O under it);
-//! the stop flag's mutex is a leaf.
+//! `410 resyncRequired` (entry 4; it can come on any page of a round) restarts the feed at
+//! "now": every listing is stale and the folders whose listings were held are listed again as
+//! above. The `Location` of a fresh enumeration is not followed: listings are on demand.
+//!
+//! Locks: the poll thread takes the core state lock only to apply a round or merge a listing
+//! (no I/O under it) and tells the kernel with no lock held; the stop flag's mutex is a leaf.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -28,9 +29,12 @@ use std::time::{Duration, Instant};
 
 use log::{debug, info, warn};
 
-use super::names;
+use super::feed;
 use super::{CoreShared, NodeKind, State};
-use crate::remote::{is_resync_required, DeltaChange, DeltaRound, RemoteError};
+use crate::remote::{is_resync_required, RemoteError};
+
+/// Most folders listed again on the poll thread after one round; the others are marked stale.
+pub const MAX_RELIST: usize = 32;
 
 /// The change feed's state, shared by the core and its poll thread.
 #[derive(Debug, Default)]
@@ -93,6 +97,12 @@ fn refused(e: &RemoteError) -> bool {
 fn poll_loop(shared: &CoreShared, coherence: &Coherence, interval: Duration) {
     let mut token: Option<String> = None;
     let mut told_refused = false;
+    let mut announced = false;
+    // After a 410: the folders to list again once the new feed has its token (so a change
+    // made meanwhile is either in those listings or in the next round), and how many 410s
+    // came in a row (a server that keeps answering 410 is asked once per poll).
+    let mut resync: Vec<u64> = Vec::new();
+    let mut gone_in_a_row = 0u32;
     loop {
         // A Retry-After the service gave (to any request of this mount) holds the feed too:
         // it is one more request of the same app and user.
@@ -108,21 +118,42 @@ fn poll_loop(shared: &CoreShared, coherence: &Coherence, interval: Duration) {
         }
         match shared.remote.delta(token.as_deref()) {
             Ok(round) => {
+                gone_in_a_row = 0;
                 if token.is_none() {
-                    info!("following the drive's change feed every {interval:?}");
-                } else {
-                    let forget = apply(&mut shared.lock(), &round);
-                    shared.forget(&forget);
+                    if !announced {
+                        info!("following the drive's change feed every {interval:?}");
+                        announced = true;
+                    }
+                    relist(shared, &std::mem::take(&mut resync));
+                } else if !round.changes.is_empty() {
+                    let applied = feed::apply(&mut shared.lock(), &round, Instant::now());
+                    debug!(
+                        "change feed: {} changes, {} kernel entries to forget, {} folders to \
+                         list again",
+                        round.changes.len(),
+                        applied.forget.len(),
+                        applied.relist.len()
+                    );
+                    shared.forget(&applied.forget);
+                    relist(shared, &applied.relist);
                 }
                 token = Some(round.token);
                 coherence.live.store(true, Ordering::Relaxed);
                 told_refused = false;
             }
             Err(e) if is_resync_required(&e) => {
-                info!("change feed: {e}; every listing is read again when next used");
-                stale_all(&mut shared.lock());
+                info!("change feed: {e}; every listing is read again");
+                let held = stale_all(&mut shared.lock());
+                for i in held {
+                    if !resync.contains(&i) {
+                        resync.push(i);
+                    }
+                }
                 token = None;
-                continue;
+                gone_in_a_row += 1;
+                if gone_in_a_row < 3 {
+                    continue;
+                }
             }
             Err(e) if refused(&e) => {
                 if !told_refused {
@@ -142,12 +173,62 @@ fn poll_loop(shared: &CoreShared, coherence: &Coherence, interval: Duration) {
     }
 }
 
-/// Every listing and every node's metadata is stale. Called with the core lock held.
-fn stale_all(st: &mut State) {
+/// Every listing and every node's metadata is stale; returns the folders whose listings were
+/// held, shallowest first. Called with the core lock held.
+fn stale_all(st: &mut State) -> Vec<u64> {
+    let mut held: Vec<(usize, u64)> = st
+        .table
+        .iter()
+        .filter(|(_, n)| n.kind == NodeKind::Dir && n.listed.is_some() && !n.unlinked)
+        .map(|(i, n)| {
+            (
+                n.path.matches('/').count() + usize::from(!n.path.is_empty()),
+                *i,
+            )
+        })
+        .collect();
+    held.sort();
     st.table.for_each_mut(|n| {
         n.listed = None;
         n.seen = None;
     });
+    held.into_iter().map(|(_, i)| i).collect()
+}
+
+/// List the folders `inos` again (the first [`MAX_RELIST`]; the others are marked stale) and
+/// tell the kernel what changed. Called with no lock held (network I/O).
+fn relist(shared: &CoreShared, inos: &[u64]) {
+    for (i, ino) in inos.iter().enumerate() {
+        let path = {
+            let st = shared.lock();
+            match st.table.get(*ino) {
+                Some(n) if n.kind == NodeKind::Dir && !n.unlinked => n.path.clone(),
+                _ => continue,
+            }
+        };
+        let forget = if i >= MAX_RELIST {
+            feed::stale_folder(&mut shared.lock(), *ino)
+        } else {
+            match shared.remote.list(&path) {
+                Ok(items) => {
+                    let mut st = shared.lock();
+                    // Renamed through the mount meanwhile: that listing is for another path.
+                    if st.table.get(*ino).is_none_or(|n| n.path != path) {
+                        continue;
+                    }
+                    feed::merge_listing(&mut st, *ino, &path, &items, Instant::now())
+                }
+                // Not on the server: a folder made through the mount and not created there
+                // yet, or deleted (its delete comes in a round).
+                Err(RemoteError::NotFound(_)) => continue,
+                Err(e) => {
+                    debug!("change feed: listing /{path}: {e}; read again when next used");
+                    feed::stale_folder(&mut shared.lock(), *ino)
+                }
+            }
+        };
+        shared.forget(&forget);
+    }
 }
 
 /// What the kernel is told to forget after a round (`CoreShared::forget`).
@@ -157,148 +238,4 @@ pub(super) enum Forget {
     Entry(u64, String),
     /// A file whose metadata or content changed remotely.
     Inode(u64),
-}
-
-/// Apply one round of changes to the table, and say what the kernel must forget: with it, a
-/// remote change shows in `stat`, `ls` and `read` right after the round, not after the
-/// kernel's timeouts. Called with the core lock held.
-fn apply(st: &mut State, round: &DeltaRound) -> Vec<Forget> {
-    let now = Instant::now();
-    let mut forget = Vec::new();
-    if round.unresolved {
-        stale_all(st);
-    }
-    for change in &round.changes {
-        match change {
-            // The mount folder itself (its size or timestamp moves with its content).
-            DeltaChange::Changed { path, .. } | DeltaChange::Deleted { path }
-                if path.is_empty() => {}
-            DeltaChange::Changed { path, item } => {
-                if let Some(ino) = st.table.ino_of(path) {
-                    if st.table.get(ino).is_some_and(|n| n.local.is_some()) {
-                        continue; // written through the mount: ours wins
-                    }
-                    let parent = st.table.get(ino).map(|n| n.parent_path().to_string());
-                    if let Some(parent) = parent {
-                        st.table.upsert_remote(&parent, item, now);
-                        forget.push(Forget::Inode(ino));
-                    }
-                    continue;
-                }
-                let (parent, name) = names::split(path);
-                let parent_ino = st.table.ino_of(parent);
-                let parent_node = parent_ino.and_then(|i| st.table.get(i));
-                let Some(p) = parent_node.filter(|n| n.kind == NodeKind::Dir && n.listed.is_some())
-                else {
-                    continue; // found when the folder is listed
-                };
-                let parent_path = p.path.clone();
-                st.table.upsert_remote(&parent_path, item, now);
-                if let Some(pi) = parent_ino {
-                    forget.push(Forget::Entry(pi, name.to_string()));
-                }
-            }
-            DeltaChange::Deleted { path } => {
-                let Some(ino) = st.table.ino_of(path) else {
-                    continue;
-                };
-                let keep = st
-                    .table
-                    .get(ino)
-                    .is_some_and(|n| n.local.is_some() || n.remote.is_none());
-                if !keep {
-                    let (parent, name) = names::split(path);
-                    if let Some(pi) = st.table.ino_of(parent) {
-                        forget.push(Forget::Entry(pi, name.to_string()));
-                    }
-                    st.table.remove_tree(path);
-                }
-            }
-        }
-    }
-    forget
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::fs::inode::InodeTable;
-    use crate::remote::RemoteItem;
-    use std::collections::HashMap;
-    use std::time::SystemTime;
-
-    fn item(name: &str, size: u64) -> RemoteItem {
-        RemoteItem {
-            id: name.into(),
-            name: name.into(),
-            is_folder: false,
-            size,
-            mtime: SystemTime::UNIX_EPOCH,
-            etag: None,
-            quick_xor_hash: None,
-            web_url: None,
-        }
-    }
-
-    fn state() -> State {
-        State {
-            table: InodeTable::new(),
-            handles: HashMap::new(),
-            next_fh: 1,
-        }
-    }
-
-    #[test]
-    fn changes_update_add_and_delete_but_never_clobber_local_content() {
-        let mut st = state();
-        let now = Instant::now();
-        if let Some(root) = st.table.get_mut(crate::fs::ROOT_INO) {
-            root.listed = Some(now);
-        }
-        let a = st.table.upsert_remote("", &item("a.txt", 1), now);
-        let gone = st.table.upsert_remote("", &item("gone.txt", 1), now);
-        let round = DeltaRound {
-            changes: vec![
-                DeltaChange::Changed {
-                    path: "a.txt".into(),
-                    item: item("a.txt", 9),
-                },
-                DeltaChange::Changed {
-                    path: "new.txt".into(),
-                    item: item("new.txt", 3),
-                },
-                DeltaChange::Changed {
-                    path: "unlisted/x.txt".into(),
-                    item: item("x.txt", 3),
-                },
-                DeltaChange::Deleted {
-                    path: "gone.txt".into(),
-                },
-            ],
-            unresolved: false,
-            token: "t".into(),
-        };
-        let forget = apply(&mut st, &round);
-        assert_eq!(
-            forget,
-            vec![
-                Forget::Inode(a),
-                Forget::Entry(crate::fs::ROOT_INO, "new.txt".into()),
-                Forget::Entry(crate::fs::ROOT_INO, "gone.txt".into()),
-            ],
-            "the kernel forgets the changed file, the new name and the deleted one; \
-             nothing for a folder it was never shown"
-        );
-        assert_eq!(st.table.get(a).unwrap().remote.as_ref().unwrap().size, 9);
-        assert!(st.table.ino_of("new.txt").is_some());
-        assert!(st.table.ino_of("unlisted/x.txt").is_none());
-        assert!(st.table.get(gone).is_none());
-        assert!(st.table.get(crate::fs::ROOT_INO).unwrap().listed.is_some());
-        let round = DeltaRound {
-            unresolved: true,
-            ..DeltaRound::default()
-        };
-        apply(&mut st, &round);
-        assert!(st.table.get(crate::fs::ROOT_INO).unwrap().listed.is_none());
-    }
 }

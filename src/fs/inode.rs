@@ -38,6 +38,8 @@ pub enum NodeKind {
 /// What the server holds for a node, as last seen.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RemoteMeta {
+    /// The drive item id (`""`: not known): how the change feed finds the node (`feed.rs`).
+    pub id: String,
     pub size: u64,
     pub mtime: SystemTime,
     /// `webUrl` and `quickXorHash`, for the `user.shareuplift.*` attributes (`xattr.rs`).
@@ -50,6 +52,7 @@ pub struct RemoteMeta {
 impl From<&RemoteItem> for RemoteMeta {
     fn from(item: &RemoteItem) -> Self {
         RemoteMeta {
+            id: item.id.clone(),
             size: item.size,
             mtime: item.mtime,
             web_url: item.web_url.clone(),
@@ -352,6 +355,11 @@ impl InodeTable {
     /// Apply `f` to every node (the change feed's resync).
     pub fn for_each_mut(&mut self, mut f: impl FnMut(&mut Node)) {
         self.nodes.values_mut().for_each(&mut f);
+    }
+
+    /// Every node, with its inode (the change feed's id index, `feed.rs`).
+    pub fn iter(&self) -> impl Iterator<Item = (&u64, &Node)> {
+        self.nodes.iter()
     }
 
     /// All nodes with spool content.

@@ -18,6 +18,8 @@
 //!   attributes and content;
 //! - `command`: the `.control` grammar, shared with the CLI client (`crate::control`);
 //! - `listener`: applies finished uploads to the table;
+//! - `coherence` and `feed`: the change feed's poll thread, and a round applied to the table by
+//!   item id (with the merge of a folder listing, which every listing uses);
 //! - own types `Fs` holds and calls, which never see the core state: `records`
 //!   ([`records::SpoolRecords`]: the records written on FUSE threads, the broken-write set),
 //!   `space` ([`space::SpaceMeter`]: `spool_max`), `barrier` ([`barrier::FsyncBarrier`]) and
@@ -59,6 +61,7 @@ pub mod coherence;
 pub mod command;
 mod drain;
 pub mod error;
+mod feed;
 mod handles;
 pub mod inode;
 mod listener;

@@ -212,32 +212,11 @@ impl Fs {
             }
             Err(e) => return Err(e.into()),
         };
-        let now = Instant::now();
-        let mut st = self.lock();
-        let mut seen = std::collections::HashSet::new();
-        for item in &items {
-            seen.insert(st.table.upsert_remote(&path, item, now));
-        }
-        // Forget children the server no longer has, unless they have local content (or are
-        // folders the mount made, which have no server metadata).
-        for child in st.table.children(&path) {
-            if seen.contains(&child) {
-                continue;
-            }
-            let gone = st
-                .table
-                .get(child)
-                .is_some_and(|n| n.local.is_none() && n.remote.is_some());
-            if gone {
-                if let Some(p) = st.table.get(child).map(|n| n.path.clone()) {
-                    st.table.remove_tree(&p);
-                }
-            }
-        }
-        if let Some(n) = st.table.get_mut(ino) {
-            n.listed = Some(now);
-            n.seen = Some(now);
-        }
+        // Children the server no longer has go, unless they have local content (or are
+        // folders the mount made, which have no server metadata); the ids listed feed the
+        // change feed's id map (`feed.rs`). The kernel is not told from a FUSE request: the
+        // reply carries the new state.
+        let _ = super::feed::merge_listing(&mut self.lock(), ino, &path, &items, Instant::now());
         Ok(path)
     }
 

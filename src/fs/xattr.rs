@@ -143,6 +143,7 @@ mod tests {
 
     fn remote(size: u64) -> RemoteMeta {
         RemoteMeta {
+            id: "A".into(),
             size,
             mtime: SystemTime::UNIX_EPOCH,
             web_url: Some("https://x/Docs/a.bin".into()),

@@ -12,7 +12,6 @@
 use std::io::{self, Read};
 use std::time::{Duration, SystemTime};
 
-use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
 use reqwest::blocking::Response;
 use reqwest::header::{CONTENT_RANGE, CONTENT_TYPE, IF_MATCH, LOCATION, RANGE};
 use reqwest::Method;
@@ -49,9 +48,8 @@ pub struct GraphRemote {
     drive_name: String,
     /// Decoded segments of the mount folder inside the drive.
     folder: Vec<String>,
-    /// Item id → mount-relative path, learned from listings and the change feed, to place
-    /// deletions (the feed names a deleted item by id and parent id only).
-    ids: std::sync::Mutex<std::collections::HashMap<String, String>>,
+    /// The change feed's memory between rounds (`delta`).
+    feed: super::delta::Feed,
 }
 
 impl std::fmt::Debug for GraphRemote {
@@ -70,15 +68,6 @@ fn usage(op: &str, message: &str) -> RemoteError {
         status: 400,
         code: "invalidRequest".into(),
         message: format!("{op}: {message}"),
-    }
-}
-
-/// `parent/name` of mount-relative paths (`name` alone in the mount root).
-fn join_rel(parent: &str, name: &str) -> String {
-    if parent.is_empty() {
-        name.to_string()
-    } else {
-        format!("{parent}/{name}")
     }
 }
 
@@ -225,7 +214,7 @@ impl GraphRemote {
             drive_id: r.drive_id,
             drive_name: r.drive_name,
             folder: r.folder,
-            ids: Default::default(),
+            feed: Default::default(),
         })
     }
 
@@ -251,7 +240,7 @@ impl GraphRemote {
             drive_id: r.drive_id,
             drive_name: r.drive_name,
             folder: r.folder,
-            ids: Default::default(),
+            feed: Default::default(),
         }
     }
 
@@ -275,7 +264,7 @@ impl GraphRemote {
             drive_id: drive_id.into(),
             drive_name: "Documents".into(),
             folder: folder.iter().map(|s| s.to_string()).collect(),
-            ids: Default::default(),
+            feed: Default::default(),
         })
     }
 
@@ -285,30 +274,6 @@ impl GraphRemote {
 
     pub fn drive_name(&self) -> &str {
         &self.drive_name
-    }
-
-    /// A `parentReference.path` (`/drive[s/{id}]/root:/a/b`, percent-encoded or not) as a
-    /// mount-relative folder path; `None` above or outside the mount folder.
-    fn mount_relative(&self, parent_ref_path: &str) -> Option<String> {
-        let (_, rest) = parent_ref_path.split_once("root:")?;
-        let segs: Vec<String> = rest
-            .split('/')
-            .filter(|s| !s.is_empty())
-            .map(|s| {
-                percent_encoding::percent_decode_str(s)
-                    .decode_utf8_lossy()
-                    .into_owned()
-            })
-            .collect();
-        if segs.len() < self.folder.len()
-            || !segs
-                .iter()
-                .zip(&self.folder)
-                .all(|(a, b)| a.to_lowercase() == b.to_lowercase())
-        {
-            return None;
-        }
-        Some(segs[self.folder.len()..].join("/"))
     }
 
     /// The mount folder inside the library, `/`-separated, `""` for the library root.
@@ -416,77 +381,15 @@ impl Remote for GraphRemote {
         self.stat_segments(&segs, &format!("stat {path}"))
     }
 
-    /// One round of the change feed (see `Remote::delta`), with paths made mount-relative.
+    /// One round of the change feed by item id (see `Remote::delta` and `super::delta`).
     fn delta(&self, token: Option<&str>) -> Result<crate::remote::DeltaRound, RemoteError> {
-        use crate::remote::{DeltaChange, DeltaRound};
-        let base = format!(
-            "{}/drives/{}/root/delta",
-            self.api.base,
-            utf8_percent_encode(&self.drive_id, NON_ALPHANUMERIC)
-        );
-        let mut url = match token {
-            None => format!("{base}?token=latest"),
-            Some(t) => format!("{base}?token={}", utf8_percent_encode(t, NON_ALPHANUMERIC)),
-        };
-        let context = "change feed";
-        let mut round = DeltaRound::default();
-        let mut ids = self.ids.lock().unwrap_or_else(|e| e.into_inner());
-        for _ in 0..MAX_LIST_PAGES {
-            let page: Value = self.api.get_json(&url, context)?;
-            for v in page["value"].as_array().into_iter().flatten() {
-                let id = v["id"].as_str().unwrap_or_default().to_string();
-                let name = v["name"].as_str().unwrap_or_default();
-                let parent_id = v["parentReference"]["id"].as_str();
-                if v.get("deleted").is_some() {
-                    let path = ids.remove(&id).or_else(|| {
-                        let p = ids.get(parent_id?)?;
-                        Some(join_rel(p, name))
-                    });
-                    match path {
-                        Some(path) => round.changes.push(DeltaChange::Deleted { path }),
-                        None => round.unresolved = true,
-                    }
-                    continue;
-                }
-                let Some(parent) = v["parentReference"]["path"]
-                    .as_str()
-                    .and_then(|p| self.mount_relative(p))
-                else {
-                    continue; // the drive root, or outside the mount folder
-                };
-                if let Some(pid) = parent_id {
-                    ids.insert(pid.to_string(), parent.clone());
-                }
-                let path = join_rel(&parent, name);
-                ids.insert(id, path.clone());
-                if let Ok(item) = serde_json::from_value::<DriveItem>(v.clone()) {
-                    round.changes.push(DeltaChange::Changed {
-                        path,
-                        item: item.into_remote_item(),
-                    });
-                }
-            }
-            if let Some(next) = page["@odata.nextLink"].as_str() {
-                url = next.to_string();
-                continue;
-            }
-            let link = page["@odata.deltaLink"]
-                .as_str()
-                .ok_or_else(|| RemoteError::Protocol(format!("{context}: no deltaLink")))?;
-            let t = url::Url::parse(link)
-                .ok()
-                .and_then(|u| {
-                    u.query_pairs()
-                        .find(|(k, _)| k == "token")
-                        .map(|(_, v)| v.into_owned())
-                })
-                .ok_or_else(|| {
-                    RemoteError::Protocol(format!("{context}: deltaLink without token"))
-                })?;
-            round.token = t;
-            return Ok(round);
-        }
-        Err(RemoteError::Protocol(format!("{context}: too many pages")))
+        super::delta::round(
+            &self.api,
+            &self.drive_id,
+            &self.feed,
+            || self.stat(""),
+            token,
+        )
     }
 
     fn list(&self, path: &str) -> Result<Vec<RemoteItem>, RemoteError> {
@@ -507,13 +410,7 @@ impl Remote for GraphRemote {
                         "{context}: @odata.nextLink points to the same page"
                     )))
                 }
-                None => {
-                    let mut ids = self.ids.lock().unwrap_or_else(|e| e.into_inner());
-                    for it in &items {
-                        ids.insert(it.id.clone(), join_rel(path, &it.name));
-                    }
-                    return Ok(items);
-                }
+                None => return Ok(items),
             }
         }
         Err(RemoteError::Protocol(format!("{context}: too many pages")))

@@ -17,6 +17,7 @@ pub mod cache;
 mod check;
 mod client;
 pub mod cloud;
+mod delta;
 mod error;
 mod http;
 mod login;

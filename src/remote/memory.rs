@@ -83,8 +83,9 @@ struct State {
     calls: Vec<Call>,
     violations: Vec<String>,
     fragment_delay: Duration,
-    /// Change-feed snapshots, one per token handed out (the token is the index).
-    delta_snapshots: Vec<BTreeMap<String, RemoteItem>>,
+    /// Change-feed snapshots, one per token handed out (the token is the index): item id →
+    /// (parent id, item).
+    delta_snapshots: Vec<BTreeMap<String, (String, RemoteItem)>>,
 }
 
 /// The in-memory remote.
@@ -109,6 +110,9 @@ pub fn stand_in_hash(data: &[u8]) -> String {
 pub fn stand_in_file_hash(path: &std::path::Path) -> std::io::Result<String> {
     Ok(stand_in_hash(&std::fs::read(path)?))
 }
+
+/// The item id of the memory remote's root folder (the mount root), for the change feed.
+pub const MEMORY_ROOT_ID: &str = "item-root";
 
 fn key(path: &str) -> String {
     path.to_lowercase()
@@ -606,14 +610,23 @@ impl Remote for MemoryRemote {
     }
 
     /// The change feed, by snapshot comparison: each token names the items as they were
-    /// when it was handed out.
+    /// when it was handed out. By id, as SharePoint's: each changed item with its parent's id
+    /// ([`MEMORY_ROOT_ID`] for the mount root), each deleted one by id.
     fn delta(&self, token: Option<&str>) -> Result<DeltaRound, RemoteError> {
         let mut s = self.lock();
-        let now: BTreeMap<String, RemoteItem> = s
-            .files
-            .iter()
-            .map(|(k, (item, _))| (k.clone(), item.clone()))
-            .collect();
+        let mut now: BTreeMap<String, (String, RemoteItem)> = BTreeMap::new();
+        for (k, (item, _)) in &s.files {
+            let parent = parent_of(k);
+            let parent_id = if parent.is_empty() {
+                MEMORY_ROOT_ID.to_string()
+            } else {
+                match s.files.get(parent) {
+                    Some((p, _)) => p.id.clone(),
+                    None => continue, // orphaned below a moved folder: not in the tree
+                }
+            };
+            now.insert(item.id.clone(), (parent_id, item.clone()));
+        }
         let mut changes = Vec::new();
         if let Some(t) = token {
             let before = t
@@ -625,22 +638,26 @@ impl Remote for MemoryRemote {
                     code: "resyncRequired".into(),
                     message: "unknown token".into(),
                 })?;
-            for (k, item) in &now {
-                if before.get(k) != Some(item) {
+            for (id, entry) in &now {
+                if before.get(id) != Some(entry) {
                     changes.push(DeltaChange::Changed {
-                        path: k.clone(),
-                        item: item.clone(),
+                        item: entry.1.clone(),
+                        parent_id: Some(entry.0.clone()),
+                        child_count: None,
                     });
                 }
             }
-            for k in before.keys().filter(|k| !now.contains_key(*k)) {
-                changes.push(DeltaChange::Deleted { path: k.clone() });
+            for (id, (parent, _)) in before.iter().filter(|(id, _)| !now.contains_key(*id)) {
+                changes.push(DeltaChange::Deleted {
+                    id: id.clone(),
+                    parent_id: Some(parent.clone()),
+                });
             }
         }
         s.delta_snapshots.push(now);
         Ok(DeltaRound {
             changes,
-            unresolved: false,
+            root_id: Some(MEMORY_ROOT_ID.to_string()),
             token: (s.delta_snapshots.len() - 1).to_string(),
         })
     }

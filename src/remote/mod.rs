@@ -181,23 +181,46 @@ impl fmt::Display for RemoteError {
 
 impl std::error::Error for RemoteError {}
 
-/// One change from the drive's change feed, as a mount-relative path.
+/// One change from the drive's change feed, by item id (field reference, entry 1: on
+/// SharePoint the feed carries no `parentReference.path`; paths are resolved by the caller,
+/// through the ids it holds).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DeltaChange {
-    /// Created or changed: the item as it is now.
-    Changed { path: String, item: RemoteItem },
-    /// Deleted.
-    Deleted { path: String },
+    /// Created, changed, renamed or moved: the item as it is now, and its parent's id (`None`
+    /// for a drive root). A folder moved or renamed comes alone, without its descendants
+    /// (entry 2).
+    Changed {
+        item: RemoteItem,
+        parent_id: Option<String>,
+        /// Folders: `folder.childCount`, when the feed gave it.
+        child_count: Option<u64>,
+    },
+    /// Deleted; its last parent's id when the feed gave it.
+    Deleted {
+        id: String,
+        parent_id: Option<String>,
+    },
+}
+
+impl DeltaChange {
+    /// The id of the item the change is about.
+    pub fn id(&self) -> &str {
+        match self {
+            DeltaChange::Changed { item, .. } => &item.id,
+            DeltaChange::Deleted { id, .. } => id,
+        }
+    }
 }
 
 /// One round of the change feed: every page up to its deltaLink.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct DeltaRound {
-    /// Changes inside the mount folder, in feed order.
+    /// Changes in the whole drive (the feed is the drive's, not the mount folder's), in feed
+    /// order: the same item may come more than once, a delete and a re-create at one path in
+    /// either order (entry 3); the caller keeps the last occurrence of each id.
     pub changes: Vec<DeltaChange>,
-    /// A deletion whose path could not be told (an item never seen): the caller should
-    /// treat its whole cache as stale.
-    pub unresolved: bool,
+    /// The mount folder's item id, when the remote knows it: its children are the mount root's.
+    pub root_id: Option<String>,
     /// The token of the deltaLink, for the next round.
     pub token: String,
 }
