@@ -19,8 +19,11 @@
 //!   "enrich": false,              // rewrite Office/ODF/PDF files at commit, as SharePoint does
 //!   "corrupt_commits": false,     // invert the first byte of every committed file (`enrich.rs`)
 //!   "locked_name": null,          // a file name (any folder, case-insensitive) that answers
-//!   "locked_secs": 0 }            //   423 resourceLocked to createUploadSession and fragment
+//!   "locked_secs": 0,             //   423 resourceLocked to createUploadSession and fragment
 //!                                 //   PUTs for locked_secs from when the knob was set
+//!   "nfc_names": false,           // entry 16: store names composed (NFC): NFD comes back NFC
+//!   "legacy_name_rules": false }  // entry 17: also refuse folders named ~*, names ending
+//!                                 //   _files, names with # or % (`collation.rs`)
 //! ```
 //! Latency is a sleep on the connection's own thread before the request is handled; the server
 //! runs one thread per connection, so N concurrent requests still complete N per latency
@@ -63,6 +66,12 @@ pub struct FieldConfig {
     pub corrupt_commits: bool,
     pub locked_name: Option<String>,
     pub locked_secs: u64,
+    /// Field reference entry 16: names are stored and listed composed (NFC), as some tenants
+    /// show; off, the form sent is kept (`collation.rs`).
+    pub nfc_names: bool,
+    /// Field reference entry 17: the extra refused names of older configurations — folder
+    /// names beginning with `~`, names ending `_files`, `#` and `%` (`collation.rs`).
+    pub legacy_name_rules: bool,
 }
 
 impl Default for FieldConfig {
@@ -79,6 +88,8 @@ impl Default for FieldConfig {
             corrupt_commits: false,
             locked_name: None,
             locked_secs: 0,
+            nfc_names: false,
+            legacy_name_rules: false,
         }
     }
 }
