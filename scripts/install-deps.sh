@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install the system packages ShareUplift's demo and tests need (fuse3, rsync, curl, attr for
-# getfattr, openssl for the TLS test CA), if missing.
+# getfattr, openssl for the TLS test CA, samba's smbd and smbclient for the Office-save test
+# through a Samba share of the mount), if missing.
 # Safe to run repeatedly; needs root (or sudo) only when something is missing.
 set -euo pipefail
 missing=()
@@ -9,6 +10,9 @@ command -v rsync >/dev/null 2>&1 || missing+=(rsync)
 command -v curl >/dev/null 2>&1 || missing+=(curl)
 command -v getfattr >/dev/null 2>&1 || missing+=(attr)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+# smbd lives in /usr/sbin, which a non-root PATH may lack.
+command -v smbd >/dev/null 2>&1 || [ -x /usr/sbin/smbd ] || missing+=(samba)
+command -v smbclient >/dev/null 2>&1 || missing+=(smbclient)
 if [ ${#missing[@]} -gt 0 ]; then
   SUDO=""
   [ "$(id -u)" -eq 0 ] || SUDO="sudo"

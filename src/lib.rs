@@ -7,8 +7,9 @@
 //! trait) implemented by `graph`. `emulator` is the built-in local SharePoint used by the demo
 //! and the tests; `control` is the client side of a running mount's `.control` and
 //! `.status.json` (the `retry`, `discard`, `drain` and `wait` commands); `watch` draws `status --watch` and `wait --progress` from `.status.json`; `spool` owns the private spool directory and its records, `recovery` puts
-//! what an earlier run left there back at mount; `redact` keeps secrets out of logs; `fstab` turns mount(8)'s helper arguments into a `mount` command; `service` talks to systemd and to a `--daemon` parent.
+//! what an earlier run left there back at mount; `redact` keeps secrets out of logs; `collation` is SharePoint's name comparison; `fstab` turns mount(8)'s helper arguments into a `mount` command; `service` talks to systemd and to a `--daemon` parent.
 
+pub mod collation;
 pub mod config;
 pub mod control;
 pub mod emulator;

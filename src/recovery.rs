@@ -30,6 +30,10 @@
 //!   an empty file is removed (nothing to lose); otherwise it is kept as `incomplete` under
 //!   `lost+found/NAME`, so it can be retried (uploaded there) or discarded.
 //!
+//! A file under a local-only name (an application's owner or lock file, `~$report.docx`:
+//! `fs::names::is_local_only`), whatever its record, is removed: it was never to be uploaded,
+//! and the application that wrote it is gone with the mount.
+//!
 //! Records without a data file and temporary record files are removed. Nothing here talks to
 //! the network: the workers do, after the mount is up.
 
@@ -132,6 +136,12 @@ fn recover_one(fs: &Fs, data: &Path, report: &mut RecoveryReport) {
             return;
         }
     };
+    if crate::fs::names::is_local_only(rec.path.rsplit('/').next().unwrap_or(&rec.path)) {
+        info!("{}: local-only file dropped from the spool", rec.path);
+        crate::spool::remove_spooled(data);
+        report.removed += 1;
+        return;
+    }
     match rec.state {
         RecordState::Incomplete => {
             let reason = rec.error.clone().unwrap_or_else(|| NOT_CLOSED.to_string());

@@ -30,8 +30,11 @@
 //!   "delta_drop_deletes": false,  // entry 3: deletions never appear in delta
 //!   "delta_lag_secs": 0,          // entry 3: a change shows in delta this long after it is
 //!                                 //   made (GET and listings show it at once)
-//!   "delta_resync_every": 0 }     // entry 4: every Nth delta request (any page) answers 410
+//!   "delta_resync_every": 0,      // entry 4: every Nth delta request (any page) answers 410
 //!                                 //   resyncRequired with a Location; 0 = never
+//!   "nfc_names": false,           // entry 16: store names composed (NFC): NFD comes back NFC
+//!   "legacy_name_rules": false }  // entry 17: also refuse folders named ~*, names ending
+//!                                 //   _files, names with # or % (`collation.rs`)
 //! ```
 //! Latency is a sleep on the connection's own thread before the request is handled; the server
 //! runs one thread per connection, so N concurrent requests still complete N per latency
@@ -86,6 +89,12 @@ pub struct FieldConfig {
     pub delta_lag_secs: u64,
     /// Entry 4: every Nth delta request answers 410 `resyncRequired` (0: never).
     pub delta_resync_every: u64,
+    /// Field reference entry 16: names are stored and listed composed (NFC), as some tenants
+    /// show; off, the form sent is kept (`collation.rs`).
+    pub nfc_names: bool,
+    /// Field reference entry 17: the extra refused names of older configurations — folder
+    /// names beginning with `~`, names ending `_files`, `#` and `%` (`collation.rs`).
+    pub legacy_name_rules: bool,
 }
 
 impl Default for FieldConfig {
@@ -108,6 +117,8 @@ impl Default for FieldConfig {
             delta_drop_deletes: false,
             delta_lag_secs: 0,
             delta_resync_every: 0,
+            nfc_names: false,
+            legacy_name_rules: false,
         }
     }
 }

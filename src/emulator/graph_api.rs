@@ -291,7 +291,7 @@ fn not_found() -> ApiError {
 /// Resolve an existing item.
 fn existing(store: &Store, drive: &str, base: &Base, rel: &[String]) -> Result<Item, ApiError> {
     let b = base_id(store, drive, base)?;
-    store.resolve(&b, rel).cloned().ok_or_else(not_found)
+    store.resolve_request(&b, rel).cloned()
 }
 
 /// Resolve a file target: parent folder + name (+ the item if it exists).
@@ -315,9 +315,13 @@ fn file_target(
         });
     }
     let (name, dirs) = rel.split_last().ok_or_else(not_found)?;
-    let parent = store
-        .resolve(&b, dirs)
-        .ok_or_else(|| ApiError::not_found("The parent folder does not exist."))?;
+    let parent = store.resolve_request(&b, dirs).map_err(|e| {
+        if e == super::collation::incompatible_name() {
+            e
+        } else {
+            ApiError::not_found("The parent folder does not exist.")
+        }
+    })?;
     Ok(SessionTarget {
         drive_id: drive.to_string(),
         parent_id: parent.id.clone(),

@@ -7,7 +7,7 @@
 //! drives and items (`graph_api`), `/upload/{session}` upload URLs (`upload`), `/download/...`
 //! pre-authenticated downloads, and `/_admin/...` (`admin`). Content lives under the data
 //! directory (`store`); faults are described in `faults`; latency, the request budget, the
-//! delta knobs and the per-kind counters in `field`; the change feed in `delta`. The tenant is identified by the
+//! delta knobs and the per-kind counters in `field`; the change feed in `delta`; name comparison and the tenant's name rules in `collation`. The tenant is identified by the
 //! reserved host name `emulator.sharepoint.test`, which is only an identifier and is never
 //! resolved. Credentials are random per start unless given; the ready file that carries them
 //! is written atomically with mode 0600.
@@ -18,6 +18,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod collation;
 pub mod delta;
 pub mod enrich;
 pub mod errors;
@@ -266,7 +267,7 @@ impl Emulator {
         let shared = Arc::new(EmulatorState {
             info: info.clone(),
             base_url,
-            store: Mutex::new(store),
+            store: Mutex::new(store.with_name_rules(collation::NameRules::of(&field_cfg))),
             sessions: Mutex::new(HashMap::new()),
             faults: Mutex::new(FaultState::new(config)),
             field: Mutex::new(FieldState::new(field_cfg)),

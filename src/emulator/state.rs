@@ -146,7 +146,9 @@ impl EmulatorState {
     }
 
     pub fn set_field(&self, cfg: FieldConfig) {
+        let rules = super::collation::NameRules::of(&cfg);
         lock(&self.field).replace(cfg);
+        lock(&self.store).set_name_rules(rules);
     }
 
     /// Decide a fault for `event` and apply its delay.

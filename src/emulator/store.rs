@@ -7,9 +7,10 @@
 //! persister thread whenever [`Store::take_dirty`] reports a change.
 //!
 //! Invariants: every item except a drive root has a parent folder in the same drive; names
-//! are unique per folder ignoring case (`children` is keyed by the lowercased name) and keep
-//! the case they were created with (a replace keeps the stored name and id, as SharePoint
-//! does); times are whole seconds (SharePoint drops sub-second precision of
+//! are unique per folder under SharePoint's collation (`children` is keyed by
+//! `collation::child_key`: case, Unicode normal form, æ/ae, œ/oe, ß/ss; a request spelling an
+//! occupied key differently is refused, see `collation.rs`) and keep the case they were
+//! created with (a replace keeps the stored name and id, as SharePoint does); times are whole seconds (SharePoint drops sub-second precision of
 //! `fileSystemInfo`); a file's blob exists exactly while its item does. The store does no
 //! network I/O; its file operations are renames and deletes, done under the store lock so a
 //! commit and a conflicting commit cannot interleave. Every item change (index, parent touch,
@@ -26,6 +27,7 @@ use rand::Rng;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
+use super::collation::{self, NameRules};
 use super::delta::{ChangeLog, Tombstone};
 use super::errors::ApiError;
 use crate::remote::Conflict;
@@ -160,6 +162,8 @@ pub struct Store {
     dirty: bool,
     /// The change feed behind `/root/delta` (in memory only; see `delta`).
     changes: ChangeLog,
+    /// The tenant's name rules (field knobs, `collation.rs`).
+    names: NameRules,
 }
 
 pub fn now_secs() -> i64 {
@@ -291,6 +295,7 @@ impl Store {
                 dir: dir.to_path_buf(),
                 dirty: false,
                 changes: ChangeLog::default(),
+                names: NameRules::default(),
             };
             for it in p.items {
                 s.index(it);
@@ -320,6 +325,7 @@ impl Store {
             dir: dir.to_path_buf(),
             dirty: true,
             changes: ChangeLog::default(),
+            names: NameRules::default(),
         };
         for (name, lib) in [("Documents", "Shared%20Documents"), ("Archive", "Archive")] {
             s.add_drive(name, &format!("{site_web}/{lib}"), false);
@@ -361,7 +367,7 @@ impl Store {
             self.children
                 .entry(p.clone())
                 .or_default()
-                .insert(it.name.to_lowercase(), it.id.clone());
+                .insert(collation::child_key(&it.name), it.id.clone());
         }
         if it.folder {
             self.children.entry(it.id.clone()).or_default();
@@ -398,7 +404,7 @@ impl Store {
         let it = self.items.remove(id)?;
         if let Some(p) = &it.parent_id {
             if let Some(c) = self.children.get_mut(p) {
-                c.remove(&it.name.to_lowercase());
+                c.remove(&collation::child_key(&it.name));
             }
         }
         Some(it)
@@ -452,14 +458,46 @@ impl Store {
         self.items.get(id)
     }
 
+    /// The child of `parent` named `name` (ignoring case; in the tenant's stored form). An
+    /// item under a differently spelt name of the same collation key is not it.
     pub fn child(&self, parent: &str, name: &str) -> Option<&Item> {
+        let name = self.names.stored(name);
+        self.occupant_any(parent, &name)
+            .filter(|it| collation::same_spelling(&it.name, &name))
+    }
+
+    /// The child of `parent` whose name has the collation key of `name`, however spelt.
+    fn occupant_any(&self, parent: &str, name: &str) -> Option<&Item> {
         self.children
             .get(parent)?
-            .get(&name.to_lowercase())
+            .get(&collation::child_key(name))
             .and_then(|id| self.items.get(id))
     }
 
-    /// Children sorted by lowercased name.
+    /// What a new `name` in `parent` meets: the item of that name (`Some`), nothing, or 409
+    /// `similarRelationshipNameAlreadyExists` when another spelling holds its collation key.
+    fn occupant(&self, parent: &str, name: &str) -> Result<Option<&Item>, ApiError> {
+        let name = self.names.stored(name);
+        match self.occupant_any(parent, &name) {
+            Some(it) if !collation::same_spelling(&it.name, &name) => {
+                Err(collation::similar_name())
+            }
+            found => Ok(found),
+        }
+    }
+
+    /// The tenant's name rules (the field knobs `nfc_names`, `legacy_name_rules`).
+    pub fn set_name_rules(&mut self, rules: NameRules) {
+        self.names = rules;
+    }
+
+    /// This store with `rules` (at start).
+    pub fn with_name_rules(mut self, rules: NameRules) -> Store {
+        self.names = rules;
+        self
+    }
+
+    /// Children sorted by collation key.
     pub fn children(&self, parent: &str) -> Vec<&Item> {
         self.children
             .get(parent)
@@ -473,6 +511,23 @@ impl Store {
             cur = self.child(&cur.id, s)?;
         }
         Some(cur)
+    }
+
+    /// [`Self::resolve`] for a request: 404, saying "incompatible with a similar name" when a
+    /// segment is another spelling of a stored name (field reference entry 15).
+    pub fn resolve_request(&self, base: &str, segs: &[String]) -> Result<&Item, ApiError> {
+        let missing = || ApiError::not_found("The resource could not be found.");
+        let mut cur = self.items.get(base).ok_or_else(missing)?;
+        for s in segs {
+            cur = match self.child(&cur.id, s) {
+                Some(it) => it,
+                None if self.occupant_any(&cur.id, &self.names.stored(s)).is_some() => {
+                    return Err(collation::incompatible_name())
+                }
+                None => return Err(missing()),
+            };
+        }
+        Ok(cur)
     }
 
     /// Names from the drive root down to the item (empty for a root).
@@ -559,7 +614,7 @@ impl Store {
         };
         (1..)
             .map(|n| format!("{stem} {n}{ext}"))
-            .find(|c| self.child(parent, c).is_none())
+            .find(|c| self.occupant_any(parent, c).is_none())
             .unwrap_or_else(|| name.to_string())
     }
 
@@ -572,8 +627,9 @@ impl Store {
     ) -> Result<(), ApiError> {
         self.parent_folder(parent)?;
         validate_name(name, self.is_root(parent))?;
+        self.names.check(name, false)?;
         self.check_path_len(parent, name)?;
-        match self.child(parent, name) {
+        match self.occupant(parent, name)? {
             Some(it) if it.folder => Err(ApiError::name_exists(&it.name)),
             Some(it) if conflict == Conflict::Fail => Err(ApiError::name_exists(&it.name)),
             _ => Ok(()),
@@ -588,9 +644,10 @@ impl Store {
     ) -> Result<Item, ApiError> {
         let drive_id = self.parent_folder(parent)?.drive_id.clone();
         validate_name(name, self.is_root(parent))?;
+        self.names.check(name, true)?;
         self.check_path_len(parent, name)?;
-        let mut name = name.to_string();
-        if let Some(existing) = self.child(parent, &name) {
+        let mut name = self.names.stored(name).into_owned();
+        if let Some(existing) = self.occupant(parent, &name)? {
             match conflict {
                 Conflict::Fail => return Err(ApiError::name_exists(&existing.name)),
                 Conflict::Replace if existing.folder => return Ok(existing.clone()),
@@ -622,8 +679,9 @@ impl Store {
     pub fn commit_file(&mut self, f: NewFile<'_>) -> Result<Item, ApiError> {
         let drive_id = self.parent_folder(f.parent_id)?.drive_id.clone();
         validate_name(f.name, self.is_root(f.parent_id))?;
-        let existing = self.child(f.parent_id, f.name).cloned();
-        let mut name = f.name.to_string();
+        self.names.check(f.name, false)?;
+        let existing = self.occupant(f.parent_id, f.name)?.cloned();
+        let mut name = self.names.stored(f.name).into_owned();
         let mut replace: Option<Item> = None;
         if let Some(ex) = existing {
             if ex.folder {
@@ -682,7 +740,7 @@ impl Store {
     pub fn ensure_folders(&mut self, base: &str, segs: &[String]) -> Result<String, ApiError> {
         let mut cur = base.to_string();
         for s in segs {
-            cur = match self.child(&cur, s) {
+            cur = match self.occupant(&cur, s)? {
                 Some(it) if it.folder => it.id.clone(),
                 Some(it) => return Err(ApiError::name_exists(&it.name)),
                 None => self.create_folder(&cur, s, Conflict::Fail)?.id,
@@ -751,7 +809,7 @@ impl Store {
         }
         let old_parent = it.parent_id.clone().unwrap_or_default();
         let parent = new_parent.unwrap_or(&old_parent).to_string();
-        let name = new_name.unwrap_or(&it.name).to_string();
+        let name = self.names.stored(new_name.unwrap_or(&it.name)).into_owned();
         let moving = parent != old_parent || name != it.name;
         if moving {
             let p = self.parent_folder(&parent)?;
@@ -769,8 +827,13 @@ impl Store {
                 cur = self.items.get(&c).and_then(|i| i.parent_id.clone());
             }
             validate_name(&name, self.is_root(&parent))?;
+            self.names.check(&name, it.folder)?;
             self.check_path_len(&parent, &name)?;
-            if let Some(ex) = self.child(&parent, &name) {
+            // A rename of an item to another spelling of its own name is not a clash.
+            if let Some(ex) = self.occupant_any(&parent, &name) {
+                if ex.id != it.id && !collation::same_spelling(&ex.name, &name) {
+                    return Err(collation::similar_name());
+                }
                 if ex.id != it.id {
                     return Err(ApiError::name_exists(&ex.name));
                 }

@@ -18,6 +18,9 @@ pub enum FsError {
     NotEmpty,
     /// A name SharePoint refuses (reference §6).
     InvalidName(String),
+    /// A name SharePoint's collation folds onto this other entry of the folder
+    /// (`Mærsk.txt` / `Maersk.txt`, field reference entry 15).
+    NameClash(String),
     /// A path over 400 characters.
     NameTooLong(usize),
     /// A path component over 255 bytes (`NAME_MAX`, `f_namelen`); the number of bytes.
@@ -47,7 +50,8 @@ impl FsError {
     pub fn errno(&self) -> i32 {
         match self {
             FsError::NotFound => libc::ENOENT,
-            FsError::Exists => libc::EEXIST,
+            // The name is taken, as far as SharePoint is concerned.
+            FsError::Exists | FsError::NameClash(_) => libc::EEXIST,
             FsError::NotDir => libc::ENOTDIR,
             FsError::IsDir => libc::EISDIR,
             FsError::NotEmpty => libc::ENOTEMPTY,
@@ -68,7 +72,7 @@ impl FsError {
             FsError::AttributesReadOnly => libc::ENOTSUP,
             FsError::Remote(r) => match r {
                 RemoteError::NotFound(_) => libc::ENOENT,
-                RemoteError::Conflict(_) => libc::EEXIST,
+                RemoteError::Conflict(_) | RemoteError::NameClash(_) => libc::EEXIST,
                 RemoteError::Forbidden(_) | RemoteError::Unauthorized(_) | RemoteError::Auth(_) => {
                     libc::EACCES
                 }
@@ -110,6 +114,12 @@ impl fmt::Display for FsError {
             FsError::IsDir => f.write_str("is a folder"),
             FsError::NotEmpty => f.write_str("folder not empty"),
             FsError::InvalidName(m) => write!(f, "invalid SharePoint name: {m}"),
+            FsError::NameClash(other) => write!(
+                f,
+                "name clashes with {other} (SharePoint treats the two names as one: case, \
+                 accents written composed or decomposed, æ = ae, œ = oe, ß = ss); \
+                 choose another name"
+            ),
             FsError::NameTooLong(n) => {
                 write!(f, "path is {n} characters; SharePoint allows at most 400")
             }
@@ -155,6 +165,7 @@ mod tests {
             (FsError::NotFound, libc::ENOENT),
             (FsError::InvalidName("x".into()), libc::EINVAL),
             (FsError::NameTooLong(401), libc::ENAMETOOLONG),
+            (FsError::NameClash("Maersk.txt".into()), libc::EEXIST),
             (FsError::ComponentTooLong(256), libc::ENAMETOOLONG),
             (FsError::FileTooBig, libc::EFBIG),
             (FsError::NoSpace("x".into()), libc::ENOSPC),

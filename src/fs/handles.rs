@@ -77,7 +77,7 @@ pub(super) enum HandleKind {
 
 impl HandleKind {
     /// The file this handle keeps open, if any.
-    fn ino(&self) -> Option<u64> {
+    pub(super) fn ino(&self) -> Option<u64> {
         match self {
             HandleKind::Write { ino, .. }
             | HandleKind::ReadLocal { ino, .. }
@@ -101,8 +101,11 @@ impl Fs {
         let path = {
             let st = self.lock();
             let parent_path = self.dir_path(&st, parent)?;
-            self.check_new_name(&parent_path, name)?
+            self.new_name(&st, &parent_path, name, NodeKind::File)?
         };
+        if super::names::is_local_only(name) {
+            self.created_local_only(&path);
+        }
         // A file still being written (not yet queued) is opened again, truncated, rather than
         // given a second spool file.
         let existing = {
@@ -486,7 +489,7 @@ impl Fs {
     }
 
     /// How many handles keep `ino` open. Called with the core lock held.
-    fn open_count(st: &super::State, ino: u64) -> usize {
+    pub(super) fn open_count(st: &super::State, ino: u64) -> usize {
         st.handles.values().filter(|h| h.ino() == Some(ino)).count()
     }
 
@@ -626,6 +629,10 @@ impl Fs {
             }
             if l.writers > 0 || node.unlinked {
                 return; // still being written, or unlinked while open: never uploaded
+            }
+            if super::names::is_local_only(super::names::split(&path).1) {
+                l.dirty = false; // kept in the mount only (`local_names`)
+                return;
             }
             if !l.dirty {
                 if !l.queued && l.failed.is_none() && node.remote.is_some() {

@@ -1,9 +1,11 @@
 //! The inode table: which paths the kernel knows, what we last saw of each on the server, and
 //! which have local (spool) content.
 //!
-//! Invariants: inode 1 is the mount root (path `""`); paths are keyed by their case-folded
-//! form, as SharePoint compares names case-insensitively, and a node keeps the case it was
-//! created or listed with; inode numbers are never reused within a mount. The table is plain
+//! Invariants: inode 1 is the mount root (path `""`); paths are keyed by their folded form
+//! (`names::fold`: case and Unicode normal form, as SharePoint compares names), and a node
+//! keeps the spelling it was created or listed with; a second index by SharePoint's collation
+//! key (`names::collation_key`) finds the entry a new name would clash with
+//! ([`InodeTable::clash_of`]); inode numbers are never reused within a mount. The table is plain
 //! data behind the core's one mutex: no I/O happens here.
 //!
 //! Times: SharePoint stores one time per item, its modification time, to the second. The
@@ -22,7 +24,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::{Instant, SystemTime};
 
-use super::names::{fold, join, split};
+use super::names::{collation_key, fold, join, split};
 use crate::remote::RemoteItem;
 
 pub const ROOT_INO: u64 = 1;
@@ -179,6 +181,8 @@ impl Node {
 pub struct InodeTable {
     nodes: HashMap<u64, Node>,
     keys: HashMap<String, u64>,
+    /// Collation key of a path → the node holding it (see [`InodeTable::clash_of`]).
+    collated: HashMap<String, u64>,
     next: u64,
 }
 
@@ -193,12 +197,31 @@ impl InodeTable {
         let mut t = InodeTable {
             nodes: HashMap::new(),
             keys: HashMap::new(),
+            collated: HashMap::new(),
             next: FIRST_INO,
         };
         t.nodes
             .insert(ROOT_INO, Node::new(String::new(), NodeKind::Dir));
         t.keys.insert(String::new(), ROOT_INO);
+        t.collated.insert(String::new(), ROOT_INO);
         t
+    }
+
+    /// The node a new entry at `path` would clash with on the server: one whose name is
+    /// another name (a different fold) with the same collation key (`Maersk.txt` for
+    /// `Mærsk.txt`). `None` when the path is free or names that very node.
+    pub fn clash_of(&self, path: &str) -> Option<u64> {
+        let ino = *self.collated.get(&collation_key(path))?;
+        let n = self.nodes.get(&ino).filter(|n| !n.unlinked)?;
+        (fold(&n.path) != fold(path)).then_some(ino)
+    }
+
+    /// Drop the collation index entry of `path` if it is `ino`'s.
+    fn uncollate(&mut self, path: &str, ino: u64) {
+        let k = collation_key(path);
+        if self.collated.get(&k) == Some(&ino) {
+            self.collated.remove(&k);
+        }
     }
 
     pub fn get(&self, ino: u64) -> Option<&Node> {
@@ -254,10 +277,12 @@ impl InodeTable {
             return;
         }
         let key = fold(&n.path);
+        let path = n.path.clone();
         n.unlinked = true;
         if self.keys.get(&key) == Some(&ino) {
             self.keys.remove(&key);
         }
+        self.uncollate(&path, ino);
     }
 
     /// Drop a detached node (its last handle closed).
@@ -280,6 +305,7 @@ impl InodeTable {
         self.next += 1;
         self.nodes.insert(ino, Node::new(path.to_string(), kind));
         self.keys.insert(fold(path), ino);
+        self.collated.insert(collation_key(path), ino);
         ino
     }
 
@@ -316,7 +342,9 @@ impl InodeTable {
         for k in doomed {
             if let Some(ino) = self.keys.remove(&k) {
                 if ino != ROOT_INO {
-                    self.nodes.remove(&ino);
+                    if let Some(n) = self.nodes.remove(&ino) {
+                        self.uncollate(&n.path, ino);
+                    }
                 }
             }
         }
@@ -334,10 +362,16 @@ impl InodeTable {
             .collect();
         for (k, ino) in moving {
             self.keys.remove(&k);
+            let Some(old) = self.nodes.get(&ino).map(|n| n.path.clone()) else {
+                continue;
+            };
+            self.uncollate(&old, ino);
             if let Some(n) = self.nodes.get_mut(&ino) {
                 let rest = &n.path[from.len().min(n.path.len())..];
                 n.path = format!("{to}{rest}");
-                self.keys.insert(fold(&n.path), ino);
+                let path = n.path.clone();
+                self.keys.insert(fold(&path), ino);
+                self.collated.insert(collation_key(&path), ino);
             }
         }
     }

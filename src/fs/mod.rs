@@ -25,6 +25,8 @@
 //!   `space` ([`space::SpaceMeter`]: `spool_max`), `barrier` ([`barrier::FsyncBarrier`]) and
 //!   `drain` ([`drain::Drain`]);
 //! - `xattr`: the read-only `user.shareuplift.*` extended attributes (per-file upload state);
+//! - `local_names`: names that clash under SharePoint's collation (refused) and local-only
+//!   names (application owner and lock files: kept in the mount, never uploaded);
 //! - `inode` (the table), `names` (SharePoint's naming rules), `error` (the errno table).
 //!
 //! # Locks
@@ -65,6 +67,7 @@ mod feed;
 mod handles;
 pub mod inode;
 mod listener;
+pub mod local_names;
 pub mod names;
 mod namespace;
 mod records;
@@ -231,6 +234,8 @@ pub struct Fs {
     flights: namespace::ListingFlights,
     /// Whether the change feed keeps the cache coherent (`coherence`).
     coherence: Arc<coherence::Coherence>,
+    /// Names recently refused, for `.status` (`local_names`).
+    refused: local_names::RefusedNames,
 }
 
 impl Fs {
@@ -273,6 +278,7 @@ impl Fs {
             drain: drain::Drain::new(),
             flights: namespace::ListingFlights::default(),
             coherence,
+            refused: local_names::RefusedNames::default(),
         }
     }
 
@@ -314,5 +320,6 @@ impl Fs {
     pub fn shutdown(&self) {
         self.coherence.stop();
         self.queue.shutdown();
+        self.drop_local_only(None);
     }
 }

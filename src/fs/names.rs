@@ -10,8 +10,29 @@
 //! folder counts towards ([`check_path_len`]); it has no separate per-name limit below that
 //! (its 255-character "file name" limit in the UI is looser than 255 bytes for non-ASCII).
 //!
-//! Also the case-folding used for lookups: SharePoint names are case-insensitive and
-//! case-preserving, so the inode table keys paths by [`fold`].
+//! Also how names compare, from `crate::collation` (the one place SharePoint's rule is
+//! written): the inode table keys paths by [`fold`] (case and Unicode normal form: an NFD name
+//! from macOS or `tar` is the same entry, the same inode, as the server's NFC one), and a new
+//! name whose [`collation_key`] another entry of the folder already has (`Mærsk.txt` beside
+//! `Maersk.txt`) is refused at create, mkdir and rename (`local_names.rs`).
+//!
+//! Local-only names ([`is_local_only`]): the owner, lock and cache files applications make
+//! for themselves. They live in the mount and the spool, readable and writable, and are never
+//! uploaded (`local_names.rs`). The list, and why each is on it:
+//! - `~$*`: Microsoft Office's owner files (`~$report.docx`, written when a document is opened,
+//!   deleted when it is closed). SharePoint refuses names starting with `~$`.
+//! - `desktop.ini`: Windows Explorer's folder settings. SharePoint refuses the name.
+//! - `Thumbs.db`: Windows Explorer's thumbnail cache; `.DS_Store`: macOS Finder's folder
+//!   settings; `._*`: macOS AppleDouble files (a file's Finder metadata on a share without
+//!   streams). SharePoint accepts them, but they are pure app litter: the OneDrive clients do
+//!   not upload them either, and the app writes them again whenever it needs them.
+//! - `.~lock.*#`: LibreOffice's lock files (written at open, deleted at close). SharePoint
+//!   accepts them (older configurations refuse the `#`); a lock file in SharePoint would only
+//!   tell colleagues about a lock that exists on this machine.
+//!
+//! Not on the list, because SharePoint accepts them and they become documents: Office's
+//! `~WRL0001.tmp` / `~WRD0001.tmp` save files (renamed over the document; as `*.tmp` names they
+//! settle before upload, `upload::temp_names`), and any other `~name`.
 
 use crate::protocol::{MAX_NAME_BYTES, MAX_PATH_CHARS};
 
@@ -99,9 +120,28 @@ pub fn check_path_len(base_chars: usize, relative: &str) -> Result<(), NameProbl
     Ok(())
 }
 
-/// The lookup key of a path: SharePoint compares names case-insensitively.
+/// The lookup key of a path: SharePoint compares names without case and without regard to
+/// Unicode normal form (`crate::collation::fold`).
 pub fn fold(path: &str) -> String {
-    path.to_lowercase()
+    crate::collation::fold(path)
+}
+
+/// SharePoint's collation key of a path: paths with one key cannot coexist on the server
+/// (`crate::collation::key`).
+pub fn collation_key(path: &str) -> String {
+    crate::collation::key(path)
+}
+
+/// Whether a file named `name` is an application's owner, lock or cache file, kept in the
+/// mount only and never uploaded (module documentation). Pure.
+pub fn is_local_only(name: &str) -> bool {
+    let lower = name.to_lowercase();
+    name.starts_with("~$")
+        || lower == "desktop.ini"
+        || lower == "thumbs.db"
+        || lower == ".ds_store"
+        || (name.starts_with("._") && name.len() > 2)
+        || (name.starts_with(".~lock.") && name.ends_with('#'))
 }
 
 /// `parent/name`, with `""` as the root.
@@ -206,5 +246,31 @@ mod tests {
         assert_eq!(join("", "x"), "x");
         assert_eq!(join("a", "x"), "a/x");
         assert_eq!(fold("Docs/ÄB.txt"), "docs/äb.txt");
+        assert_eq!(fold("Cafe\u{301}/X"), fold("café/x"));
+        assert_eq!(collation_key("Mærsk.txt"), collation_key("maersk.TXT"));
+    }
+
+    #[test]
+    fn local_only_names() {
+        for (name, local) in [
+            ("~$report.docx", true),
+            ("~$", true),
+            ("desktop.ini", true),
+            ("Desktop.INI", true),
+            ("Thumbs.db", true),
+            (".DS_Store", true),
+            ("._report.docx", true),
+            (".~lock.budget.ods#", true),
+            // SharePoint accepts these and they become documents: uploaded.
+            ("~WRL0001.tmp", false),
+            ("~report.docx", false),
+            ("report.docx", false),
+            ("._", false),
+            (".~lock.budget.ods", false),
+            ("my desktop.ini.txt", false),
+            ("Thumbs.db.bak", false),
+        ] {
+            assert_eq!(is_local_only(name), local, "{name}");
+        }
     }
 }

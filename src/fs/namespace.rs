@@ -151,13 +151,14 @@ impl Fs {
         let path = {
             let st = self.lock();
             let parent_path = self.dir_path(&st, parent)?;
-            self.check_new_name(&parent_path, name)?
+            self.allowed_name(&parent_path, name, NodeKind::Dir)?
         };
         self.refresh_listing(parent)?;
         let mut st = self.lock();
         if st.table.ino_of(&path).is_some() {
             return Err(FsError::Exists);
         }
+        self.check_clash(&st, &path, None)?;
         let ino = st.table.upsert(&path, NodeKind::Dir);
         if let Some(n) = st.table.get_mut(ino) {
             n.listed = Some(Instant::now());
@@ -266,12 +267,17 @@ impl Fs {
         self.lock().handles.remove(&fh);
     }
 
+    /// The inode and path of `name` in `parent`, the path spelt as the table has it (the
+    /// server's spelling: `name` may differ in case or Unicode normal form).
     fn child(&self, parent: u64, name: &str) -> FsResult<(u64, String)> {
         self.lookup(parent, name)?;
         let st = self.lock();
         let parent_path = self.dir_path(&st, parent)?;
-        let path = join(&parent_path, name);
-        let ino = st.table.ino_of(&path).ok_or(FsError::NotFound)?;
+        let ino = st
+            .table
+            .ino_of(&join(&parent_path, name))
+            .ok_or(FsError::NotFound)?;
+        let path = st.table.get(ino).ok_or(FsError::NotFound)?.path.clone();
         Ok((ino, path))
     }
 
@@ -368,7 +374,10 @@ impl Fs {
         let to = {
             let st = self.lock();
             let np = self.dir_path(&st, newparent)?;
-            self.check_new_name(&np, newname)?
+            let kind = st.table.get(ino).map_or(NodeKind::File, |n| n.kind);
+            let to = self.allowed_name(&np, newname, kind)?;
+            Self::check_rename_to_local_only(&st, ino, &to)?;
+            to
         };
         if from == to {
             return Ok(());
@@ -379,6 +388,9 @@ impl Fs {
             Err(FsError::NotFound) => None,
             Err(e) => return Err(e),
         };
+        // After the lookup, which listed the target's folder if it was not known.
+        self.check_clash(&self.lock(), &to, Some(ino))?;
+        let leaves_local_only = names::is_local_only(name) && !names::is_local_only(newname);
         let (kind, local, remote) = {
             let st = self.lock();
             let n = st.table.get(ino).ok_or(FsError::NotFound)?;
@@ -412,7 +424,8 @@ impl Fs {
             let mut st = self.lock();
             let l = st.table.get(ino).and_then(|n| n.local.as_ref());
             let queued_now = l.is_some_and(|l| l.queued);
-            let unqueued_now = l.is_some_and(|l| !l.queued);
+            // A failed upload goes the queued way below: queued again under the new name.
+            let unqueued_now = l.is_some_and(|l| !l.queued && l.failed.is_none());
             // A queued job carries its base eTag from the start: one renamed over a file read
             // from the server is queued anew below (relinked) rather than retargeted.
             let retargeted = || over_etag.is_none() && self.queue.retarget(&from, &to);
@@ -428,16 +441,20 @@ impl Fs {
                     }
                 }
                 drop(st);
+                if leaves_local_only {
+                    self.upload_after_local_only_rename(ino);
+                }
                 debug!("renamed {from} -> {to} before its upload started");
                 return Ok(());
             }
         }
+        // Queued, or failed (its job is kept by the queue): the content goes to the new name.
         let queued = {
             let st = self.lock();
             st.table
                 .get(ino)
                 .and_then(|n| n.local.as_ref())
-                .is_some_and(|l| l.queued)
+                .is_some_and(|l| l.queued || l.failed.is_some())
         };
         let mut relinked = None;
         if let (NodeKind::File, true, Some(l)) = (kind, queued, local.as_ref()) {
@@ -558,7 +575,7 @@ impl Fs {
     }
 }
 
-fn name_error(p: NameProblem) -> FsError {
+pub(super) fn name_error(p: NameProblem) -> FsError {
     match p {
         NameProblem::Invalid(m) => FsError::InvalidName(m),
         NameProblem::TooLong(n) => FsError::NameTooLong(n),

@@ -140,12 +140,15 @@ impl Fs {
                 n.local
                     .as_ref()
                     .is_some_and(|l| !l.queued && l.failed.is_none())
+                    && !super::names::is_local_only(n.name())
             })
             .map(|(_, n)| n.path.clone())
             .collect();
         open.sort();
         snap.open_for_writing = open;
+        snap.local_only = Self::local_only_paths(&st);
         drop(st);
+        snap.refused_names = self.refused.lines();
         snap.spool = Some(self.space.usage());
         snap
     }

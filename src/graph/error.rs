@@ -20,6 +20,8 @@ const MAX_MESSAGE_CHARS: usize = 300;
 /// Error codes that mean "throttled" whatever the status (SharePoint also uses 509).
 const THROTTLE_CODES: &[&str] = &["activityLimitReached", "throttledRequest"];
 const QUOTA_CODES: &[&str] = &["quotaLimitReached", "insufficientStorage"];
+/// A 409 for a name SharePoint's collation folds onto another item's (field reference 15).
+const SIMILAR_NAME_CODES: &[&str] = &["similarRelationshipNameAlreadyExists"];
 
 /// The parsed `{"error":{...}}` body.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -131,6 +133,7 @@ pub fn classify(
         401 => RemoteError::Unauthorized(msg),
         403 => RemoteError::Forbidden(msg),
         404 => RemoteError::NotFound(msg),
+        409 if has(SIMILAR_NAME_CODES) => RemoteError::NameClash(msg),
         409 => RemoteError::Conflict(msg),
         412 => RemoteError::PreconditionFailed(msg),
         416 => RemoteError::RangeNotSatisfiable(msg),
@@ -259,6 +262,9 @@ mod tests {
         );
         let throttled_code = body(r#"{"error":{"code":"activityLimitReached","message":"m"}}"#);
         let quota = body(r#"{"error":{"code":"quotaLimitReached","message":"m"}}"#);
+        let similar = body(
+            r#"{"error":{"code":"nameAlreadyExists","message":"m","innererror":{"code":"similarRelationshipNameAlreadyExists"}}}"#,
+        );
         type Check = fn(&RemoteError) -> bool;
         let cases: Vec<(u16, Option<Duration>, Option<GraphError>, Check)> = vec![
             (404, None, None, |e| matches!(e, RemoteError::NotFound(_))),
@@ -267,6 +273,9 @@ mod tests {
             }),
             (403, None, None, |e| matches!(e, RemoteError::Forbidden(_))),
             (409, None, None, |e| matches!(e, RemoteError::Conflict(_))),
+            (409, None, similar, |e| {
+                matches!(e, RemoteError::NameClash(_))
+            }),
             (412, None, None, |e| {
                 matches!(e, RemoteError::PreconditionFailed(_))
             }),

@@ -125,6 +125,10 @@ pub enum RemoteError {
     },
     /// 409 (e.g. `nameAlreadyExists` with conflict = fail).
     Conflict(String),
+    /// 409 with inner `similarRelationshipNameAlreadyExists`: another item of the folder has a
+    /// name SharePoint's collation treats as this one (`Maersk.txt` / `Mærsk.txt`; field
+    /// reference entry 15, `crate::collation`). Permanent: retrying, or `replace`, never helps.
+    NameClash(String),
     /// 412 (if-match failed).
     PreconditionFailed(String),
     /// 416 (`fragmentOverlap`, `fragmentOutOfOrder`).
@@ -161,6 +165,7 @@ impl fmt::Display for RemoteError {
                 None => write!(f, "throttled ({status})"),
             },
             RemoteError::Conflict(m) => write!(f, "name conflict (409): {m}"),
+            RemoteError::NameClash(m) => write!(f, "similar name exists (409): {m}"),
             RemoteError::PreconditionFailed(m) => write!(f, "precondition failed (412): {m}"),
             RemoteError::RangeNotSatisfiable(m) => write!(f, "range not satisfiable (416): {m}"),
             RemoteError::QuotaExceeded(m) => write!(f, "quota exceeded (507): {m}"),

@@ -8,7 +8,7 @@
 //! Invariants: a path is in the plan from `expect` until its creation succeeded, or until it
 //! is forgotten (`rmdir` before creation) or renamed (`rename` before creation); at most one
 //! thread creates a given folder at a time (single flight: others wait for its answer). Keys
-//! are case-folded, as SharePoint compares names. A failed creation stays in the plan and is
+//! are folded (`crate::collation::fold`), as SharePoint compares names. A failed creation stays in the plan and is
 //! tried again by the next file beneath it (the worker's 404 fallback remains as a last resort).
 //!
 //! Locks: one leaf mutex, never held across a remote call; waiters sleep on its condvar.
@@ -43,7 +43,7 @@ pub struct FolderPlan {
 }
 
 fn key(path: &str) -> String {
-    path.to_lowercase()
+    crate::collation::fold(path)
 }
 
 impl FolderPlan {

@@ -6,7 +6,8 @@
 //! file each: `queue` (per-path serialisation, workers, cancel, shutdown), `worker` (one upload
 //! session, start to hash check), `chunk` (fragment planning), `retry` (error classification,
 //! backoff, attempt counting), `throttle` (the gate all workers pass), `clock` (time seam),
-//! `registry` (live status) and `status` (snapshot and rendering). Tests run it against
+//! `registry` (live status) and `status` (snapshot and rendering); `name_clash` (the reason for a
+//! name SharePoint's collation refuses). Tests run it against
 //! `crate::remote::memory::MemoryRemote`.
 //!
 //! Contract with the core: `submit` never blocks; the queue never creates, writes or deletes
@@ -28,6 +29,7 @@ pub mod conflict_name;
 pub mod enrichment;
 pub mod folders;
 pub mod limiter;
+pub mod name_clash;
 mod queue;
 pub mod registry;
 pub mod retry;
@@ -185,7 +187,7 @@ pub fn conflict_copy_of(job: &UploadJob, item: &RemoteItem) -> Option<String> {
         Some((p, l)) => (Some(p), l),
         None => (None, job.remote_path.as_str()),
     };
-    if item.name.is_empty() || item.name.to_lowercase() == leaf.to_lowercase() {
+    if item.name.is_empty() || crate::collation::fold(&item.name) == crate::collation::fold(leaf) {
         return None;
     }
     Some(match parent {

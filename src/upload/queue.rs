@@ -142,7 +142,7 @@ pub struct UploadQueue {
 }
 
 fn path_key(path: &str) -> String {
-    path.to_lowercase()
+    crate::collation::fold(path)
 }
 
 /// Jobs the queue has let go of, to report to the store once the queue lock is released.

@@ -145,6 +145,8 @@ pub fn classify(op: Op, err: &RemoteError) -> Decision {
         // Never retried: the tenant is full, the name is taken (conflict = fail, or a second
         // session on ODB), access is denied, or the credentials do not work.
         (_, E::QuotaExceeded(_) | E::Conflict(_) | E::Forbidden(_) | E::Auth(_)) => Fail,
+        // A similar name (æ/ae, NFD/NFC, …) holds the path: only the user can resolve it.
+        (_, E::NameClash(_)) => Fail,
         // At creation the bearer token was refused after a refresh, the parent folder is
         // missing, or the request itself is wrong: retrying changes nothing.
         (Op::Create, E::Unauthorized(_) | E::NotFound(_) | E::Client { .. }) => Fail,
@@ -360,11 +362,16 @@ mod tests {
     #[test]
     fn create_409_depends_on_the_conflict_policy() {
         let c409 = RemoteError::Conflict("nameAlreadyExists".into());
+        let similar = RemoteError::NameClash("similarRelationshipNameAlreadyExists".into());
         for (err, conflict, want) in [
             (&c409, Conflict::Replace, StaleSession),
             (&c409, Conflict::Rename, StaleSession),
             // The name is taken and we asked to fail: permanent, at once.
             (&c409, Conflict::Fail, Fail),
+            // A similar name (field reference 15) is never a stale session: fail at once,
+            // also under `replace`.
+            (&similar, Conflict::Replace, Fail),
+            (&similar, Conflict::Rename, Fail),
             (
                 &RemoteError::QuotaExceeded("q".into()),
                 Conflict::Replace,

@@ -199,6 +199,14 @@ pub struct StatusSnapshot {
     /// Why the whole queue waits for the user (e.g. `sign-in needed: run shareuplift login`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub paused: Option<String>,
+    /// Files kept in the mount only, never uploaded (application owner and lock files such as
+    /// `~$report.docx`), by path; filled in by the filesystem core.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub local_only: Vec<String>,
+    /// Names recently refused at create, mkdir or rename, one line each (`PATH: why`), e.g.
+    /// a name that clashes with another under SharePoint's collation.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub refused_names: Vec<String>,
 }
 
 impl StatusSnapshot {
@@ -212,6 +220,8 @@ impl StatusSnapshot {
             spool: None,
             open_for_writing: Vec::new(),
             paused: None,
+            local_only: Vec::new(),
+            refused_names: Vec::new(),
         }
     }
 
@@ -258,6 +268,22 @@ impl StatusSnapshot {
             }
             out.push('\n');
         }
+        if !self.local_only.is_empty() {
+            let shown: Vec<String> = self
+                .local_only
+                .iter()
+                .take(MAX_LISTED)
+                .map(|p| one_line(p))
+                .collect();
+            let _ = write!(out, "local only, never uploaded: {}", shown.join(", "));
+            if self.local_only.len() > MAX_LISTED {
+                let _ = write!(out, " and {} more", self.local_only.len() - MAX_LISTED);
+            }
+            out.push('\n');
+        }
+        for line in &self.refused_names {
+            let _ = writeln!(out, "refused: {}", sanitize_error(line));
+        }
         if self.uploads.is_empty() {
             out.push_str("no uploads\n");
             return out;
@@ -303,6 +329,8 @@ impl StatusSnapshot {
 
 /// Longest error text shown.
 const MAX_ERROR_CHARS: usize = 200;
+/// Local-only paths named on the table's line.
+const MAX_LISTED: usize = 10;
 
 /// One line, no URL paths or queries, at most `MAX_ERROR_CHARS` characters.
 pub fn sanitize_error(msg: &str) -> String {
@@ -459,6 +487,27 @@ done      100%            11 B / 11 B            -       -      2  a.txt
             "ShareUplift — 0 queued, 0 uploading, 0 done, 0 failed\n\
              spool 3.0 MiB in 2 files (limit 1.0 GiB)\nno uploads\n"
         );
+    }
+
+    #[test]
+    fn local_only_and_refused_names() {
+        let mut s = StatusSnapshot::new(vec![], None);
+        s.local_only = vec!["docs/~$report.docx".into(), ".DS_Store".into()];
+        s.refused_names = vec!["M\u{e6}rsk.txt: name clashes with Maersk.txt".into()];
+        assert_eq!(
+            s.render_table(),
+            "ShareUplift — 0 queued, 0 uploading, 0 done, 0 failed\n\
+             local only, never uploaded: docs/~$report.docx, .DS_Store\n\
+             refused: M\u{e6}rsk.txt: name clashes with Maersk.txt\nno uploads\n"
+        );
+        let v: serde_json::Value = serde_json::from_str(&s.render_json()).unwrap();
+        assert_eq!(v["local_only"][0], "docs/~$report.docx");
+        assert_eq!(
+            v["refused_names"][0],
+            "M\u{e6}rsk.txt: name clashes with Maersk.txt"
+        );
+        s.local_only = (0..12).map(|i| format!("~${i}")).collect();
+        assert!(s.render_table().contains("~$9 and 2 more\n"));
     }
 
     #[test]

@@ -337,6 +337,10 @@ impl JobRun<'_> {
         if is_locked(err) {
             return self.wait_locked(err);
         }
+        if let RemoteError::NameClash(_) = err {
+            let reason = super::name_clash::clash_reason(&*self.ctx.remote, self.path());
+            return Err(Stop::Failed(sanitize_error(&reason)));
+        }
         let decision = classify(op, err);
         // Remote errors carry no secrets by contract; sanitise anyway (one line, no URLs).
         let reason = sanitize_error(&err.to_string());
