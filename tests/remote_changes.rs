@@ -5,7 +5,8 @@
 //! against the default emulator (delta items without `parentReference.path`, a renamed folder
 //! reported alone) at 50 ms latency, and again with the looser feeds some tenants show
 //! (duplicates, a re-create before its delete, missing deletes, a lagging feed, 410 on any
-//! page).
+//! page). One more test reads the emulator's feed over HTTP: by id, a renamed folder alone, and
+//! each knob's effect.
 
 mod common;
 
@@ -254,4 +255,102 @@ fn remote_changes_show_when_deletes_never_come() {
 #[test]
 fn remote_changes_show_with_a_lagging_feed_and_410_on_any_page() {
     remote_changes_show(json!({"delta_lag_secs": 2, "delta_resync_every": 3}));
+}
+
+/// One delta round from `url` to its deltaLink: (items, deltaLink).
+fn delta_round(
+    http: &reqwest::blocking::Client,
+    token: &str,
+    url: &str,
+) -> Result<(Vec<Value>, String), reqwest::blocking::Response> {
+    let mut items = Vec::new();
+    let mut url = url.to_string();
+    loop {
+        let r = http.get(&url).bearer_auth(token).send().unwrap();
+        if !r.status().is_success() {
+            return Err(r);
+        }
+        let v: Value = r.json().unwrap();
+        items.extend(v["value"].as_array().cloned().unwrap_or_default());
+        match v["@odata.nextLink"].as_str() {
+            Some(n) => url = n.to_string(),
+            None => return Ok((items, v["@odata.deltaLink"].as_str().unwrap().to_string())),
+        }
+    }
+}
+
+/// The emulator's feed as SharePoint's: no `parentReference.path` (entry 1), a renamed folder
+/// alone (entry 2), a re-create before its delete and a missing delete (entry 3), 410 with a
+/// `Location` (entry 4).
+#[test]
+fn the_emulator_feed_is_by_id_and_its_knobs_loosen_it() {
+    let emu = Emu::start(None);
+    let c = Colleague::new(&emu);
+    let http = reqwest::blocking::Client::new();
+    let token = password_token(&http, &emu.info);
+    let drive: Value = http
+        .get(format!("{}/sites/root/drive", emu.info.graph_url))
+        .bearer_auth(&token)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let base = format!(
+        "{}/drives/{}/root/delta",
+        emu.info.graph_url,
+        drive["id"].as_str().unwrap()
+    );
+    c.put("f/a.txt", b"a", None);
+    c.put("f/b.txt", b"b", None);
+    let (_, link) = delta_round(&http, &token, &format!("{base}?token=latest")).unwrap();
+    c.mv("f", "g");
+    let (items, link) = delta_round(&http, &token, &link).unwrap();
+    let names: Vec<&str> = items.iter().filter_map(|i| i["name"].as_str()).collect();
+    assert!(names.contains(&"g"), "{names:?}");
+    assert!(
+        !names.contains(&"a.txt") && !names.contains(&"b.txt"),
+        "a renamed folder comes alone: {names:?}"
+    );
+    for i in &items {
+        assert!(i["parentReference"]["path"].is_null(), "entry 1: {i}");
+        assert!(i["parentReference"]["id"].is_string() || i.get("root").is_some());
+    }
+    // Deleted and re-created at one path: the delete after the re-create, or missing.
+    c.field(json!({"delta_deletes_last": true}));
+    c.delete("g/a.txt");
+    c.put("g/a.txt", b"again", None);
+    let (items, link) = delta_round(&http, &token, &link).unwrap();
+    let a: Vec<bool> = items
+        .iter()
+        .filter(|i| i["name"] == "a.txt")
+        .map(|i| i.get("deleted").is_some())
+        .collect();
+    assert_eq!(a, [false, true], "{items:?}");
+    c.field(json!({"delta_drop_deletes": true}));
+    c.delete("g/b.txt");
+    let (items, link) = delta_round(&http, &token, &link).unwrap();
+    assert!(
+        items.iter().all(|i| i.get("deleted").is_none()),
+        "{items:?}"
+    );
+    // 410 on a page, with where a fresh enumeration starts.
+    c.field(json!({"delta_resync_every": 1}));
+    let r = delta_round(&http, &token, &link).unwrap_err();
+    assert_eq!(r.status(), 410);
+    assert_eq!(
+        r.headers()["location"].to_str().unwrap(),
+        base,
+        "the Location names a fresh enumeration"
+    );
+    let v: Value = r.json().unwrap();
+    assert_eq!(v["error"]["code"], "resyncRequired");
+    // The old behaviour, for comparison, behind its knob.
+    c.field(json!({"delta_resync_every": 0, "delta_parent_path": true}));
+    c.put("g/c.txt", b"c", None);
+    let (items, _) = delta_round(&http, &token, &link).unwrap();
+    let cf = items.iter().find(|i| i["name"] == "c.txt").unwrap();
+    assert!(cf["parentReference"]["path"]
+        .as_str()
+        .unwrap()
+        .ends_with("root:/Uploads/g"));
 }
