@@ -262,13 +262,13 @@ fn delta_round(
     http: &reqwest::blocking::Client,
     token: &str,
     url: &str,
-) -> Result<(Vec<Value>, String), reqwest::blocking::Response> {
+) -> Result<(Vec<Value>, String), Box<reqwest::blocking::Response>> {
     let mut items = Vec::new();
     let mut url = url.to_string();
     loop {
         let r = http.get(&url).bearer_auth(token).send().unwrap();
         if !r.status().is_success() {
-            return Err(r);
+            return Err(Box::new(r));
         }
         let v: Value = r.json().unwrap();
         items.extend(v["value"].as_array().cloned().unwrap_or_default());
