@@ -362,11 +362,12 @@ pub fn handle(
     let mut store = lock(&shared.store);
     let log = store.changes_mut();
     log.requests += 1;
-    let gone = if knobs.delta_resync_every > 0 && log.requests % knobs.delta_resync_every == 0 {
-        Err(gone())
-    } else {
-        delta_page_with(&store, drive, req.query("token"), top, &link_base, &knobs)
-    };
+    let gone =
+        if knobs.delta_resync_every > 0 && log.requests.is_multiple_of(knobs.delta_resync_every) {
+            Err(gone())
+        } else {
+            delta_page_with(&store, drive, req.query("token"), top, &link_base, &knobs)
+        };
     match gone {
         Ok(v) => Ok(Reply::Respond(Response::json(200, &v))),
         // Graph's 410 carries the URL of a fresh enumeration.
