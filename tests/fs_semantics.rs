@@ -327,14 +327,7 @@ fn seeded_remote_files_read_back_identical() {
 fn bad_names_and_paths_get_errnos_and_the_rest_uploads() {
     let emu = Emu::start(None);
     let m = Mount::start(&emu, "");
-    for bad in [
-        "a:b.txt",
-        "what?.txt",
-        "CON",
-        "trailing.",
-        "~$lock.docx",
-        "x_vti_y",
-    ] {
+    for bad in ["a:b.txt", "what?.txt", "CON", "trailing.", "x_vti_y"] {
         let (ok, out) = sh_status(&format!("touch '{}'", m.path(bad).display()));
         assert!(!ok && out.contains("Invalid argument"), "{bad}: {out}");
     }

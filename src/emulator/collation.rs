@@ -155,4 +155,104 @@ mod tests {
             .message
             .contains("incompatible with a similar name"));
     }
+
+    /// The store refuses a differently spelt name of an occupied key, on every create path,
+    /// whatever the conflict behaviour; the same spelling keeps its semantics.
+    #[test]
+    fn store_refuses_similar_names_everywhere() {
+        use super::super::store::{NewFile, Store};
+        use crate::remote::Conflict;
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(dir.path()).unwrap();
+        let root = s.drives[0].root_id.clone();
+        let up = s.resolve(&root, &["Uploads".into()]).unwrap().id.clone();
+        let put = |s: &mut Store, name: &str, conflict: Conflict| {
+            let tmp = s.tmp_dir().join("t");
+            std::fs::write(&tmp, b"x").unwrap();
+            s.commit_file(NewFile {
+                parent_id: &up,
+                name,
+                conflict,
+                tmp: &tmp,
+                size: 1,
+                qxh: "h".into(),
+                fs_created: None,
+                fs_modified: None,
+                quota: None,
+            })
+        };
+        let theirs = put(&mut s, "Maersk.txt", Conflict::Fail).unwrap();
+        for conflict in [Conflict::Replace, Conflict::Rename, Conflict::Fail] {
+            assert_eq!(
+                put(&mut s, "M\u{e6}rsk.txt", conflict).unwrap_err(),
+                similar_name()
+            );
+            assert_eq!(
+                s.precheck_file(&up, "M\u{c6}RSK.txt", conflict)
+                    .unwrap_err(),
+                similar_name()
+            );
+            assert_eq!(
+                s.create_folder(&up, "M\u{e6}rsk.txt", conflict)
+                    .unwrap_err(),
+                similar_name()
+            );
+        }
+        // Same spelling, other case: replace keeps the item and its stored name.
+        let again = put(&mut s, "maersk.TXT", Conflict::Replace).unwrap();
+        assert_eq!(
+            (again.id.as_str(), again.name.as_str()),
+            (theirs.id.as_str(), "Maersk.txt")
+        );
+        // Rename (and move) onto it.
+        let other = put(&mut s, "other.txt", Conflict::Fail).unwrap();
+        assert_eq!(
+            s.patch(&other.id, Some("M\u{e6}rsk.txt"), None, None, None)
+                .unwrap_err(),
+            similar_name()
+        );
+        // An item may take another spelling of its own name.
+        assert!(s
+            .patch(&theirs.id, Some("MAERSK.txt"), None, None, None)
+            .is_ok());
+        // GET by the other spelling: 404 "incompatible with a similar name".
+        let segs = |n: &str| vec!["Uploads".to_string(), n.to_string()];
+        assert_eq!(
+            s.resolve_request(&root, &segs("M\u{e6}rsk.txt"))
+                .unwrap_err(),
+            incompatible_name()
+        );
+        assert_eq!(
+            s.resolve_request(&root, &segs("maersk.txt")).unwrap().id,
+            theirs.id
+        );
+        assert_eq!(
+            s.resolve_request(&root, &segs("nothing"))
+                .unwrap_err()
+                .status,
+            404
+        );
+        // NFD over NFC is another spelling by default (entry 16 off) ...
+        let cafe = put(&mut s, "Caf\u{e9}", Conflict::Fail).unwrap();
+        assert_eq!(
+            put(&mut s, "Cafe\u{301}", Conflict::Replace).unwrap_err(),
+            similar_name()
+        );
+        // ... and the same name, stored NFC, with `nfc_names`.
+        s.set_name_rules(NameRules {
+            nfc_names: true,
+            ..NameRules::default()
+        });
+        let same = put(&mut s, "Cafe\u{301}", Conflict::Replace).unwrap();
+        assert_eq!(
+            (same.id.as_str(), same.name.as_str()),
+            (cafe.id.as_str(), "Caf\u{e9}")
+        );
+        let new = put(&mut s, "A\u{30a}sa", Conflict::Fail).unwrap();
+        assert_eq!(new.name, "\u{c5}sa");
+        assert_eq!(
+            s.resolve_request(&root, &segs("A\u{30a}sa")).unwrap().id,
+            new.id
+        );
+    }
 }

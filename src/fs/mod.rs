@@ -68,6 +68,8 @@ mod handles;
 pub mod inode;
 mod listener;
 pub mod local_names;
+#[cfg(test)]
+mod local_names_tests;
 pub mod names;
 mod namespace;
 mod records;

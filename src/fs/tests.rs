@@ -9,14 +9,14 @@ use super::*;
 use crate::remote::memory::{stand_in_file_hash, Call, MemoryRemote};
 use crate::upload::QueueConfig;
 
-struct Rig {
-    fs: Fs,
-    remote: Arc<MemoryRemote>,
+pub(super) struct Rig {
+    pub(super) fs: Fs,
+    pub(super) remote: Arc<MemoryRemote>,
     spool_dir: PathBuf,
     _tmp: tempfile::TempDir,
 }
 
-fn rig(delay: Duration) -> Rig {
+pub(super) fn rig(delay: Duration) -> Rig {
     let tmp = tempfile::tempdir().unwrap();
     let spool_dir = tmp.path().join("spool");
     let spool = Arc::new(Spool::open(&spool_dir).unwrap());
@@ -47,18 +47,18 @@ fn rig(delay: Duration) -> Rig {
 }
 
 impl Rig {
-    fn write_file(&self, parent: u64, name: &str, data: &[u8]) -> u64 {
+    pub(super) fn write_file(&self, parent: u64, name: &str, data: &[u8]) -> u64 {
         let (attr, o) = self.fs.create(parent, name, libc::O_WRONLY).unwrap();
         assert_eq!(self.fs.write(o.fh, 0, data).unwrap() as usize, data.len());
         self.fs.release(o.fh).unwrap();
         attr.ino
     }
 
-    fn settle(&self) {
+    pub(super) fn settle(&self) {
         assert!(self.fs.queue().wait_idle(Duration::from_secs(10)));
     }
 
-    fn spool_files(&self) -> usize {
+    pub(super) fn spool_files(&self) -> usize {
         std::fs::read_dir(self.spool_dir.join("data"))
             .unwrap()
             .count()
