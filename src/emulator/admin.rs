@@ -65,7 +65,7 @@ fn admin(
                     json!({
                         "drive": drive, "path": path, "folder": it.folder, "size": it.size,
                         "quickXorHash": it.qxh, "mtime": fmt_time(it.fs_modified), "id": it.id,
-                        "webUrl": web_url,
+                        "webUrl": web_url, "checked_out": it.checked_out,
                     })
                 })
                 .collect();

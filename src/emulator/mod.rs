@@ -23,6 +23,7 @@ pub mod enrich;
 pub mod errors;
 pub mod faults;
 pub mod field;
+pub mod field_faults;
 pub mod graph_api;
 pub mod http;
 pub mod quickxor_ref;
@@ -99,6 +100,9 @@ pub struct AdminItem {
     pub quick_xor_hash: Option<String>,
     pub mtime: String,
     pub id: String,
+    /// Checked out to the uploader (a library that requires check-out): nobody else sees it.
+    #[serde(default)]
+    pub checked_out: bool,
 }
 
 /// A running emulator; stops when dropped.
@@ -289,6 +293,7 @@ impl Emulator {
                 while !stop2.load(Ordering::SeqCst) {
                     std::thread::sleep(Duration::from_millis(200));
                     persist(&s2);
+                    field_faults::tick(&s2);
                     ticks += 1;
                     if ticks.is_multiple_of(5) {
                         upload::sweep_expired(&s2);
@@ -371,6 +376,7 @@ impl Emulator {
                 quick_xor_hash: it.qxh.clone(),
                 mtime: store::fmt_time(it.fs_modified),
                 id: it.id.clone(),
+                checked_out: it.checked_out,
             })
             .collect()
     }

@@ -60,6 +60,10 @@ pub enum SessionState {
     Open,
     /// All bytes received, deferCommit: waiting for `POST {uploadUrl}`.
     AwaitingCommit,
+    /// The completing fragment failed without a commit and the session reports `[]`
+    /// (field reference entry 12, `field_faults`): it takes no more bytes; only a new
+    /// session uploads the file.
+    Broken,
 }
 
 /// The last mismatching fragment start, to tell a one-off 416 from a client stuck in a loop.
@@ -105,7 +109,7 @@ impl Session {
     }
 
     fn ranges(&self, style: RangesStyle) -> Value {
-        if self.state == SessionState::AwaitingCommit {
+        if self.state != SessionState::Open {
             return json!([]);
         }
         match (style, self.total) {
@@ -201,6 +205,7 @@ pub fn create_session(
     };
     check_preconditions(req, target.existing.as_ref())?;
     check_locked(shared, &target.name)?;
+    super::field_faults::before_create_session(shared, open_session_count(shared))?;
     let cfg = shared.faults();
     {
         let store = lock(&shared.store);
@@ -319,18 +324,10 @@ pub fn check_preconditions(
     Ok(())
 }
 
-/// The `locked_name` field knob: 423 `resourceLocked`, as SharePoint answers for a file
-/// checked out or open for editing elsewhere.
+/// The `locked_name` field knob: "locked" (423 `resourceLocked` or another body shape), as
+/// SharePoint answers for a file checked out or open for editing elsewhere (`field_faults`).
 fn check_locked(shared: &EmulatorState, name: &str) -> Result<(), ApiError> {
-    if lock(&shared.field).is_locked(name, Instant::now()) {
-        shared.stat(|s| s.errors_injected += 1);
-        return Err(ApiError::new(
-            423,
-            "resourceLocked",
-            "The resource you are attempting to access is locked.",
-        ));
-    }
-    Ok(())
+    super::field_faults::check_locked(shared, name)
 }
 
 fn session_not_found() -> ApiError {
@@ -344,6 +341,17 @@ fn discard(shared: &EmulatorState, id: &str) {
         let tmp = lock(&s).tmp.clone();
         let _ = fs::remove_file(tmp);
     }
+}
+
+/// How many sessions are open (unexpired, not committed or cancelled).
+pub fn open_session_count(shared: &EmulatorState) -> usize {
+    lock(&shared.sessions)
+        .values()
+        .filter(|c| {
+            let s = lock(c);
+            s.busy || !s.expired()
+        })
+        .count()
 }
 
 /// Drive-relative paths ("Uploads/a.bin") of the sessions still open (unexpired, not
@@ -725,6 +733,11 @@ fn put_fragment(
             &s.status_json(cfg.ranges_style),
         )));
     }
+    if !dropping {
+        if let Some(reply) = last_fragment_fault(shared, cell, sid)? {
+            return Ok(reply);
+        }
+    }
     let defer = {
         let mut s = lock(cell);
         if s.defer_commit {
@@ -744,6 +757,46 @@ fn put_fragment(
         return Ok(Reply::Drop);
     }
     Ok(reply)
+}
+
+/// The field knobs of entry 12 on the fragment that completes a file (not under deferCommit):
+/// `commit_delay_secs` answers late; `last_fragment` fails it, committed or not, the session
+/// then reporting `[]` (broken) or `["0-"]` (bytes gone). `None`: commit as usual.
+fn last_fragment_fault(
+    shared: &EmulatorState,
+    cell: &Arc<Mutex<Session>>,
+    sid: &str,
+) -> Result<Option<Reply>, ApiError> {
+    if lock(cell).defer_commit {
+        return Ok(None);
+    }
+    let delay = shared.field().commit_delay_secs;
+    if delay > 0 {
+        std::thread::sleep(Duration::from_secs(delay));
+    }
+    let Some(fault) = super::field_faults::take_last_fragment(shared) else {
+        return Ok(None);
+    };
+    if fault.committed {
+        commit(shared, cell, sid)?;
+    } else {
+        let mut s = lock(cell);
+        match fault.then {
+            super::field_faults::AfterFailure::Empty => s.state = SessionState::Broken,
+            super::field_faults::AfterFailure::Restart => {
+                OpenOptions::new()
+                    .write(true)
+                    .open(&s.tmp)
+                    .and_then(|f| f.set_len(0))
+                    .map_err(|e| ApiError::new(500, "generalException", e.to_string()))?;
+                s.next = 0;
+                s.hasher = QuickXorRef::new();
+            }
+        }
+    }
+    Ok(Some(Reply::Respond(
+        super::field_faults::last_fragment_response(&fault),
+    )))
 }
 
 /// Append `want` body bytes to the session file at `start`. Returns the bytes kept and an
@@ -839,6 +892,10 @@ fn commit(
             ));
         }
     };
+    if let Some(refused) = super::field_faults::validation_refuses(shared, &name) {
+        discard(shared, sid);
+        return Err(refused);
+    }
     let result = {
         let mut store = lock(&shared.store);
         store
@@ -853,7 +910,10 @@ fn commit(
                 fs_modified,
                 quota: cfg.quota_bytes,
             })
-            .map(|it| store.item_json(&it))
+            .map(|mut it| {
+                super::field_faults::after_commit(shared, &mut store, &mut it);
+                store.item_json(&it)
+            })
     };
     discard(shared, sid);
     let item = result?;

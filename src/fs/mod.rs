@@ -18,6 +18,7 @@
 //!   attributes and content;
 //! - `command`: the `.control` grammar, shared with the CLI client (`crate::control`);
 //! - `listener`: applies finished uploads to the table;
+//! - `locked`: unlinks and renames of files SharePoint reports locked (entry 23);
 //! - own types `Fs` holds and calls, which never see the core state: `records`
 //!   ([`records::SpoolRecords`]: the records written on FUSE threads, the broken-write set),
 //!   `space` ([`space::SpaceMeter`]: `spool_max`), `barrier` ([`barrier::FsyncBarrier`]) and
@@ -62,6 +63,7 @@ pub mod error;
 mod handles;
 pub mod inode;
 mod listener;
+mod locked;
 pub mod names;
 mod namespace;
 mod records;

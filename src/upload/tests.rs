@@ -368,9 +368,10 @@ fn permanent_errors_fail_without_retries() {
             "access denied",
         ),
         (
+            // A specific 400 (a plain `invalidRequest` is load at creation, entry 11).
             RemoteError::Client {
                 status: 400,
-                code: "invalidRequest".into(),
+                code: "nameContainsInvalidCharacters".into(),
                 message: "bad name".into(),
             },
             "400",
@@ -641,6 +642,10 @@ fn direct_context(remote: Arc<TestRemote>, chunk: u64, max_attempts: u32) -> Upl
         conflict: Conflict::Replace,
         hasher: Arc::new(stand_in_file_hash),
         hash_recheck_delay: Duration::ZERO,
+        ops: Arc::new(super::pending_ops::PendingOps::new(Duration::from_secs(
+            600,
+        ))),
+        quota: Default::default(),
         store: Arc::new(RemovingStore),
         stopping: std::sync::atomic::AtomicBool::new(false),
     }
@@ -969,11 +974,7 @@ fn sustained_throttling_does_not_spend_max_attempts() {
 }
 
 fn locked_423() -> RemoteError {
-    RemoteError::Client {
-        status: 423,
-        code: "resourceLocked".into(),
-        message: "locked".into(),
-    }
+    RemoteError::Locked("423 resourceLocked".into())
 }
 
 #[test]
