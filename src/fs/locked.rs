@@ -37,9 +37,10 @@ impl Fs {
     /// EBUSY.
     pub(super) fn rename_refused(&self, from: &str, to: &str, err: RemoteError) -> FsError {
         let message = format!(
-            "rename {from} -> {to} refused: {err}; nothing changed, try again once it is closed"
+            "rename {from} -> {to} refused: the file is locked in SharePoint (checked out or \
+             open in another app); nothing changed, try again once it is closed"
         );
-        info!("{message}");
+        info!("{message} ({err})");
         self.queue.notice(&message);
         err.into()
     }

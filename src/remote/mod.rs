@@ -182,9 +182,11 @@ impl fmt::Display for RemoteError {
             RemoteError::RangeNotSatisfiable(m) => write!(f, "range not satisfiable (416): {m}"),
             RemoteError::QuotaExceeded(m) => write!(f, "quota exceeded (507): {m}"),
             RemoteError::Locked(m) => write!(f, "locked (checked out or open in another app): {m}"),
-            RemoteError::ValidationFailed(m) => {
-                write!(f, "refused by the library's column rules: {m}")
-            }
+            RemoteError::ValidationFailed(m) => write!(
+                f,
+                "the library requires columns this file does not fill (column validation or \
+                 required columns: {m}); set them in SharePoint or relax the rule, then retry"
+            ),
             RemoteError::Server { status, code } => write!(f, "server error {status} {code}"),
             RemoteError::Client {
                 status,
