@@ -32,6 +32,7 @@
 //! runtime state ([`FaultRuntime`]) lives under the field lock.
 
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rand::Rng;
@@ -44,6 +45,7 @@ use super::graph_api::{Base, ItemOp};
 use super::http::{Body, BodyReader, Reply, Request, Response};
 use super::state::{lock, EmulatorState};
 use super::store::{Item, Store};
+use super::upload::Session;
 
 /// The body shape of a lock refusal (entry 23; AB#36, ODI#912).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -352,7 +354,7 @@ pub fn before_create_session(shared: &EmulatorState, open_sessions: usize) -> Re
 }
 
 /// Entry 12: whether the fragment completing a file fails now, and how (one of `count`).
-pub fn take_last_fragment(shared: &EmulatorState) -> Option<LastFragment> {
+fn take_last_fragment(shared: &EmulatorState) -> Option<LastFragment> {
     let mut field = lock(&shared.field);
     let knob = field.config().last_fragment.clone()?;
     if field.faults.last_fragment_left == 0 {
@@ -362,6 +364,34 @@ pub fn take_last_fragment(shared: &EmulatorState) -> Option<LastFragment> {
     drop(field);
     count(shared, "last_fragment");
     Some(knob)
+}
+
+/// Entry 12 on the fragment that completes a file (not under deferCommit), called by
+/// `upload.rs` once its bytes are in: `commit_delay_secs` answers late; `last_fragment` fails
+/// it, committed or not. `None`: commit as usual.
+pub fn last_fragment(
+    shared: &EmulatorState,
+    cell: &Arc<Mutex<Session>>,
+    sid: &str,
+) -> Result<Option<Reply>, ApiError> {
+    if lock(cell).deferred() {
+        return Ok(None);
+    }
+    let delay = shared.field().commit_delay_secs;
+    if delay > 0 {
+        std::thread::sleep(Duration::from_secs(delay));
+    }
+    let Some(fault) = take_last_fragment(shared) else {
+        return Ok(None);
+    };
+    if fault.committed {
+        super::upload::commit(shared, cell, sid)?;
+    } else {
+        lock(cell)
+            .fail_final(fault.then == AfterFailure::Restart)
+            .map_err(|e| ApiError::new(500, "generalException", e.to_string()))?;
+    }
+    Ok(Some(Reply::Respond(last_fragment_response(&fault))))
 }
 
 /// The answer of a failing last fragment: a Graph error body, or an HTML page.

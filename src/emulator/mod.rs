@@ -7,7 +7,8 @@
 //! drives and items (`graph_api`), `/upload/{session}` upload URLs (`upload`), `/download/...`
 //! pre-authenticated downloads, and `/_admin/...` (`admin`). Content lives under the data
 //! directory (`store`); faults are described in `faults`; latency, the request budget, the
-//! delta knobs and the per-kind counters in `field`; the change feed in `delta`. The tenant is identified by the
+//! delta knobs and the per-kind counters in `field`, and the upload and library faults of the
+//! field reference (entries 10–14, 21–23) in `field_faults`; the change feed in `delta`. The tenant is identified by the
 //! reserved host name `emulator.sharepoint.test`, which is only an identifier and is never
 //! resolved. Credentials are random per start unless given; the ready file that carries them
 //! is written atomically with mode 0600.

@@ -25,7 +25,11 @@
 //! `invalidRange`/`fragmentOverlap` (the bytes of the PUT in flight are not yet visible).
 //! Injected faults are decided after the checks above, so strictness is never masked by them;
 //! on the fragment that completes the file, a `commit` script entry is consulted when no
-//! `put_fragment` entry fired (a `commit` drop keeps all bytes, commits, then resets).
+//! `put_fragment` entry fired (a `commit` drop keeps all bytes, commits, then resets). The
+//! field knobs of `field_faults` (entries 11, 12, 14, 21–23) hook in here: load 400s at
+//! createUploadSession, the failing or slow completing fragment (a session left `Broken`
+//! reports `[]` and takes no more bytes; one told to restart expects `0-` again), column
+//! validation at the commit, and withheld hashes / check-out right after it.
 //!
 //! One open session per path, as OneDrive for Business: createUploadSession on a path (same
 //! parent folder, name ignoring case) that already has a session which is neither committed,
@@ -123,6 +127,24 @@ impl Session {
             "expirationDateTime": fmt_system_time(self.expires),
             "nextExpectedRanges": self.ranges(style),
         })
+    }
+
+    /// Created with deferCommit.
+    pub(super) fn deferred(&self) -> bool {
+        self.defer_commit
+    }
+
+    /// The completing fragment failed without a commit (entry 12, `field_faults`): the
+    /// session is broken (reports `[]`), or lost its bytes and expects the file from 0 again.
+    pub(super) fn fail_final(&mut self, restart: bool) -> std::io::Result<()> {
+        if !restart {
+            self.state = SessionState::Broken;
+            return Ok(());
+        }
+        OpenOptions::new().write(true).open(&self.tmp)?.set_len(0)?;
+        self.next = 0;
+        self.hasher = QuickXorRef::new();
+        Ok(())
     }
 
     /// A short, non-secret label for logs and violations.
@@ -734,7 +756,7 @@ fn put_fragment(
         )));
     }
     if !dropping {
-        if let Some(reply) = last_fragment_fault(shared, cell, sid)? {
+        if let Some(reply) = super::field_faults::last_fragment(shared, cell, sid)? {
             return Ok(reply);
         }
     }
@@ -757,46 +779,6 @@ fn put_fragment(
         return Ok(Reply::Drop);
     }
     Ok(reply)
-}
-
-/// The field knobs of entry 12 on the fragment that completes a file (not under deferCommit):
-/// `commit_delay_secs` answers late; `last_fragment` fails it, committed or not, the session
-/// then reporting `[]` (broken) or `["0-"]` (bytes gone). `None`: commit as usual.
-fn last_fragment_fault(
-    shared: &EmulatorState,
-    cell: &Arc<Mutex<Session>>,
-    sid: &str,
-) -> Result<Option<Reply>, ApiError> {
-    if lock(cell).defer_commit {
-        return Ok(None);
-    }
-    let delay = shared.field().commit_delay_secs;
-    if delay > 0 {
-        std::thread::sleep(Duration::from_secs(delay));
-    }
-    let Some(fault) = super::field_faults::take_last_fragment(shared) else {
-        return Ok(None);
-    };
-    if fault.committed {
-        commit(shared, cell, sid)?;
-    } else {
-        let mut s = lock(cell);
-        match fault.then {
-            super::field_faults::AfterFailure::Empty => s.state = SessionState::Broken,
-            super::field_faults::AfterFailure::Restart => {
-                OpenOptions::new()
-                    .write(true)
-                    .open(&s.tmp)
-                    .and_then(|f| f.set_len(0))
-                    .map_err(|e| ApiError::new(500, "generalException", e.to_string()))?;
-                s.next = 0;
-                s.hasher = QuickXorRef::new();
-            }
-        }
-    }
-    Ok(Some(Reply::Respond(
-        super::field_faults::last_fragment_response(&fault),
-    )))
 }
 
 /// Append `want` body bytes to the session file at `start`. Returns the bytes kept and an
@@ -861,7 +843,7 @@ fn server_rewrite(
 }
 
 /// Commit a complete session into the store.
-fn commit(
+pub(super) fn commit(
     shared: &EmulatorState,
     cell: &Arc<Mutex<Session>>,
     sid: &str,

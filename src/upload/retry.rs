@@ -23,6 +23,12 @@
 //! acknowledged are kept: a retry never re-sends them. Permanent errors fail at once, whatever
 //! the count.
 //!
+//! Field behaviour (issue 17): a 404 at createUploadSession (a folder created seconds ago, a
+//! passing 404; entry 10) and a plain 400 `invalidRequest` there (too many sessions at once;
+//! entry 11) back off within the attempt budget; "locked" (entry 23) is [`Decision::Locked`],
+//! waited for like throttling, without spending attempts; a column-validation refusal
+//! (entry 22) fails at once.
+//!
 //! Backoff is exponential with full jitter: after the n-th failure (n ≥ 1) the wait is uniform
 //! in `[0, min(cap, base · 2^(n-1)))`. Full jitter spreads workers that failed together.
 //!

@@ -40,6 +40,15 @@
 //!   (`upload::conflict_copy_of`).
 //! - Throttling (429/503) never counts toward the give-up bound (`JobRun::throttled`); the
 //!   mount-wide limiter (`limiter.rs`) sits inside `ctx.remote` and paces every request.
+//! - The final fragment (field reference entry 12): after a failure of the final PUT that does
+//!   not say the bytes were refused, the item at the path is looked at before anything is sent
+//!   again; a session that then reports `[]` without committing is asked once more, then
+//!   cancelled (after the look) and the file uploaded in a new one (`worker/commit.rs`). A
+//!   missing hash (entry 14) is never a reason to upload again: `pending_ops` checks it later.
+//! - A big file is checked against the drive's quota before its session is created (entry
+//!   13, `quota.rs`); a committed file the library keeps checked out is checked in (entry 21).
+//! - Child modules: `waits` (throttling, locked files, stale sessions: the waits that spend
+//!   no attempts) and `commit` (finding a committed item, verification, check-in).
 
 use std::fs::File;
 use std::io;
