@@ -417,3 +417,28 @@ fn quota_read_before_a_big_upload_refuses_early() {
     assert_no_violations(&emu);
     m.unmount();
 }
+
+/// Entry 12: a slow commit (the final fragment answered seconds later) is waited for: one
+/// session, nothing sent again.
+#[test]
+fn slow_commit_is_one_session() {
+    let (emu, m) = setup("");
+    set_field(&emu, r#"{"commit_delay_secs": 4}"#);
+    let src = emu.dir.path().join("slow.bin");
+    random_file(&src, 2_500_000, 9);
+    let before = emu.stats();
+    let t = Instant::now();
+    copy_in(&m, &src);
+    m.wait_state("slow.bin", "done", Duration::from_secs(60));
+    assert!(
+        t.elapsed() >= Duration::from_secs(4),
+        "the commit was not slow"
+    );
+    let after = emu.stats();
+    let delta = |k: &str| after[k].as_u64().unwrap() - before[k].as_u64().unwrap();
+    assert_eq!(delta("sessions_created"), 1);
+    assert_eq!(delta("fragment_puts"), 1);
+    assert_eq!(server_bytes(&emu, "slow.bin"), fs::read(&src).unwrap());
+    assert_no_violations(&emu);
+    m.unmount();
+}
