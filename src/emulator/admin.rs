@@ -1,7 +1,8 @@
 //! The admin API under `/_admin` (no auth; the emulator only listens on 127.0.0.1): what
 //! tests and the demo use to look inside the emulated tenant and steer it.
 //!
-//! `GET items | violations | events | stats | faults | info`, `POST faults` (replaces the whole
+//! `GET items | violations | events | stats | faults | info` (items carry `checked_out`: a
+//! file left checked out in a library that requires check-out, which nobody else sees), `POST faults` (replaces the whole
 //! configuration), `POST reset_stats` (counters, violations and events), `PUT
 //! files/{drive}/{path}?mtime=RFC3339` (seed or replace a file, streaming; parents created),
 //! `GET files/{drive}/{path}` (raw bytes, for content checks), `DELETE files/{drive}/{path}`
@@ -68,7 +69,7 @@ fn admin(
                     json!({
                         "drive": drive, "path": path, "folder": it.folder, "size": it.size,
                         "quickXorHash": it.qxh, "mtime": fmt_time(it.fs_modified), "id": it.id,
-                        "webUrl": web_url,
+                        "webUrl": web_url, "checked_out": it.checked_out,
                     })
                 })
                 .collect();

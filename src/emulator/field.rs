@@ -19,8 +19,9 @@
 //!   "enrich": false,              // rewrite Office/ODF/PDF files at commit, as SharePoint does
 //!   "corrupt_commits": false,     // invert the first byte of every committed file (`enrich.rs`)
 //!   "locked_name": null,          // a file name (any folder, case-insensitive) that answers
-//!   "locked_secs": 0,             //   423 resourceLocked to createUploadSession and fragment
-//!                                 //   PUTs for locked_secs from when the knob was set
+//!   "locked_secs": 0,             //   "locked" to createUploadSession, fragment PUTs, simple
+//!                                 //   uploads, DELETE and PATCH for locked_secs from when the
+//!                                 //   knob was set (entry 23)
 //!   "delta_parent_path": false,   // entry 1: add parentReference.path to delta items (the
 //!                                 //   real service never does; old-behaviour comparisons)
 //!   "delta_duplicates": false,    // entry 3: an item changed more than once since the token
@@ -33,8 +34,26 @@
 //!   "delta_resync_every": 0,      // entry 4: every Nth delta request (any page) answers 410
 //!                                 //   resyncRequired with a Location; 0 = never
 //!   "nfc_names": false,           // entry 16: store names composed (NFC): NFD comes back NFC
-//!   "legacy_name_rules": false }  // entry 17: also refuse folders named ~*, names ending
+//!   "legacy_name_rules": false,   // entry 17: also refuse folders named ~*, names ending
 //!                                 //   _files, names with # or % (`collation.rs`)
+//!   // Upload and library faults (field reference entries 10-14, 21-23; `field_faults.rs`):
+//!   "fresh_folder_404_secs": 0,   // 10: 404 under a folder created < N s ago through Graph
+//!   "passing_404_rate": 0.0,      // 10: fraction of item GETs / createUploadSession -> 404
+//!   "max_open_sessions": null,    // 11: createUploadSession -> 400 while N sessions are open
+//!   "session_400_rate": 0.0,      // 11: fraction of createUploadSession -> 400 invalidRequest
+//!   "last_fragment": null,        // 12: {"status": 500, "committed": false, "then": "empty"
+//!                                 //      | "restart", "html": false, "count": 1}
+//!   "commit_delay_secs": 0,       // 12: the completing fragment is answered N s late
+//!   "drive_quota_absent": false,  // 13: GET /drive carries no `quota` object
+//!   "hash_delay_secs": 0,         // 14: quickXorHash appears N s after the commit
+//!   "hash_absent": false,         // 14: committed files never get a quickXorHash
+//!   "require_checkout": false,    // 21: uploads stay checked out until POST .../checkin
+//!   "checkin_refused": false,     // 21: check-in answers 400 (required properties missing)
+//!   "validation_pattern": null,   // 22: names matching (`*` wildcards) fail at commit: 500
+//!                                 //     "List data validation failed."
+//!   "locked_shape": "resource_locked" } // 23: resource_locked (423), access_denied (423,
+//!                                 //     code accessDenied), conflict (409, inner
+//!                                 //     resourceLocked), forbidden (403, inner resourceLocked)
 //! ```
 //! Latency is a sleep on the connection's own thread before the request is handled; the server
 //! runs one thread per connection, so N concurrent requests still complete N per latency
@@ -95,6 +114,38 @@ pub struct FieldConfig {
     /// Field reference entry 17: the extra refused names of older configurations — folder
     /// names beginning with `~`, names ending `_files`, `#` and `%` (`collation.rs`).
     pub legacy_name_rules: bool,
+    /// Entry 10: createUploadSession, simple uploads and item GETs under a folder created
+    /// through Graph less than this many seconds ago answer 404 `itemNotFound`; 0 = off.
+    pub fresh_folder_404_secs: u64,
+    /// Entry 10: the fraction of item GETs and createUploadSession calls answering a passing
+    /// 404 `itemNotFound`.
+    pub passing_404_rate: f64,
+    /// Entry 11: createUploadSession answers 400 `invalidRequest` while this many upload
+    /// sessions (or more) are open; null = no cap.
+    pub max_open_sessions: Option<u64>,
+    /// Entry 11: the fraction of createUploadSession calls answering 400 `invalidRequest`.
+    pub session_400_rate: f64,
+    /// Entry 12: how the fragment that completes a file fails (`field_faults::LastFragment`).
+    pub last_fragment: Option<super::field_faults::LastFragment>,
+    /// Entry 12: the fragment that completes a file is answered this many seconds late (a
+    /// slow commit).
+    pub commit_delay_secs: u64,
+    /// Entry 13: GET of a drive carries no `quota` object.
+    pub drive_quota_absent: bool,
+    /// Entry 14: a committed file's quickXorHash appears this many seconds after the commit.
+    pub hash_delay_secs: u64,
+    /// Entry 14: committed files never get a quickXorHash.
+    pub hash_absent: bool,
+    /// Entry 21: the library requires check-out: uploaded files stay checked out
+    /// (`publication.level` = `checkout`) until `POST …/checkin`.
+    pub require_checkout: bool,
+    /// Entry 21: check-in answers 400 (required properties are missing).
+    pub checkin_refused: bool,
+    /// Entry 22: file names matching this pattern (`*` wildcards, case-insensitive) fail at
+    /// the commit with 500 "List data validation failed." (column validation).
+    pub validation_pattern: Option<String>,
+    /// Entry 23: the body shape of `locked_name`'s refusals.
+    pub locked_shape: super::field_faults::LockedShape,
 }
 
 impl Default for FieldConfig {
@@ -119,6 +170,19 @@ impl Default for FieldConfig {
             delta_resync_every: 0,
             nfc_names: false,
             legacy_name_rules: false,
+            fresh_folder_404_secs: 0,
+            passing_404_rate: 0.0,
+            max_open_sessions: None,
+            session_400_rate: 0.0,
+            last_fragment: None,
+            commit_delay_secs: 0,
+            drive_quota_absent: false,
+            hash_delay_secs: 0,
+            hash_absent: false,
+            require_checkout: false,
+            checkin_refused: false,
+            validation_pattern: None,
+            locked_shape: super::field_faults::LockedShape::ResourceLocked,
         }
     }
 }
@@ -166,6 +230,7 @@ impl FieldConfig {
         if !(400..=599).contains(&cfg.delta_disabled_status) {
             return Err("delta_disabled_status must be an HTTP error status".into());
         }
+        super::field_faults::validate(&cfg)?;
         Ok(cfg)
     }
 
@@ -260,6 +325,8 @@ pub struct FieldState {
     retry_sent: Option<Instant>,
     /// Until when `locked_name` answers 423 (set when the lock knobs change).
     locked_until: Option<Instant>,
+    /// What the upload and library faults remember between requests (`field_faults`).
+    pub faults: super::field_faults::FaultRuntime,
 }
 
 impl FieldState {
@@ -270,6 +337,7 @@ impl FieldState {
             retry_until: None,
             retry_sent: None,
             locked_until: None,
+            faults: Default::default(),
         };
         s.replace(config);
         s
@@ -294,6 +362,7 @@ impl FieldState {
                 .as_ref()
                 .map(|_| Instant::now() + Duration::from_secs(config.locked_secs));
         }
+        self.faults.configure(&self.config, &config);
         self.config = config;
     }
 

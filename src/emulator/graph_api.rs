@@ -50,6 +50,8 @@ pub enum ItemOp {
     CreateUploadSession,
     /// `root/delta` (the change feed; only on the root, as on SharePoint).
     Delta,
+    /// `POST …/checkin` (a library that requires check-out, `field_faults`).
+    Checkin,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -172,6 +174,7 @@ fn drive_route(drive: DriveSel, rest: &str) -> Result<Route, ApiError> {
         "content" => ItemOp::Content,
         "createUploadSession" => ItemOp::CreateUploadSession,
         "delta" => ItemOp::Delta,
+        "checkin" => ItemOp::Checkin,
         _ => return Err(bad_route()),
     };
     Ok(Route::Item {
@@ -363,22 +366,30 @@ fn dispatch(
         }
         Route::SiteDrives(site) => {
             let quota = shared.faults().quota_bytes;
+            let knobs = shared.field();
             let store = lock(&shared.store);
             let personal = check_site(&store, &site)?;
             let drives: Vec<Value> = store
                 .drives
                 .iter()
                 .filter(|d| d.personal == personal)
-                .map(|d| store.drive_json(d, quota))
+                .map(|d| {
+                    let mut v = store.drive_json(d, quota);
+                    super::field_faults::shape_drive(&knobs, &mut v);
+                    v
+                })
                 .collect();
             ok(json!({ "value": drives }))
         }
         Route::Drive(sel) => {
             let quota = shared.faults().quota_bytes;
+            let knobs = shared.field();
             let store = lock(&shared.store);
             let id = drive_id(&store, &sel)?;
             let d = store.drive(&id).ok_or_else(not_found)?;
-            ok(store.drive_json(d, quota))
+            let mut v = store.drive_json(d, quota);
+            super::field_faults::shape_drive(&knobs, &mut v);
+            ok(v)
         }
         Route::Item {
             drive,
@@ -399,6 +410,7 @@ fn item_route(
     op: ItemOp,
 ) -> Result<Reply, ApiError> {
     let drive = drive_id(&lock(&shared.store), drive)?;
+    super::field_faults::before_item_request(shared, req, &drive, base, rel, op)?;
     match (req.method.as_str(), op) {
         ("GET", ItemOp::Item) => {
             let store = lock(&shared.store);
@@ -426,6 +438,10 @@ fn item_route(
             upload::create_session(shared, req, body, target).map(Reply::Respond)
         }
         ("PATCH", ItemOp::Item) => patch_item(shared, req, body, &drive, base, rel),
+        ("POST", ItemOp::Checkin) => {
+            let it = existing(&lock(&shared.store), &drive, base, rel).ok();
+            super::field_faults::checkin(shared, body, it)
+        }
         ("DELETE", ItemOp::Item) => {
             let mut store = lock(&shared.store);
             let it = existing(&store, &drive, base, rel)?;
@@ -535,6 +551,7 @@ fn create_folder(
         return Err(ApiError::bad_request("The parent is not a folder."));
     }
     let it = store.create_folder(&parent.id, name, conflict)?;
+    super::field_faults::folder_created(shared, &it.id);
     Ok(Reply::Respond(Response::json(201, &store.item_json(&it))))
 }
 
@@ -560,6 +577,10 @@ fn simple_upload(
     check_preconditions(req, target.existing.as_ref())?;
     lock(&shared.store).precheck_file(&target.parent_id, &target.name, conflict)?;
     let (tmp, size, qxh) = upload::body_to_temp(shared, body)?;
+    if let Some(refused) = super::field_faults::validation_refuses(shared, &target.name) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(refused);
+    }
     let quota = shared.faults().quota_bytes;
     let replaced = target.existing.is_some();
     let result = {
@@ -576,7 +597,10 @@ fn simple_upload(
                 fs_modified: None,
                 quota,
             })
-            .map(|it| store.item_json(&it))
+            .map(|mut it| {
+                super::field_faults::after_commit(shared, &mut store, &mut it);
+                store.item_json(&it)
+            })
     };
     let _ = std::fs::remove_file(&tmp);
     let v = result?;

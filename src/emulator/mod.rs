@@ -7,7 +7,9 @@
 //! drives and items (`graph_api`), `/upload/{session}` upload URLs (`upload`), `/download/...`
 //! pre-authenticated downloads, and `/_admin/...` (`admin`). Content lives under the data
 //! directory (`store`); faults are described in `faults`; latency, the request budget, the
-//! delta knobs and the per-kind counters in `field`; the change feed in `delta`; name comparison and the tenant's name rules in `collation`. The tenant is identified by the
+//! delta knobs and the per-kind counters in `field`, and the upload and library faults of the
+//! field reference (entries 10–14, 21–23) in `field_faults`; the change feed in `delta`; name
+//! comparison and the tenant's name rules in `collation`. The tenant is identified by the
 //! reserved host name `emulator.sharepoint.test`, which is only an identifier and is never
 //! resolved. Credentials are random per start unless given; the ready file that carries them
 //! is written atomically with mode 0600.
@@ -24,6 +26,7 @@ pub mod enrich;
 pub mod errors;
 pub mod faults;
 pub mod field;
+pub mod field_faults;
 pub mod graph_api;
 pub mod http;
 pub mod profile;
@@ -101,6 +104,9 @@ pub struct AdminItem {
     pub quick_xor_hash: Option<String>,
     pub mtime: String,
     pub id: String,
+    /// Checked out to the uploader (a library that requires check-out): nobody else sees it.
+    #[serde(default)]
+    pub checked_out: bool,
 }
 
 /// A running emulator; stops when dropped.
@@ -291,6 +297,7 @@ impl Emulator {
                 while !stop2.load(Ordering::SeqCst) {
                     std::thread::sleep(Duration::from_millis(200));
                     persist(&s2);
+                    field_faults::tick(&s2);
                     ticks += 1;
                     if ticks.is_multiple_of(5) {
                         upload::sweep_expired(&s2);
@@ -373,6 +380,7 @@ impl Emulator {
                 quick_xor_hash: it.qxh.clone(),
                 mtime: store::fmt_time(it.fs_modified),
                 id: it.id.clone(),
+                checked_out: it.checked_out,
             })
             .collect()
     }

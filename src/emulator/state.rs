@@ -61,6 +61,8 @@ pub struct Stats {
     pub requests_inside_retry_after_late: u64,
     /// Tenant segments seen on the token endpoint.
     pub tenants_seen: Vec<String>,
+    /// Answers shaped by the upload and library fault knobs (`field_faults`), by kind.
+    pub field_faults: std::collections::BTreeMap<String, u64>,
 }
 
 /// A protocol rule broken by a client, or a notable but legal event.

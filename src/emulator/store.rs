@@ -91,6 +91,10 @@ pub struct Item {
     pub fs_created: i64,
     pub fs_modified: i64,
     pub version: u64,
+    /// Checked out to the uploader (a library that requires check-out, field reference
+    /// entry 21): `publication.level` is `checkout` until a check-in.
+    #[serde(default)]
+    pub checked_out: bool,
 }
 
 impl Item {
@@ -115,6 +119,7 @@ impl Item {
             fs_created: now,
             fs_modified: now,
             version: 1,
+            checked_out: false,
         }
     }
 }
@@ -725,6 +730,7 @@ impl Store {
                 fs_created: f.fs_created.unwrap_or(now),
                 fs_modified: f.fs_modified.unwrap_or(now),
                 version: 1,
+                checked_out: false,
             },
         };
         fs::rename(f.tmp, self.blob_path(&item.id))
@@ -734,6 +740,30 @@ impl Store {
         self.touch_parent(f.parent_id, now);
         self.dirty = true;
         Ok(item)
+    }
+
+    /// Set (or withhold) a file's quickXorHash (the field knobs of entry 14, `field_faults`).
+    /// Not a content change: no new version, no delta entry.
+    pub fn set_hash(&mut self, id: &str, qxh: Option<String>) {
+        if let Some(it) = self.items.get_mut(id) {
+            it.qxh = qxh;
+            self.dirty = true;
+        }
+    }
+
+    /// Mark a file checked out or checked in (entry 21, `field_faults`); a check-in is a
+    /// change (new version, delta entry), as on SharePoint.
+    pub fn set_checked_out(&mut self, id: &str, checked_out: bool) -> Option<Item> {
+        let it = self.items.get_mut(id)?;
+        if it.checked_out != checked_out {
+            it.checked_out = checked_out;
+            if !checked_out {
+                it.version += 1;
+                self.changes.touched(id);
+            }
+            self.dirty = true;
+        }
+        self.items.get(id).cloned()
     }
 
     /// Folders named by `segs` below `base`, created as needed; returns the last one's id.
@@ -905,6 +935,12 @@ impl Store {
                 file["hashes"] = json!({ "quickXorHash": h });
             }
             v["file"] = file;
+            let level = if it.checked_out {
+                "checkout"
+            } else {
+                "published"
+            };
+            v["publication"] = json!({ "level": level, "versionId": format!("{}.0", it.version) });
         }
         v
     }

@@ -25,7 +25,11 @@
 //! `invalidRange`/`fragmentOverlap` (the bytes of the PUT in flight are not yet visible).
 //! Injected faults are decided after the checks above, so strictness is never masked by them;
 //! on the fragment that completes the file, a `commit` script entry is consulted when no
-//! `put_fragment` entry fired (a `commit` drop keeps all bytes, commits, then resets).
+//! `put_fragment` entry fired (a `commit` drop keeps all bytes, commits, then resets). The
+//! field knobs of `field_faults` (entries 11, 12, 14, 21–23) hook in here: load 400s at
+//! createUploadSession, the failing or slow completing fragment (a session left `Broken`
+//! reports `[]` and takes no more bytes; one told to restart expects `0-` again), column
+//! validation at the commit, and withheld hashes / check-out right after it.
 //!
 //! One open session per path, as OneDrive for Business: createUploadSession on a path (same
 //! parent folder, name ignoring case) that already has a session which is neither committed,
@@ -60,6 +64,10 @@ pub enum SessionState {
     Open,
     /// All bytes received, deferCommit: waiting for `POST {uploadUrl}`.
     AwaitingCommit,
+    /// The completing fragment failed without a commit and the session reports `[]`
+    /// (field reference entry 12, `field_faults`): it takes no more bytes; only a new
+    /// session uploads the file.
+    Broken,
 }
 
 /// The last mismatching fragment start, to tell a one-off 416 from a client stuck in a loop.
@@ -105,7 +113,7 @@ impl Session {
     }
 
     fn ranges(&self, style: RangesStyle) -> Value {
-        if self.state == SessionState::AwaitingCommit {
+        if self.state != SessionState::Open {
             return json!([]);
         }
         match (style, self.total) {
@@ -119,6 +127,24 @@ impl Session {
             "expirationDateTime": fmt_system_time(self.expires),
             "nextExpectedRanges": self.ranges(style),
         })
+    }
+
+    /// Created with deferCommit.
+    pub(super) fn deferred(&self) -> bool {
+        self.defer_commit
+    }
+
+    /// The completing fragment failed without a commit (entry 12, `field_faults`): the
+    /// session is broken (reports `[]`), or lost its bytes and expects the file from 0 again.
+    pub(super) fn fail_final(&mut self, restart: bool) -> std::io::Result<()> {
+        if !restart {
+            self.state = SessionState::Broken;
+            return Ok(());
+        }
+        OpenOptions::new().write(true).open(&self.tmp)?.set_len(0)?;
+        self.next = 0;
+        self.hasher = QuickXorRef::new();
+        Ok(())
     }
 
     /// A short, non-secret label for logs and violations.
@@ -201,6 +227,7 @@ pub fn create_session(
     };
     check_preconditions(req, target.existing.as_ref())?;
     check_locked(shared, &target.name)?;
+    super::field_faults::before_create_session(shared, open_session_count(shared))?;
     let cfg = shared.faults();
     {
         let store = lock(&shared.store);
@@ -319,18 +346,10 @@ pub fn check_preconditions(
     Ok(())
 }
 
-/// The `locked_name` field knob: 423 `resourceLocked`, as SharePoint answers for a file
-/// checked out or open for editing elsewhere.
+/// The `locked_name` field knob: "locked" (423 `resourceLocked` or another body shape), as
+/// SharePoint answers for a file checked out or open for editing elsewhere (`field_faults`).
 fn check_locked(shared: &EmulatorState, name: &str) -> Result<(), ApiError> {
-    if lock(&shared.field).is_locked(name, Instant::now()) {
-        shared.stat(|s| s.errors_injected += 1);
-        return Err(ApiError::new(
-            423,
-            "resourceLocked",
-            "The resource you are attempting to access is locked.",
-        ));
-    }
-    Ok(())
+    super::field_faults::check_locked(shared, name)
 }
 
 fn session_not_found() -> ApiError {
@@ -344,6 +363,17 @@ fn discard(shared: &EmulatorState, id: &str) {
         let tmp = lock(&s).tmp.clone();
         let _ = fs::remove_file(tmp);
     }
+}
+
+/// How many sessions are open (unexpired, not committed or cancelled).
+pub fn open_session_count(shared: &EmulatorState) -> usize {
+    lock(&shared.sessions)
+        .values()
+        .filter(|c| {
+            let s = lock(c);
+            s.busy || !s.expired()
+        })
+        .count()
 }
 
 /// Drive-relative paths ("Uploads/a.bin") of the sessions still open (unexpired, not
@@ -725,6 +755,11 @@ fn put_fragment(
             &s.status_json(cfg.ranges_style),
         )));
     }
+    if !dropping {
+        if let Some(reply) = super::field_faults::last_fragment(shared, cell, sid)? {
+            return Ok(reply);
+        }
+    }
     let defer = {
         let mut s = lock(cell);
         if s.defer_commit {
@@ -808,7 +843,7 @@ fn server_rewrite(
 }
 
 /// Commit a complete session into the store.
-fn commit(
+pub(super) fn commit(
     shared: &EmulatorState,
     cell: &Arc<Mutex<Session>>,
     sid: &str,
@@ -839,6 +874,10 @@ fn commit(
             ));
         }
     };
+    if let Some(refused) = super::field_faults::validation_refuses(shared, &name) {
+        discard(shared, sid);
+        return Err(refused);
+    }
     let result = {
         let mut store = lock(&shared.store);
         store
@@ -853,7 +892,10 @@ fn commit(
                 fs_modified,
                 quota: cfg.quota_bytes,
             })
-            .map(|it| store.item_json(&it))
+            .map(|mut it| {
+                super::field_faults::after_commit(shared, &mut store, &mut it);
+                store.item_json(&it)
+            })
     };
     discard(shared, sid);
     let item = result?;

@@ -77,6 +77,13 @@ impl FsError {
                     libc::EACCES
                 }
                 RemoteError::QuotaExceeded(_) => libc::ENOSPC,
+                // Checked out or open in another app (field reference entry 23): EBUSY is
+                // what rename(2) and unlink(2) answer for a file in use ("Device or resource
+                // busy"); the lock passes, unlike EINVAL's "your request is wrong".
+                RemoteError::Locked(_) => libc::EBUSY,
+                // The library's column rules refuse the item (entry 22): not a permission of
+                // the user's, but an operation the library does not permit.
+                RemoteError::ValidationFailed(_) => libc::EPERM,
                 // Throttling and outages are transient: EAGAIN tells callers to try again.
                 RemoteError::Throttled { .. } => libc::EAGAIN,
                 RemoteError::Client { .. } => libc::EINVAL,
@@ -192,6 +199,14 @@ mod tests {
             (
                 FsError::Remote(RemoteError::Conflict("x".into())),
                 libc::EEXIST,
+            ),
+            (
+                FsError::Remote(RemoteError::Locked("x".into())),
+                libc::EBUSY,
+            ),
+            (
+                FsError::Remote(RemoteError::ValidationFailed("x".into())),
+                libc::EPERM,
             ),
         ];
         for (e, want) in cases {

@@ -600,10 +600,7 @@ impl Fs {
             queued
         };
         if remote.is_some() || queued {
-            match self.remote().delete(path) {
-                Ok(()) | Err(crate::remote::RemoteError::NotFound(_)) => {}
-                Err(e) => return Err(e.into()),
-            }
+            self.delete_on_server(path)?; // a locked file's delete waits in the queue
         }
         debug!("{path}: unlinked while open; kept until its last close");
         Ok(true)

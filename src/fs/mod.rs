@@ -20,6 +20,7 @@
 //! - `listener`: applies finished uploads to the table;
 //! - `coherence` and `feed`: the change feed's poll thread, and a round applied to the table by
 //!   item id (with the merge of a folder listing, which every listing uses);
+//! - `locked`: unlinks and renames of files SharePoint reports locked (entry 23);
 //! - own types `Fs` holds and calls, which never see the core state: `records`
 //!   ([`records::SpoolRecords`]: the records written on FUSE threads, the broken-write set),
 //!   `space` ([`space::SpaceMeter`]: `spool_max`), `barrier` ([`barrier::FsyncBarrier`]) and
@@ -70,6 +71,7 @@ mod listener;
 pub mod local_names;
 #[cfg(test)]
 mod local_names_tests;
+mod locked;
 pub mod names;
 mod namespace;
 mod records;

@@ -206,7 +206,7 @@ impl Fs {
     /// List folder `ino` at `path` from the server and merge the listing into the table.
     fn list_into(&self, ino: u64, path: String) -> FsResult<String> {
         let items = match self.remote().list(&path) {
-            Ok(items) => items,
+            Ok(items) => self.hide_waiting_deletes(&path, items),
             Err(e) if transient(&e) || self.remote().sign_in_needed().is_some() => {
                 warn!("listing {path}: {e}; showing the cached listing");
                 return Ok(path);
@@ -312,10 +312,7 @@ impl Fs {
             crate::spool::remove_spooled(&l.spool);
         }
         if remote.is_some() || local.as_ref().is_some_and(|l| l.queued) {
-            match self.remote().delete(&path) {
-                Ok(()) | Err(crate::remote::RemoteError::NotFound(_)) => {}
-                Err(e) => return Err(e.into()),
-            }
+            self.delete_on_server(&path)?; // a locked file's delete waits in the queue
         }
         Ok(())
     }
@@ -486,6 +483,9 @@ impl Fs {
                 // The new content is re-queued under the new name either way; an older copy
                 // may stay under the old name, but nothing is lost.
                 Err(e) if queued => warn!("rename {from} -> {to} on the server failed: {e}"),
+                Err(e @ crate::remote::RemoteError::Locked(_)) => {
+                    return Err(self.rename_refused(&from, &to, e))
+                }
                 Err(e) => return Err(e.into()),
             }
         }

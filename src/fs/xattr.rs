@@ -6,7 +6,9 @@
 //! - `user.shareuplift.uploaded`: bytes SharePoint has acknowledged (the size once `done`);
 //! - `user.shareuplift.error`: the last error, sanitised as in `.status` (only when there is one);
 //! - `user.shareuplift.url`, `user.shareuplift.quickxorhash`: the item's `webUrl` and
-//!   `quickXorHash`, only once `done` (and when SharePoint reported them).
+//!   `quickXorHash`, only once `done` (and when SharePoint reported them);
+//! - `user.shareuplift.note`: what else `.status` says about the upload (only when it says
+//!   something), e.g. that the file is still checked out because its check-in failed.
 //!
 //! Every regular file has the state attributes: a file this mount did not upload, but that is
 //! in SharePoint, is `done`. Folders, the virtual files (`.status`, …) and files unlinked while
@@ -31,6 +33,7 @@ pub const XATTR_UPLOADED: &str = "user.shareuplift.uploaded";
 pub const XATTR_ERROR: &str = "user.shareuplift.error";
 pub const XATTR_URL: &str = "user.shareuplift.url";
 pub const XATTR_QUICKXORHASH: &str = "user.shareuplift.quickxorhash";
+pub const XATTR_NOTE: &str = "user.shareuplift.note";
 
 /// What the node itself says, copied out under the core lock.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -75,6 +78,9 @@ fn file_attributes(facts: &NodeFacts, entry: Option<&UploadStatus>) -> Vec<(&'st
                 out.push((XATTR_QUICKXORHASH, h.clone()));
             }
         }
+    }
+    if let Some(note) = entry.and_then(|e| e.note.clone()) {
+        out.push((XATTR_NOTE, note));
     }
     out
 }

@@ -50,6 +50,8 @@ pub struct GraphRemote {
     folder: Vec<String>,
     /// The change feed's memory between rounds (`delta`).
     feed: super::delta::Feed,
+    /// Items the latest answers said were checked out (`library.rs`).
+    publications: super::library::Publications,
 }
 
 impl std::fmt::Debug for GraphRemote {
@@ -83,6 +85,7 @@ fn split_parent<'a>(segs: &[&'a str], op: &str) -> Result<(Vec<&'a str>, &'a str
 fn item_or_session_shaped(
     resp: Response,
     context: &str,
+    publications: &super::library::Publications,
 ) -> Result<Option<RemoteItem>, RemoteError> {
     let v: Value = read_json(resp, context)?;
     if v.get("id").and_then(Value::as_str).is_none() {
@@ -90,6 +93,7 @@ fn item_or_session_shaped(
     }
     let item: DriveItem = serde_json::from_value(v)
         .map_err(|_| RemoteError::Protocol(format!("{context}: malformed driveItem")))?;
+    publications.note(&item);
     Ok(Some(item.into_remote_item()))
 }
 
@@ -106,6 +110,9 @@ fn read_body_range(resp: Response, skip: u64, len: u64) -> Result<Vec<u8>, Remot
     body.take(len).read_to_end(&mut out).map_err(io_err)?;
     Ok(out)
 }
+
+/// The pause before a second look at an item that answered 404 (`stat_confirmed`).
+const SECOND_LOOK: Duration = Duration::from_millis(300);
 
 /// First wait between start-up attempts; doubles up to [`STARTUP_MAX_BACKOFF`].
 const STARTUP_FIRST_BACKOFF: Duration = Duration::from_secs(1);
@@ -215,6 +222,7 @@ impl GraphRemote {
             drive_name: r.drive_name,
             folder: r.folder,
             feed: Default::default(),
+            publications: Default::default(),
         })
     }
 
@@ -241,6 +249,7 @@ impl GraphRemote {
             drive_name: r.drive_name,
             folder: r.folder,
             feed: Default::default(),
+            publications: Default::default(),
         }
     }
 
@@ -265,6 +274,7 @@ impl GraphRemote {
             drive_name: "Documents".into(),
             folder: folder.iter().map(|s| s.to_string()).collect(),
             feed: Default::default(),
+            publications: Default::default(),
         })
     }
 
@@ -301,9 +311,29 @@ impl GraphRemote {
             .api
             .get_json::<DriveItem>(&self.item_url(segs), context)
         {
-            Ok(item) => Ok(Some(item.into_remote_item())),
+            Ok(item) => {
+                self.publications.note(&item);
+                Ok(Some(item.into_remote_item()))
+            }
             Err(RemoteError::NotFound(_)) => Ok(None),
             Err(e) => Err(e),
+        }
+    }
+
+    /// A stat whose 404 is confirmed by a second look: a lookup can answer a passing 404
+    /// (field reference entry 10), and a rename must not report a file that is there as
+    /// missing. Costs a pause only when the item is (or looks) absent.
+    fn stat_confirmed(
+        &self,
+        segs: &[&str],
+        context: &str,
+    ) -> Result<Option<RemoteItem>, RemoteError> {
+        match self.stat_segments(segs, context)? {
+            Some(item) => Ok(Some(item)),
+            None => {
+                std::thread::sleep(SECOND_LOOK);
+                self.stat_segments(segs, context)
+            }
         }
     }
 
@@ -329,6 +359,7 @@ impl GraphRemote {
             .api
             .send_ok(Method::PATCH, &url, |r| r.json(body), context)?;
         let item: DriveItem = read_json(resp, context)?;
+        self.publications.note(&item);
         Ok(item.into_remote_item())
     }
 
@@ -379,6 +410,25 @@ impl Remote for GraphRemote {
     fn stat(&self, path: &str) -> Result<Option<RemoteItem>, RemoteError> {
         let segs = split_rel(path)?;
         self.stat_segments(&segs, &format!("stat {path}"))
+    }
+
+    fn checked_out(&self, item: &RemoteItem) -> bool {
+        self.publications.is_checked_out(&item.id)
+    }
+
+    fn checkin(&self, item: &RemoteItem, path: &str, comment: &str) -> Result<(), RemoteError> {
+        super::library::checkin(
+            &self.api,
+            &self.publications,
+            &self.drive_id,
+            item,
+            path,
+            comment,
+        )
+    }
+
+    fn drive_quota(&self) -> Result<Option<crate::remote::DriveQuota>, RemoteError> {
+        super::library::drive_quota(&self.api, &self.drive_id)
     }
 
     /// One round of the change feed by item id (see `Remote::delta` and `super::delta`).
@@ -524,7 +574,9 @@ impl Remote for GraphRemote {
                 })
             }
             200 | 201 => Ok(FragmentOutcome::Completed(item_or_session_shaped(
-                resp, context,
+                resp,
+                context,
+                &self.publications,
             )?)),
             _ => Err(error_from_response(resp, context)),
         }
@@ -581,17 +633,18 @@ impl Remote for GraphRemote {
             &context,
         )?;
         let item: DriveItem = read_json(resp, &context)?;
+        self.publications.note(&item);
         Ok(item.into_remote_item())
     }
 
+    /// DELETE by path, one request: a 404 from the DELETE itself means the goal is reached.
+    /// (Looking the item up first would let a passing 404 of the lookup, field reference
+    /// entry 10, report a file that is still there as "already gone".)
     fn delete(&self, path: &str) -> Result<(), RemoteError> {
         let segs = split_rel(path)?;
         split_parent(&segs, "delete")?;
         let context = format!("delete {path}");
-        let Some(item) = self.stat_segments(&segs, &context)? else {
-            return Ok(());
-        };
-        let url = drive_item_id_url(&self.api.base, &self.drive_id, &item.id);
+        let url = self.item_url(&segs);
         let resp = self.api.send(Method::DELETE, &url, |r| r, &context)?;
         match resp.status().as_u16() {
             200..=299 | 404 => Ok(()),
@@ -606,7 +659,7 @@ impl Remote for GraphRemote {
         let (to_parent, to_name) = split_parent(&to_segs, "rename")?;
         let context = format!("rename {from} -> {to}");
         let item = self
-            .stat_segments(&from_segs, &context)?
+            .stat_confirmed(&from_segs, &context)?
             .ok_or_else(|| RemoteError::NotFound(format!("{context}: source")))?;
         let parent = self
             .stat_segments(&to_parent, &context)?

@@ -22,6 +22,14 @@ const THROTTLE_CODES: &[&str] = &["activityLimitReached", "throttledRequest"];
 const QUOTA_CODES: &[&str] = &["quotaLimitReached", "insufficientStorage"];
 /// A 409 for a name SharePoint's collation folds onto another item's (field reference 15).
 const SIMILAR_NAME_CODES: &[&str] = &["similarRelationshipNameAlreadyExists"];
+/// The code of a lock at any depth of the body (field reference entry 23).
+const LOCKED_CODE: &str = "resourceLocked";
+/// What SharePoint says when a library's column validation or required columns refuse a
+/// file (entry 22, msgraph-sdk-dotnet#2363). Graph gives it no specific code
+/// (`generalException`), so this message — or SharePoint REST's exception name in a code —
+/// is the one thing matched on text here.
+const VALIDATION_MESSAGE: &str = "list data validation failed";
+const VALIDATION_CODE: &str = "SPListDataValidationException";
 
 /// The parsed `{"error":{...}}` body.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -130,6 +138,11 @@ pub fn classify(
             status,
             retry_after,
         },
+        // Locked (entry 23): 423 whatever the body (ODI#912 sends `accessDenied` with it), or
+        // 409/403 naming `resourceLocked` at any depth.
+        423 => RemoteError::Locked(msg),
+        409 | 403 if has(&[LOCKED_CODE]) => RemoteError::Locked(msg),
+        500 if is_validation_failure(err) => RemoteError::ValidationFailed(msg),
         401 => RemoteError::Unauthorized(msg),
         403 => RemoteError::Forbidden(msg),
         404 => RemoteError::NotFound(msg),
@@ -154,6 +167,14 @@ pub fn classify(
         },
         _ => RemoteError::Protocol(format!("unexpected HTTP status {status}: {msg}")),
     }
+}
+
+/// Column validation or required columns refused the file (entry 22).
+fn is_validation_failure(err: Option<&GraphError>) -> bool {
+    err.is_some_and(|e| {
+        e.message.to_lowercase().contains(VALIDATION_MESSAGE)
+            || e.codes.iter().any(|c| c.contains(VALIDATION_CODE))
+    })
 }
 
 /// A reqwest failure as `Transport` (or `Protocol` for a request we could not even build),
@@ -337,6 +358,71 @@ mod tests {
             let got = classify(status, retry_after, err.as_ref(), "a/b.txt");
             assert!(check(&got), "status {status}: got {got:?}");
         }
+    }
+
+    #[test]
+    fn locks_in_every_body_shape_and_validation_failures() {
+        for (status, body) in [
+            (
+                423,
+                r#"{"error":{"code":"resourceLocked","message":"locked"}}"#,
+            ),
+            (
+                423,
+                r#"{"error":{"code":"accessDenied","message":"Lock token does not match existing lock"}}"#,
+            ),
+            (423, "<html>Locked</html>"),
+            (
+                409,
+                r#"{"error":{"code":"conflict","innerError":{"code":"resourceLocked"}}}"#,
+            ),
+            (
+                403,
+                r#"{"error":{"code":"accessDenied","innererror":{"code":"ResourceLocked"}}}"#,
+            ),
+        ] {
+            let e = classify(
+                status,
+                None,
+                parse_error_body(body).as_ref(),
+                "delete a.docx",
+            );
+            assert!(
+                matches!(e, RemoteError::Locked(_)),
+                "{status} {body}: {e:?}"
+            );
+        }
+        // Without the code, 409 and 403 keep their meaning.
+        let plain409 = parse_error_body(r#"{"error":{"code":"nameAlreadyExists"}}"#);
+        assert!(matches!(
+            classify(409, None, plain409.as_ref(), "x"),
+            RemoteError::Conflict(_)
+        ));
+        let denied = parse_error_body(r#"{"error":{"code":"accessDenied"}}"#);
+        assert!(matches!(
+            classify(403, None, denied.as_ref(), "x"),
+            RemoteError::Forbidden(_)
+        ));
+        let validation = parse_error_body(
+            r#"{"error":{"code":"generalException","message":"List data validation failed."}}"#,
+        );
+        assert!(matches!(
+            classify(500, None, validation.as_ref(), "upload a.csv"),
+            RemoteError::ValidationFailed(_)
+        ));
+        let rest = parse_error_body(
+            r#"{"error":{"code":"-2130575162, Microsoft.SharePoint.SPListDataValidationException"}}"#,
+        );
+        assert!(matches!(
+            classify(500, None, rest.as_ref(), "x"),
+            RemoteError::ValidationFailed(_)
+        ));
+        // Any other 500 is a server error.
+        let other = parse_error_body(r#"{"error":{"code":"generalException","message":"x"}}"#);
+        assert!(matches!(
+            classify(500, None, other.as_ref(), "x"),
+            RemoteError::Server { status: 500, .. }
+        ));
     }
 
     #[test]

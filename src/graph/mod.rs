@@ -6,9 +6,9 @@
 //! `http` (the reqwest transport and logging), `api` (bearer token
 //! and 401-retry for Graph calls), `error` (error bodies → `RemoteError`), `paths` (segment
 //! encoding and URL building), `wire` (JSON shapes), `resolve` (site → library → folder at
-//! connect time), `client` (`GraphRemote`, the `Remote` impl). Secrets never leave `Secret`/
-//! `SecretUrl` except into the one request that needs them; no lock is held across a Graph
-//! call.
+//! connect time), `library` (drive quota, check-in), `client` (`GraphRemote`, the `Remote`
+//! impl). Secrets never leave `Secret`/`SecretUrl` except into the one request that needs
+//! them; no lock is held across a Graph call.
 
 mod api;
 mod assertion;
@@ -20,6 +20,7 @@ pub mod cloud;
 mod delta;
 mod error;
 mod http;
+mod library;
 mod login;
 mod paths;
 mod resolve;

@@ -35,6 +35,16 @@ pub struct DriveItem {
     pub last_modified: Option<String>,
     #[serde(rename = "webUrl", default)]
     pub web_url: Option<String>,
+    /// `publication.level`: `checkout` while the file is checked out (`library.rs`).
+    #[serde(default)]
+    pub publication: Option<Publication>,
+}
+
+/// A driveItem's `publication` facet (SharePoint).
+#[derive(Debug, Deserialize)]
+pub struct Publication {
+    #[serde(default)]
+    pub level: Option<String>,
 }
 
 /// The item a sharing link resolves to (`/shares/{id}/driveItem`).

@@ -54,6 +54,8 @@ pub trait FaultTarget: Remote {
 struct Faults {
     fragment: VecDeque<Fault>,
     create: VecDeque<RemoteError>,
+    /// Answers of the next deletes (locked files, passing errors), in order.
+    delete: VecDeque<RemoteError>,
     /// Sessions killed by [`Fault::KillSession`], by URL, with the error they answer.
     dead: HashMap<String, RemoteError>,
     /// The next this-many item reports (commit answers, stats) omit the hash.
@@ -101,6 +103,10 @@ impl<R> FaultyRemote<R> {
     /// The next session creation or simple upload answers `err`.
     pub fn push_create_fault(&self, err: RemoteError) {
         self.lock().create.push_back(err);
+    }
+    /// The next delete answers `err` (nothing is deleted).
+    pub fn push_delete_fault(&self, err: RemoteError) {
+        self.lock().delete.push_back(err);
     }
     pub fn set_hash_missing(&self, reports: u32) {
         self.lock().hash_missing = reports;
@@ -256,7 +262,11 @@ impl<R: FaultTarget> Remote for FaultyRemote<R> {
     }
 
     fn delete(&self, path: &str) -> Result<(), RemoteError> {
-        self.inner.delete(path)
+        let fault = self.lock().delete.pop_front();
+        match fault {
+            Some(err) => Err(err),
+            None => self.inner.delete(path),
+        }
     }
 
     fn rename(&self, from: &str, to: &str) -> Result<RemoteItem, RemoteError> {
@@ -273,6 +283,18 @@ impl<R: FaultTarget> Remote for FaultyRemote<R> {
 
     fn delta(&self, token: Option<&str>) -> Result<crate::remote::DeltaRound, RemoteError> {
         self.inner.delta(token)
+    }
+
+    fn checked_out(&self, item: &RemoteItem) -> bool {
+        self.inner.checked_out(item)
+    }
+
+    fn checkin(&self, item: &RemoteItem, path: &str, comment: &str) -> Result<(), RemoteError> {
+        self.inner.checkin(item, path, comment)
+    }
+
+    fn drive_quota(&self) -> Result<Option<crate::remote::DriveQuota>, RemoteError> {
+        self.inner.drive_quota()
     }
 }
 

@@ -62,6 +62,10 @@ pub enum Call {
     List {
         path: String,
     },
+    Checkin {
+        path: String,
+    },
+    Quota,
 }
 
 #[derive(Debug)]
@@ -86,6 +90,11 @@ struct State {
     /// Change-feed snapshots, one per token handed out (the token is the index): item id →
     /// (parent id, item).
     delta_snapshots: Vec<BTreeMap<String, (String, RemoteItem)>>,
+    /// A library that requires check-out: committed files stay checked out (by id).
+    require_checkout: bool,
+    checked_out: std::collections::HashSet<String>,
+    /// Total file bytes allowed (507 at the commit beyond it), reported by `drive_quota`.
+    quota: Option<u64>,
 }
 
 /// The in-memory remote.
@@ -145,6 +154,9 @@ impl MemoryRemote {
                 violations: Vec::new(),
                 fragment_delay: Duration::ZERO,
                 delta_snapshots: Vec::new(),
+                require_checkout: false,
+                checked_out: Default::default(),
+                quota: None,
             }),
             paused: Mutex::new(false),
             resumed: Condvar::new(),
@@ -158,6 +170,28 @@ impl MemoryRemote {
     /// Every fragment PUT takes at least this long (real time).
     pub fn set_fragment_delay(&self, d: Duration) {
         self.lock().fragment_delay = d;
+    }
+
+    /// Committed files stay checked out until `checkin` (a library that requires check-out).
+    pub fn set_require_checkout(&self, on: bool) {
+        self.lock().require_checkout = on;
+    }
+
+    /// Whether the file at `path` is checked out.
+    pub fn is_checked_out(&self, path: &str) -> bool {
+        let s = self.lock();
+        s.files
+            .get(&key(path))
+            .is_some_and(|(item, _)| s.checked_out.contains(&item.id))
+    }
+
+    /// Total file bytes allowed; commits beyond it answer 507.
+    pub fn set_quota(&self, bytes: Option<u64>) {
+        self.lock().quota = bytes;
+    }
+
+    fn used_bytes(s: &State) -> u64 {
+        s.files.values().map(|(item, _)| item.size).sum()
     }
 
     /// Hold every fragment PUT (after validation, before acceptance) until `resume`.
@@ -262,8 +296,17 @@ impl MemoryRemote {
                 }
             }
         }
+        if let Some(q) = s.quota {
+            let freed = s.files.get(&key(&target)).map_or(0, |(item, _)| item.size);
+            if Self::used_bytes(s) - freed + data.len() as u64 > q {
+                return Err(RemoteError::QuotaExceeded("quotaLimitReached".into()));
+            }
+        }
         let id = format!("item-{}", s.next_id);
         s.next_id += 1;
+        if s.require_checkout {
+            s.checked_out.insert(id.clone());
+        }
         let item = RemoteItem {
             id,
             name: name_of(&target).to_string(),
@@ -607,6 +650,33 @@ impl Remote for MemoryRemote {
         let start = (offset as usize).min(data.len());
         let end = (offset.saturating_add(len) as usize).min(data.len());
         Ok(data[start..end].to_vec())
+    }
+
+    fn checked_out(&self, item: &RemoteItem) -> bool {
+        self.lock().checked_out.contains(&item.id)
+    }
+
+    fn checkin(&self, item: &RemoteItem, path: &str, _comment: &str) -> Result<(), RemoteError> {
+        let mut s = self.lock();
+        s.calls.push(Call::Checkin { path: path.into() });
+        if s.checked_out.remove(&item.id) {
+            Ok(())
+        } else {
+            Err(RemoteError::Client {
+                status: 400,
+                code: "invalidRequest".into(),
+                message: "The file is not checked out.".into(),
+            })
+        }
+    }
+
+    fn drive_quota(&self) -> Result<Option<crate::remote::DriveQuota>, RemoteError> {
+        let mut s = self.lock();
+        s.calls.push(Call::Quota);
+        Ok(s.quota.map(|q| crate::remote::DriveQuota {
+            remaining: q.saturating_sub(Self::used_bytes(&s)),
+            total: Some(q),
+        }))
     }
 
     /// The change feed, by snapshot comparison: each token names the items as they were

@@ -70,6 +70,15 @@ pub struct RateLimitHint {
     pub reset: Duration,
 }
 
+/// A drive's storage quota, as `GET /drives/{id}` reports it (field reference entry 13).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DriveQuota {
+    /// Bytes that can still be stored.
+    pub remaining: u64,
+    /// The quota, when reported.
+    pub total: Option<u64>,
+}
+
 /// An open Graph upload session. The URL is a bearer capability: it is never logged.
 #[derive(Clone, PartialEq, Eq)]
 pub struct UploadSession {
@@ -135,6 +144,14 @@ pub enum RemoteError {
     RangeNotSatisfiable(String),
     /// 507: the tenant or site quota is full.
     QuotaExceeded(String),
+    /// The item is locked: checked out, or open for editing elsewhere. 423 whatever the body,
+    /// or 409/403 with the code `resourceLocked` (field reference entry 23). It lasts until
+    /// the other app lets go: retry later, never treat it as a bad request.
+    Locked(String),
+    /// The library refused the file by its own rules: column validation or required columns
+    /// ("List data validation failed", entry 22). Permanent until the library or its
+    /// columns change.
+    ValidationFailed(String),
     /// 5xx other than throttling.
     Server { status: u16, code: String },
     /// Other 4xx (400 `invalidRequest`, `fragmentLengthMismatch`, ...).
@@ -169,6 +186,12 @@ impl fmt::Display for RemoteError {
             RemoteError::PreconditionFailed(m) => write!(f, "precondition failed (412): {m}"),
             RemoteError::RangeNotSatisfiable(m) => write!(f, "range not satisfiable (416): {m}"),
             RemoteError::QuotaExceeded(m) => write!(f, "quota exceeded (507): {m}"),
+            RemoteError::Locked(m) => write!(f, "locked (checked out or open in another app): {m}"),
+            RemoteError::ValidationFailed(m) => write!(
+                f,
+                "the library requires columns this file does not fill (column validation or \
+                 required columns: {m}); set them in SharePoint or relax the rule, then retry"
+            ),
             RemoteError::Server { status, code } => write!(f, "server error {status} {code}"),
             RemoteError::Client {
                 status,
@@ -320,6 +343,32 @@ pub trait Remote: Send + Sync + 'static {
     fn set_mtime(&self, path: &str, mtime: SystemTime) -> Result<RemoteItem, RemoteError>;
     /// Ranged download of `len` bytes at `offset` (fewer at end of file).
     fn read_range(&self, path: &str, offset: u64, len: u64) -> Result<Vec<u8>, RemoteError>;
+    /// Whether the latest answer that carried `item` (the commit, a stat) said it is checked
+    /// out (`publication.level` = `checkout`): a library that requires check-out keeps every
+    /// upload visible to the uploader only until it is checked in (field reference entry
+    /// 21). Cheap, no request.
+    fn checked_out(&self, item: &RemoteItem) -> bool {
+        let _ = item;
+        false
+    }
+
+    /// Check in `item`, the file at `path` (`POST …/items/{id}/checkin`), with `comment`, so
+    /// that others see it (entry 21).
+    fn checkin(&self, item: &RemoteItem, path: &str, comment: &str) -> Result<(), RemoteError> {
+        let _ = (item, path, comment);
+        Err(RemoteError::Client {
+            status: 501,
+            code: "notSupported".into(),
+            message: "this remote has no check-in".into(),
+        })
+    }
+
+    /// The drive's quota (`GET /drives/{id}`), `Ok(None)` when the drive reports none
+    /// (entry 13: SharePoint checks it only at the end of an upload).
+    fn drive_quota(&self) -> Result<Option<DriveQuota>, RemoteError> {
+        Ok(None)
+    }
+
     /// One round of the drive's change feed after `token`; `None` starts the feed at "now"
     /// (`token=latest`: no changes, a token). 410 `resyncRequired` when the token is too old
     /// ([`is_resync_required`]). Remotes without a change feed answer 501 (the default).

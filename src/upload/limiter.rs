@@ -510,6 +510,15 @@ impl Remote for LimitedRemote {
     fn delta(&self, token: Option<&str>) -> Result<DeltaRound, RemoteError> {
         self.call(|r| r.delta(token))
     }
+    fn checked_out(&self, item: &RemoteItem) -> bool {
+        self.inner.checked_out(item)
+    }
+    fn checkin(&self, item: &RemoteItem, path: &str, comment: &str) -> Result<(), RemoteError> {
+        self.call(|r| r.checkin(item, path, comment))
+    }
+    fn drive_quota(&self) -> Result<Option<crate::remote::DriveQuota>, RemoteError> {
+        self.call(|r| r.drive_quota())
+    }
 }
 
 #[cfg(test)]

@@ -6,8 +6,9 @@
 //! file each: `queue` (per-path serialisation, workers, cancel, shutdown), `worker` (one upload
 //! session, start to hash check), `chunk` (fragment planning), `retry` (error classification,
 //! backoff, attempt counting), `throttle` (the gate all workers pass), `clock` (time seam),
-//! `registry` (live status) and `status` (snapshot and rendering); `name_clash` (the reason for a
-//! name SharePoint's collation refuses). Tests run it against
+//! `registry` (live status), `status` (snapshot and rendering), `name_clash` (the reason for a
+//! name SharePoint's collation refuses), `quota` (the drive's quota before big uploads) and
+//! `pending_ops` (deletes of locked files, late hash checks, notices). Tests run it against
 //! `crate::remote::memory::MemoryRemote`.
 //!
 //! Contract with the core: `submit` never blocks; the queue never creates, writes or deletes
@@ -30,7 +31,9 @@ pub mod enrichment;
 pub mod folders;
 pub mod limiter;
 pub mod name_clash;
+pub mod pending_ops;
 mod queue;
+pub mod quota;
 pub mod registry;
 pub mod retry;
 pub mod status;

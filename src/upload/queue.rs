@@ -229,6 +229,7 @@ impl QueueShared {
     }
 
     fn begin_shutdown(&self) {
+        self.ctx.ops.stop();
         {
             let mut state = self.lock();
             state.shutdown = true;
@@ -449,6 +450,8 @@ impl UploadQueue {
                 hasher: config.hasher,
                 hash_recheck_delay: config.hash_recheck_delay,
                 store: config.store,
+                ops: Arc::new(super::pending_ops::PendingOps::new(config.retention)),
+                quota: Default::default(),
                 stopping: std::sync::atomic::AtomicBool::new(false),
             },
             listener,
@@ -487,6 +490,14 @@ impl UploadQueue {
         {
             Ok(handle) => threads.push(handle),
             Err(e) => error!("cannot start the folder thread: {e}"),
+        }
+        let ops = Arc::clone(&shared);
+        match std::thread::Builder::new()
+            .name("upload-ops".into())
+            .spawn(move || ops.ctx.ops.run(&ops.ctx, &ops.limiter_stop))
+        {
+            Ok(handle) => threads.push(handle),
+            Err(e) => error!("cannot start the thread of waiting deletes: {e}"),
         }
         let sched = Arc::clone(&shared);
         match std::thread::Builder::new()
@@ -530,6 +541,10 @@ impl UploadQueue {
                 }
             }
             shared.ctx.registry.queued(id, &job.remote_path, job.size);
+            shared
+                .ctx
+                .ops
+                .upload_submitted(&shared.ctx.registry, &job.remote_path);
             match state.pending.get_mut(&key) {
                 Some(p) => {
                     shared.ctx.registry.remove(p.id);
@@ -663,6 +678,7 @@ impl UploadQueue {
                 to_release.push((old, Release::Superseded));
             }
             p.job.remote_path = to.to_string();
+            shared.ctx.ops.upload_submitted(&shared.ctx.registry, to);
             if settles(from, to) {
                 p.not_before = p.not_before.min(Instant::now() + RENAME_SETTLE);
             }
@@ -740,12 +756,33 @@ impl UploadQueue {
         let throttled_until = ctx.throttle.closed_until_wall(&*ctx.clock);
         let mut snap = ctx.registry.snapshot(ctx.clock.now(), throttled_until);
         snap.paused = ctx.remote.sign_in_needed();
+        snap.notices = ctx.ops.notices(ctx.clock.now());
         snap
     }
 
     /// The folders made through the mount and not yet on the server.
     pub fn folders(&self) -> &super::folders::FolderPlan {
         &self.shared().ctx.folders
+    }
+
+    /// The file at `path` was deleted here but SharePoint refused the delete because the file
+    /// is locked (`err`): the queue deletes it there once the lock is gone (`pending_ops`).
+    /// Never blocks.
+    pub fn defer_delete(&self, path: &str, err: &crate::remote::RemoteError) {
+        let ctx = &self.shared().ctx;
+        ctx.ops
+            .defer_delete(&ctx.registry, &*ctx.clock, path, &err.to_string());
+    }
+
+    /// Whether listings must hide `path`: deleted here, its delete in SharePoint waiting.
+    pub fn hides(&self, path: &str) -> bool {
+        self.shared().ctx.ops.hides(path)
+    }
+
+    /// A line for `.status` about an operation refused and why (kept for the retention).
+    pub fn notice(&self, message: &str) {
+        let ctx = &self.shared().ctx;
+        ctx.ops.notice(&*ctx.clock, message);
     }
 
     /// Wait (in real time) until no job is queued or uploading. `false` on timeout.
@@ -758,6 +795,7 @@ impl UploadQueue {
                 && state.running.is_empty()
                 && state.settling == 0
                 && shared.ctx.folders.is_idle()
+                && shared.ctx.ops.is_idle()
             {
                 return true;
             }

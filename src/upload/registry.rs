@@ -143,6 +143,11 @@ impl StatusRegistry {
         });
     }
 
+    /// Forget the entry's last error (a remote operation whose wait is over).
+    pub fn clear_error(&self, id: u64) {
+        self.update(id, |e| e.status.error = None);
+    }
+
     /// The job's content is being saved as a conflict copy at `copy_path` (see
     /// `UploadStatus::conflict_copy`); the note says so, with both names.
     pub fn conflict_copy(&self, id: u64, copy_path: &str) {

@@ -23,6 +23,12 @@
 //! acknowledged are kept: a retry never re-sends them. Permanent errors fail at once, whatever
 //! the count.
 //!
+//! Field behaviour (issue 17): a 404 at createUploadSession (a folder created seconds ago, a
+//! passing 404; entry 10) and a plain 400 `invalidRequest` there (too many sessions at once;
+//! entry 11) back off within the attempt budget; "locked" (entry 23) is [`Decision::Locked`],
+//! waited for like throttling, without spending attempts; a column-validation refusal
+//! (entry 22) fails at once.
+//!
 //! Backoff is exponential with full jitter: after the n-th failure (n ≥ 1) the wait is uniform
 //! in `[0, min(cap, base · 2^(n-1)))`. Full jitter spreads workers that failed together.
 //!
@@ -77,6 +83,10 @@ pub enum Decision {
     /// earlier session still holds the path. Wait for it to expire ([`StaleSessionWait`]),
     /// without spending attempts, then create again.
     StaleSession,
+    /// The file is locked (checked out, open in another app; field reference entry 23): wait
+    /// for the lock (up to `locked_wait`, tries at most 15 s apart), without spending
+    /// attempts, then send the same request again.
+    Locked,
 }
 
 /// Classify a failed createUploadSession, which also depends on our conflict policy: a 409
@@ -140,16 +150,40 @@ pub fn classify(op: Op, err: &RemoteError) -> Decision {
     use RemoteError as E;
     match (op, err) {
         (_, E::Throttled { retry_after, .. }) => Throttle(*retry_after),
+        (_, E::Locked(_)) => Locked,
         // Load and network trouble: back off, whatever the request.
         (_, E::Transport(_) | E::Server { .. }) => Backoff,
         // Never retried: the tenant is full, the name is taken (conflict = fail, or a second
-        // session on ODB), access is denied, or the credentials do not work.
-        (_, E::QuotaExceeded(_) | E::Conflict(_) | E::Forbidden(_) | E::Auth(_)) => Fail,
+        // session on ODB), access is denied, the credentials do not work, or the library's
+        // column rules refuse the file (entry 22: ten more tries would be refused the same).
+        (
+            _,
+            E::QuotaExceeded(_)
+            | E::Conflict(_)
+            | E::Forbidden(_)
+            | E::Auth(_)
+            | E::ValidationFailed(_),
+        ) => Fail,
+        // A 404 at creation: the parent folder is missing (the worker creates it once), or —
+        // as often — it was created seconds ago, or the service answers a passing 404
+        // (entry 10): back off within the attempt budget; a folder that is really gone
+        // fails once that is spent.
+        (Op::Create, E::NotFound(_)) => Backoff,
         // A similar name (æ/ae, NFD/NFC, …) holds the path: only the user can resolve it.
         (_, E::NameClash(_)) => Fail,
-        // At creation the bearer token was refused after a refresh, the parent folder is
-        // missing, or the request itself is wrong: retrying changes nothing.
-        (Op::Create, E::Unauthorized(_) | E::NotFound(_) | E::Client { .. }) => Fail,
+        // 400 `invalidRequest` with no more specific code is what the service answers to
+        // many createUploadSession calls at once (entry 11, ODI#1360): load, not a bad
+        // request. Names it refuses are caught before upload (`fs::names`); anything else
+        // wrong fails once the attempt budget is spent.
+        (
+            Op::Create,
+            E::Client {
+                status: 400, code, ..
+            },
+        ) if code == "invalidRequest" => Backoff,
+        // At creation the bearer token was refused after a refresh, or the request itself is
+        // wrong: retrying changes nothing.
+        (Op::Create, E::Unauthorized(_) | E::Client { .. }) => Fail,
         (Op::Create, E::PreconditionFailed(_)) => Fail,
         (Op::Create, E::RangeNotSatisfiable(_) | E::Protocol(_)) => Backoff,
         // On the upload URL, 404 = session unknown or cancelled, 401 = tempauth expired.
@@ -167,7 +201,10 @@ pub fn classify(op: Op, err: &RemoteError) -> Decision {
 /// (`max_attempts` failures without progress). Throttling does not (module documentation);
 /// stale-session waits have their own deadline. Pure.
 pub fn counts_toward_give_up(d: Decision) -> bool {
-    !matches!(d, Decision::Throttle(_) | Decision::StaleSession)
+    !matches!(
+        d,
+        Decision::Throttle(_) | Decision::StaleSession | Decision::Locked
+    )
 }
 
 /// Limits of retrying, from the queue configuration.
@@ -335,8 +372,31 @@ mod tests {
                 RemoteError::Forbidden("accessDenied".into()),
                 Fail,
             ),
-            (Op::Create, client(400), Fail),
-            (Op::Create, RemoteError::NotFound("parent".into()), Fail),
+            // Load (entry 11) and passing 404s (entry 10) at creation: back off.
+            (Op::Create, client(400), Backoff),
+            (
+                Op::Create,
+                RemoteError::Client {
+                    status: 400,
+                    code: "nameContainsInvalidCharacters".into(),
+                    message: "m".into(),
+                },
+                Fail,
+            ),
+            (Op::Create, client(405), Fail),
+            (Op::Create, RemoteError::NotFound("parent".into()), Backoff),
+            (Op::Create, RemoteError::Locked("423".into()), Locked),
+            (Op::Fragment, RemoteError::Locked("423".into()), Locked),
+            (
+                Op::Fragment,
+                RemoteError::ValidationFailed("List data validation failed".into()),
+                Fail,
+            ),
+            (
+                Op::Create,
+                RemoteError::ValidationFailed("List data validation failed".into()),
+                Fail,
+            ),
             (Op::Create, RemoteError::Unauthorized("token".into()), Fail),
             (Op::Create, RemoteError::Auth("bad password".into()), Fail),
             (Op::Lookup, RemoteError::NotFound("not yet".into()), Backoff),
@@ -354,6 +414,7 @@ mod tests {
         )))));
         assert!(!counts_toward_give_up(Throttle(None)));
         assert!(!counts_toward_give_up(StaleSession));
+        assert!(!counts_toward_give_up(Locked));
         for d in [Backoff, RetryNow, NewSession] {
             assert!(counts_toward_give_up(d), "{d:?}");
         }

@@ -27,6 +27,32 @@ pub const STALE_SESSION: &str = "an earlier upload session still holds this path
 pub const STALE_UNRECORDED_SESSION: &str = "an earlier upload session still holds this path \
      (opened by the previous run just before it stopped; waiting for it to expire)";
 
+/// The note of an upload whose committed item has no quickXorHash yet (field reference entry
+/// 14): done, checked again later (`pending_ops`).
+pub const HASH_NOT_YET: &str =
+    "not verified yet: SharePoint has not reported a quickXorHash (checked again later)";
+
+/// The note once a late quickXorHash matched.
+pub const HASH_VERIFIED_LATER: &str = "quickXorHash verified after the commit";
+
+/// The note when SharePoint never reported a quickXorHash.
+pub const HASH_NEVER: &str = "not verified: SharePoint reported no quickXorHash";
+
+/// The note of an upload checked in after its commit (entry 21).
+pub const CHECKED_IN: &str = "checked in (the library requires check-out)";
+
+/// The note of an upload left checked out (entry 21), followed by why the check-in failed.
+pub const CHECKED_OUT: &str =
+    "checked out: only this mount's account sees it until it is checked in in SharePoint";
+
+/// Shown (state `retrying`) while the delete of a file SharePoint reports locked waits
+/// (entry 23, `pending_ops`).
+pub const DELETE_LOCKED: &str = "deleted here; waiting: locked in SharePoint (checked out or \
+     open in another app), deleted there once it is closed";
+
+/// The note of such a delete once done.
+pub const DELETED_LATER: &str = "deleted in SharePoint once the lock was released";
+
 /// The note of a job saved as a conflict copy (`UploadStatus::conflict_copy`), followed by
 /// `; saved as "NAME"`.
 pub const CONFLICT_NOTE: &str = "conflict: changed in SharePoint meanwhile";
@@ -207,6 +233,17 @@ pub struct StatusSnapshot {
     /// a name that clashes with another under SharePoint's collation.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub refused_names: Vec<String>,
+    /// Recent operations the mount refused and why (a rename of a locked file, ...).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notices: Vec<Notice>,
+}
+
+/// A recent refusal worth a line in `.status` (`pending_ops`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Notice {
+    #[serde(serialize_with = "ser_time")]
+    pub at: SystemTime,
+    pub message: String,
 }
 
 impl StatusSnapshot {
@@ -222,6 +259,7 @@ impl StatusSnapshot {
             paused: None,
             local_only: Vec::new(),
             refused_names: Vec::new(),
+            notices: Vec::new(),
         }
     }
 
@@ -286,6 +324,7 @@ impl StatusSnapshot {
         }
         if self.uploads.is_empty() {
             out.push_str("no uploads\n");
+            self.render_notices(&mut out);
             return out;
         }
         let _ = writeln!(
@@ -318,7 +357,19 @@ impl StatusSnapshot {
             }
             out.push('\n');
         }
+        self.render_notices(&mut out);
         out
+    }
+
+    fn render_notices(&self, out: &mut String) {
+        for n in &self.notices {
+            let _ = writeln!(
+                out,
+                "notice {}  {}",
+                clock_time_utc(n.at),
+                sanitize_error(&n.message)
+            );
+        }
     }
 
     /// `.status.json`.
@@ -416,6 +467,10 @@ pub fn rfc3339(t: SystemTime) -> String {
         ),
         Err(_) => "1970-01-01T00:00:00Z".to_string(),
     }
+}
+
+fn ser_time<S: Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&rfc3339(*t))
 }
 
 fn ser_opt_time<S: Serializer>(t: &Option<SystemTime>, s: S) -> Result<S::Ok, S::Error> {

@@ -368,9 +368,10 @@ fn permanent_errors_fail_without_retries() {
             "access denied",
         ),
         (
+            // A specific 400 (a plain `invalidRequest` is load at creation, entry 11).
             RemoteError::Client {
                 status: 400,
-                code: "invalidRequest".into(),
+                code: "nameContainsInvalidCharacters".into(),
                 message: "bad name".into(),
             },
             "400",
@@ -641,6 +642,10 @@ fn direct_context(remote: Arc<TestRemote>, chunk: u64, max_attempts: u32) -> Upl
         conflict: Conflict::Replace,
         hasher: Arc::new(stand_in_file_hash),
         hash_recheck_delay: Duration::ZERO,
+        ops: Arc::new(super::pending_ops::PendingOps::new(Duration::from_secs(
+            600,
+        ))),
+        quota: Default::default(),
         store: Arc::new(RemovingStore),
         stopping: std::sync::atomic::AtomicBool::new(false),
     }
@@ -969,11 +974,7 @@ fn sustained_throttling_does_not_spend_max_attempts() {
 }
 
 fn locked_423() -> RemoteError {
-    RemoteError::Client {
-        status: 423,
-        code: "resourceLocked".into(),
-        message: "locked".into(),
-    }
+    RemoteError::Locked("423 resourceLocked".into())
 }
 
 #[test]
@@ -1205,4 +1206,144 @@ mod conflicts {
             "the refused session was cancelled"
         );
     }
+}
+
+// ---- Field behaviour (issue 17; field reference entries 12, 14, 21, 23) ----
+
+/// Wait (real time) until `pred` holds; the queue's own threads do the work.
+fn eventually(what: &str, mut pred: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !pred() {
+        assert!(Instant::now() < deadline, "timed out: {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Entry 12: the final PUT's answer is a 503 although the server committed the file: the
+/// item is looked at first, and nothing is sent again.
+#[test]
+fn final_put_failure_that_committed_is_not_sent_again() {
+    let h = harness();
+    let data = bytes(K, 31);
+    h.remote.push_fragment_fault(Fault::PartialThenFail {
+        accept: K,
+        err: RemoteError::Server {
+            status: 503,
+            code: "(no error code)".into(),
+        },
+    });
+    h.queue.submit(h.job("c.bin", "s", &data));
+    h.idle();
+    assert!(
+        h.listener.events()[0].1.is_ok(),
+        "{:?}",
+        h.listener.events()
+    );
+    assert_eq!(h.creates(), 1);
+    assert_eq!(h.fragments().len(), 1, "not sent again");
+    assert_eq!(h.count(|c| matches!(c, Call::Status { .. })), 0);
+    assert_eq!(h.remote.content("c.bin"), Some(data));
+}
+
+/// Entry 14: committed, the answer lost, and the server has no hash yet: size, mtime and
+/// the session being gone are the evidence; not uploaded again, noted, checked later.
+#[test]
+fn missing_hash_is_not_a_reason_to_upload_again() {
+    let h = harness();
+    let data = bytes(K, 32);
+    h.remote.set_hash_missing(100);
+    h.remote.push_fragment_fault(Fault::PartialThenFail {
+        accept: K,
+        err: RemoteError::Transport("connection reset".into()),
+    });
+    h.queue.submit(h.job("h.bin", "s", &data));
+    h.idle();
+    assert!(
+        h.listener.events()[0].1.is_ok(),
+        "{:?}",
+        h.listener.events()
+    );
+    assert_eq!(
+        h.creates(),
+        1,
+        "uploaded again because the hash was missing"
+    );
+    let u = &h.queue.snapshot().uploads[0];
+    assert_eq!(u.state, UploadState::Done);
+    assert_eq!(u.note.as_deref(), Some(super::status::HASH_NOT_YET));
+}
+
+/// Entry 21: a library that keeps uploads checked out: each upload is checked in.
+#[test]
+fn checked_out_uploads_are_checked_in() {
+    let h = harness();
+    h.remote.set_require_checkout(true);
+    h.queue.submit(h.job("a.bin", "a", &bytes(K, 1)));
+    h.queue.submit(h.job("e.txt", "e", &[]));
+    h.idle();
+    for p in ["a.bin", "e.txt"] {
+        assert!(!h.remote.is_checked_out(p), "{p} still checked out");
+    }
+    assert_eq!(h.count(|c| matches!(c, Call::Checkin { .. })), 2);
+    let snap = h.queue.snapshot();
+    assert!(snap
+        .uploads
+        .iter()
+        .all(|u| u.note.as_deref() == Some(super::status::CHECKED_IN)));
+}
+
+/// Entry 23: a delete refused because the file is locked waits in the queue (hidden from
+/// listings, `retrying` in the status) and is done once the lock is gone; a new upload of
+/// the path supersedes a waiting delete.
+#[test]
+fn locked_delete_waits_and_is_done_after_the_lock() {
+    let h = harness();
+    h.remote
+        .upload_small("held.docx", b"x", Conflict::Replace, None)
+        .unwrap();
+    for _ in 0..2 {
+        h.remote
+            .push_delete_fault(RemoteError::Locked("423 resourceLocked".into()));
+    }
+    h.queue
+        .defer_delete("held.docx", &RemoteError::Locked("423".into()));
+    assert!(h.queue.hides("HELD.docx"));
+    assert!(
+        !h.queue.wait_idle(Duration::from_millis(20)),
+        "a waiting delete is work"
+    );
+    let entry = |h: &Harness| {
+        h.queue
+            .snapshot()
+            .uploads
+            .into_iter()
+            .find(|u| u.path == "held.docx")
+    };
+    assert_eq!(entry(&h).unwrap().state, UploadState::Retrying);
+    // Two more refusals, then the delete goes through.
+    eventually("the delete to be done", || {
+        h.clock.advance(Duration::from_secs(20));
+        entry(&h).is_some_and(|u| u.state == UploadState::Done)
+    });
+    assert!(h.remote.content("held.docx").is_none());
+    assert!(!h.queue.hides("held.docx"));
+    let u = entry(&h).unwrap();
+    assert_eq!(u.note.as_deref(), Some(super::status::DELETED_LATER));
+    assert_eq!(u.error, None);
+    h.idle();
+
+    // Superseded: a new upload replaces the item, the delete must not follow it.
+    h.remote
+        .upload_small("again.docx", b"y", Conflict::Replace, None)
+        .unwrap();
+    // (No refusal queued: a delete that was not dropped would go through at once.)
+    h.queue
+        .defer_delete("again.docx", &RemoteError::Locked("423".into()));
+    let data = bytes(K, 7);
+    h.queue.submit(h.job("again.docx", "n", &data));
+    assert!(!h.queue.hides("again.docx"));
+    h.idle();
+    h.clock.advance(Duration::from_secs(60));
+    std::thread::sleep(Duration::from_millis(1200));
+    assert_eq!(h.remote.content("again.docx"), Some(data));
 }

@@ -40,6 +40,15 @@
 //!   (`upload::conflict_copy_of`).
 //! - Throttling (429/503) never counts toward the give-up bound (`JobRun::throttled`); the
 //!   mount-wide limiter (`limiter.rs`) sits inside `ctx.remote` and paces every request.
+//! - The final fragment (field reference entry 12): after a failure of the final PUT that does
+//!   not say the bytes were refused, the item at the path is looked at before anything is sent
+//!   again; a session that then reports `[]` without committing is asked once more, then
+//!   cancelled (after the look) and the file uploaded in a new one (`worker/commit.rs`). A
+//!   missing hash (entry 14) is never a reason to upload again: `pending_ops` checks it later.
+//! - A big file is checked against the drive's quota before its session is created (entry
+//!   13, `quota.rs`); a committed file the library keeps checked out is checked in (entry 21).
+//! - Child modules: `waits` (throttling, locked files, stale sessions: the waits that spend
+//!   no attempts) and `commit` (finding a committed item, verification, check-in).
 
 use std::fs::File;
 use std::io;
@@ -55,13 +64,17 @@ use rand::SeedableRng;
 use super::chunk::ChunkPlan;
 use super::clock::{Clock, Interrupt};
 use super::registry::StatusRegistry;
-use super::retry::{
-    classify, classify_create, counts_toward_give_up, Decision, Op, RetryPolicy, StaleSessionWait,
-};
-use super::status::{sanitize_error, FILE_LOCKED, STALE_SESSION, STALE_UNRECORDED_SESSION};
+use super::retry::{classify, counts_toward_give_up, Decision, Op, RetryPolicy, StaleSessionWait};
+use super::status::sanitize_error;
 use super::throttle::Throttle;
 use super::{FileHasher, JobStore, UploadJob};
 use crate::remote::{ByteRange, Conflict, FragmentOutcome, Remote, RemoteError, RemoteItem};
+
+mod commit;
+mod waits;
+
+use commit::NothingExpected;
+pub use waits::LOCKED_RETRY_MAX;
 
 /// How often a worker paused for sign-in checks whether `login` has happened.
 const SIGN_IN_POLL: Duration = Duration::from_secs(1);
@@ -73,17 +86,6 @@ const MAX_CONFLICT_NAMES: u32 = 100;
 /// A 412 (if-match failed) for a job that sent one: the file changed on the server.
 fn is_changed_meanwhile(err: &RemoteError, if_match: Option<&str>) -> bool {
     if_match.is_some() && matches!(err, RemoteError::PreconditionFailed(_))
-}
-
-/// The longest pause between tries of a locked (423) file: someone closing the document
-/// expects the upload to follow within seconds, not after the retry policy's minute-long
-/// backoff. With the policy's jitter that is about 8 tries a minute per locked file, for at
-/// most `locked_wait` (1 h).
-const LOCKED_RETRY_MAX: Duration = Duration::from_secs(15);
-
-/// 423 `resourceLocked` (or any 423): the file is checked out or open in another app.
-fn is_locked(err: &RemoteError) -> bool {
-    matches!(err, RemoteError::Client { status: 423, .. })
 }
 
 /// Everything workers share: the remote, the policy and the shared state they report to.
@@ -106,6 +108,10 @@ pub struct UploadContext {
     pub hash_recheck_delay: Duration,
     /// Where progress is persisted (spool records).
     pub store: Arc<dyn JobStore>,
+    /// Remote work finished later: deletes of locked files, late hash checks.
+    pub ops: Arc<super::pending_ops::PendingOps>,
+    /// The drive's quota, read before big uploads (`quota.rs`).
+    pub quota: super::quota::QuotaGuard,
     /// The queue is shutting down: interrupted jobs keep their sessions.
     pub stopping: AtomicBool,
 }
@@ -179,6 +185,7 @@ impl Uploader {
             stale_refusals: 0,
             locked_since: None,
             locked_refusals: 0,
+            empty_ranges: 0,
             rng: &mut self.rng,
         };
         let result = if job.size == 0 {
@@ -245,6 +252,8 @@ struct JobRun<'a> {
     locked_since: Option<std::time::Instant>,
     /// 423s in a row (the locked wait's backoff exponent).
     locked_refusals: u32,
+    /// Times the current session answered "nothing expected" without committing (entry 12).
+    empty_ranges: u32,
     rng: &'a mut StdRng,
 }
 
@@ -334,14 +343,14 @@ impl JobRun<'_> {
             // Cancel or shutdown (the limiter refuses new requests then): not a failure.
             return Err(Stop::Interrupted);
         }
-        if is_locked(err) {
+        let decision = classify(op, err);
+        if decision == Decision::Locked {
             return self.wait_locked(err);
         }
         if let RemoteError::NameClash(_) = err {
             let reason = super::name_clash::clash_reason(&*self.ctx.remote, self.path());
             return Err(Stop::Failed(sanitize_error(&reason)));
         }
-        let decision = classify(op, err);
         // Remote errors carry no secrets by contract; sanitise anyway (one line, no URLs).
         let reason = sanitize_error(&err.to_string());
         if decision == Decision::Fail {
@@ -377,116 +386,10 @@ impl JobRun<'_> {
             | Decision::Throttle(_)
             | Decision::NewSession
             | Decision::StaleSession
+            | Decision::Locked
             | Decision::Fail => {}
         }
         Ok(decision)
-    }
-
-    /// A 429/503: the service asks everyone to slow down. The gate closes for Retry-After (or
-    /// a backoff when there is none) and the request is retried; it spends a try (`attempts`)
-    /// but not the give-up bound (`stalled`): throttling is the service pacing us, not the
-    /// upload failing, so a job throttled for longer than `max_attempts` tries still ends done
-    /// (issue 9: "sustained throttling burns max_attempts").
-    fn throttled(&mut self, op: Op, retry_after: Option<Duration>, reason: &str) -> Decision {
-        self.attempts += 1;
-        self.ctx.registry.retrying(self.id, self.attempts, reason);
-        let n = self.ctx.throttle.note_throttled();
-        let d = retry_after.unwrap_or_else(|| self.ctx.policy.backoff(n, self.rng));
-        debug!(
-            "{}: {op:?} throttled: {reason}; waiting {} ms (attempt {}, not counted)",
-            self.path(),
-            d.as_millis(),
-            self.attempts
-        );
-        // Every worker waits at the gate before its next request, this one included.
-        self.ctx.throttle.close_for(&*self.ctx.clock, d);
-        Decision::Throttle(retry_after)
-    }
-
-    /// SharePoint answered 423: the file is checked out or open for editing elsewhere. That
-    /// is the file's state, not a fault of this upload: retry with the policy's backoff
-    /// (doubling, capped) for up to `locked_wait`, in state `retrying` with
-    /// `status::FILE_LOCKED`, without spending `max_attempts`; fail only after that.
-    fn wait_locked(&mut self, err: &RemoteError) -> Result<Decision, Stop> {
-        let now = self.ctx.clock.now();
-        let first = *self.locked_since.get_or_insert(now);
-        let waited = now.saturating_duration_since(first);
-        if waited >= self.ctx.locked_wait {
-            return Err(Stop::Failed(format!(
-                "{} (still locked after {} s)",
-                sanitize_error(&err.to_string()),
-                waited.as_secs()
-            )));
-        }
-        self.locked_refusals += 1;
-        self.attempts += 1;
-        self.ctx
-            .registry
-            .retrying(self.id, self.attempts, FILE_LOCKED);
-        if self.locked_refusals == 1 {
-            info!(
-                "{}: {FILE_LOCKED}; retrying for up to {} s",
-                self.path(),
-                self.ctx.locked_wait.as_secs()
-            );
-        }
-        let d = self
-            .ctx
-            .policy
-            .backoff(self.locked_refusals, self.rng)
-            .min(LOCKED_RETRY_MAX)
-            .min(self.ctx.locked_wait - waited);
-        self.ctx.clock.sleep(d, self.interrupt);
-        Ok(Decision::Backoff)
-    }
-
-    /// A failed createUploadSession: a path held by an earlier session is waited for, the
-    /// rest follows the retry policy.
-    fn create_failed(&mut self, err: &RemoteError) -> Result<(), Stop> {
-        if is_changed_meanwhile(err, self.if_match.as_deref()) {
-            return self.save_as_conflict();
-        }
-        if classify_create(err, self.ctx.conflict) == Decision::StaleSession {
-            return self.wait_stale_session(err);
-        }
-        self.on_failure(Op::Create, err).map(|_| ())
-    }
-
-    /// createUploadSession was refused because an earlier session holds the path: wait for
-    /// it to expire (no attempt of `max_attempts` spent), or fail once it would have.
-    fn wait_stale_session(&mut self, err: &RemoteError) -> Result<(), Stop> {
-        let now = self.ctx.clock.now();
-        let first = *self.stale_since.get_or_insert(now);
-        let waited = now.saturating_duration_since(first);
-        self.stale_refusals += 1;
-        let Some(wait) = self.ctx.stale_wait.next_wait(self.stale_refusals, waited) else {
-            return Err(Stop::Failed(format!(
-                "{} (an earlier upload session still held this path after {} s)",
-                sanitize_error(&err.to_string()),
-                waited.as_secs()
-            )));
-        };
-        let unrecorded = self
-            .job
-            .resume
-            .as_ref()
-            .is_some_and(|r| r.unrecorded_session);
-        let msg = if unrecorded {
-            STALE_UNRECORDED_SESSION
-        } else {
-            STALE_SESSION
-        };
-        self.attempts += 1;
-        self.ctx.registry.retrying(self.id, self.attempts, msg);
-        if self.stale_refusals == 1 {
-            info!(
-                "{}: {msg}; retrying for up to {} s",
-                self.path(),
-                (self.ctx.stale_wait.lifetime + self.ctx.stale_wait.margin()).as_secs()
-            );
-        }
-        self.ctx.clock.sleep(wait, self.interrupt);
-        Ok(())
     }
 
     /// Cancel a recorded session this run will not use (best effort: it may be gone).
@@ -548,7 +451,11 @@ impl JobRun<'_> {
         }
         self.parents_created = true;
         let path = self.path().to_string();
-        for dir in crate::remote::ancestors(&path) {
+        let dirs = crate::remote::ancestors(&path);
+        if dirs.is_empty() {
+            return false; // directly in the mount folder: nothing to create
+        }
+        for dir in dirs {
             if let Err(err) = self.ctx.remote.mkdir(dir) {
                 warn!("{path}: cannot create folder {dir}: {err}");
                 return false;
@@ -588,7 +495,7 @@ impl JobRun<'_> {
                 }
             }
         };
-        self.verify(item)
+        self.finish(item)
     }
 
     /// createUploadSession, fragments, commit, verification.
@@ -603,6 +510,14 @@ impl JobRun<'_> {
         }
         if session.is_none() {
             self.cancel_stale();
+            // Entry 13: SharePoint checks the quota only at the final PUT; a big file that
+            // cannot fit fails now, with its data kept, instead of after the whole upload.
+            let (remote, clock) = (&*self.ctx.remote, &*self.ctx.clock);
+            let room = self
+                .ctx
+                .quota
+                .check_room(remote, clock, &self.target, self.job.size);
+            room.map_err(Stop::Failed)?;
         }
         let result = self.drive_session(&file, buf, &mut session);
         let stopping = self.ctx.stopping.load(Ordering::SeqCst);
@@ -620,7 +535,7 @@ impl JobRun<'_> {
             self.persist_session(None);
         }
         let item = result?;
-        self.verify(item)
+        self.finish(item)
     }
 
     /// The recovered job's session. The record keeps the `expirationDateTime` of the latest
@@ -688,6 +603,7 @@ impl JobRun<'_> {
                         }];
                         resync = false;
                         sent_final = false;
+                        self.empty_ranges = 0;
                         self.progress(0);
                     }
                     Err(e) => {
@@ -700,6 +616,20 @@ impl JobRun<'_> {
             };
             if resync {
                 match remote.upload_status(sess) {
+                    Ok(ranges) if ranges.is_empty() && sent_final => {
+                        // Entry 12: nothing expected, yet no commit came back.
+                        self.succeeded();
+                        match self.nothing_expected(sess)? {
+                            NothingExpected::Committed(item) => return Ok(item),
+                            NothingExpected::AskAgain => {}
+                            NothingExpected::Abandoned => {
+                                *session = None;
+                                self.persist_session(None);
+                                self.progress(0);
+                                resync = false;
+                            }
+                        }
+                    }
                     Ok(ranges) => {
                         self.succeeded();
                         debug!("{}: server expects {ranges:?}", self.path());
@@ -748,7 +678,8 @@ impl JobRun<'_> {
                 fragment.offset,
                 fragment.offset + fragment.len - 1
             );
-            sent_final |= fragment.offset + fragment.len == size;
+            let final_put = fragment.offset + fragment.len == size;
+            sent_final |= final_put;
             match remote.upload_fragment(sess, fragment.offset, size, body) {
                 Ok(FragmentOutcome::Accepted {
                     next_expected,
@@ -783,6 +714,18 @@ impl JobRun<'_> {
                 }
                 Err(e) => {
                     debug!("{}: bytes {range} failed: {e}", self.path());
+                    // Entry 12: a final PUT whose answer failed may have committed the file.
+                    let ambiguous = matches!(
+                        e,
+                        RemoteError::Transport(_)
+                            | RemoteError::Server { .. }
+                            | RemoteError::Protocol(_)
+                    );
+                    if final_put && ambiguous {
+                        if let Some(item) = self.committed_after_failed_final() {
+                            return Ok(item);
+                        }
+                    }
                     match self.on_failure(Op::Fragment, &e)? {
                         Decision::NewSession => {
                             *session = None;
@@ -797,124 +740,6 @@ impl JobRun<'_> {
                         _ => resync = true,
                     }
                 }
-            }
-        }
-    }
-
-    /// The last byte was sent but its answer lost, and now the session is gone: the server may
-    /// well have committed the upload. If the item at the path has this job's size, content
-    /// hash and mtime (to the second), it is this upload: do not upload again (with conflict
-    /// `fail` a second upload would get 409, with `rename` it would make a duplicate).
-    fn find_committed(&mut self) -> Option<RemoteItem> {
-        let item = self.ctx.remote.stat(self.path()).ok().flatten()?;
-        let remote_hash = item.quick_xor_hash.as_deref()?;
-        let same_mtime = match item.mtime.duration_since(self.job.mtime) {
-            Ok(d) => d < Duration::from_secs(1),
-            Err(e) => e.duration() < Duration::from_secs(1),
-        };
-        if item.size != self.job.size || !same_mtime {
-            return None;
-        }
-        let local = (self.ctx.hasher)(&self.job.spool_file).ok()?;
-        if local != remote_hash {
-            return None;
-        }
-        debug!(
-            "{}: the lost final answer had committed the upload",
-            self.path()
-        );
-        Some(item)
-    }
-
-    /// The commit answer carried no item (ODI#1531): look it up by path.
-    fn lookup(&mut self) -> Result<RemoteItem, Stop> {
-        let remote = Arc::clone(&self.ctx.remote);
-        loop {
-            self.ready()?;
-            let err = match remote.stat(self.path()) {
-                Ok(Some(item)) => return Ok(item),
-                Ok(None) => RemoteError::NotFound("committed item not visible yet".into()),
-                Err(e) => e,
-            };
-            self.on_failure(Op::Lookup, &err)?;
-        }
-    }
-
-    /// A hash mismatch that is SharePoint's enrichment (`enrichment.rs`): an Office/ODF/PDF
-    /// file in a SharePoint library whose sent and committed bytes both still open with the
-    /// format's signature. Reads the first bytes of the spool file and of the stored item;
-    /// any failure to read answers "no" (the job then fails with the mismatch).
-    fn enriched_by_server(&self, item: &RemoteItem) -> bool {
-        use super::enrichment::{format_of, is_enrichment, HEAD_BYTES};
-        if !self.ctx.remote.enriches_files() || format_of(self.path()).is_none() {
-            return false;
-        }
-        let mut local = [0u8; HEAD_BYTES];
-        let local_ok = File::open(&self.job.spool_file)
-            .and_then(|f| f.read_exact_at(&mut local, 0))
-            .is_ok();
-        if !local_ok || item.size < HEAD_BYTES as u64 {
-            return false;
-        }
-        match self
-            .ctx
-            .remote
-            .read_range(self.path(), 0, HEAD_BYTES as u64)
-        {
-            Ok(remote) => is_enrichment(self.path(), &local, &remote),
-            Err(e) => {
-                debug!("{}: reading the stored file's head: {e}", self.path());
-                false
-            }
-        }
-    }
-
-    /// Compare the spool file's hash with the server's; ask once more after a delay when the
-    /// server has not computed it yet, and accept with a warning if it still has none.
-    fn verify(&mut self, item: RemoteItem) -> Result<RemoteItem, Stop> {
-        let local = (self.ctx.hasher)(&self.job.spool_file)
-            .map_err(|e| Stop::Failed(format!("cannot hash spool file: {e}")))?;
-        let mut remote_hash = item.quick_xor_hash.clone();
-        if remote_hash.is_none() {
-            self.ctx
-                .clock
-                .sleep(self.ctx.hash_recheck_delay, self.interrupt);
-            match self.ctx.remote.stat(self.path()) {
-                Ok(Some(again)) => remote_hash = again.quick_xor_hash,
-                Ok(None) => {}
-                Err(e) => debug!("{}: hash re-check failed: {e}", self.path()),
-            }
-        }
-        match remote_hash {
-            Some(remote) if remote == local => Ok(RemoteItem {
-                quick_xor_hash: Some(remote),
-                ..item
-            }),
-            Some(remote) if self.enriched_by_server(&item) => {
-                info!(
-                    "{}: {} ({} bytes sent, {} stored)",
-                    self.path(),
-                    super::enrichment::SERVER_MODIFIED,
-                    self.job.size,
-                    item.size
-                );
-                self.ctx
-                    .registry
-                    .note(self.id, super::enrichment::SERVER_MODIFIED, true);
-                Ok(RemoteItem {
-                    quick_xor_hash: Some(remote),
-                    ..item
-                })
-            }
-            Some(remote) => Err(Stop::Failed(format!(
-                "hash mismatch: local {local} remote {remote}"
-            ))),
-            None => {
-                warn!(
-                    "{}: the server reported no quickXorHash; upload not verified",
-                    self.path()
-                );
-                Ok(item)
             }
         }
     }
