@@ -28,6 +28,7 @@ pub mod conflict_name;
 pub mod enrichment;
 pub mod folders;
 pub mod limiter;
+pub mod pacer;
 mod queue;
 pub mod registry;
 pub mod retry;
@@ -92,6 +93,10 @@ pub struct QueueConfig {
     pub write_back_delay: Duration,
     /// Where job progress is persisted and released spool files go (the spool).
     pub store: Arc<dyn JobStore>,
+    /// The mount-wide pacer (`limiter.rs`) when the remote handed to `UploadQueue::start` is
+    /// already its `LimitedRemote` (`mount.rs`: one limiter and one gate for every request of
+    /// the mount). `None`: the queue wraps the remote in a pacer of its own. Default `None`.
+    pub pacer: Option<limiter::Pacer>,
 }
 
 impl QueueConfig {
@@ -113,6 +118,7 @@ impl QueueConfig {
             clock: Arc::new(clock::SystemClock),
             write_back_delay: Duration::ZERO,
             store,
+            pacer: None,
         }
     }
 }

@@ -199,6 +199,10 @@ pub struct StatusSnapshot {
     /// Why the whole queue waits for the user (e.g. `sign-in needed: run shareuplift login`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub paused: Option<String>,
+    /// The service refuses every request (503 for a minute and more: the app may be blocked,
+    /// field reference entry 8): what it means and what to do, one line (`limiter.rs`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub blocked: Option<String>,
 }
 
 impl StatusSnapshot {
@@ -212,6 +216,7 @@ impl StatusSnapshot {
             spool: None,
             open_for_writing: Vec::new(),
             paused: None,
+            blocked: None,
         }
     }
 
@@ -237,6 +242,9 @@ impl StatusSnapshot {
         }
         if let Some(why) = &self.paused {
             let _ = write!(out, " — paused, {why}");
+        }
+        if let Some(why) = &self.blocked {
+            let _ = write!(out, " — {}", one_line(why));
         }
         out.push('\n');
         if t.bytes_pending > 0 {
@@ -363,7 +371,7 @@ pub fn human_secs(secs: u64) -> String {
 }
 
 /// `21:33:05Z`.
-fn clock_time_utc(t: SystemTime) -> String {
+pub(crate) fn clock_time_utc(t: SystemTime) -> String {
     let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()) % 86_400;
     format!(
         "{:02}:{:02}:{:02}Z",
