@@ -162,9 +162,29 @@ impl Limiter {
     }
 
     /// Since when the service has refused everything with 503, once that has lasted long
-    /// enough to say the app may be blocked (`pacer::BLOCKED_AFTER`).
+    /// enough to say the app may be blocked (`pacer::BLOCKED_AFTER`). Logs the change when
+    /// it is the first to see it.
     pub fn blocked_since(&self, clock: &dyn Clock) -> Option<Instant> {
-        self.lock().control.blocked_since(clock.now())
+        let now = clock.now();
+        let mut s = self.lock();
+        Self::tell_blocked(&mut s, now)
+    }
+
+    /// Log once when the blocked state begins and when it ends. Called with the lock held.
+    fn tell_blocked(s: &mut State, now: Instant) -> Option<Instant> {
+        let blocked = s.control.blocked_since(now);
+        if blocked.is_some() != s.blocked_told {
+            s.blocked_told = blocked.is_some();
+            match blocked {
+                Some(since) => warn!(
+                    "SharePoint has answered every request with 503 for {} s: {}",
+                    now.saturating_duration_since(since).as_secs(),
+                    BLOCKED_MEANING
+                ),
+                None => info!("SharePoint answers requests again; uploads resume"),
+            }
+        }
+        blocked
     }
 
     /// Wait until a request of `lane` may be sent (module documentation). Interactive
@@ -261,19 +281,17 @@ impl Limiter {
         let now = clock.now();
         let close = {
             let mut s = self.lock();
+            let before = s.control.rate(now);
             let close = s.control.on_answer(sent_at, now, outcome, hint);
-            let blocked = s.control.blocked_since(now);
-            if blocked.is_some() != s.blocked_told {
-                s.blocked_told = blocked.is_some();
-                match blocked {
-                    Some(since) => warn!(
-                        "SharePoint has answered every request with 503 for {} s: {}",
-                        now.saturating_duration_since(since).as_secs(),
-                        BLOCKED_MEANING
-                    ),
-                    None => info!("SharePoint answers requests again; uploads resume"),
-                }
+            let after = s.control.rate(now);
+            if after.is_some() && (before != after) && !matches!(outcome, Outcome::Admitted) {
+                log::debug!(
+                    "throttled ({outcome:?}): requests now leave at {:.1} a second, gate closed \
+                     for {close:?}",
+                    after.unwrap_or_default()
+                );
             }
+            Self::tell_blocked(&mut s, now);
             close
         };
         if let Some(d) = close {
@@ -328,6 +346,13 @@ impl Pacer {
     /// The signal that ends every wait (shutdown).
     pub fn stop_signal(&self) -> &Interrupt {
         &self.stop
+    }
+
+    /// Look whether the service has been refusing everything long enough to say so (logged
+    /// once); called every second by the queue's folder loop, so the log says it even when
+    /// no answer and no `.status` read comes in between.
+    pub fn check_blocked(&self) {
+        self.limiter.blocked_since(&*self.clock);
     }
 
     /// The `.status` line while the service refuses everything with 503 (entry 8).

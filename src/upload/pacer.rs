@@ -21,8 +21,10 @@
 //!   never more than halves, never raises). Answers to requests sent before the decrease
 //!   belong to the same episode and change nothing (one signal, not sixteen).
 //! - **Additive increase, gently.** Every success while pacing holds requests back adds
-//!   [`INCREASE`] request/s, i.e. about 1 % of the rate a second at any rate; idle or
-//!   demand-limited time adds nothing (an allowance not used is not a measurement).
+//!   [`INCREASE`] request/s, i.e. about 1 % of the rate a second at any rate, more the longer
+//!   nothing is refused (twice that after [`ACCELERATE`], ...: an underestimate is left in
+//!   seconds); idle or demand-limited time adds nothing (an allowance not used is not a
+//!   measurement).
 //! - **Pauses.** A `Retry-After` closes the shared gate for everybody (the limiter does
 //!   that). Without one, the gate closes for the time the refused requests' cost takes to
 //!   refill at the new rate, doubled for every further episode without a success in between
@@ -52,6 +54,9 @@ use crate::remote::RateLimitHint;
 pub const BETA: f64 = 0.9;
 /// Requests/s added per success while pacing binds: about 1 % a second at any rate.
 pub const INCREASE: f64 = 0.01;
+/// Without throttling for this long, the increase is twice [`INCREASE`] (three times after
+/// twice as long, ...).
+const ACCELERATE: Duration = Duration::from_secs(20);
 /// The lowest rate: one request every ten seconds.
 pub const MIN_RATE: f64 = 0.1;
 /// The shortest window an admitted rate is measured over: shorter ones (a throttling right
@@ -290,7 +295,14 @@ impl RateControl {
                         .ceiling
                         .filter(|c| now < c.seen + CEILING_MEMORY)
                         .map_or(f64::INFINITY, |c| c.rate);
-                    self.rate = Some((r + INCREASE).min(top.max(r)));
+                    // Probing speeds up the longer nothing was refused (1 % a second at
+                    // first, 2 % after ACCELERATE, ...): an underestimate is left in seconds,
+                    // not minutes.
+                    let calm = self
+                        .decreased_at
+                        .map_or(0.0, |d| now.saturating_duration_since(d).as_secs_f64());
+                    let step = INCREASE * (1.0 + calm / ACCELERATE.as_secs_f64());
+                    self.rate = Some((r + step).min(top.max(r)));
                 }
             }
             Outcome::Throttled {
@@ -352,7 +364,10 @@ impl RateControl {
             .checked_sub(EST_MAX_WINDOW)
             .map_or(start, |recent| recent.max(start));
         let window = sent_at.saturating_duration_since(from);
-        let admitted = if window < EST_MIN_WINDOW {
+        // Unpaced (the first throttling): what came before the demand began dilutes the
+        // measurement, and an underestimate costs minutes at a gentle increase while an
+        // overestimate costs one more episode: the rate sent stands for it.
+        let admitted = if window < EST_MIN_WINDOW || self.rate.is_none() {
             current
         } else {
             let ok = self
@@ -448,9 +463,10 @@ mod tests {
         assert!((next - ms(5000)).as_secs_f64() - 1.0 / 18.0 < 1e-6);
         // An interactive one may take it (within its horizon), the one after waits longer.
         assert_eq!(c.reserve(ms(5000), Duration::from_secs(1)), Ok(next));
-        // Successes while paced add INCREASE each.
+        // Successes while paced add INCREASE each (a little more 3 s after the decrease).
         c.on_answer(first, ms(5050), Outcome::Admitted, None);
-        assert!((c.rate(ms(5050)).unwrap() - (18.0 + INCREASE)).abs() < 1e-9);
+        let step = INCREASE * (1.0 + 3.05 / ACCELERATE.as_secs_f64());
+        assert!((c.rate(ms(5050)).unwrap() - (18.0 + step)).abs() < 1e-9);
     }
 
     #[test]

@@ -216,6 +216,7 @@ impl QueueShared {
                 _ => return,
             }
             super::limiter::set_lane(super::limiter::Lane::Background);
+            self.pacer.check_blocked();
             for dir in self.ctx.folders.waiting() {
                 if self.ctx.throttle.closed_until(&*self.ctx.clock).is_some() {
                     break;
