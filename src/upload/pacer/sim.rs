@@ -173,15 +173,6 @@ pub fn run(setup: Setup) -> Run {
                         )
                     }
                 };
-                if std::env::var("SIM_TRACE").is_ok() && !matches!(outcome, Outcome::Admitted) {
-                    eprintln!(
-                        "t={:.3} sent={:.3} refused, rate before {:?} tokens {:.1}",
-                        Duration::from_nanos(t).as_secs_f64(),
-                        Duration::from_nanos(sent_ns).as_secs_f64(),
-                        control.rate(now),
-                        server.tokens()
-                    );
-                }
                 if let Some(d) = control.on_answer(at(sent_ns), now, outcome, hint) {
                     let until = now + d;
                     if gate.is_none_or(|g| g < until) {
@@ -228,18 +219,6 @@ fn setup(rate: f64, headers: bool, retry_after: bool, costs: &'static [u32]) -> 
 
 /// The table of the issue (16, item 2): budgets of 5, 20 and 100 units a second whose
 /// refusals cost, with and without headers, with and without `Retry-After`.
-#[test]
-fn trace_one() {
-    if let Ok(v) = std::env::var("SIM_TRACE") {
-        let mut it = v.split(',');
-        let rate: f64 = it.next().unwrap().parse().unwrap();
-        let headers = it.next() == Some("h");
-        let ra = it.next() == Some("ra");
-        let r = run(setup(rate, headers, ra, REQUESTS));
-        eprintln!("{r:?} {:.3}", r.secs / r.floor_secs);
-    }
-}
-
 #[test]
 fn converges_with_few_refusals_near_the_budget() {
     let mut report = Vec::new();
