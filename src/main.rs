@@ -270,7 +270,8 @@ struct EmulatorArgs {
     /// Add a uniform random 0..=N ms to the latency (overrides --field).
     #[arg(long)]
     latency_jitter_ms: Option<u64>,
-    /// Request budget: a token bucket of N requests/s, 429 when empty (overrides --field).
+    /// The app's budget: N units a second, throttled when spent; refusals cost too
+    /// (overrides --field; units and the other budget knobs: see emulator::budget).
     #[arg(long)]
     budget_per_sec: Option<f64>,
     /// PEM of a client certificate registered for the app (certificate sign-in).

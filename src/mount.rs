@@ -4,6 +4,11 @@
 //! Start-up: the spool is locked, then `recovery` re-queues what an earlier run left there
 //! (resuming upload sessions) before the filesystem is served.
 //!
+//! Requests: every request of the mount passes one limiter and one throttle gate
+//! (`upload::limiter::Pacer`): the Graph remote is wrapped once here and that same remote is
+//! handed to the filesystem core (FUSE-side calls, the change feed, the upload listener) and
+//! to the upload queue, so a `Retry-After` or the budget's pace holds for all of them.
+//!
 //! Service: `service` sends systemd `READY=1` once the mount answers, `STATUS=` with the
 //! queue summary, and `STOPPING=1` at SIGINT/SIGTERM or a drain.
 //!
@@ -37,6 +42,8 @@ use crate::fuse::FuseAdapter;
 use crate::graph::{GraphConfig, GraphRemote};
 use crate::remote::Remote;
 use crate::spool::{Spool, SpoolStore};
+use crate::upload::clock::SystemClock;
+use crate::upload::limiter::Pacer;
 use crate::upload::status::{human_bytes, StatusSnapshot};
 use crate::upload::{QueueConfig, UploadQueue};
 
@@ -131,9 +138,18 @@ pub fn run(cfg: MountConfig, mountpoint: &Path) -> Result<(), MountError> {
             spool.data_dir().display()
         );
     }
-    let remote: Arc<dyn Remote> =
+    let graph: Arc<dyn Remote> =
         Arc::new(GraphRemote::connect(graph_config(&cfg)).map_err(|e| MountError(e.to_string()))?);
     info!("connected to {} ({})", cfg.site_url, cfg.folder_url);
+    // One limiter and one throttle gate for every request of the mount: the filesystem's own
+    // (FUSE-side lookups, listings, reads; the change feed; the upload listener) and the
+    // upload queue's. FUSE threads are its interactive lane: refused locally inside a
+    // Retry-After window instead of waiting (`upload/limiter.rs`).
+    let pacer = Pacer::new(
+        cfg.workers.max(1) + cfg.small_file_workers,
+        Arc::new(SystemClock),
+    );
+    let remote: Arc<dyn Remote> = Arc::new(pacer.wrap(graph));
 
     let mut qcfg = QueueConfig::new(
         Arc::new(|p: &Path| crate::quickxor::quickxor_file(p)),
@@ -148,6 +164,7 @@ pub fn run(cfg: MountConfig, mountpoint: &Path) -> Result<(), MountError> {
     qcfg.session_idle = cfg.session_idle;
     qcfg.locked_wait = cfg.locked_wait;
     qcfg.write_back_delay = std::time::Duration::from_secs(1);
+    qcfg.pacer = Some(pacer);
     let queue_remote = remote.clone();
     let spool = Arc::new(spool);
     let fs = Arc::new(Fs::new(

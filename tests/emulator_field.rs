@@ -1,6 +1,7 @@
 //! Field conditions of the emulator over real HTTP: latency (applied, and concurrent requests
-//! wait in parallel), the request budget (429 + Retry-After, RateLimit-* headers, the
-//! inside-Retry-After counter), per-kind counters, `root/delta` (paging, admin-made changes,
+//! wait in parallel), the request budget (resource units, refusals that cost, the one-minute
+//! window and its RateLimit-* headers from 80 %, 429 or 503 with Retry-After in seconds, as a
+//! date or absent, the blocked app, the inside-Retry-After counter), per-kind counters, `root/delta` (paging, admin-made changes,
 //! deletions, 410 resyncRequired, delta_disabled) and one open upload session per path.
 
 mod common;
@@ -181,57 +182,122 @@ fn latency_is_applied_to_graph_not_admin_and_concurrent_requests_overlap() {
 }
 
 #[test]
-fn budget_refuses_with_retry_after_and_announces_rate_limit_headers() {
+fn budget_charges_units_and_refusals_and_announces_the_minute_from_80_percent() {
     let e = env_with(None, None);
-    e.set_field(json!({"budget_per_sec": 5, "budget_burst": 5}));
+    // 1 unit a second = 60 units a minute; a bucket of a whole minute, so the one-minute
+    // window is what binds here.
+    e.set_field(json!({"budget_per_sec": 1, "budget_burst": 60}));
     let url = e.graph(&format!("/drives/{}/root/children", e.drive));
-    let mut seen = Vec::new();
-    for _ in 0..5 {
+    let h = |r: &Response, n: &str| r.headers().get(n).map(|v| v.to_str().unwrap().to_string());
+    // A listing costs 2 units (entry 7): 24 listings use 48 units, 80 % of the minute.
+    for i in 0..23 {
         let r = e.get(&url);
-        assert_eq!(r.status(), 200);
-        let h = |n: &str| r.headers().get(n).map(|v| v.to_str().unwrap().to_string());
-        if let Some(limit) = h("RateLimit-Limit") {
-            assert_eq!(limit, "5");
-            assert_eq!(h("RateLimit-Reset").as_deref(), Some("1"));
-        }
-        seen.push(h("RateLimit-Remaining"));
+        assert_eq!(r.status(), 200, "listing {i}");
+        assert_eq!(h(&r, "RateLimit-Limit"), None, "listing {i}");
     }
-    // Headers from 80 % use on: after the 4th request 1 of 5 tokens is left.
-    assert_eq!(seen[..3], [None, None, None]);
-    assert_eq!(seen[3].as_deref(), Some("1"));
-    assert_eq!(seen[4].as_deref(), Some("0"));
-    let r = e.get(&url);
-    assert_eq!(r.status(), 429);
-    assert_eq!(r.headers()["Retry-After"], "1");
-    assert_eq!(
-        r.json::<Value>().unwrap()["error"]["code"],
-        "activityLimitReached"
-    );
-    // A client that ignores Retry-After is counted; one that waits is not.
-    e.get(&url);
-    let st = e.stats();
-    assert_eq!(st["requests_inside_retry_after"], 1);
-    assert!(st["budget_refused"].as_u64().unwrap() >= 1);
-    std::thread::sleep(Duration::from_millis(1100));
     let r = e.get(&url);
     assert_eq!(r.status(), 200);
-    // Refilled during the wait: below 80 % use, no headers.
-    assert!(r.headers().get("RateLimit-Limit").is_none());
+    assert_eq!(h(&r, "RateLimit-Limit").as_deref(), Some("60"));
+    assert_eq!(h(&r, "RateLimit-Remaining").as_deref(), Some("12"));
+    let reset: u64 = h(&r, "RateLimit-Reset").unwrap().parse().unwrap();
+    assert!((50..=60).contains(&reset), "{reset}");
+    for _ in 0..6 {
+        assert_eq!(e.get(&url).status(), 200);
+    }
+    // The minute's 60 units are spent: refused until the window resets, with the headers.
+    let r = e.get(&url);
+    assert_eq!(r.status(), 429);
+    let ra: u64 = h(&r, "Retry-After").unwrap().parse().unwrap();
+    assert!((50..=60).contains(&ra), "{ra}");
+    assert_eq!(h(&r, "RateLimit-Remaining").as_deref(), Some("0"));
+    let body: Value = r.json().unwrap();
+    assert_eq!(body["error"]["code"], "activityLimitReached");
+    assert_eq!(body["error"]["innerError"]["code"], "throttledRequest");
+    // A client that ignores Retry-After is counted, and its refusal costs too (entry 5).
+    assert_eq!(e.get(&url).status(), 429);
     let st = e.stats();
     assert_eq!(st["requests_inside_retry_after"], 1);
-    assert_eq!(st["by_kind"]["list_children"], 8);
-    // Injected 429s open a window too.
-    e.set_field(json!({"budget_per_sec": null}));
+    assert_eq!(st["budget_refused"], 2);
+    assert_eq!(st["budget_units_admitted"], 60);
+    assert_eq!(st["budget_units_refused"], 4);
+    assert_eq!(st["by_kind"]["list_children"], 32);
+
+    // Entry 7: 503 with an HTTP-date Retry-After; the per-second bucket binds (one unit a
+    // second, one in the bucket), and a refusal puts it into debt.
+    e.set_field(
+        json!({"budget_per_sec": 1, "budget_burst": 1, "throttle_status": 503,
+                       "retry_after": "date", "budget_units": "requests"}),
+    );
+    let item = e.graph(&format!("/drives/{}/root", e.drive));
+    assert_eq!(e.get(&item).status(), 200);
+    let r = e.get(&item);
+    assert_eq!(r.status(), 503);
+    let when = httpdate::parse_http_date(&h(&r, "Retry-After").unwrap()).unwrap();
+    let ahead = when
+        .duration_since(std::time::SystemTime::now())
+        .unwrap_or_default();
+    // One unit of debt: two seconds until a unit is back (the date rounds up).
+    assert!(ahead >= Duration::from_millis(1000), "{ahead:?}");
+    assert!(ahead <= Duration::from_secs(3), "{ahead:?}");
+    assert_eq!(
+        r.json::<Value>().unwrap()["error"]["code"],
+        "serviceNotAvailable"
+    );
+    // No Retry-After at all.
+    e.set_field(json!({"retry_after": "absent"}));
+    let r = e.get(&item);
+    assert_eq!(r.status(), 503);
+    assert!(r.headers().get("Retry-After").is_none());
+
+    // Entry 8: blocked; every metered request 503, whatever the budget.
+    e.set_field(json!({"budget_per_sec": null, "app_blocked": true}));
+    for _ in 0..3 {
+        let r = e.get(&item);
+        assert_eq!(r.status(), 503);
+        assert!(r.headers().get("Retry-After").is_none());
+    }
+    assert_eq!(e.stats()["blocked_refused"], 3);
+    e.set_field(json!({"app_blocked": false}));
+    assert_eq!(e.get(&item).status(), 200);
+}
+
+/// Injected 429s open a Retry-After window too; `reset_stats` clears the counters.
+#[test]
+fn injected_throttling_opens_a_window_too() {
+    let e = env_with(None, None);
+    let url = e.graph(&format!("/drives/{}/root/children", e.drive));
     e.emu
         .set_faults(r#"{"script":[{"on":"any_graph","status":429,"retry_after_secs":3}]}"#)
         .unwrap();
     assert_eq!(e.get(&url).status(), 429);
     assert_eq!(e.get(&url).status(), 200);
-    assert_eq!(e.stats()["requests_inside_retry_after"], 2);
-    // Reset clears the counters.
+    assert_eq!(e.stats()["requests_inside_retry_after"], 1);
     let r = e.http.post(e.admin_url("reset_stats")).send().unwrap();
     assert_eq!(r.status(), 204);
     assert_eq!(e.stats()["by_kind"]["list_children"], 0);
+}
+
+/// Entry 6: no `RateLimit-*` headers at all when the knob says so (the per-user limit),
+/// however much of the minute is used; refusals still come, with Retry-After.
+#[test]
+fn budget_without_rate_limit_headers() {
+    let e = env_with(
+        None,
+        Some(r#"{"budget_per_sec": 2, "budget_burst": 120, "rate_limit_headers": false}"#),
+    );
+    let url = e.graph(&format!("/drives/{}/root", e.drive));
+    let mut refused = 0;
+    // 120 units a minute: the whole minute is spent, and then some.
+    for _ in 0..125 {
+        let r = e.get(&url);
+        assert!(r.headers().get("RateLimit-Limit").is_none());
+        assert!(r.headers().get("RateLimit-Remaining").is_none());
+        if r.status() == 429 {
+            refused += 1;
+            assert!(r.headers().get("Retry-After").is_some());
+        }
+    }
+    assert!(refused > 0);
 }
 
 #[test]

@@ -11,8 +11,17 @@
 //! ```json
 //! { "latency_ms": 0,              // every request but /_admin is answered after this long
 //!   "latency_jitter_ms": 0,       //   plus a uniform random 0..=jitter ms
-//!   "budget_per_sec": null,       // token bucket refill (requests/s); null = unlimited
-//!   "budget_burst": null,         // bucket capacity; null = budget_per_sec (1 s worth)
+//!   "budget_per_sec": null,       // the app's budget: units/s refilled; null = unlimited
+//!   "budget_burst": null,         // bucket capacity in units; null = budget_per_sec (1 s)
+//!   "budget_units": "resource_units", // entry 7: "resource_units" (1 or 2 a request by
+//!                                 //   kind) or "requests" (1 each)
+//!   "refusals_cost": true,        // entry 5: a refused request still costs its units
+//!   "rate_limit_headers": true,   // entry 6: RateLimit-* from 80 % of the one-minute
+//!                                 //   budget; false: never (per-user limit)
+//!   "throttle_status": 429,       // entry 7: a throttled request is answered 429 or 503
+//!   "retry_after": "seconds",     // entry 7: Retry-After as "seconds", an HTTP "date",
+//!                                 //   or "absent"
+//!   "app_blocked": false,         // entry 8: every metered request answers 503 (blocked app)
 //!   "delta_disabled": false,      // answer /root/delta with delta_disabled_status
 //!   "delta_disabled_status": 501, //   501 notSupported or 403 accessDenied
 //!   "allow_parallel_sessions": false, // true: lift the one-open-session-per-path rule
@@ -57,14 +66,15 @@
 //! ```
 //! Latency is a sleep on the connection's own thread before the request is handled; the server
 //! runs one thread per connection, so N concurrent requests still complete N per latency
-//! period. The budget is one bucket for the whole emulator: the emulator serves exactly one
-//! app registration and one user, so "per client" (SharePoint meters per app and per user) is
-//! per emulator. It meters `/v1.0` and `/upload/` requests (not `/auth`, `/download`,
-//! `/_admin`). A request finding the bucket empty costs nothing and gets 429
-//! `activityLimitReached` + `Retry-After` (whole seconds until a token is back, at least 1);
-//! while at least 80 % of the bucket is used, answers carry `RateLimit-Limit` (capacity),
-//! `RateLimit-Remaining` (whole tokens left) and `RateLimit-Reset` (seconds until full), as
-//! SharePoint does. Every 429 or 503 carrying `Retry-After` that the emulator sends (budget or
+//! period. The budget (`budget.rs`: resource units, refusals that cost, the one-minute window
+//! and its `RateLimit-*` headers) is one for the whole emulator: the emulator serves exactly
+//! one app registration and one user, so "per client" (SharePoint meters per app and per user)
+//! is per emulator. It meters `/v1.0` and `/upload/` requests (not `/auth`, `/download`,
+//! `/_admin`). A refused request is answered `throttle_status` (429 `activityLimitReached`,
+//! inner `throttledRequest`, or 503 `serviceNotAvailable`) with `Retry-After` in the
+//! `retry_after` form. `app_blocked` answers every metered request 503 `serviceNotAvailable`
+//! without `Retry-After` and without charging the budget, until it is switched off. Every 429
+//! or 503 carrying `Retry-After` that the emulator sends (budget or
 //! injected fault) opens a window; a metered request *arriving* before that window closes is
 //! counted in `requests_inside_retry_after` (requests already in flight when the window opened
 //! are not), so a test can assert that a client honours Retry-After. Those arriving more than
@@ -78,8 +88,10 @@ use std::time::{Duration, Instant};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
+use super::budget::{self, Budget, BudgetUnits};
+use super::errors::ApiError;
 use super::graph_api::{parse_route, ItemOp, Route};
-use super::http::Request;
+use super::http::{Request, Response};
 
 /// The field-condition knobs (see the module documentation for the JSON form).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -89,6 +101,19 @@ pub struct FieldConfig {
     pub latency_jitter_ms: u64,
     pub budget_per_sec: Option<f64>,
     pub budget_burst: Option<f64>,
+    /// Entry 7: resource units per request kind, or one per request (`budget::cost`).
+    pub budget_units: BudgetUnits,
+    /// Entry 5: throttled requests count towards the budget (the bucket goes into debt).
+    pub refusals_cost: bool,
+    /// Entry 6: `RateLimit-*` headers from 80 % of the one-minute budget; false: never sent
+    /// (the per-user limit has none).
+    pub rate_limit_headers: bool,
+    /// Entry 7: the status of a throttled answer, 429 or 503.
+    pub throttle_status: u16,
+    /// Entry 7: how a throttled answer gives `Retry-After`.
+    pub retry_after: RetryAfterForm,
+    /// Entry 8: the app is blocked: every metered request answers 503, for as long as set.
+    pub app_blocked: bool,
     pub delta_disabled: bool,
     pub delta_disabled_status: u16,
     pub allow_parallel_sessions: bool,
@@ -155,6 +180,12 @@ impl Default for FieldConfig {
             latency_jitter_ms: 0,
             budget_per_sec: None,
             budget_burst: None,
+            budget_units: BudgetUnits::default(),
+            refusals_cost: true,
+            rate_limit_headers: true,
+            throttle_status: 429,
+            retry_after: RetryAfterForm::default(),
+            app_blocked: false,
             delta_disabled: false,
             delta_disabled_status: 501,
             allow_parallel_sessions: false,
@@ -185,6 +216,19 @@ impl Default for FieldConfig {
             locked_shape: super::field_faults::LockedShape::ResourceLocked,
         }
     }
+}
+
+/// How a throttled answer states `Retry-After` (field knob `retry_after`, entry 7).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RetryAfterForm {
+    /// Delay-seconds: `Retry-After: 41`.
+    #[default]
+    Seconds,
+    /// An HTTP date: `Retry-After: Sun, 06 Nov 1994 08:49:37 GMT` (whole seconds).
+    Date,
+    /// No `Retry-After` at all.
+    Absent,
 }
 
 impl FieldConfig {
@@ -227,6 +271,9 @@ impl FieldConfig {
         if cfg.delta_lag_secs > super::delta::MAX_LAG_SECS {
             return Err("delta_lag_secs must be at most 600".into());
         }
+        if !matches!(cfg.throttle_status, 429 | 503) {
+            return Err("throttle_status must be 429 or 503".into());
+        }
         if !(400..=599).contains(&cfg.delta_disabled_status) {
             return Err("delta_disabled_status must be an HTTP error status".into());
         }
@@ -244,71 +291,6 @@ impl FieldConfig {
     }
 }
 
-/// What the bucket says about one request.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Admission {
-    /// Go ahead; attach these `RateLimit-*` headers (empty below 80 % use).
-    Admit(Vec<(String, String)>),
-    /// Refuse with 429 and `Retry-After: secs`.
-    Refuse { retry_after_secs: u64 },
-}
-
-/// A token bucket: `capacity` tokens, refilled at `rate` per second, one token per request.
-#[derive(Debug, Clone)]
-pub struct Bucket {
-    rate: f64,
-    capacity: f64,
-    tokens: f64,
-    at: Instant,
-}
-
-impl Bucket {
-    /// A full bucket.
-    pub fn new(rate: f64, capacity: f64, now: Instant) -> Bucket {
-        Bucket {
-            rate,
-            capacity,
-            tokens: capacity,
-            at: now,
-        }
-    }
-
-    fn refill(&mut self, now: Instant) {
-        let dt = now.saturating_duration_since(self.at).as_secs_f64();
-        self.tokens = (self.tokens + dt * self.rate).min(self.capacity);
-        self.at = now;
-    }
-
-    /// Take one token at `now`, or say how long until one is back.
-    pub fn admit(&mut self, now: Instant) -> Admission {
-        self.refill(now);
-        if self.tokens < 1.0 {
-            let secs = ((1.0 - self.tokens) / self.rate).ceil().max(1.0) as u64;
-            return Admission::Refuse {
-                retry_after_secs: secs,
-            };
-        }
-        self.tokens -= 1.0;
-        // In whole tokens, as the headers report them (a sliver of refill is not a token).
-        let used = 1.0 - self.tokens.floor() / self.capacity;
-        if used < 0.8 {
-            return Admission::Admit(Vec::new());
-        }
-        let reset = ((self.capacity - self.tokens) / self.rate).ceil() as u64;
-        Admission::Admit(vec![
-            (
-                "RateLimit-Limit".into(),
-                format!("{}", self.capacity as u64),
-            ),
-            (
-                "RateLimit-Remaining".into(),
-                format!("{}", self.tokens.floor() as u64),
-            ),
-            ("RateLimit-Reset".into(), reset.to_string()),
-        ])
-    }
-}
-
 /// How long a client needs to read a 429 that has left the emulator: requests arriving sooner
 /// were, on loopback, sent before it could know (the "in flight" ones); those arriving later
 /// count in `requests_inside_retry_after_late` as well.
@@ -318,7 +300,7 @@ pub const REACTION: Duration = Duration::from_millis(5);
 #[derive(Debug)]
 pub struct FieldState {
     config: FieldConfig,
-    bucket: Option<Bucket>,
+    budget: Option<Budget>,
     /// End of the latest Retry-After window the emulator gave.
     retry_until: Option<Instant>,
     /// When the latest 429/503 with Retry-After was sent.
@@ -333,7 +315,7 @@ impl FieldState {
     pub fn new(config: FieldConfig) -> FieldState {
         let mut s = FieldState {
             config: FieldConfig::default(),
-            bucket: None,
+            budget: None,
             retry_until: None,
             retry_sent: None,
             locked_until: None,
@@ -347,13 +329,27 @@ impl FieldState {
         &self.config
     }
 
-    /// Install a new configuration; a changed budget starts with a full bucket.
+    /// Install a new configuration; a changed budget starts with a full bucket and a fresh
+    /// one-minute window.
     pub fn replace(&mut self, config: FieldConfig) {
-        let budget = |c: &FieldConfig| (c.budget_per_sec, c.budget_burst);
-        if budget(&config) != budget(&self.config) || self.bucket.is_none() {
-            self.bucket = config
-                .budget_per_sec
-                .map(|r| Bucket::new(r, config.budget_burst.unwrap_or(r).max(1.0), Instant::now()));
+        let budget = |c: &FieldConfig| {
+            (
+                c.budget_per_sec,
+                c.budget_burst,
+                c.refusals_cost,
+                c.rate_limit_headers,
+            )
+        };
+        if budget(&config) != budget(&self.config) || self.budget.is_none() {
+            self.budget = config.budget_per_sec.map(|r| {
+                Budget::new(
+                    r,
+                    config.budget_burst.unwrap_or(r),
+                    config.refusals_cost,
+                    config.rate_limit_headers,
+                    Instant::now(),
+                )
+            });
         }
         let lock = |c: &FieldConfig| (c.locked_name.clone(), c.locked_secs);
         if lock(&config) != lock(&self.config) {
@@ -398,12 +394,82 @@ impl FieldState {
         }
     }
 
-    pub fn admit(&mut self, now: Instant) -> Admission {
-        match &mut self.bucket {
-            None => Admission::Admit(Vec::new()),
-            Some(b) => b.admit(now),
+    /// Charge a metered request arriving `now` (entries 5–8; `budget.rs`).
+    pub fn admit(&mut self, now: Instant, req: &Request) -> Gate {
+        if self.config.app_blocked {
+            let e = ApiError::new(
+                503,
+                "serviceNotAvailable",
+                "The service is unavailable: the application is blocked.",
+            );
+            return Gate::Blocked(e.to_response());
+        }
+        let Some(b) = self.budget.as_mut() else {
+            return Gate::Admit {
+                units: 0,
+                headers: Vec::new(),
+            };
+        };
+        let units = budget::cost(req, self.config.budget_units);
+        match b.admit(now, units) {
+            budget::Admission::Admit(headers) => Gate::Admit { units, headers },
+            budget::Admission::Refuse {
+                retry_after_secs,
+                headers,
+            } => {
+                let e = match self.config.throttle_status {
+                    503 => ApiError::new(
+                        503,
+                        "serviceNotAvailable",
+                        "The service is temporarily unavailable.",
+                    ),
+                    _ => ApiError::new(
+                        429,
+                        "activityLimitReached",
+                        "The request has been throttled.",
+                    )
+                    .inner("throttledRequest"),
+                };
+                let mut response = e.to_response();
+                let value = match self.config.retry_after {
+                    RetryAfterForm::Seconds => Some(retry_after_secs.to_string()),
+                    RetryAfterForm::Date => Some(retry_after_date(retry_after_secs)),
+                    RetryAfterForm::Absent => None,
+                };
+                if let Some(v) = value {
+                    response.headers.push(("Retry-After".into(), v));
+                    self.gave_retry_after(now, retry_after_secs);
+                }
+                response.headers.extend(headers);
+                let units = if self.config.refusals_cost { units } else { 0 };
+                Gate::Throttle { units, response }
+            }
         }
     }
+}
+
+/// `Retry-After` as an HTTP date `secs` from now, rounded up to the whole second (the date
+/// has no finer resolution, and a client honouring it must not come back early).
+fn retry_after_date(secs: u64) -> String {
+    let at = std::time::SystemTime::now() + Duration::from_secs(secs);
+    let since = at
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO);
+    let whole = Duration::from_secs(since.as_secs() + u64::from(since.subsec_nanos() > 0));
+    httpdate::fmt_http_date(std::time::UNIX_EPOCH + whole)
+}
+
+/// What the budget (or a block) says about one metered request ([`FieldState::admit`]).
+pub enum Gate {
+    /// Go ahead: `units` were charged; attach the `RateLimit-*` `headers` (possibly none).
+    Admit {
+        units: u32,
+        headers: Vec<(String, String)>,
+    },
+    /// Throttled by the budget: answer `response` (charged `units` if refusals cost).
+    Throttle { units: u32, response: Response },
+    /// The app is blocked (entry 8): answer `response`.
+    Blocked(Response),
 }
 
 /// Request counters by kind (`GET /_admin/stats` → `"by_kind"`).
@@ -492,63 +558,77 @@ pub fn metered(req: &Request) -> bool {
 mod tests {
     use super::*;
 
-    #[test]
-    fn bucket_admits_capacity_then_refuses_and_refills() {
-        let t0 = Instant::now();
-        let mut b = Bucket::new(10.0, 10.0, t0);
-        let mut headers_from = None;
-        for i in 0..10 {
-            match b.admit(t0) {
-                Admission::Admit(h) => {
-                    if !h.is_empty() && headers_from.is_none() {
-                        headers_from = Some(i);
-                    }
-                }
-                r => panic!("request {i} refused: {r:?}"),
-            }
+    fn get(path: &str) -> Request {
+        Request {
+            method: "GET".into(),
+            path: path.into(),
+            query: Vec::new(),
+            headers: Vec::new(),
+            content_length: 0,
         }
-        // 80 % used after the 8th request (index 7): 2 of 10 left.
-        assert_eq!(headers_from, Some(7));
-        assert_eq!(
-            b.admit(t0),
-            Admission::Refuse {
-                retry_after_secs: 1
-            }
-        );
-        // A refused request costs nothing; 0.1 s later one token is back.
-        match b.admit(t0 + Duration::from_millis(100)) {
-            Admission::Admit(h) => {
-                assert!(h.contains(&("RateLimit-Limit".into(), "10".into())));
-                assert!(h.contains(&("RateLimit-Remaining".into(), "0".into())));
-                assert!(h.contains(&("RateLimit-Reset".into(), "1".into())));
-            }
-            r => panic!("{r:?}"),
-        }
-        // Long idle: full again, no headers, never above capacity.
-        assert_eq!(
-            b.admit(t0 + Duration::from_secs(60)),
-            Admission::Admit(Vec::new())
-        );
-        assert!(b.tokens <= 9.0 + 1e-9);
+    }
+
+    fn header<'a>(r: &'a Response, name: &str) -> Option<&'a str> {
+        r.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 
     #[test]
-    fn slow_bucket_retry_after_rounds_up() {
+    fn throttled_answers_take_the_configured_status_and_retry_after_form() {
         let t0 = Instant::now();
-        let mut b = Bucket::new(0.25, 1.0, t0);
-        assert!(matches!(b.admit(t0), Admission::Admit(_)));
-        assert_eq!(
-            b.admit(t0),
-            Admission::Refuse {
-                retry_after_secs: 4
+        let listing = get("/v1.0/drives/d/root/children");
+        let item = get("/v1.0/drives/d/root");
+        for (knobs, status, form) in [
+            (r#"{}"#, 429, "seconds"),
+            (r#"{"throttle_status": 503}"#, 503, "seconds"),
+            (r#"{"retry_after": "date"}"#, 429, "date"),
+            (
+                r#"{"retry_after": "absent", "throttle_status": 503}"#,
+                503,
+                "absent",
+            ),
+        ] {
+            let mut cfg = FieldConfig::from_json(knobs).unwrap();
+            cfg.budget_per_sec = Some(4.0);
+            let mut s = FieldState::new(cfg);
+            // Resource units: a listing is 2, an item GET 1.
+            assert!(matches!(
+                s.admit(t0, &listing),
+                Gate::Admit { units: 2, .. }
+            ));
+            assert!(matches!(s.admit(t0, &item), Gate::Admit { units: 1, .. }));
+            assert!(matches!(s.admit(t0, &item), Gate::Admit { units: 1, .. }));
+            let Gate::Throttle { units, response } = s.admit(t0, &listing) else {
+                panic!("{knobs}: not throttled");
+            };
+            assert_eq!(units, 2);
+            assert_eq!(response.status, status, "{knobs}");
+            let ra = header(&response, "Retry-After");
+            match form {
+                "seconds" => assert_eq!(ra, Some("1"), "{knobs}"),
+                "date" => {
+                    let when = httpdate::parse_http_date(ra.unwrap()).unwrap();
+                    let ahead = when
+                        .duration_since(std::time::SystemTime::now())
+                        .unwrap_or(Duration::ZERO);
+                    assert!(ahead > Duration::ZERO && ahead <= Duration::from_secs(2));
+                }
+                _ => assert_eq!(ra, None, "{knobs}"),
             }
-        );
-        assert_eq!(
-            b.admit(t0 + Duration::from_secs(3)),
-            Admission::Refuse {
-                retry_after_secs: 1
-            }
-        );
+            // A window is open for the counter unless no Retry-After was given.
+            assert_eq!(s.inside_retry_after(t0), form != "absent", "{knobs}");
+        }
+        // Entry 8: blocked, whatever the budget.
+        let mut s = FieldState::new(FieldConfig::from_json(r#"{"app_blocked": true}"#).unwrap());
+        let Gate::Blocked(r) = s.admit(t0, &item) else {
+            panic!("not blocked");
+        };
+        assert_eq!(r.status, 503);
+        assert_eq!(header(&r, "Retry-After"), None);
+        assert!(FieldConfig::from_json(r#"{"throttle_status": 500}"#).is_err());
+        assert!(FieldConfig::from_json(r#"{"retry_after": "later"}"#).is_err());
     }
 
     #[test]

@@ -20,6 +20,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod budget;
 pub mod collation;
 pub mod delta;
 pub mod enrich;
@@ -47,7 +48,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use faults::{FaultConfig, FaultState};
-use field::{Admission, FieldConfig, FieldState};
+use field::{FieldConfig, FieldState, Gate};
 use http::{BodyReader, Handler, RateLimiter, Reply, Request, Server};
 use state::{lock, EmulatorState, Stats, Violation};
 use store::{random_string, Store, ALNUM, HOST};
@@ -155,18 +156,22 @@ impl Handler for App {
         }
         let mut rate_headers = Vec::new();
         if metered {
-            let admission = lock(&shared.field).admit(Instant::now());
-            match admission {
-                Admission::Admit(h) => rate_headers = h,
-                Admission::Refuse { retry_after_secs } => {
-                    shared.stat(|s| s.budget_refused += 1);
-                    let mut e = errors::ApiError::new(
-                        429,
-                        "activityLimitReached",
-                        "The request has been throttled.",
-                    );
-                    e.retry_after = Some(retry_after_secs);
-                    return self.answered(Reply::Respond(e.to_response()), metered);
+            let gate = lock(&shared.field).admit(Instant::now(), req);
+            match gate {
+                Gate::Admit { units, headers } => {
+                    shared.stat(|s| s.budget_units_admitted += u64::from(units));
+                    rate_headers = headers;
+                }
+                Gate::Throttle { units, response } => {
+                    shared.stat(|s| {
+                        s.budget_refused += 1;
+                        s.budget_units_refused += u64::from(units);
+                    });
+                    return self.answered(Reply::Respond(response), metered);
+                }
+                Gate::Blocked(response) => {
+                    shared.stat(|s| s.blocked_refused += 1);
+                    return self.answered(Reply::Respond(response), metered);
                 }
             }
         }

@@ -53,8 +53,14 @@ pub struct Stats {
     pub violations: u64,
     /// Requests by kind (every request outside `/_admin`, refused ones included).
     pub by_kind: KindCounts,
-    /// Metered requests refused by the budget (429 from the token bucket).
+    /// Metered requests refused by the budget (429 or 503, `budget.rs`).
     pub budget_refused: u64,
+    /// Budget units charged for admitted requests (resource units or requests, `budget.rs`).
+    pub budget_units_admitted: u64,
+    /// Budget units charged for refused requests (0 when refusals do not cost).
+    pub budget_units_refused: u64,
+    /// Metered requests answered 503 because the app is blocked (`app_blocked`, entry 8).
+    pub blocked_refused: u64,
     /// Metered requests that arrived inside a Retry-After window the emulator gave.
     pub requests_inside_retry_after: u64,
     /// Of those, the ones arriving `field::REACTION` or more after the latest 429/503 left.

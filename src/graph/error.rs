@@ -1,7 +1,9 @@
 //! Graph error responses: parsing the JSON error body, reading `Retry-After`, and classifying
 //! an HTTP status (plus error codes) into a [`RemoteError`] kind.
 //!
-//! Callers branch on the kind, never on message text (reference §7). Body keys are matched
+//! Callers branch on the kind, never on message text (reference §7). Throttling is 429, 503
+//! (with or without `Retry-After`: field reference entries 7 and 8) or 509, or a throttling
+//! code on any status; `Retry-After` is read as delay-seconds or an HTTP date. Body keys are matched
 //! case-insensitively and nested `innerError`/`innererror` codes are walked, because real
 //! servers spell them both ways. Every message built here passes through [`scrub`], which
 //! replaces any URL by its scheme and host: a server could echo a request URL back, and for
@@ -126,11 +128,10 @@ pub fn classify(
     let has = |list: &[&str]| err.is_some_and(|e| list.iter().any(|c| e.has_code(c)));
 
     match status {
-        429 | 509 => RemoteError::Throttled {
-            status,
-            retry_after,
-        },
-        503 if retry_after.is_some() => RemoteError::Throttled {
+        // SharePoint throttles with 429 or 503, and `Retry-After` may be missing (field
+        // reference entry 7); an app blocked for exceeding its limits gets nothing but 503
+        // (entry 8). Either way the answer to a 503 is to slow down, so it is throttling.
+        429 | 503 | 509 => RemoteError::Throttled {
             status,
             retry_after,
         },
@@ -322,7 +323,10 @@ mod tests {
                 matches!(e, RemoteError::Throttled { status: 503, .. })
             }),
             (503, None, None, |e| {
-                matches!(e, RemoteError::Server { status: 503, .. })
+                *e == RemoteError::Throttled {
+                    status: 503,
+                    retry_after: None,
+                }
             }),
             (509, None, None, |e| {
                 matches!(e, RemoteError::Throttled { status: 509, .. })

@@ -127,7 +127,7 @@ pub enum RemoteError {
     Unauthorized(String),
     /// 403.
     Forbidden(String),
-    /// 429, or 503 with Retry-After.
+    /// 429, 503 (with or without Retry-After: field reference entries 7 and 8) or 509.
     Throttled {
         status: u16,
         retry_after: Option<Duration>,

@@ -31,6 +31,7 @@ pub mod enrichment;
 pub mod folders;
 pub mod limiter;
 pub mod name_clash;
+pub mod pacer;
 pub mod pending_ops;
 mod queue;
 pub mod quota;
@@ -97,6 +98,10 @@ pub struct QueueConfig {
     pub write_back_delay: Duration,
     /// Where job progress is persisted and released spool files go (the spool).
     pub store: Arc<dyn JobStore>,
+    /// The mount-wide pacer (`limiter.rs`) when the remote handed to `UploadQueue::start` is
+    /// already its `LimitedRemote` (`mount.rs`: one limiter and one gate for every request of
+    /// the mount). `None`: the queue wraps the remote in a pacer of its own. Default `None`.
+    pub pacer: Option<limiter::Pacer>,
 }
 
 impl QueueConfig {
@@ -118,6 +123,7 @@ impl QueueConfig {
             clock: Arc::new(clock::SystemClock),
             write_back_delay: Duration::ZERO,
             store,
+            pacer: None,
         }
     }
 }

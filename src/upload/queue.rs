@@ -21,12 +21,12 @@
 //! separate lanes mean a stream of small files never starves a big upload of its workers, and
 //! a big upload never holds up small files. Every request of either lane passes the one
 //! throttle gate (`throttle.rs`): a 429/503 closes it for the whole mount until Retry-After.
-//! Every request of either lane (and of the folder loop) also takes a permit of the one
-//! mount-wide AIMD limiter (`limiter.rs`): the remote workers see is a `LimitedRemote` around
-//! the one given to [`UploadQueue::start`]; it halves the in-flight limit on 429/503, grows it
-//! back after successes, and spaces requests when `RateLimit-*` headers say the budget is
-//! nearly spent. The lanes' thread counts are upper bounds; the limiter decides how many of
-//! their requests are actually in flight.
+//! Every request of either lane (and of the folder loop) also passes the one mount-wide
+//! limiter (`limiter.rs`): the remote given to [`UploadQueue::start`] is already a
+//! `LimitedRemote` of the mount's `Pacer` (`QueueConfig::pacer`, shared with the filesystem's
+//! own requests), or the queue wraps it in a pacer of its own. It paces requests at the rate
+//! the service's answers allow and bounds how many are in flight; the lanes' thread counts
+//! are upper bounds.
 //!
 //! Locks this layer owns, in order: `QueueShared::state` (the queue lock) → the status
 //! registry's lock (inside `UploadContext`) → a job's `Interrupt` flag. The throttle, the
@@ -61,7 +61,6 @@ use super::registry::StatusRegistry;
 use super::retry::RetryPolicy;
 use super::status::StatusSnapshot;
 use super::status::UploadState;
-use super::throttle::Throttle;
 use super::worker::{JobEnd, UploadContext, Uploader};
 use super::{QueueConfig, Release, UploadJob, UploadListener};
 use crate::remote::{Remote, RemoteItem};
@@ -119,8 +118,8 @@ struct QueueShared {
     small_max: u64,
     stop_tx: Mutex<Option<Sender<()>>>,
     stop_rx: Receiver<()>,
-    /// Ends the limiter's waits at shutdown.
-    limiter_stop: Interrupt,
+    /// The mount-wide pacer (its stop signal ends the limiter's waits at shutdown).
+    pacer: super::limiter::Pacer,
     threads: Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -216,6 +215,8 @@ impl QueueShared {
                 Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
                 _ => return,
             }
+            super::limiter::set_lane(super::limiter::Lane::Background);
+            self.pacer.check_blocked();
             for dir in self.ctx.folders.waiting() {
                 if self.ctx.throttle.closed_until(&*self.ctx.clock).is_some() {
                     break;
@@ -238,7 +239,7 @@ impl QueueShared {
                 r.interrupt.trigger();
             }
         }
-        self.limiter_stop.trigger();
+        self.pacer.stop_signal().trigger();
         self.sched.notify_all();
         self.stop_tx
             .lock()
@@ -416,18 +417,19 @@ impl UploadQueue {
             0
         };
         let (stop_tx, stop_rx) = unbounded();
-        let throttle = Throttle::new();
-        let limiter_stop = Interrupt::new();
-        let limiter = Arc::new(super::limiter::Limiter::new(
-            config.workers.max(1) + config.small_file_workers,
-        ));
-        let remote: Arc<dyn Remote> = Arc::new(super::limiter::LimitedRemote::new(
-            remote,
-            limiter,
-            throttle.clone(),
-            Arc::clone(&config.clock),
-            limiter_stop.clone(),
-        ));
+        // The mount's pacer, whose `LimitedRemote` the remote already is, or one of our own.
+        let (remote, pacer) = match config.pacer.clone() {
+            Some(pacer) => (remote, pacer),
+            None => {
+                let pacer = super::limiter::Pacer::new(
+                    config.workers.max(1) + config.small_file_workers,
+                    Arc::clone(&config.clock),
+                );
+                let limited: Arc<dyn Remote> = Arc::new(pacer.wrap(remote));
+                (limited, pacer)
+            }
+        };
+        let throttle = pacer.gate().clone();
         let shared = Arc::new(QueueShared {
             ctx: UploadContext {
                 remote,
@@ -466,7 +468,7 @@ impl UploadQueue {
             small_max,
             stop_tx: Mutex::new(Some(stop_tx)),
             stop_rx,
-            limiter_stop,
+            pacer,
             threads: Mutex::new(Vec::new()),
         });
         let mut threads = Vec::new();
@@ -494,7 +496,7 @@ impl UploadQueue {
         let ops = Arc::clone(&shared);
         match std::thread::Builder::new()
             .name("upload-ops".into())
-            .spawn(move || ops.ctx.ops.run(&ops.ctx, &ops.limiter_stop))
+            .spawn(move || ops.ctx.ops.run(&ops.ctx, ops.pacer.stop_signal()))
         {
             Ok(handle) => threads.push(handle),
             Err(e) => error!("cannot start the thread of waiting deletes: {e}"),
@@ -757,6 +759,7 @@ impl UploadQueue {
         let mut snap = ctx.registry.snapshot(ctx.clock.now(), throttled_until);
         snap.paused = ctx.remote.sign_in_needed();
         snap.notices = ctx.ops.notices(ctx.clock.now());
+        snap.blocked = self.shared().pacer.blocked_note();
         snap
     }
 

@@ -236,6 +236,10 @@ pub struct StatusSnapshot {
     /// Recent operations the mount refused and why (a rename of a locked file, ...).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub notices: Vec<Notice>,
+    /// The service refuses every request (503 for a minute and more: the app may be blocked,
+    /// field reference entry 8): what it means and what to do, one line (`limiter.rs`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub blocked: Option<String>,
 }
 
 /// A recent refusal worth a line in `.status` (`pending_ops`).
@@ -260,6 +264,7 @@ impl StatusSnapshot {
             local_only: Vec::new(),
             refused_names: Vec::new(),
             notices: Vec::new(),
+            blocked: None,
         }
     }
 
@@ -285,6 +290,9 @@ impl StatusSnapshot {
         }
         if let Some(why) = &self.paused {
             let _ = write!(out, " — paused, {why}");
+        }
+        if let Some(why) = &self.blocked {
+            let _ = write!(out, " — {}", one_line(why));
         }
         out.push('\n');
         if t.bytes_pending > 0 {
@@ -442,7 +450,7 @@ pub fn human_secs(secs: u64) -> String {
 }
 
 /// `21:33:05Z`.
-fn clock_time_utc(t: SystemTime) -> String {
+pub(crate) fn clock_time_utc(t: SystemTime) -> String {
     let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()) % 86_400;
     format!(
         "{:02}:{:02}:{:02}Z",

@@ -4,20 +4,28 @@
 //! at the gate before each request.
 //!
 //! Invariants: the gate only ever moves later while closed (a shorter Retry-After never
-//! shortens a longer one); `consecutive` counts throttling answers since the last request that
-//! got through, and drives the backoff when there is no Retry-After. The mutex is a leaf lock
-//! and is never held while sleeping. Clones share one gate (the queue's `UploadContext` and
-//! the limiter's `LimitedRemote` hold the same one).
+//! shortens a longer one); `consecutive` counts throttling episodes since the last request
+//! that got through — answers arriving within [`EPISODE`] of the previous one answer requests
+//! that were in flight together and count once — and drives the backoff when there is no
+//! Retry-After (sixteen 429s of one burst must not mean a backoff of 2^15 s). The mutex is a
+//! leaf lock and is never held while sleeping. Clones share one gate (the queue's
+//! `UploadContext`, the mount's `Pacer` and its `LimitedRemote` hold the same one).
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use super::clock::{Clock, Interrupt};
 
+/// Throttling answers this close to the previous one are the same episode (real time: they
+/// answer requests that were in flight together).
+pub const EPISODE: Duration = Duration::from_secs(1);
+
 #[derive(Debug, Default)]
 struct GateState {
     until: Option<Instant>,
     consecutive: u32,
+    /// When the latest throttling answer was noted.
+    last_note: Option<Instant>,
 }
 
 /// The gate every worker passes before a request.
@@ -31,11 +39,21 @@ impl Throttle {
         Self::default()
     }
 
-    /// Record a throttling answer; returns how many there have been in a row (≥ 1), for the
-    /// caller's backoff when the server sent no Retry-After.
+    /// Record a throttling answer; returns how many episodes there have been in a row (≥ 1),
+    /// for the caller's backoff when the server sent no Retry-After.
     pub fn note_throttled(&self) -> u32 {
+        self.note_throttled_at(Instant::now())
+    }
+
+    fn note_throttled_at(&self, now: Instant) -> u32 {
         let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        s.consecutive = s.consecutive.saturating_add(1);
+        let same = s
+            .last_note
+            .is_some_and(|t| now.saturating_duration_since(t) < EPISODE);
+        s.last_note = Some(now);
+        if !same || s.consecutive == 0 {
+            s.consecutive = s.consecutive.saturating_add(1);
+        }
         s.consecutive
     }
 
@@ -118,11 +136,16 @@ mod tests {
     }
 
     #[test]
-    fn consecutive_count_resets_on_success() {
+    fn consecutive_episodes_count_and_reset_on_success() {
         let gate = Throttle::new();
-        assert_eq!(gate.note_throttled(), 1);
-        assert_eq!(gate.note_throttled(), 2);
+        let t0 = Instant::now();
+        let ms = |n: u64| t0 + Duration::from_millis(n);
+        assert_eq!(gate.note_throttled_at(ms(0)), 1);
+        // Answers to requests in flight together: one episode.
+        assert_eq!(gate.note_throttled_at(ms(20)), 1);
+        assert_eq!(gate.note_throttled_at(ms(40)), 1);
+        assert_eq!(gate.note_throttled_at(ms(2000)), 2);
         gate.note_success();
-        assert_eq!(gate.note_throttled(), 1);
+        assert_eq!(gate.note_throttled_at(ms(2010)), 1);
     }
 }
