@@ -173,14 +173,17 @@ pub fn classify(op: Op, err: &RemoteError) -> Decision {
         (_, E::NameClash(_)) => Fail,
         // 400 `invalidRequest` with no more specific code is what the service answers to
         // many createUploadSession calls at once (entry 11, ODI#1360): load, not a bad
-        // request. Names it refuses are caught before upload (`fs::names`); anything else
+        // request. Names it refuses are mostly caught before upload (`fs::names`); a refusal
+        // that names the name (a tenant's extra rules, entry 17) fails at once; anything else
         // wrong fails once the attempt budget is spent.
         (
             Op::Create,
             E::Client {
-                status: 400, code, ..
+                status: 400,
+                code,
+                message,
             },
-        ) if code == "invalidRequest" => Backoff,
+        ) if code == "invalidRequest" && !refuses_the_name(message) => Backoff,
         // At creation the bearer token was refused after a refresh, or the request itself is
         // wrong: retrying changes nothing.
         (Op::Create, E::Unauthorized(_) | E::Client { .. }) => Fail,
@@ -195,6 +198,13 @@ pub fn classify(op: Op, err: &RemoteError) -> Decision {
         (Op::Lookup, E::NotFound(_) | E::Protocol(_)) => Backoff,
         (Op::Lookup, _) => Fail,
     }
+}
+
+/// Does a 400 `invalidRequest` say the item's name is refused (entry 17: "Invalid name …",
+/// "… cannot contain …")? Such an answer is about this file, not load (entry 11).
+fn refuses_the_name(message: &str) -> bool {
+    let m = message.to_lowercase();
+    m.contains("name") || m.contains("cannot contain") || m.contains("illegal character")
 }
 
 /// Whether a retried failure with this decision counts toward the give-up bound
@@ -374,6 +384,15 @@ mod tests {
             ),
             // Load (entry 11) and passing 404s (entry 10) at creation: back off.
             (Op::Create, client(400), Backoff),
+            (
+                Op::Create,
+                RemoteError::Client {
+                    status: 400,
+                    code: "invalidRequest".into(),
+                    message: "Invalid name '100%.txt': names cannot contain # or %".into(),
+                },
+                Fail,
+            ),
             (
                 Op::Create,
                 RemoteError::Client {
