@@ -61,6 +61,8 @@ pub struct Stats {
     pub requests_inside_retry_after_late: u64,
     /// Tenant segments seen on the token endpoint.
     pub tenants_seen: Vec<String>,
+    /// Stalls, HTML pages, cut downloads and sign-in refusals of the field knobs (`stall.rs`).
+    pub field_faults: super::stall::FieldFaultCounts,
 }
 
 /// A protocol rule broken by a client, or a notable but legal event.
