@@ -453,11 +453,9 @@ impl Remote for GraphRemote {
     fn list(&self, path: &str) -> Result<Vec<RemoteItem>, RemoteError> {
         let segs = split_rel(path)?;
         let context = format!("list {path}");
-        let url = format!(
-            "{}/children?$top={LIST_PAGE}&$select={LIST_SELECT}",
-            self.item_url(&segs)
-        );
-        let items = super::listing::list_children(&self.api, &url, None, &context)?;
+        let folder_url = self.item_url(&segs);
+        let url = format!("{folder_url}/children?$top={LIST_PAGE}&$select={LIST_SELECT}");
+        let items = super::listing::list_children(&self.api, &url, &folder_url, &context)?;
         let mut ids = self.ids.lock().unwrap_or_else(|e| e.into_inner());
         for it in &items {
             ids.insert(it.id.clone(), join_rel(path, &it.name));

@@ -3,9 +3,13 @@
 //! a client that followed it showed the root's files and missed the folder's own).
 //!
 //! Every item of every page must name the same parent (`parentReference.id`) as the items
-//! before it, and that parent must be the folder asked for when its id is known; a page that
-//! breaks this is never mixed into the listing: the listing starts over once from the first
-//! page, then fails with a protocol error (EIO for a reader) and a log line. A page that
+//! before it; when there is more than one page, the folder's own id and `childCount` are
+//! asked once (one small GET), every page must name that id, and the pages must hold that
+//! many children (a link to another folder may bring foreign items, or none at all). A
+//! listing that breaks this is never mixed: it starts over once from the first page, then
+//! fails with a protocol error (EIO for a reader) and a log line. (Under heavy churn of a
+//! multi-page folder the count can differ twice in a row: then too the listing fails, and
+//! the next `ls` asks again.) A page that
 //! stalls or is cut is asked again once (the FUSE thread waiting on a first `ls` should not
 //! wait through more than two answer timeouts per page), then the transport error goes up
 //! (the namespace then answers from its cache).
@@ -63,13 +67,7 @@ fn child(v: Value, context: &str) -> Result<Child, RemoteError> {
 
 /// GET one page, asking again once if it stalls or is cut.
 fn page(api: &GraphApi, url: &str, context: &str) -> Result<Page, RemoteError> {
-    match api.get_json::<Page>(url, context) {
-        Err(RemoteError::Transport(e)) => {
-            log::debug!("{context}: {e}; asking for the page again");
-            api.get_json::<Page>(url, context)
-        }
-        other => other,
-    }
+    page_like(api, url, context)
 }
 
 /// Why one pass over the pages failed.
@@ -80,15 +78,49 @@ enum Pass {
         page: usize,
         parent: String,
     },
+    /// The pages held fewer (or more) children than the folder has.
+    Short {
+        got: u64,
+        want: u64,
+    },
+}
+
+/// The folder's id and child count (`GET {folder_url}?$select=id,folder`).
+fn folder_facts(
+    api: &GraphApi,
+    folder_url: &str,
+    context: &str,
+) -> Result<(String, Option<u64>), RemoteError> {
+    let v: Value = page_like(api, &format!("{folder_url}?$select=id,folder"), context)?;
+    let id = v["id"]
+        .as_str()
+        .ok_or_else(|| RemoteError::Protocol(format!("{context}: folder without id")))?;
+    Ok((id.to_string(), v["folder"]["childCount"].as_u64()))
+}
+
+/// GET JSON, asking again once if it stalls or is cut.
+fn page_like<T: serde::de::DeserializeOwned>(
+    api: &GraphApi,
+    url: &str,
+    context: &str,
+) -> Result<T, RemoteError> {
+    match api.get_json::<T>(url, context) {
+        Err(RemoteError::Transport(e)) => {
+            log::debug!("{context}: {e}; asking again");
+            api.get_json::<T>(url, context)
+        }
+        other => other,
+    }
 }
 
 fn one_pass(
     api: &GraphApi,
     first: &str,
-    folder_id: Option<&str>,
+    folder_url: &str,
     context: &str,
 ) -> Result<Vec<RemoteItem>, Pass> {
-    let mut parent = folder_id.map(str::to_string);
+    let mut parent: Option<String> = None;
+    let mut expected: Option<u64> = None;
     let mut items = Vec::new();
     let mut url = first.to_string();
     for n in 1..=MAX_PAGES {
@@ -104,6 +136,27 @@ fn one_pass(
             parent: foreign,
         })?;
         items.extend(children.into_iter().map(|c| c.item));
+        if n == 1 && p.next_link.is_some() {
+            // More than one page: learn the folder's id (every page is checked against it)
+            // and how many children it has (a link gone astray may bring nothing at all).
+            let (id, count) = folder_facts(api, folder_url, context).map_err(Pass::Failed)?;
+            if let Some(foreign) = parent.as_ref().filter(|p| **p != id) {
+                return Err(Pass::Foreign {
+                    page: 1,
+                    parent: foreign.clone(),
+                });
+            }
+            parent = Some(id);
+            expected = count;
+        }
+        if p.next_link.is_none() {
+            if let Some(want) = expected.filter(|w| *w != items.len() as u64) {
+                return Err(Pass::Short {
+                    got: items.len() as u64,
+                    want,
+                });
+            }
+        }
         match p.next_link {
             Some(next) if next == url => {
                 return Err(Pass::Failed(RemoteError::Protocol(format!(
@@ -124,23 +177,25 @@ fn one_pass(
 pub fn list_children(
     api: &GraphApi,
     first: &str,
-    folder_id: Option<&str>,
+    folder_url: &str,
     context: &str,
 ) -> Result<Vec<RemoteItem>, RemoteError> {
     let mut last = String::new();
     for attempt in 1..=2 {
-        match one_pass(api, first, folder_id, context) {
+        last = match one_pass(api, first, folder_url, context) {
             Ok(items) => return Ok(items),
             Err(Pass::Failed(e)) => return Err(e),
-            Err(Pass::Foreign { page, parent }) => {
-                last = format!(
-                    "page {page} of the listing holds items of another folder (parent id \
-                     {parent}): the server's @odata.nextLink went astray"
-                );
-                if attempt == 1 {
-                    log::warn!("{context}: {last}; listing again from the first page");
-                }
-            }
+            Err(Pass::Foreign { page, parent }) => format!(
+                "page {page} of the listing holds items of another folder (parent id \
+                 {parent}): the server's @odata.nextLink went astray"
+            ),
+            Err(Pass::Short { got, want }) => format!(
+                "the pages held {got} children but the folder has {want}: the server's \
+                 @odata.nextLink went astray, or the folder changed meanwhile"
+            ),
+        };
+        if attempt == 1 {
+            log::warn!("{context}: {last}; listing again from the first page");
         }
     }
     log::warn!("{context}: {last}; the listing is refused, not mixed");
