@@ -328,7 +328,8 @@ mod tests {
         let html = Some("text/html; charset=utf-8");
         let ok = |skip, take| Ok(Plan { skip, take });
         // (offset, len, name, head) → plan or error (None: any error)
-        let table: Vec<(u64, u64, &str, Head, Option<Result<Plan, String>>)> = vec![
+        type Row<'a> = (u64, u64, &'a str, Head<'a>, Option<Result<Plan, String>>);
+        let table: Vec<Row> = vec![
             // 206 exactly as asked.
             (
                 100,
