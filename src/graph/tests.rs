@@ -528,6 +528,10 @@ fn list_follows_next_links() {
                 r#"{"value":[{"id":"3","name":"c","folder":{"childCount":0},"lastModifiedDateTime":"2024-01-01T00:00:00Z"}]}"#,
             );
         }
+        // More than one page: the folder's id and childCount are asked (listing.rs).
+        if r.target.contains("$select=id,folder") {
+            return reply(200, r#"{"id":"F","folder":{"childCount":3}}"#);
+        }
         let next = format!(
             "{}/v1.0/drives/d!1/items/x/children?$skiptoken=2",
             b.lock().unwrap()
