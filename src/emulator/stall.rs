@@ -4,7 +4,7 @@
 //! emulator's request handler around routing (`mod.rs`).
 //!
 //! A stall hits a *fraction* of the requests of each kind, spread evenly (the n-th request of a
-//! kind stalls when ⌊n·rate⌋ grows), so a retry right after a stalled request is not stalled
+//! kind stalls when ⌈n·rate⌉ grows: the first one, then every 1/rate-th), so a retry right after a stalled request is not stalled
 //! again unless other requests of that kind came in between, and a run is reproducible. The
 //! phase says where: `head` holds the request before it is handled (a PUT's body is not read;
 //! nothing is answered), `body` handles it and then stops the answer after part of its body
@@ -184,7 +184,7 @@ impl FieldFaultState {
         let n = self.seen.entry(key).or_insert(0);
         *n += 1;
         let (before, after) = ((*n - 1) as f64 * rate, *n as f64 * rate);
-        after.floor() > before.floor()
+        after.ceil() > before.ceil()
     }
 
     /// A random number in `0..n` (`0` when `n` is 0), from the seeded generator.
@@ -291,7 +291,10 @@ mod tests {
         let hits: Vec<bool> = (0..20).map(|_| st.spread("list_children", 0.2)).collect();
         assert_eq!(hits.iter().filter(|h| **h).count(), 4);
         assert!(hits.windows(2).all(|w| !(w[0] && w[1])), "{hits:?}");
-        assert!(hits[4] && hits[9], "every fifth: {hits:?}");
+        assert!(
+            hits[0] && hits[5] && hits[10],
+            "the first, then every fifth: {hits:?}"
+        );
         // Kinds count separately; rate 0 never, rate 1 always.
         assert!(!st.spread("token", 0.0));
         assert!((0..5).all(|_| st.spread("token", 1.0)));

@@ -16,7 +16,8 @@
 //! a lost answer to a write costs more; bodies are read with reqwest's per-read timeout (an
 //! idle timeout: it starts afresh at every read) plus the whole-request deadline
 //! (`idle::BoundedReader`). Fragment PUTs go through [`Http::put_watched`] (`transfer.rs`):
-//! idle while sending, a longer answer wait after the last byte.
+//! idle while sending, the idle timeout again for an answer, and for the file's last
+//! fragment (its commit) twice that plus a minute per GiB ([`Timeouts::commit_wait`]).
 //!
 //! Rate-limit headers: every answer's `RateLimit-Limit` / `RateLimit-Remaining` /
 //! `RateLimit-Reset` (SharePoint sends them once 80 % of a budget is used) are recorded in the
@@ -73,12 +74,13 @@ impl Timeouts {
         }
     }
 
-    /// How long a final fragment's answer may take after its last byte: the idle timeout plus
-    /// a minute per GiB of the file (SharePoint assembles the file before it answers; entry
-    /// 12), within the transfer timeout.
+    /// How long a final fragment's answer may take after its last byte: twice the idle
+    /// timeout plus a minute per GiB of the file (SharePoint assembles the file before it
+    /// answers; entry 12 — a 40 s commit of a small file is reported), within the transfer
+    /// timeout.
     pub fn commit_wait(&self, file_size: u64) -> Duration {
         let per_gib = Duration::from_secs(60).mul_f64(file_size as f64 / (1u64 << 30) as f64);
-        (self.idle + per_gib).min(self.transfer)
+        (self.idle * 2 + per_gib).min(self.transfer)
     }
 }
 
@@ -359,6 +361,22 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8], context: &str) -> Result<T,
 mod tests {
     use super::*;
     use reqwest::header::{HeaderMap, HeaderValue};
+
+    #[test]
+    fn timeouts_derive_from_idle() {
+        let s = Duration::from_secs;
+        let t = Timeouts::new(s(60), s(600), s(15), s(30));
+        assert_eq!((t.idle, t.answer, t.connect), (s(30), s(10), s(15)));
+        let small = t.commit_wait(1 << 20);
+        assert!(small > s(60) && small < s(61), "{small:?}");
+        assert_eq!(
+            t.commit_wait(10 << 30),
+            s(600),
+            "within the transfer timeout"
+        );
+        let short = Timeouts::new(s(60), s(600), s(15), s(6));
+        assert_eq!((short.answer, short.connect), (s(2), s(6)));
+    }
 
     #[test]
     fn rate_limit_headers_parse_only_when_complete() {
