@@ -86,6 +86,9 @@ pub struct FileConfig {
     pub ca_file: Option<PathBuf>,
     /// Seconds start-up keeps retrying throttling, 5xx and network errors (default 120).
     pub startup_timeout: Option<u64>,
+    /// Seconds a transfer may move no byte before it is abandoned and resumed (default 30);
+    /// metadata reads must start answering within a third of it.
+    pub idle_timeout: Option<u64>,
     /// Directory of the device-code token cache (default `$XDG_STATE_HOME/shareuplift`).
     pub state_dir: Option<PathBuf>,
     // --- shared mounts (see `crate::ownership`) ---
@@ -164,6 +167,8 @@ pub struct MountConfig {
     pub certificate_key_file: Option<PathBuf>,
     pub ca_file: Option<PathBuf>,
     pub startup_timeout: Duration,
+    /// No byte moved for this long: the request is abandoned (and retried or resumed).
+    pub idle_timeout: Duration,
     pub state_dir: Option<PathBuf>,
     /// uid, gid, umask, file_mode, dir_mode.
     pub ownership: crate::ownership::Ownership,
@@ -246,6 +251,7 @@ impl FileConfig {
             certificate_key_file,
             ca_file,
             startup_timeout,
+            idle_timeout,
             state_dir,
             uid,
             gid,
@@ -398,6 +404,14 @@ impl MountConfig {
         )
         .map_err(ConfigError)?;
         let startup_timeout = Duration::from_secs(file.startup_timeout.unwrap_or(120));
+        let idle_timeout = match file.idle_timeout.unwrap_or(30) {
+            n @ 1..=3600 => Duration::from_secs(n),
+            n => {
+                return Err(ConfigError(format!(
+                    "idle_timeout = {n} must be between 1 and 3600 seconds"
+                )))
+            }
+        };
 
         let chunk_size = match file.chunk_size {
             None => DEFAULT_CHUNK,
@@ -498,6 +512,7 @@ impl MountConfig {
             certificate_key_file: file.certificate_key_file,
             ca_file: file.ca_file,
             startup_timeout,
+            idle_timeout,
             state_dir: file.state_dir,
             ownership,
         })

@@ -93,6 +93,7 @@ pub fn graph_config(cfg: &MountConfig) -> GraphConfig {
         folder_url: cfg.folder_url.clone(),
         timeout: std::time::Duration::from_secs(60),
         startup_timeout: cfg.startup_timeout,
+        idle_timeout: cfg.idle_timeout,
     }
 }
 

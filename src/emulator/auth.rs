@@ -23,6 +23,15 @@
 //! options, the signature verifies with its key, `aud` is this token endpoint (compared by
 //! path, so a TLS front or proxy in between does not matter), `iss` = `sub` = client id, `exp`
 //! not passed. The sign-in state is a leaf lock (`EmulatorState::signin`).
+//!
+//! Conditional Access (field-reference entry 24, field knob `token_refusal`): while set, every
+//! token request (all grants, device-code polls included) is refused with that AADSTS code in
+//! Azure AD's body shape — 400 `invalid_grant`, `error_description` "AADSTSnnnnn: …",
+//! `error_codes` [nnnnn], plus `suberror` where Azure AD sends one: 53003 blocked by policy,
+//! 50076 MFA required, 50079 MFA registration required, 70043 refresh token expired by a
+//! sign-in frequency policy, 700082 refresh token expired by inactivity. The field knob
+//! `graph_refuses_tokens` makes Graph (and `/me`) answer 401 to valid tokens
+//! (`read_faults.rs`).
 
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
@@ -45,6 +54,62 @@ fn aad_error(status: u16, error: &str, code: u32, description: &str) -> Response
             "timestamp": super::store::fmt_time(super::store::now_secs()),
         }),
     )
+}
+
+/// Entry 24: `(error, suberror, description)` of a Conditional Access / token-lifetime
+/// refusal Azure AD answers with this AADSTS code; `None` for codes the knob does not know.
+pub fn policy_refusal(code: u32) -> Option<(&'static str, Option<&'static str>, &'static str)> {
+    Some(match code {
+        53003 => (
+            "invalid_grant",
+            Some("message_only"),
+            "Access has been blocked by Conditional Access policies. The access policy does \
+             not allow token issuance.",
+        ),
+        50076 => (
+            "invalid_grant",
+            Some("basic_action"),
+            "Due to a configuration change made by your administrator, or because you moved \
+             to a new location, you must use multi-factor authentication to access \
+             '00000003-0000-0000-c000-000000000000'.",
+        ),
+        50079 => (
+            "invalid_grant",
+            Some("basic_action"),
+            "Due to a configuration change made by your administrator, or because you moved \
+             to a new location, you must enroll in multi-factor authentication to access \
+             '00000003-0000-0000-c000-000000000000'.",
+        ),
+        70043 => (
+            "invalid_grant",
+            Some("bad_token"),
+            "The refresh token has expired or is invalid due to sign-in frequency checks by \
+             conditional access. The token was issued on 2025-01-01T00:00:00Z and the maximum \
+             allowed lifetime for this request is 3600.",
+        ),
+        700082 => (
+            "invalid_grant",
+            Some("bad_token"),
+            "The refresh token has expired due to inactivity. The token was issued on \
+             2025-01-01T00:00:00Z and was inactive for 90.00:00:00.",
+        ),
+        _ => return None,
+    })
+}
+
+/// The knob's refusal, if one is set.
+fn refused_by_policy(shared: &EmulatorState) -> Option<Response> {
+    let code = shared.field().token_refusal?;
+    let (error, suberror, description) = policy_refusal(code)?;
+    shared.stat(|s| s.read_faults.token_refusals += 1);
+    let mut r = aad_error(400, error, code, description);
+    if let (Some(sub), super::http::Body::Bytes(b)) = (suberror, &mut r.body) {
+        if let Ok(mut v) = serde_json::from_slice::<Value>(b) {
+            v["suberror"] = json!(sub);
+            *b = v.to_string().into_bytes();
+        }
+    }
+    Some(r)
 }
 
 /// Device-code knobs (`POST /_admin/device_code`).
@@ -265,6 +330,9 @@ fn device_code(shared: &EmulatorState, get: &Get<'_>) -> Result<Response, Respon
 /// `POST …/token`: every grant.
 fn token(shared: &EmulatorState, req: &Request, get: &Get<'_>) -> Result<Response, Response> {
     let info = &shared.info;
+    if let Some(r) = refused_by_policy(shared) {
+        return Err(r);
+    }
     let Some(grant) = get("grant_type") else {
         return Err(aad_error(
             400,
@@ -519,6 +587,9 @@ pub fn handle_me(shared: &EmulatorState, req: &Request) -> Reply {
             "Access token is empty or invalid.",
         );
     };
+    if let Some(r) = super::read_faults::graph_refusal(shared) {
+        return Reply::Respond(r);
+    }
     if lock(&shared.signin).app_tokens.contains(t) {
         return err(
             400,

@@ -60,9 +60,22 @@
 //!   "checkin_refused": false,     // 21: check-in answers 400 (required properties missing)
 //!   "validation_pattern": null,   // 22: names matching (`*` wildcards) fail at commit: 500
 //!                                 //     "List data validation failed."
-//!   "locked_shape": "resource_locked" } // 23: resource_locked (423), access_denied (423,
+//!   "locked_shape": "resource_locked", // 23: resource_locked (423), access_denied (423,
 //!                                 //     code accessDenied), conflict (409, inner
 //!                                 //     resourceLocked), forbidden (403, inner resourceLocked)
+//!   "stall_rate": 0.0,            // entry 20: fraction of the requests of each kind that stall
+//!   "stall_kinds": [],            //   kinds (`by_kind` names) that stall; [] = every kind
+//!   "stall_secs": null,           //   how long; null = until the client gives up
+//!   "stall_phase": "mixed",       //   "head" | "body" | "mixed" (`stall.rs`)
+//!   "download_html_rate": 0.0,    // entry 18: fraction of downloads answered 200 text/html
+//!   "download_html_name": null,   //   a file name whose downloads always get the HTML page
+//!   "download_cut_rate": 0.0,     // fraction of downloads cut after a random part of the body
+//!   "download_ignore_range": false, // entry 18: Range ignored, 200 with the whole file
+//!   "children_next_link_to_root": false, // entry 19: page 1's nextLink → the root's children
+//!   "children_page_max": null,    //   children pages hold at most this many, whatever $top
+//!   "token_refusal": null,        // entry 24: refuse every grant with AADSTS 53003, 50076,
+//!                                 //   50079, 70043 or 700082 (`auth.rs`)
+//!   "graph_refuses_tokens": false } // entry 24: Graph answers 401 to valid tokens
 //! ```
 //! Latency is a sleep on the connection's own thread before the request is handled; the server
 //! runs one thread per connection, so N concurrent requests still complete N per latency
@@ -171,6 +184,34 @@ pub struct FieldConfig {
     pub validation_pattern: Option<String>,
     /// Entry 23: the body shape of `locked_name`'s refusals.
     pub locked_shape: super::field_faults::LockedShape,
+    /// Entry 20: the fraction of the requests of each kind in `stall_kinds` that stall
+    /// (`stall.rs`).
+    pub stall_rate: f64,
+    /// Entry 20: the kinds that stall (`by_kind` names); empty = every kind.
+    pub stall_kinds: Vec<String>,
+    /// Entry 20: how long a stall lasts; `None` = until the client closes.
+    pub stall_secs: Option<u64>,
+    /// Entry 20: `head`, `body` or `mixed` (`stall.rs`).
+    pub stall_phase: String,
+    /// Entry 18: the fraction of downloads answered 200 with an HTML error page
+    /// (`read_faults.rs`).
+    pub download_html_rate: f64,
+    /// Entry 18: a file name (any folder, case-insensitive) whose downloads always get it.
+    pub download_html_name: Option<String>,
+    /// Entry 18 (a download cut mid-body): the fraction of downloads whose connection is reset
+    /// after a random part of the body.
+    pub download_cut_rate: f64,
+    /// Entry 18: downloads ignore `Range` and answer 200 with the whole file.
+    pub download_ignore_range: bool,
+    /// Entry 19: the first page of a folder's children (not the root's) carries an
+    /// `@odata.nextLink` to the drive root's children.
+    pub children_next_link_to_root: bool,
+    /// Entry 19: children pages carry at most this many items, whatever `$top` asks.
+    pub children_page_max: Option<usize>,
+    /// Entry 24: the token endpoint refuses every grant with this AADSTS code (`auth.rs`).
+    pub token_refusal: Option<u32>,
+    /// Entry 24: Graph answers 401 to valid access tokens (a location policy).
+    pub graph_refuses_tokens: bool,
 }
 
 impl Default for FieldConfig {
@@ -214,6 +255,18 @@ impl Default for FieldConfig {
             checkin_refused: false,
             validation_pattern: None,
             locked_shape: super::field_faults::LockedShape::ResourceLocked,
+            stall_rate: 0.0,
+            stall_kinds: Vec::new(),
+            stall_secs: None,
+            stall_phase: "mixed".into(),
+            download_html_rate: 0.0,
+            download_html_name: None,
+            download_cut_rate: 0.0,
+            download_ignore_range: false,
+            children_next_link_to_root: false,
+            children_page_max: None,
+            token_refusal: None,
+            graph_refuses_tokens: false,
         }
     }
 }
@@ -278,6 +331,7 @@ impl FieldConfig {
             return Err("delta_disabled_status must be an HTTP error status".into());
         }
         super::field_faults::validate(&cfg)?;
+        super::stall::validate(&cfg)?;
         Ok(cfg)
     }
 
@@ -309,6 +363,8 @@ pub struct FieldState {
     locked_until: Option<Instant>,
     /// What the upload and library faults remember between requests (`field_faults`).
     pub faults: super::field_faults::FaultRuntime,
+    /// Run-time state of the stall and read-side knobs (`stall.rs`).
+    pub faults_state: super::stall::FieldFaultState,
 }
 
 impl FieldState {
@@ -320,6 +376,7 @@ impl FieldState {
             retry_sent: None,
             locked_until: None,
             faults: Default::default(),
+            faults_state: Default::default(),
         };
         s.replace(config);
         s

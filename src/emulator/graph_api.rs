@@ -213,7 +213,11 @@ pub fn handle_graph(shared: &EmulatorState, req: &Request, body: &mut BodyReader
         }
         _ => {}
     }
-    if !bearer(req).is_some_and(|t| shared.token_valid(t)) {
+    if bearer(req).is_some_and(|t| shared.token_valid(t)) {
+        if let Some(r) = super::read_faults::graph_refusal(shared) {
+            return Reply::Respond(r);
+        }
+    } else {
         shared.stat(|s| s.auth_failures += 1);
         return Reply::Respond(
             ApiError::new(
@@ -480,6 +484,7 @@ fn list_children(
             .ok_or_else(|| ApiError::bad_request("Invalid $top."))?
             .min(MAX_PAGE_SIZE),
     };
+    let top = super::read_faults::page_size(shared, top);
     let skip = match q("$skiptoken") {
         None => 0,
         Some(t) => t
@@ -500,12 +505,16 @@ fn list_children(
         .collect();
     let mut v = json!({ "value": page });
     if skip + top < all.len() {
-        v["@odata.nextLink"] = json!(format!(
+        let root = folder.parent_id.is_none();
+        v["@odata.nextLink"] = json!(super::read_faults::next_link_to_root(
+            shared, drive, root, skip, top
+        )
+        .unwrap_or_else(|| format!(
             "{}{}?$top={top}&$skiptoken={}",
             shared.base_url,
             req.path,
             skip + top
-        ));
+        )));
     }
     Ok(Reply::Respond(Response::json(200, &v)))
 }
@@ -748,19 +757,23 @@ pub fn handle_download(shared: &EmulatorState, req: &Request) -> Reply {
         }
         _ => {}
     }
-    let (path, size) = {
+    let (path, size, name) = {
         let store = lock(&shared.store);
         match store.get(&item_id) {
-            Some(it) if !it.folder => (store.blob_path(&it.id), it.size),
+            Some(it) if !it.folder => (store.blob_path(&it.id), it.size, it.name.clone()),
             _ => return Reply::Respond(not_found().to_response()),
         }
     };
+    if let Some(page) = super::read_faults::html_page(shared, &name) {
+        return Reply::Respond(page);
+    }
     let mut file = match File::open(&path) {
         Ok(f) => f,
         Err(_) => return Reply::Respond(not_found().to_response()),
     };
     shared.stat(|s| s.downloads += 1);
-    let range = match req.header("range") {
+    let asked = req.header("range");
+    let range = match asked.filter(|_| !super::read_faults::ignore_range(shared, asked.is_some())) {
         None => None,
         Some(v) => match parse_range(v, size) {
             Ok(r) => r,
@@ -798,6 +811,8 @@ pub fn handle_download(shared: &EmulatorState, req: &Request) -> Reply {
     resp.headers
         .push(("Content-Type".into(), "application/octet-stream".into()));
     resp.headers.push(("Accept-Ranges".into(), "bytes".into()));
+    let len = range.map_or(size, |(_, len)| len);
+    super::read_faults::maybe_cut(shared, &mut resp, len);
     Reply::Respond(resp)
 }
 

@@ -9,6 +9,13 @@
 //! the response (so clients that send whole bodies before reading still see the answer),
 //! unless it is larger than [`DRAIN_MAX`] or the handler asked to close, in which case the
 //! response carries `Connection: close` and the rest is never read. Listens on whatever listener it is given (the emulator binds 127.0.0.1).
+//!
+//! Stalls and cuts (field knobs, `stall.rs`, `read_faults.rs`): a handler can hold a request
+//! without reading its body ([`BodyReader::hold`]), and a response can carry an
+//! [`Interrupt`]: silence before the status line or after part of the body, for a while or
+//! until the client gives up (closes), optionally followed by a reset instead of the rest.
+//! Holding watches the socket with `poll(POLLRDHUP)`, so it ends the moment the client closes
+//! and never reads the client's bytes; no hold lasts longer than [`MAX_HOLD`].
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -25,6 +32,8 @@ const MAX_HEADER_LINE: u64 = 16 * 1024;
 const MAX_HEADERS: usize = 100;
 const IDLE_TIMEOUT: Duration = Duration::from_secs(120);
 const BODY_TIMEOUT: Duration = Duration::from_secs(60);
+/// Longest a stall holds a connection ("forever" = until the client closes, or this).
+pub const MAX_HOLD: Duration = Duration::from_secs(15 * 60);
 
 /// A parsed request head.
 #[derive(Debug, Clone)]
@@ -68,6 +77,67 @@ pub struct Response {
     pub headers: Vec<(String, String)>,
     pub body: Body,
     pub close: bool,
+    /// Silence (and perhaps a reset) somewhere in this response (field knobs).
+    pub interrupt: Option<Interrupt>,
+}
+
+/// Where a response stops, for how long, and whether it then resets instead of finishing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Interrupt {
+    /// Body bytes sent before the silence; `None`: nothing, not even the status line.
+    pub after: Option<u64>,
+    /// How long the silence lasts; `None`: until the client closes (at most [`MAX_HOLD`]).
+    pub hold: Option<Duration>,
+    /// Reset the connection after the silence instead of sending the rest.
+    pub cut: bool,
+}
+
+/// How a hold ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Held {
+    /// The time was up and the client is still there.
+    Elapsed,
+    /// The client closed (or reset) the connection.
+    Closed,
+}
+
+/// Stay silent on `stream` for `hold` (`None`: until the client closes, at most
+/// [`MAX_HOLD`]), watching for the client closing without reading anything it sent.
+pub fn hold(stream: &TcpStream, hold: Option<Duration>) -> Held {
+    let limit = hold.unwrap_or(MAX_HOLD).min(MAX_HOLD);
+    let end = Instant::now() + limit;
+    loop {
+        let now = Instant::now();
+        if now >= end {
+            return Held::Elapsed;
+        }
+        let wait = (end - now).min(Duration::from_millis(200));
+        if peer_closed(stream, wait) {
+            return Held::Closed;
+        }
+    }
+}
+
+/// Whether the peer closed or reset `stream`, waiting up to `wait` for it.
+fn peer_closed(stream: &TcpStream, wait: Duration) -> bool {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::io::AsRawFd;
+        let mut fds = libc::pollfd {
+            fd: stream.as_raw_fd(),
+            events: libc::POLLRDHUP,
+            revents: 0,
+        };
+        // SAFETY: poll on one valid pollfd for the lifetime of the call.
+        let n = unsafe { libc::poll(&mut fds, 1, wait.as_millis() as libc::c_int) };
+        n > 0 && fds.revents & (libc::POLLRDHUP | libc::POLLHUP | libc::POLLERR) != 0
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = stream;
+        std::thread::sleep(wait);
+        false
+    }
 }
 
 impl Response {
@@ -77,6 +147,7 @@ impl Response {
             headers: Vec::new(),
             body: Body::Bytes(Vec::new()),
             close: false,
+            interrupt: None,
         }
     }
 
@@ -168,6 +239,11 @@ impl BodyReader<'_> {
     /// Body bytes read by the handler so far.
     pub fn read_total(&self) -> u64 {
         self.read_total
+    }
+
+    /// Hold the request without reading its body (a stall): see [`hold`].
+    pub fn hold(&self, d: Option<Duration>) -> Held {
+        hold(self.inner.get_ref(), d)
     }
 
     /// Read the whole (small) body; refuses bodies over `max`.
@@ -556,29 +632,71 @@ fn write_response(
         head.push_str("Connection: close\r\n");
     }
     head.push_str("\r\n");
+    let interrupt = resp.interrupt;
+    let closed = || io::Error::new(io::ErrorKind::ConnectionAborted, "client gave up");
+    // Silence before the status line.
+    if let Some(i) = interrupt.filter(|i| i.after.is_none()) {
+        if hold(w, i.hold) == Held::Closed {
+            return Err(closed());
+        }
+        if i.cut {
+            reset(w);
+            return Err(closed());
+        }
+    }
+    // Silence after `pause_at` body bytes (never when the body is empty or not sent).
+    let pause_at = interrupt
+        .and_then(|i| i.after)
+        .filter(|_| !head_only)
+        .map(|a| a.min(len));
     let mut out = io::BufWriter::with_capacity(64 * 1024, &mut *w);
     out.write_all(head.as_bytes())?;
-    if !head_only {
-        match resp.body {
-            Body::Bytes(b) => out.write_all(&b)?,
-            Body::File(f, n) => {
-                let mut src = f.take(n);
-                let mut buf = vec![0u8; limiter.chunk()];
-                let mut sent = 0u64;
-                while sent < n {
-                    let k = src.read(&mut buf)?;
-                    if k == 0 {
-                        return Err(io::Error::new(
-                            io::ErrorKind::UnexpectedEof,
-                            "file shorter than announced",
-                        ));
-                    }
-                    out.write_all(&buf[..k])?;
-                    limiter.consume(k);
-                    sent += k as u64;
+    if head_only {
+        return out.flush();
+    }
+    // Only file bodies (downloads) are paced by the bandwidth limit, as before.
+    let (mut src, paced): (Box<dyn Read>, bool) = match resp.body {
+        Body::Bytes(b) => (Box::new(io::Cursor::new(b)), false),
+        Body::File(f, n) => (Box::new(f.take(n)), true),
+    };
+    let mut buf = vec![0u8; if paced { limiter.chunk() } else { 64 * 1024 }];
+    let mut sent = 0u64;
+    let mut paused = false;
+    loop {
+        if let (Some(at), Some(i), false) = (pause_at, interrupt, paused) {
+            if sent == at {
+                paused = true;
+                out.flush()?;
+                let stream = out.get_ref();
+                if hold(stream, i.hold) == Held::Closed {
+                    return Err(closed());
+                }
+                if i.cut {
+                    reset(stream);
+                    return Err(closed());
                 }
             }
         }
+        if sent == len {
+            break;
+        }
+        let mut want = buf.len() as u64;
+        if let (Some(at), false) = (pause_at, paused) {
+            want = want.min(at - sent).max(1);
+        }
+        let want = want.min(len - sent) as usize;
+        let k = src.read(&mut buf[..want])?;
+        if k == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "file shorter than announced",
+            ));
+        }
+        out.write_all(&buf[..k])?;
+        if paced {
+            limiter.consume(k);
+        }
+        sent += k as u64;
     }
     out.flush()
 }

@@ -32,7 +32,9 @@ pub mod graph_api;
 pub mod http;
 pub mod profile;
 pub mod quickxor_ref;
+pub mod read_faults;
 pub mod shares;
+pub mod stall;
 pub mod state;
 pub mod store;
 pub mod tls;
@@ -175,7 +177,13 @@ impl Handler for App {
                 }
             }
         }
+        // Entry 20: a stall before handling (the client may give up meanwhile), or after it.
+        let stall = stall::decide(shared, req);
+        if let Some(r) = stall::before(shared, stall, body) {
+            return r;
+        }
         let reply = self.route(req, body);
+        let reply = stall::after(shared, stall, req, reply);
         let reply = match reply {
             Reply::Respond(mut r) => {
                 r.headers.extend(rate_headers);

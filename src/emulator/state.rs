@@ -69,6 +69,8 @@ pub struct Stats {
     pub tenants_seen: Vec<String>,
     /// Answers shaped by the upload and library fault knobs (`field_faults`), by kind.
     pub field_faults: std::collections::BTreeMap<String, u64>,
+    /// Stalls, HTML pages, cut downloads and sign-in refusals of the field knobs (`stall.rs`).
+    pub read_faults: super::stall::FieldFaultCounts,
 }
 
 /// A protocol rule broken by a client, or a notable but legal event.

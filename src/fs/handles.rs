@@ -352,9 +352,13 @@ impl Fs {
         while off < size {
             let len = FETCH_BLOCK.min(size - off);
             let data = self.remote().read_range(path, off, len)?;
-            if data.is_empty() {
+            // Short of the known size: a wrong answer, never file data (entry 18).
+            if (data.len() as u64) < len {
                 return Err(FsError::Remote(crate::remote::RemoteError::Protocol(
-                    "download ended early".into(),
+                    format!(
+                        "download of {path} ended early: {} of the {len} bytes at {off}",
+                        data.len()
+                    ),
                 )));
             }
             file.write_all_at(&data, off)?;
@@ -393,6 +397,17 @@ impl Fs {
                 if !in_window {
                     let len = READ_WINDOW.max(want).min(total - offset);
                     let data = self.remote().read_range(path, offset, len)?;
+                    // The file is `total` bytes: fewer here is a wrong answer (or a file that
+                    // changed meanwhile), never the end of the file (entry 18).
+                    if (data.len() as u64) < len {
+                        return Err(FsError::Remote(crate::remote::RemoteError::Protocol(
+                            format!(
+                                "read {path}: the server sent {} of the {len} bytes at {offset} \
+                                 of a {total}-byte file",
+                                data.len()
+                            ),
+                        )));
+                    }
                     *w = (offset, data);
                 }
                 let (wstart, ref buf) = *w;

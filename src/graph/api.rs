@@ -1,6 +1,9 @@
 //! Authorized Graph calls: adds `Authorization: Bearer` to requests for the Graph API (and
 //! only those), and on a 401 drops the token, fetches a new one and retries exactly once.
 //!
+//! A second 401 (to a token issued a moment ago) is a policy refusal, not an expiry: the
+//! token provider blocks sign-in and says what to do (field-reference entry 24, `policy`).
+//!
 //! Requests are described by a closure that rebuilds the request, because a sent request
 //! cannot be replayed. Upload URLs and download URLs never go through here: they carry their
 //! own credentials and must not receive the bearer token (reference §2). As a guard, a URL
@@ -72,11 +75,13 @@ impl GraphApi {
             );
             let resp = self.http.send(req, log_form(url))?;
             if resp.status().as_u16() != 401 {
+                self.auth.graph_accepted();
                 return Ok(resp);
             }
             self.auth.invalidate(&token);
             if retried {
-                return Err(error_from_response(resp, context));
+                // A token issued a moment ago refused too: a policy (entry 24), not expiry.
+                return Err(self.auth.graph_refused(&error_from_response(resp, context)));
             }
             log::debug!("{context}: 401 from Graph, refreshing the access token and retrying once");
             retried = true;

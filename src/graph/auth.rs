@@ -20,6 +20,14 @@
 //! *dead*: it answers `Auth("sign-in needed: …")` without asking the network until the cache
 //! file's mtime or inode changes (`shareuplift login` wrote a new one), which [`sign_in_needed`]
 //! notices; the upload queue pauses meanwhile instead of failing jobs.
+//!
+//! Conditional Access and token lifetimes (field-reference entry 24, `policy`): a refusal
+//! with AADSTS53003/50076/50079/70043/700082 — or Graph answering 401 to a token it was just
+//! given (`api` reports it here) — becomes one line saying what the user must do, logged once,
+//! shown in `.status` through [`TokenProvider::sign_in_needed`], and a block: no token request
+//! goes out until a new `shareuplift login` (device code) or the block's interval (5 min,
+//! doubling to 30) has passed, then one. Any sign-in method pauses the queue meanwhile
+//! ([`TokenProvider::auth_pauses`]) instead of failing jobs. `blocks` is a leaf lock.
 
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
@@ -32,6 +40,7 @@ use super::cloud::{choose_auth, tenant_or_default, AuthMethod, KeysSet};
 use super::error::{scrub, transport_error};
 use super::http::{error_from_response, read_body_limited, Http};
 use super::paths::encode_segment;
+use super::policy::{self, Blocks, Flow, Source};
 use super::GraphConfig;
 use crate::redact::Secret;
 use crate::remote::RemoteError;
@@ -125,6 +134,9 @@ pub struct TokenProvider {
     credentials: Credentials,
     cache: Mutex<Option<CachedToken>>,
     refresh: Mutex<()>,
+    /// Policy refusals (entry 24) and, for a device-code sign-in, the token cache's stamp when
+    /// the block began (a new `login` lifts it).
+    blocks: Mutex<(Blocks, Option<(SystemTime, u64)>)>,
 }
 
 /// Whether a token obtained at `obtained` with `lifetime` should be refreshed at `now`.
@@ -235,11 +247,83 @@ impl TokenProvider {
             credentials,
             cache: Mutex::new(None),
             refresh: Mutex::new(()),
+            blocks: Mutex::default(),
         })
     }
 
-    /// A valid access token, from the cache or freshly requested.
+    /// How this provider signs in, for advice in messages.
+    fn flow(&self) -> Flow {
+        match self.credentials {
+            Credentials::DeviceCode(_) => Flow::DeviceCode,
+            Credentials::Password { .. } => Flow::Password,
+            _ => Flow::App,
+        }
+    }
+
+    /// The policy block's line while no attempt may be made (a new device-code sign-in
+    /// lifts it). No network I/O.
+    fn blocked(&self) -> Option<String> {
+        let mut b = lock(&self.blocks);
+        let line = b.0.active(Instant::now())?.to_string();
+        if let Credentials::DeviceCode(d) = &self.credentials {
+            let now = d.cache.stamp();
+            if now.is_some() && now != b.1 {
+                log::info!(
+                    "token cache {} changed: signing in again",
+                    d.cache.path().display()
+                );
+                b.0.lift();
+                return None;
+            }
+        }
+        Some(line)
+    }
+
+    /// Remember a policy refusal: block, log the line once; the error to return.
+    fn block(&self, line: String, source: Source) -> RemoteError {
+        let stamp = match &self.credentials {
+            Credentials::DeviceCode(d) => d.cache.stamp(),
+            _ => None,
+        };
+        let mut b = lock(&self.blocks);
+        if b.0.refused(line.clone(), source, Instant::now()) {
+            log::warn!("{line}");
+        } else {
+            log::debug!("still refused: {line}");
+        }
+        b.1 = stamp;
+        RemoteError::Auth(line)
+    }
+
+    /// A token refusal's line and block, when it is a policy refusal (entry 24).
+    fn policy_refusal(&self, text: &str) -> Option<RemoteError> {
+        let line = policy::describe(policy::aadsts_code(text)?, self.flow())?;
+        Some(self.block(line, Source::TokenEndpoint))
+    }
+
+    /// Graph answered 401 to a token just issued (`err`): block as a policy refusal.
+    pub fn graph_refused(&self, err: &RemoteError) -> RemoteError {
+        let detail = match err {
+            RemoteError::Unauthorized(m) => format!("401 {m}"),
+            other => other.to_string(),
+        };
+        self.block(policy::describe_graph_refusal(&detail), Source::Graph)
+    }
+
+    /// Graph answered something other than 401: lifts a Graph refusal. Cheap.
+    pub fn graph_accepted(&self) {
+        let mut b = lock(&self.blocks);
+        if b.0.any() {
+            b.0.succeeded(Source::Graph);
+        }
+    }
+
+    /// A valid access token, from the cache or freshly requested; while a policy refusal
+    /// blocks sign-in, its line, without network I/O.
     pub fn token(&self) -> Result<Secret, RemoteError> {
+        if let Some(line) = self.blocked() {
+            return Err(RemoteError::Auth(line));
+        }
         if let Some(t) = self.cached(Instant::now()) {
             return Ok(t);
         }
@@ -250,6 +334,7 @@ impl TokenProvider {
         }
         let obtained = Instant::now();
         let (token, lifetime) = self.request_token()?;
+        lock(&self.blocks).0.succeeded(Source::TokenEndpoint);
         *lock(&self.cache) = Some(CachedToken {
             token: token.clone(),
             obtained,
@@ -276,6 +361,9 @@ impl TokenProvider {
     /// missing and no new `login` has happened since (the cache file's mtime is unchanged).
     /// Cheap (one stat), no network I/O.
     pub fn sign_in_needed(&self) -> Option<String> {
+        if let Some(line) = self.blocked() {
+            return Some(line);
+        }
         let Credentials::DeviceCode(d) = &self.credentials else {
             return None;
         };
@@ -296,7 +384,7 @@ impl TokenProvider {
     /// Whether a refused sign-in pauses the upload queue (it can be fixed without restarting
     /// the mount: `shareuplift login`) rather than failing jobs.
     pub fn auth_pauses(&self) -> bool {
-        matches!(self.credentials, Credentials::DeviceCode(_))
+        matches!(self.credentials, Credentials::DeviceCode(_)) || lock(&self.blocks).0.any()
     }
 
     /// The account or app this provider acts as, for messages (no secret).
@@ -352,6 +440,15 @@ impl TokenProvider {
         let v = match self.post_token_form(&form, &[saved.refresh_token.expose()]) {
             Ok(v) => v,
             Err(TokenFailure::Refused(text)) => {
+                let code = policy::aadsts_code(&text);
+                if let Some(e) = self.policy_refusal(&text) {
+                    // An expired refresh token stays dead until `login`; a policy block may
+                    // lift by itself, so the saved sign-in is kept.
+                    if matches!(code, Some(70043 | 700082)) {
+                        self.mark_dead(d);
+                    }
+                    return Err(e);
+                }
                 self.mark_dead(d);
                 log::warn!("the saved sign-in was refused ({text}): {SIGN_IN_NEEDED}");
                 return Err(RemoteError::Auth(format!(
@@ -432,20 +529,27 @@ impl TokenProvider {
         };
         match self.post_token_form(&form, &secrets) {
             Ok(v) => access_token(&v),
-            Err(TokenFailure::Refused(text)) => Err(RemoteError::Auth(match &self.credentials {
-                Credentials::Certificate { cert, .. } if text.contains("AADSTS700027") => format!(
-                    "certificate not registered for this app: {} (x5t#S256 {}) — upload it to \
-                     the app registration's Certificates & secrets ({text})",
-                    cert.file().display(),
-                    cert.thumbprint_s256()
-                ),
-                Credentials::Certificate { cert, .. } => {
-                    format!("certificate {}: {text}", cert.file().display())
-                }
-                _ => text,
-            })),
+            Err(TokenFailure::Refused(text)) => Err(self
+                .policy_refusal(&text)
+                .unwrap_or_else(|| self.refused(text))),
             Err(TokenFailure::Other(e)) => Err(e),
         }
+    }
+
+    /// A refusal of the configured credentials, explained.
+    fn refused(&self, text: String) -> RemoteError {
+        RemoteError::Auth(match &self.credentials {
+            Credentials::Certificate { cert, .. } if text.contains("AADSTS700027") => format!(
+                "certificate not registered for this app: {} (x5t#S256 {}) — upload it to \
+                     the app registration's Certificates & secrets ({text})",
+                cert.file().display(),
+                cert.thumbprint_s256()
+            ),
+            Credentials::Certificate { cert, .. } => {
+                format!("certificate {}: {text}", cert.file().display())
+            }
+            _ => text,
+        })
     }
 }
 

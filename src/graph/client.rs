@@ -9,22 +9,20 @@
 //! redacted. Rename, delete and set_mtime address items by id (resolved with a stat) as in
 //! reference §6; everything else addresses by path.
 
-use std::io::{self, Read};
 use std::time::{Duration, SystemTime};
 
-use reqwest::blocking::Response;
-use reqwest::header::{CONTENT_RANGE, CONTENT_TYPE, IF_MATCH, LOCATION, RANGE};
+use reqwest::header::{CONTENT_RANGE, CONTENT_TYPE, IF_MATCH};
 use reqwest::Method;
 use serde_json::Value;
 
 use super::api::GraphApi;
 use super::auth::{TokenProvider, SIGN_IN_NEEDED};
-use super::http::{error_from_response, read_json, Http};
+use super::http::{error_from_parts, error_from_response, parse_json, read_json, Http};
 use super::paths::{drive_item_id_url, drive_item_url, split_rel};
 use super::resolve::{resolve, sign_in, ConnectError};
 use super::wire::{
-    format_time, parse_ranges, parse_time, ChildrenPage, CreateSessionBody, CreateSessionItem,
-    DriveItem, EmptyObject, FileSystemInfoOut, MoveBody, NewFolder, ParentRef, SetMtimeBody,
+    format_time, parse_ranges, parse_time, CreateSessionBody, CreateSessionItem, DriveItem,
+    EmptyObject, FileSystemInfoOut, MoveBody, NewFolder, ParentRef, SetMtimeBody,
     UploadSessionWire,
 };
 use super::{GraphConfig, Tuning};
@@ -34,12 +32,11 @@ use crate::remote::{
 };
 
 /// Fields requested when listing a folder.
+/// (`parentReference`: every page is checked to belong to the folder, `listing.rs`.)
 const LIST_SELECT: &str =
-    "id,name,size,eTag,file,folder,fileSystemInfo,lastModifiedDateTime,webUrl";
+    "id,name,size,eTag,file,folder,fileSystemInfo,lastModifiedDateTime,webUrl,parentReference";
 /// Page size when listing (the Graph maximum).
 const LIST_PAGE: u32 = 1000;
-/// Bound on `@odata.nextLink` pages, against a server that never stops paging.
-const MAX_LIST_PAGES: usize = 100_000;
 
 /// The Microsoft Graph remote, rooted at the configured folder.
 pub struct GraphRemote {
@@ -83,11 +80,10 @@ fn split_parent<'a>(segs: &[&'a str], op: &str) -> Result<(Vec<&'a str>, &'a str
 
 /// A driveItem body, or `None` when the body is session-shaped (no `id`, ODI#1531).
 fn item_or_session_shaped(
-    resp: Response,
+    v: Value,
     context: &str,
     publications: &super::library::Publications,
 ) -> Result<Option<RemoteItem>, RemoteError> {
-    let v: Value = read_json(resp, context)?;
     if v.get("id").and_then(Value::as_str).is_none() {
         return Ok(None);
     }
@@ -95,20 +91,6 @@ fn item_or_session_shaped(
         .map_err(|_| RemoteError::Protocol(format!("{context}: malformed driveItem")))?;
     publications.note(&item);
     Ok(Some(item.into_remote_item()))
-}
-
-/// Read `len` bytes after skipping `skip`, from a body; I/O errors are reported by kind only
-/// (their text may carry the URL).
-fn read_body_range(resp: Response, skip: u64, len: u64) -> Result<Vec<u8>, RemoteError> {
-    let mut body = resp;
-    let io_err =
-        |e: io::Error| RemoteError::Transport(format!("download interrupted ({})", e.kind()));
-    if skip > 0 {
-        io::copy(&mut (&mut body).take(skip), &mut io::sink()).map_err(io_err)?;
-    }
-    let mut out = Vec::with_capacity(len.min(16 << 20) as usize);
-    body.take(len).read_to_end(&mut out).map_err(io_err)?;
-    Ok(out)
 }
 
 /// The pause before a second look at an item that answered 404 (`stat_confirmed`).
@@ -362,26 +344,6 @@ impl GraphRemote {
         self.publications.note(&item);
         Ok(item.into_remote_item())
     }
-
-    /// GET a download URL (from a 302) without Authorization.
-    fn follow_download(
-        &self,
-        location: &str,
-        base: &str,
-        range: &str,
-    ) -> Result<Response, RemoteError> {
-        let target = url::Url::parse(base)
-            .and_then(|b| b.join(location))
-            .map_err(|_| RemoteError::Protocol("download redirect to an invalid URL".into()))?;
-        let target = SecretUrl::new(target.as_str());
-        let req = self
-            .api
-            .http
-            .request(Method::GET, target.expose())
-            .header(RANGE, range)
-            .timeout(self.api.http.timeouts.transfer);
-        self.api.http.send(req, &target.redacted())
-    }
 }
 
 impl Remote for GraphRemote {
@@ -445,25 +407,9 @@ impl Remote for GraphRemote {
     fn list(&self, path: &str) -> Result<Vec<RemoteItem>, RemoteError> {
         let segs = split_rel(path)?;
         let context = format!("list {path}");
-        let mut url = format!(
-            "{}/children?$top={LIST_PAGE}&$select={LIST_SELECT}",
-            self.item_url(&segs)
-        );
-        let mut items = Vec::new();
-        for _ in 0..MAX_LIST_PAGES {
-            let page: ChildrenPage = self.api.get_json(&url, &context)?;
-            items.extend(page.value.into_iter().map(DriveItem::into_remote_item));
-            match page.next_link {
-                Some(next) if next != url => url = next,
-                Some(_) => {
-                    return Err(RemoteError::Protocol(format!(
-                        "{context}: @odata.nextLink points to the same page"
-                    )))
-                }
-                None => return Ok(items),
-            }
-        }
-        Err(RemoteError::Protocol(format!("{context}: too many pages")))
+        let folder_url = self.item_url(&segs);
+        let url = format!("{folder_url}/children?$top={LIST_PAGE}&$select={LIST_SELECT}");
+        super::listing::list_children(&self.api, &url, &folder_url, &context)
     }
 
     fn mkdir(&self, path: &str) -> Result<RemoteItem, RemoteError> {
@@ -556,29 +502,49 @@ impl Remote for GraphRemote {
             }
         };
         let context = "upload session";
-        let req = self
-            .api
-            .http
-            .request(Method::PUT, session.url.expose())
-            .header(CONTENT_RANGE, format!("bytes {offset}-{end}/{total}"))
-            .timeout(self.api.http.timeouts.transfer)
-            .body(body.to_vec());
-        let resp = self.api.http.send(req, &session.url.redacted())?;
-        match resp.status().as_u16() {
+        let mut headers = reqwest::header::HeaderMap::new();
+        let range = format!("bytes {offset}-{end}/{total}");
+        if let Ok(v) = reqwest::header::HeaderValue::from_str(&range) {
+            headers.insert(CONTENT_RANGE, v);
+        }
+        // Entry 20: idle while sending; after the last byte of the file, its commit may take
+        // longer than an ordinary answer (entry 12).
+        let timeouts = &self.api.http.timeouts;
+        let answer_wait = if end + 1 == total {
+            timeouts.commit_wait(total)
+        } else {
+            timeouts.idle
+        };
+        let answer = self.api.http.put_watched(
+            session.url.expose(),
+            &session.url.redacted(),
+            headers,
+            body.to_vec(),
+            answer_wait,
+        )?;
+        match answer.status {
             202 => {
-                let wire: UploadSessionWire = read_json(resp, context)?;
+                let wire: UploadSessionWire = parse_json(&answer.body, context)?;
                 let ranges = wire.next_expected_ranges.unwrap_or_default();
                 Ok(FragmentOutcome::Accepted {
                     next_expected: parse_ranges(&ranges)?,
                     expires: wire.expiration.as_deref().and_then(parse_time),
                 })
             }
-            200 | 201 => Ok(FragmentOutcome::Completed(item_or_session_shaped(
-                resp,
+            200 | 201 => {
+                let v: Value = parse_json(&answer.body, context)?;
+                Ok(FragmentOutcome::Completed(item_or_session_shaped(
+                    v,
+                    context,
+                    &self.publications,
+                )?))
+            }
+            s => Err(error_from_parts(
+                s,
+                &answer.headers,
+                &String::from_utf8_lossy(&answer.body),
                 context,
-                &self.publications,
-            )?)),
-            _ => Err(error_from_response(resp, context)),
+            )),
         }
     }
 
@@ -696,32 +662,8 @@ impl Remote for GraphRemote {
             return Ok(Vec::new());
         }
         let context = format!("read {path}");
-        let range = format!("bytes={offset}-{}", offset.saturating_add(len - 1));
         let url = format!("{}/content", self.item_url(&segs));
-        let timeout = self.api.http.timeouts.transfer;
-        let mut resp = self.api.send(
-            Method::GET,
-            &url,
-            |r| r.header(RANGE, &range).timeout(timeout),
-            &context,
-        )?;
-        if resp.status().is_redirection() {
-            let location = resp
-                .headers()
-                .get(LOCATION)
-                .and_then(|v| v.to_str().ok())
-                .ok_or_else(|| {
-                    RemoteError::Protocol(format!("{context}: redirect without Location"))
-                })?
-                .to_string();
-            resp = self.follow_download(&location, &url, &range)?;
-        }
-        match resp.status().as_u16() {
-            206 => read_body_range(resp, 0, len),
-            // The server ignored Range: skip to the offset ourselves.
-            200 => read_body_range(resp, offset, len),
-            416 => Ok(Vec::new()),
-            _ => Err(error_from_response(resp, &context)),
-        }
+        let name = segs.last().copied().unwrap_or_default();
+        super::download::read_range(&self.api, &url, name, &context, offset, len)
     }
 }

@@ -5,7 +5,8 @@
 //! the user code and verification URL are printed; then the token endpoint is polled with the
 //! device-code grant every `interval` seconds: `authorization_pending` keeps waiting,
 //! `slow_down` adds 5 s to the interval (RFC 8628 §3.5), `expired_token` (or the code's
-//! `expires_in` passing) ends with a clear error, anything else ends with the server's words.
+//! `expires_in` passing) ends with a clear error, a Conditional Access refusal with the line
+//! saying what to do (`policy`), anything else with the server's words.
 //! The device code itself is a secret (whoever holds it gets the tokens): it is never printed
 //! or logged; the user code is meant for the user and is printed.
 
@@ -36,7 +37,15 @@ pub fn after_refusal(code: &str, text: &str, interval: Duration) -> Result<Durat
         "authorization_declined" | "access_denied" => {
             Err("sign-in was declined in the browser".into())
         }
-        _ => Err(format!("sign-in failed: {text}")),
+        _ => Err(
+            // Conditional Access (entry 24): the line that says what to do.
+            match super::policy::aadsts_code(text)
+                .and_then(|c| super::policy::describe(c, super::policy::Flow::DeviceCode))
+            {
+                Some(line) => line,
+                None => format!("sign-in failed: {text}"),
+            },
+        ),
     }
 }
 
@@ -170,5 +179,15 @@ mod tests {
             .contains("declined"));
         let e = after_refusal("invalid_client", "invalid_client: AADSTS7000218", i).unwrap_err();
         assert!(e.contains("AADSTS7000218"), "{e}");
+        let e = after_refusal(
+            "invalid_grant",
+            "invalid_grant: AADSTS53003: Access has been blocked",
+            i,
+        )
+        .unwrap_err();
+        assert!(
+            e.starts_with("sign-in blocked by a Conditional Access policy"),
+            "{e}"
+        );
     }
 }

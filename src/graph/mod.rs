@@ -3,7 +3,9 @@
 //!
 //! Files: `auth` (tokens), `cache` (the device-code token cache), `assertion` (certificate
 //! client assertions), `login` (device-code `login`/`logout`), `check` (`shareuplift check`),
-//! `http` (the reqwest transport and logging), `api` (bearer token
+//! `http` (the reqwest transport and logging), `idle` (idle timeouts), `transfer` (fragment
+//! PUTs watched for stalls), `download` (checked, resumed ranged downloads), `listing`
+//! (children pages checked against their folder), `api` (bearer token
 //! and 401-retry for Graph calls), `error` (error bodies → `RemoteError`), `paths` (segment
 //! encoding and URL building), `wire` (JSON shapes), `resolve` (site → library → folder at
 //! connect time), `library` (drive quota, check-in), `client` (`GraphRemote`, the `Remote`
@@ -18,14 +20,19 @@ mod check;
 mod client;
 pub mod cloud;
 mod delta;
+mod download;
 mod error;
 mod http;
+mod idle;
 mod library;
+mod listing;
 mod login;
 mod paths;
+mod policy;
 mod resolve;
 #[cfg(test)]
 mod tests;
+mod transfer;
 mod wire;
 
 use std::path::PathBuf;
@@ -74,10 +81,15 @@ pub struct GraphConfig {
     pub timeout: Duration,
     /// How long connecting retries throttling, 5xx and network errors (zero: no retry).
     pub startup_timeout: Duration,
+    /// Longest a transfer may move no byte before it is abandoned and resumed (zero: the
+    /// default, 30 s); metadata reads must start answering within a third of it.
+    pub idle_timeout: Duration,
 }
 
 /// Metadata request timeout used when `GraphConfig::timeout` is zero.
 const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+/// Idle timeout used when `GraphConfig::idle_timeout` is zero.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Transport settings that rarely need changing; kept out of [`GraphConfig`] so the mount
 /// configuration stays small. `Default` is what `GraphRemote::connect` uses.
@@ -107,10 +119,11 @@ impl Tuning {
         } else {
             cfg.timeout
         };
-        http::Timeouts {
-            request,
-            transfer: self.transfer_timeout.max(request),
-            connect: self.connect_timeout,
-        }
+        let idle = if cfg.idle_timeout.is_zero() {
+            DEFAULT_IDLE_TIMEOUT
+        } else {
+            cfg.idle_timeout
+        };
+        http::Timeouts::new(request, self.transfer_timeout, self.connect_timeout, idle)
     }
 }

@@ -96,6 +96,7 @@ fn step_failed(step: &str, hint: &str, err: RemoteError) -> ConnectError {
             "{step}: the access token was refused (401) — check tenant and that the app may \
              call Microsoft Graph"
         ),
+        RemoteError::Auth(m) if super::policy::is_policy_line(m) => m.clone(),
         other => format!("{step}: {other}"),
     };
     ConnectError::with_cause(msg, err)
@@ -114,7 +115,9 @@ pub fn sign_in(api: &GraphApi, cfg: &GraphConfig) -> Result<(), ConnectError> {
                 super::AuthMethod::ClientSecret => "check tenant, client_id and client_secret",
                 super::AuthMethod::Password => "check tenant, client_id, username and password",
             };
-            let msg = if m.starts_with("sign-in needed") {
+            let msg = if super::policy::is_policy_line(&m) {
+                m.clone()
+            } else if m.starts_with("sign-in needed") {
                 format!("{m} — {hint}")
             } else {
                 format!("sign-in failed: {m} — {hint}")

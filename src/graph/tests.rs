@@ -399,7 +399,7 @@ fn graph_401_refreshes_token_once_and_retries() {
 }
 
 #[test]
-fn graph_401_twice_is_unauthorized() {
+fn graph_401_twice_is_a_policy_block_without_a_refresh_storm() {
     let tokens = Arc::new(AtomicUsize::new(0));
     let t = tokens.clone();
     let server = Server::start(move |r| {
@@ -408,10 +408,55 @@ fn graph_401_twice_is_unauthorized() {
         }
         reply(401, r#"{"error":{"code":"InvalidAuthenticationToken"}}"#)
     });
-    let err = server.remote().stat("a").unwrap_err();
-    assert!(matches!(err, RemoteError::Unauthorized(_)), "{err:?}");
+    let remote = server.remote();
+    let err = remote.stat("a").unwrap_err();
+    // A token issued a moment ago was refused too: entry 24, one line saying what to do.
+    assert!(matches!(err, RemoteError::Auth(_)), "{err:?}");
+    assert!(
+        err.to_string()
+            .contains("Microsoft Graph refuses freshly issued sign-ins"),
+        "{err}"
+    );
     assert_eq!(tokens.load(Ordering::SeqCst), 2);
     assert_eq!(server.requests().len(), 4);
+    // Blocked: the queue pauses and shows the line; no request goes out meanwhile.
+    assert!(remote.auth_pauses());
+    assert!(remote
+        .sign_in_needed()
+        .is_some_and(|l| l.contains("Conditional Access")));
+    for _ in 0..5 {
+        assert!(matches!(remote.stat("a"), Err(RemoteError::Auth(_))));
+    }
+    assert_eq!(server.requests().len(), 4);
+}
+
+#[test]
+fn conditional_access_refusal_at_the_token_endpoint_blocks_sign_in() {
+    let server = Server::start(|r| {
+        if r.path().ends_with("/token") {
+            return reply(
+                400,
+                r#"{"error":"invalid_grant","error_description":"AADSTS53003: Access has been blocked by Conditional Access policies. The access policy does not allow token issuance.\r\nTrace ID: 1","error_codes":[53003]}"#,
+            );
+        }
+        reply(200, ITEM)
+    });
+    let remote = server.remote();
+    let err = remote.stat("a").unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "authentication failed: sign-in blocked by a Conditional Access policy (AADSTS53003): \
+         ask your admin to allow this device/app"
+    );
+    assert!(
+        remote.auth_pauses(),
+        "a password sign-in pauses too while blocked"
+    );
+    assert!(remote.sign_in_needed().is_some());
+    for _ in 0..5 {
+        assert!(remote.stat("a").is_err());
+    }
+    assert_eq!(server.requests().len(), 1, "one token request, no storm");
 }
 
 #[test]
@@ -482,6 +527,10 @@ fn list_follows_next_links() {
                 200,
                 r#"{"value":[{"id":"3","name":"c","folder":{"childCount":0},"lastModifiedDateTime":"2024-01-01T00:00:00Z"}]}"#,
             );
+        }
+        // More than one page: the folder's id and childCount are asked (listing.rs).
+        if r.target.contains("$select=id,folder") {
+            return reply(200, r#"{"id":"F","folder":{"childCount":3}}"#);
         }
         let next = format!(
             "{}/v1.0/drives/d!1/items/x/children?$skiptoken=2",

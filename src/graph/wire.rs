@@ -120,14 +120,6 @@ pub struct UploadSessionWire {
 }
 
 #[derive(Debug, Deserialize)]
-pub struct ChildrenPage {
-    #[serde(default)]
-    pub value: Vec<DriveItem>,
-    #[serde(rename = "@odata.nextLink", default)]
-    pub next_link: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
 pub struct Site {
     pub id: String,
     #[serde(rename = "displayName", default)]

@@ -1,0 +1,362 @@
+//! Fragment PUTs with an idle timeout (field-reference entry 20: "fragment PUTs that connect
+//! and are never answered").
+//!
+//! reqwest's blocking client bounds a request with one deadline from its start, so a PUT of a
+//! big fragment over a slow link needs a long one, and a PUT the server stopped reading, or
+//! read and never answered, then holds its worker for the whole of it (10 minutes). Here the
+//! PUT runs on reqwest's async client, on one private runtime thread per transport, with a
+//! request body that reports each chunk the connection takes ([`idle::Progress`]) and a
+//! watchdog that abandons the request — dropping its connection — once nothing moved for the
+//! idle timeout, or once no answer came `answer_wait` after the last byte (longer for a
+//! final fragment, whose commit may take minutes on a big file; entry 12). The caller gets a
+//! [`RemoteError::Transport`], from which the upload worker already resumes (it asks the
+//! session's `nextExpectedRanges`).
+//!
+//! The async client is configured like the blocking one (`Http::client_builder`: the same
+//! roots, `ca_file`, proxy, no redirects, user agent) and is built on first use. Upload URLs
+//! never reach a log or an error: the caller passes the loggable form.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::mpsc as std_mpsc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body::{Frame, SizeHint};
+use reqwest::header::HeaderMap;
+
+use super::error::transport_error;
+use super::idle::Progress;
+use crate::remote::RemoteError;
+
+/// Body chunk handed to the connection at once: progress is seen at this granularity.
+const CHUNK: usize = 64 * 1024;
+/// How often the watchdog looks.
+const TICK: Duration = Duration::from_millis(200);
+/// Most bytes of an answer kept (fragment answers are small JSON).
+const MAX_ANSWER: usize = 1024 * 1024;
+
+/// A PUT's answer, read whole.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub headers: HeaderMap,
+    pub body: Vec<u8>,
+}
+
+type Job = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// The runtime thread and the async client on it.
+pub struct Transfers {
+    jobs: tokio::sync::mpsc::UnboundedSender<Job>,
+    client: reqwest::Client,
+}
+
+impl Transfers {
+    /// Start the runtime thread and build the client on it.
+    pub fn start(builder: reqwest::ClientBuilder) -> Result<Transfers, RemoteError> {
+        let (jobs, mut rx) = tokio::sync::mpsc::unbounded_channel::<Job>();
+        let (ready_tx, ready_rx) = std_mpsc::sync_channel(1);
+        std::thread::Builder::new()
+            .name("shareuplift-transfers".into())
+            .spawn(move || {
+                let rt = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(format!("runtime: {e}")));
+                        return;
+                    }
+                };
+                rt.block_on(async move {
+                    match builder.build() {
+                        Ok(c) => {
+                            if ready_tx.send(Ok(c)).is_err() {
+                                return;
+                            }
+                        }
+                        Err(e) => {
+                            let _ = ready_tx.send(Err(transport_error(e).to_string()));
+                            return;
+                        }
+                    }
+                    while let Some(job) = rx.recv().await {
+                        tokio::spawn(job);
+                    }
+                });
+            })
+            .map_err(|e| {
+                RemoteError::Transport(format!("cannot start the transfer thread: {e}"))
+            })?;
+        let client = ready_rx
+            .recv()
+            .map_err(|_| RemoteError::Transport("the transfer thread died".into()))?
+            .map_err(|e| RemoteError::Transport(format!("cannot set up HTTPS: {e}")))?;
+        Ok(Transfers { jobs, client })
+    }
+
+    /// PUT `body` to `url` with `headers`; abandoned when nothing moves for `idle`, when no
+    /// answer comes `answer_wait` after the last body byte, or after `whole`.
+    pub fn put(
+        &self,
+        url: &str,
+        headers: HeaderMap,
+        body: Vec<u8>,
+        idle: Duration,
+        answer_wait: Duration,
+        whole: Duration,
+    ) -> Result<Answer, RemoteError> {
+        let progress = std::sync::Arc::new(Progress::default());
+        let len = body.len() as u64;
+        let req = self
+            .client
+            .put(url)
+            .headers(headers)
+            .header(reqwest::header::CONTENT_LENGTH, len)
+            .timeout(whole)
+            .body(reqwest::Body::wrap(ProgressBody {
+                data: Bytes::from(body),
+                pos: 0,
+                progress: progress.clone(),
+            }));
+        let (tx, rx) = std_mpsc::sync_channel(1);
+        let watched = progress.clone();
+        let job = async move {
+            let work = exchange(req, &watched);
+            let watchdog = async {
+                loop {
+                    tokio::time::sleep(TICK).await;
+                    if let Some(why) = watched.overdue(idle, answer_wait) {
+                        return why;
+                    }
+                }
+            };
+            let out = first_of(work, watchdog).await;
+            let _ = tx.send(out);
+        };
+        self.jobs
+            .send(Box::pin(job))
+            .map_err(|_| RemoteError::Transport("the transfer thread stopped".into()))?;
+        // The job always ends (watchdog, or `whole`); the margin only guards a lost thread.
+        match rx.recv_timeout(whole + idle + Duration::from_secs(5)) {
+            Ok(Ok(answer)) => Ok(answer),
+            Ok(Err(Outcome::Failed(e))) => Err(e),
+            Ok(Err(Outcome::Stalled(why))) => {
+                Err(RemoteError::Transport(format!("timed out: {why}")))
+            }
+            Err(_) => Err(RemoteError::Transport(
+                "timed out: the transfer thread did not answer".into(),
+            )),
+        }
+    }
+}
+
+/// Why a PUT ended without an answer.
+enum Outcome {
+    Failed(RemoteError),
+    Stalled(String),
+}
+
+/// Send the request and read the whole answer, noting progress.
+async fn exchange(req: reqwest::RequestBuilder, progress: &Progress) -> Result<Answer, Outcome> {
+    let fail = |e: reqwest::Error| Outcome::Failed(transport_error(e));
+    let mut resp = req.send().await.map_err(fail)?;
+    progress.answered();
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let mut body = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(fail)? {
+        progress.answered();
+        if body.len() + chunk.len() > MAX_ANSWER {
+            return Err(Outcome::Failed(RemoteError::Protocol(
+                "upload session: answer larger than 1 MiB".into(),
+            )));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(Answer {
+        status,
+        headers,
+        body,
+    })
+}
+
+/// Run `work` unless `watchdog` finishes first (then `work` is dropped: its connection closes).
+async fn first_of<W, D>(work: W, watchdog: D) -> Result<Answer, Outcome>
+where
+    W: Future<Output = Result<Answer, Outcome>>,
+    D: Future<Output = String>,
+{
+    let mut work = std::pin::pin!(work);
+    let mut watchdog = std::pin::pin!(watchdog);
+    std::future::poll_fn(|cx: &mut Context<'_>| {
+        if let Poll::Ready(r) = work.as_mut().poll(cx) {
+            return Poll::Ready(r);
+        }
+        if let Poll::Ready(why) = watchdog.as_mut().poll(cx) {
+            return Poll::Ready(Err(Outcome::Stalled(why)));
+        }
+        Poll::Pending
+    })
+    .await
+}
+
+/// A request body handed over in [`CHUNK`]s; each chunk the connection asks for means the
+/// previous one was taken (hyper asks for more only when it can write it).
+struct ProgressBody {
+    data: Bytes,
+    pos: usize,
+    progress: std::sync::Arc<Progress>,
+}
+
+impl http_body::Body for ProgressBody {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let this = &mut *self;
+        if this.pos >= this.data.len() {
+            return Poll::Ready(None);
+        }
+        let end = (this.pos + CHUNK).min(this.data.len());
+        let frame = this.data.slice(this.pos..end);
+        this.progress.sent((end - this.pos) as u64);
+        this.pos = end;
+        if end == this.data.len() {
+            this.progress.body_done();
+        }
+        Poll::Ready(Some(Ok(Frame::data(frame))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.pos >= self.data.len()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact((self.data.len() - self.pos) as u64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+    use std::net::TcpListener;
+    use std::time::Instant;
+
+    fn transfers() -> Transfers {
+        Transfers::start(reqwest::Client::builder().connect_timeout(Duration::from_secs(2)))
+            .unwrap()
+    }
+
+    /// A server that accepts and then does `serve` on the connection.
+    fn server(serve: impl FnOnce(std::net::TcpStream) + Send + 'static) -> String {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        std::thread::spawn(move || {
+            if let Ok((s, _)) = l.accept() {
+                serve(s);
+            }
+        });
+        format!("http://{addr}/upload/x")
+    }
+
+    #[test]
+    fn a_server_that_stops_reading_costs_the_idle_timeout() {
+        let t = transfers();
+        let url = server(|s| {
+            std::thread::sleep(Duration::from_secs(20));
+            drop(s);
+        });
+        let started = Instant::now();
+        let body = vec![7u8; 64 << 20]; // far more than the socket buffers hold
+        let err = t
+            .put(
+                &url,
+                HeaderMap::new(),
+                body,
+                Duration::from_millis(700),
+                Duration::from_secs(60),
+                Duration::from_secs(60),
+            )
+            .unwrap_err();
+        let took = started.elapsed();
+        assert!(matches!(err, RemoteError::Transport(_)), "{err}");
+        assert!(err.to_string().contains("upload stalled"), "{err}");
+        assert!(took < Duration::from_secs(10), "{took:?}");
+    }
+
+    #[test]
+    fn an_answer_that_never_comes_costs_the_answer_wait() {
+        let t = transfers();
+        let url = server(|mut s| {
+            let mut buf = [0u8; 65536];
+            // Read head and body, answer nothing.
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while Instant::now() < deadline {
+                match s.read(&mut buf) {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => {}
+                }
+            }
+        });
+        let started = Instant::now();
+        let err = t
+            .put(
+                &url,
+                HeaderMap::new(),
+                vec![1u8; 100_000],
+                Duration::from_secs(30),
+                Duration::from_millis(800),
+                Duration::from_secs(60),
+            )
+            .unwrap_err();
+        assert!(err.to_string().contains("no answer"), "{err}");
+        assert!(started.elapsed() < Duration::from_secs(10));
+    }
+
+    #[test]
+    fn a_normal_answer_comes_back_whole() {
+        let t = transfers();
+        let url = server(|mut s| {
+            let mut got = Vec::new();
+            let mut buf = [0u8; 65536];
+            // Read until the 300,000-byte body after the head is in.
+            while !got.windows(4).any(|w| w == b"\r\n\r\n")
+                || got.len()
+                    < 300_000 + got.windows(4).position(|w| w == b"\r\n\r\n").unwrap_or(0) + 4
+            {
+                let n = s.read(&mut buf).unwrap();
+                if n == 0 {
+                    return;
+                }
+                got.extend_from_slice(&buf[..n]);
+            }
+            let body = b"{\"nextExpectedRanges\":[\"300000-\"]}";
+            let _ = write!(
+                s,
+                "HTTP/1.1 202 Accepted\r\nContent-Length: {}\r\nContent-Type: application/json\r\n\r\n",
+                body.len()
+            );
+            let _ = s.write_all(body);
+        });
+        let a = t
+            .put(
+                &url,
+                HeaderMap::new(),
+                vec![2u8; 300_000],
+                Duration::from_secs(5),
+                Duration::from_secs(5),
+                Duration::from_secs(30),
+            )
+            .unwrap();
+        assert_eq!(a.status, 202);
+        assert!(String::from_utf8_lossy(&a.body).contains("300000-"));
+    }
+}
