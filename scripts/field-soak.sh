@@ -134,7 +134,13 @@ done < <(find "$exp" -type f -print0)
 violations=$(curl -s "$(admin)/violations" | python3 -c 'import json,sys; v=json.load(sys.stdin); print(len(v) if isinstance(v, list) else len(v.get("violations", [])))')
 stats=$(curl -s "$(admin)/stats")
 requests=$(echo "$stats" | python3 -c 'import json,sys; s=json.load(sys.stdin); print(sum(v for k,v in s["by_kind"].items() if k!="token"))')
-injected=$(echo "$stats" | python3 -c 'import json,sys; s=json.load(sys.stdin); keys=["throttled","errors_injected","drops","sessions_expired","budget_refused"]; keys+=sorted(k for k in s if k.startswith("field_")); print(", ".join(f"{k} {s[k]}" for k in keys if isinstance(s.get(k), int) and s[k]) or "none counted")')
+injected=$(echo "$stats" | python3 -c '
+import json, sys
+s = json.load(sys.stdin)
+out = {k: s.get(k) for k in ["throttled", "errors_injected", "drops", "sessions_expired", "budget_refused", "blocked_refused"]}
+for group in ["field_faults", "read_faults"]:
+    out.update(s.get(group) or {})
+print(", ".join(f"{k} {v}" for k, v in sorted(out.items()) if isinstance(v, int) and v) or "none counted")')
 
 echo "field soak: ${dur} s at ${lat} ms, $rounds rounds; $written files written ($edits in-place edits), $remote_adds remote adds, $remote_dels remote deletes; $requests requests"
 echo "field soak: injected: $injected"

@@ -244,7 +244,12 @@ fn a_fifth_of_every_kind_stalling_costs_seconds_not_minutes() {
     let ff = field_faults(&emu);
     eprintln!("20 files + 30 MiB through stalls: {took:?}; {ff}");
     assert!(
-        ff["stalls_head"].as_u64() >= Some(3) && ff["stalls_body"].as_u64() >= Some(3),
+        // Both phases were met, several times (the spread is deterministic per kind, so
+        // the split between them follows the request mix).
+        ff["stalls_head"].as_u64() >= Some(2)
+            && ff["stalls_body"].as_u64() >= Some(2)
+            && ff["stalls_head"].as_u64().unwrap_or(0) + ff["stalls_body"].as_u64().unwrap_or(0)
+                >= 6,
         "{ff}"
     );
     assert!(

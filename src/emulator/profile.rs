@@ -29,11 +29,45 @@ pub fn profile(name: &str) -> Result<(Value, Value), String> {
     }
 }
 
-/// The `field` profile's field knobs.
+/// The `field` profile's field knobs: each behaviour of the field reference a client must
+/// survive, at a rate that shows up in a few minutes of mixed work (entry numbers in comments).
+/// Left out: deletes missing from the feed (entry 3, `delta_drop_deletes`: every delete
+/// goes), a nextLink to the root (entry 19: every multi-page listing), and the behaviours that
+/// end an upload for good by design; each has its own real-mount test.
 fn field_knobs() -> Value {
     json!({
         "latency_ms": 5,
         "latency_jitter_ms": 5,
+        // 1–4: the feed by id, loose rounds, lag, 410 on a page now and then.
+        "delta_duplicates": true,
+        "delta_deletes_last": true,
+        "delta_lag_secs": 2,
+        "delta_resync_every": 40,
+        // 5–7: a budget that charges refusals, answered 503 with Retry-After as a date.
+        "budget_per_sec": 60.0,
+        "throttle_status": 503,
+        "retry_after": "date",
+        // 10: fresh folders and passing 404s; 11: load 400s at createUploadSession.
+        "fresh_folder_404_secs": 3,
+        "passing_404_rate": 0.03,
+        "max_open_sessions": 6,
+        "session_400_rate": 0.03,
+        // 12: the last fragment answered 500 with nothing committed, the session then empty.
+        "last_fragment": {"status": 500, "committed": false, "then": "empty", "count": 3},
+        // 14: hashes late; 16: names come back NFC; 17: the older refused names.
+        "hash_delay_secs": 3,
+        "nfc_names": true,
+        "legacy_name_rules": true,
+        // 18: HTML pages and cut downloads.
+        "download_html_rate": 0.05,
+        "download_cut_rate": 0.05,
+        // 20: a few requests of every kind stall for longer than the idle timeout.
+        "stall_rate": 0.01,
+        "stall_secs": 45,
+        // 21: a library that requires check-out; 23: one name locked for the first 20 s.
+        "require_checkout": true,
+        "locked_name": "f5.bin",
+        "locked_secs": 20,
     })
 }
 

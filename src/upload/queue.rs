@@ -496,8 +496,11 @@ impl UploadQueue {
         let ops = Arc::clone(&shared);
         match std::thread::Builder::new()
             .name("upload-ops".into())
-            .spawn(move || ops.ctx.ops.run(&ops.ctx, ops.pacer.stop_signal()))
-        {
+            .spawn(move || {
+                // Waiting deletes and late hash checks wait at the gate like uploads do.
+                super::limiter::set_lane(super::limiter::Lane::Background);
+                ops.ctx.ops.run(&ops.ctx, ops.pacer.stop_signal())
+            }) {
             Ok(handle) => threads.push(handle),
             Err(e) => error!("cannot start the thread of waiting deletes: {e}"),
         }
