@@ -37,7 +37,7 @@ folder_path() { val folder_url | sed 's#^.*/Shared Documents/##'; }
 urlenc() { python3 -c 'import sys, urllib.parse; print(urllib.parse.quote(sys.argv[1]))' "$1"; }
 
 EMU_ARGS="--field-profile field" start_emulator '{}' "{\"latency_ms\": $lat}"
-mount_emulator "poll_interval = 5
+MOUNT_WAIT_SECS=120 mount_emulator "poll_interval = 5
 dir_cache_time = 10"
 fp=$(folder_path)
 exp=$work/expected          # what the mount folder must hold at the end (soak/ subtree)
@@ -100,14 +100,16 @@ while [ "$(now)" -lt "$t_end" ]; do
   while [ $(( $(now) - t_round )) -lt "$round_secs" ] && [ "$(now)" -lt "$t_end" ]; do sleep 1; done
 done
 
-# Settle: no upload queued, uploading or retrying (bounded: 15 minutes).
-for _ in $(seq 4500); do
+# Settle: no upload queued, uploading or retrying (bounded: SETTLE_SECS, default 15 minutes).
+for _ in $(seq $(( ${SETTLE_SECS:-900} * 5 ))); do
   grep -q '"state": *"\(queued\|uploading\|retrying\)"' "$mnt/.status.json" || break
   sleep 0.2
 done
 failed=$(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(sum(1 for u in d.get("uploads", []) if u.get("state") == "failed"))' "$mnt/.status.json")
 busy=$(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(sum(1 for u in d.get("uploads", []) if u.get("state") in ("queued","uploading","retrying")))' "$mnt/.status.json")
-if [ "$failed" != 0 ]; then grep -B1 -A3 '"failed"' "$mnt/.status.json" | head -40; fi
+if [ "$failed" != 0 ] || [ "$busy" != 0 ]; then
+  python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); [print(u["state"], u["path"], u.get("uploaded"), "/", u.get("size"), u.get("attempts"), u.get("error")) for u in d.get("uploads", []) if u.get("state") not in ("done",)]' "$mnt/.status.json" | head -20
+fi
 
 # Remote changes as the mount shows them, after one poll interval and the listing cache.
 sleep 16

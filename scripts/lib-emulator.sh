@@ -51,7 +51,8 @@ $extra
 TOML
   SHAREUPLIFT_PASSWORD="$(val password)" "$@" "$bin" mount --config "$work/config.toml" "$mnt" 2>"$work/mount.log" &
   mount_pid=$!
-  for _ in $(seq 100); do mountpoint -q "$mnt" && return 0; sleep 0.1; done
+  # MOUNT_WAIT_SECS: how long start-up may take (longer under injected stalls).
+  for _ in $(seq $(( ${MOUNT_WAIT_SECS:-10} * 10 ))); do mountpoint -q "$mnt" && return 0; sleep 0.1; done
   echo "mount failed"; cat "$work/mount.log"; exit 1
 }
 

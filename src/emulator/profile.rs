@@ -61,8 +61,13 @@ fn field_knobs() -> Value {
         // 18: HTML pages and cut downloads.
         "download_html_rate": 0.05,
         "download_cut_rate": 0.05,
-        // 20: a few requests of every kind stall for longer than the idle timeout.
+        // 20: a few requests of every kind but createUploadSession stall for longer than the
+        // idle timeout (a created session whose answer is lost holds its path until it
+        // expires under the one-session-per-path rule; its own test covers that).
         "stall_rate": 0.01,
+        "stall_kinds": ["list_children", "item_get", "fragment_put", "upload_url_other",
+                        "mkdir", "delete", "patch", "delta", "content_get", "simple_upload",
+                        "token", "other"],
         "stall_secs": 45,
         // 21: a library that requires check-out; 23: one name locked for the first 20 s.
         "require_checkout": true,
