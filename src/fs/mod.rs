@@ -47,15 +47,27 @@
 //!   while `open_write` takes the core lock and copies content into the spool (so two writes
 //!   through one handle materialize it once); a remote read handle's window is held across its
 //!   ranged download, without the core lock.
+//! - **Record lock** (`spool/record_io.rs`): one per spool file, a leaf. Taken with or
+//!   without the core lock (`seal` and `create` write their file's record under it) and by
+//!   workers for their own file's record; **no fsync is done under it**, and workers call
+//!   the `JobStore` with no lock of the core or the queue held, so a `close()` never waits for
+//!   another file's disk flush (`lock_tests.rs`). The rare rename path of a record over a page
+//!   syncs its temp file under that one file's record lock.
 //! - The core lock is held to read or update the table, and is never held across a network
-//!   call or across copying file content. It **is** held, on purpose, across small spool
-//!   record writes and the queue calls that follow them: `seal` writes the `sealed` (or
-//!   `incomplete`) record and submits (or keeps) the job under it; `unlink` cancels and
-//!   `rename` / `move_pending_under` retarget queued jobs under it (the queue then amends the
-//!   job's record, and may remove a superseded spool file). A concurrent release — FUSE sends
-//!   it after `close` returns — then sees either the file before it was queued or the queued
-//!   job, never a job in flight to the queue, and the record on disk always matches the queue
-//!   (doc/DURABILITY.md).
+//!   call or across copying file content or an fsync. It **is** held, on purpose, across
+//!   small spool record writes (no sync) and the queue calls that follow them: `seal` writes
+//!   the `sealed` (or `incomplete`) record and submits (or keeps) the job under it; `unlink`
+//!   of a closed file cancels its job under it, and `unlink` of an open one (`unlink_open`)
+//!   hard-links the spool content under a new name and cancels under it (a link is a
+//!   metadata write, no data is copied); `rename` / `move_pending_under` retarget queued
+//!   jobs under it (the queue then amends the job's record, and may remove a superseded
+//!   spool file). A concurrent release — FUSE sends it after `close` returns — then sees
+//!   either the file before it was queued or the queued job, never a job in flight to the
+//!   queue, and the record on disk always matches the queue (doc/DURABILITY.md).
+//! - `queue.cancel` without the core lock, where no release can race: a renamed file whose
+//!   queued job moves to a new spool link (`rename`, `move_pending_under`: the node is
+//!   already marked not queued for the old path), `forget_local_target` (a rename's
+//!   target, replaced), and `discard` (failed jobs, which no writer holds).
 //! - Functions called with the core lock held say so (`/// Called with the core lock held.`)
 //!   or take the guard's `&State`; every `InodeTable` method runs under it.
 
@@ -71,6 +83,8 @@ mod listener;
 pub mod local_names;
 #[cfg(test)]
 mod local_names_tests;
+#[cfg(test)]
+mod lock_tests;
 mod locked;
 pub mod names;
 mod namespace;

@@ -12,7 +12,7 @@ use crate::upload::QueueConfig;
 pub(super) struct Rig {
     pub(super) fs: Fs,
     pub(super) remote: Arc<MemoryRemote>,
-    spool_dir: PathBuf,
+    pub(super) spool_dir: PathBuf,
     _tmp: tempfile::TempDir,
 }
 
