@@ -64,10 +64,10 @@
 //!   spool file). A concurrent release — FUSE sends it after `close` returns — then sees
 //!   either the file before it was queued or the queued job, never a job in flight to the
 //!   queue, and the record on disk always matches the queue (doc/DURABILITY.md).
-//! - `queue.cancel` without the core lock, where no release can race: a renamed file whose
-//!   queued job moves to a new spool link (`rename`, `move_pending_under`: the node is
-//!   already marked not queued for the old path), `forget_local_target` (a rename's
-//!   target, replaced), and `discard` (failed jobs, which no writer holds).
+//! - `queue.cancel` is also called *without* the core lock, in four places: `rename` and
+//!   `move_pending_under` when a queued job moves to a new spool link (the old name's job is
+//!   cancelled after the link is made), `forget_local_target` (a rename's replaced target)
+//!   and `discard` (failed jobs). The queue lock alone orders those with `seal`'s submit.
 //! - Functions called with the core lock held say so (`/// Called with the core lock held.`)
 //!   or take the guard's `&State`; every `InodeTable` method runs under it.
 
