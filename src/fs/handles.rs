@@ -900,7 +900,9 @@ impl Fs {
             .queue
             .failed_jobs()
             .into_iter()
-            .filter(|j| path.is_none_or(|p| j.remote_path.eq_ignore_ascii_case(p)))
+            .filter(|j| {
+                path.is_none_or(|p| super::names::fold(&j.remote_path) == super::names::fold(p))
+            })
             .collect();
         for job in &jobs {
             self.queue.cancel(&job.remote_path);

@@ -106,9 +106,12 @@ impl Fs {
         // The snapshot lists live entries before finished ones: the first match is the newest
         // thing that happened to this path.
         // Names are case-insensitive in SharePoint, and so in the queue.
-        let key = path.to_lowercase();
+        let key = crate::collation::fold(&path);
         let snap = self.queue.snapshot();
-        let entry = snap.uploads.iter().find(|u| u.path.to_lowercase() == key);
+        let entry = snap
+            .uploads
+            .iter()
+            .find(|u| crate::collation::fold(&u.path) == key);
         Ok(file_attributes(&facts, entry))
     }
 

@@ -195,7 +195,7 @@ pub fn strip_prefix_ci<'a>(path: &'a [String], prefix: &[String]) -> Option<&'a 
     let same = path
         .iter()
         .zip(prefix)
-        .all(|(a, b)| a.to_lowercase() == b.to_lowercase());
+        .all(|(a, b)| crate::collation::fold(a) == crate::collation::fold(b));
     same.then(|| &path[prefix.len()..])
 }
 

@@ -59,7 +59,7 @@ const NOTICES_KEPT: usize = 20;
 const POLL: Duration = Duration::from_secs(1);
 
 fn key(path: &str) -> String {
-    path.to_lowercase()
+    crate::collation::fold(path)
 }
 
 #[derive(Debug, Clone)]
