@@ -12,8 +12,10 @@
 //! operations live in one file per concern:
 //! - `namespace`: lookup, getattr, listings (opendir/readdir), mkdir, unlink, rmdir, rename
 //!   and the metadata cache (`meta_ttl`, the transient-error fallback);
-//! - `handles`: create, open, read, write, fsync, release, seal, truncate, setattr, and the
-//!   local (spool) content of files: adopted at start-up, discarded on request;
+//! - `handles`: create, open and the handle table (a write-open of a server-only file is
+//!   lazy); `file_io`: read, write, fsync, truncate, setattr; `seal`: release and seal, the
+//!   one door to the upload queue, and the local (spool) content of files unlinked while
+//!   open, adopted at start-up, discarded on request;
 //! - `virtual_files`: the names and inodes of `.status`, `.status.json`, `.control`, their
 //!   attributes and content;
 //! - `command`: the `.control` grammar, shared with the CLI client (`crate::control`);
@@ -77,6 +79,7 @@ pub mod command;
 mod drain;
 pub mod error;
 mod feed;
+mod file_io;
 mod handles;
 pub mod inode;
 mod listener;
@@ -89,6 +92,7 @@ mod locked;
 pub mod names;
 mod namespace;
 mod records;
+mod seal;
 mod space;
 #[cfg(test)]
 mod tests;
@@ -172,7 +176,7 @@ pub struct FsOptions {
     pub replace_by_upload: bool,
     /// Most bytes the spool may hold; `None`: keep max(1 GiB, 5 %) of its filesystem free.
     pub spool_max: Option<u64>,
-    /// fsync waits for the commit of the file's current content (see `barrier.rs`, `handles.rs`).
+    /// fsync waits for the commit of the file's current content (see `barrier.rs`, `file_io.rs`).
     pub fsync_barrier: bool,
 }
 

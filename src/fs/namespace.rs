@@ -300,7 +300,7 @@ impl Fs {
             return Err(FsError::IsDir);
         }
         if self.unlink_open(ino, &path)? {
-            return Ok(()); // still open: kept until its last close (`handles.rs`)
+            return Ok(()); // still open: kept until its last close (`seal.rs`)
         }
         // Forget the node and cancel its upload under the lock, so a concurrent release
         // cannot queue it again (see `seal`).
