@@ -62,7 +62,7 @@ pub type FileHasher = Arc<dyn Fn(&Path) -> io::Result<String> + Send + Sync>;
 pub struct QueueConfig {
     /// Parallel uploads (worker threads); at least 1. Default 4.
     pub workers: usize,
-    /// Extra workers for small files only (see "Lanes" in `queue.rs`); 0: none, small files
+    /// Extra workers for small files only (see "Lanes" in `queue/mod.rs`); 0: none, small files
     /// share `workers`. Default 0; mounts use the `small_file_workers` key (16).
     pub small_file_workers: usize,
     /// Fragment size: a multiple of `protocol::FRAGMENT_UNIT` (320 KiB), at most
