@@ -190,14 +190,7 @@ impl Fs {
             let spool = local.as_ref().map(|l| l.spool.clone());
             if let Some(p) = spool {
                 OpenOptions::new().write(true).open(&p)?.set_len(size)?;
-                let mut st = self.lock();
-                if let Some(l) = st.table.get_mut(ino).and_then(|n| n.local.as_mut()) {
-                    l.size = size;
-                    l.dirty = true;
-                    l.mtime = SystemTime::now();
-                }
-                st.table.changed(ino, SystemTime::now());
-                drop(st);
+                self.note_truncated(ino, size);
                 self.seal(ino, false);
                 return Ok(());
             }
@@ -212,17 +205,23 @@ impl Fs {
             if let HandleKind::Write { file, .. } = h.as_ref() {
                 file.set_len(size)?;
             }
-            let mut st = self.lock();
-            if let Some(l) = st.table.get_mut(ino).and_then(|n| n.local.as_mut()) {
-                l.size = size;
-                l.dirty = true;
-                l.mtime = SystemTime::now();
-            }
-            st.table.changed(ino, SystemTime::now());
+            self.note_truncated(ino, size);
             Ok(())
         })();
         self.release(opened.fh)?;
         res
+    }
+
+    /// The table after the spool content of `ino` was cut to `size`: new size, dirty, new
+    /// mtime and ctime.
+    fn note_truncated(&self, ino: u64, size: u64) {
+        let mut st = self.lock();
+        if let Some(l) = st.table.get_mut(ino).and_then(|n| n.local.as_mut()) {
+            l.size = size;
+            l.dirty = true;
+            l.mtime = SystemTime::now();
+        }
+        st.table.changed(ino, SystemTime::now());
     }
 
     pub(super) fn set_mtime(&self, ino: u64, mtime: SystemTime) -> FsResult<()> {

@@ -76,6 +76,17 @@ struct Pending {
     not_before: Instant,
 }
 
+impl Pending {
+    fn new(id: u64, job: UploadJob, not_before: Instant) -> Pending {
+        Pending {
+            id,
+            job,
+            enqueued: false,
+            not_before,
+        }
+    }
+}
+
 /// A job a worker is driving.
 struct Running {
     interrupt: Interrupt,
@@ -193,15 +204,10 @@ impl UploadQueue {
                     p.not_before = Instant::now() + shared.write_back_delay;
                 }
                 None => {
-                    state.pending.insert(
-                        key.clone(),
-                        Pending {
-                            id,
-                            job,
-                            enqueued: false,
-                            not_before: Instant::now() + shared.write_back_delay,
-                        },
-                    );
+                    let not_before = Instant::now() + shared.write_back_delay;
+                    state
+                        .pending
+                        .insert(key.clone(), Pending::new(id, job, not_before));
                 }
             }
             shared.dispatch(&mut state, &key);
@@ -262,15 +268,9 @@ impl UploadQueue {
             }
             shared.ctx.registry.queued(id, &job.remote_path, job.size);
             requeued.push(job.clone());
-            state.pending.insert(
-                key.clone(),
-                Pending {
-                    id,
-                    job,
-                    enqueued: false,
-                    not_before: Instant::now(),
-                },
-            );
+            state
+                .pending
+                .insert(key.clone(), Pending::new(id, job, Instant::now()));
             shared.dispatch(&mut state, &key);
             count += 1;
         }

@@ -248,15 +248,9 @@ impl QueueShared {
                 JobEnd::Stopped => {
                     // Shutdown: keep the job (and its spool file) as queued.
                     self.ctx.registry.queued(id, &job.remote_path, job.size);
-                    state.pending.insert(
-                        key.to_string(),
-                        Pending {
-                            id,
-                            job,
-                            enqueued: false,
-                            not_before: Instant::now(),
-                        },
-                    );
+                    state
+                        .pending
+                        .insert(key.to_string(), Pending::new(id, job, Instant::now()));
                 }
             }
             self.dispatch(&mut state, key);
