@@ -9,6 +9,10 @@
 //! handed to the filesystem core (FUSE-side calls, the change feed, the upload listener) and
 //! to the upload queue, so a `Retry-After` or the budget's pace holds for all of them.
 //!
+//! Bandwidth: one `upload::bwlimit::BwLimit` (the `bwlimit` key) is made here and handed to
+//! the queue (`QueueConfig::bwlimit`, for every worker) and to the filesystem core (`.status`
+//! shows it, `.control` changes it).
+//!
 //! Service: `service` sends systemd `READY=1` once the mount answers, `STATUS=` with the
 //! queue summary, and `STOPPING=1` at SIGINT/SIGTERM or a drain.
 //!
@@ -42,6 +46,7 @@ use crate::fuse::FuseAdapter;
 use crate::graph::{GraphConfig, GraphRemote};
 use crate::remote::Remote;
 use crate::spool::{Spool, SpoolStore};
+use crate::upload::bwlimit::BwLimit;
 use crate::upload::clock::SystemClock;
 use crate::upload::limiter::Pacer;
 use crate::upload::status::{human_bytes, StatusSnapshot};
@@ -166,6 +171,12 @@ pub fn run(cfg: MountConfig, mountpoint: &Path) -> Result<(), MountError> {
     qcfg.locked_wait = cfg.locked_wait;
     qcfg.write_back_delay = std::time::Duration::from_secs(1);
     qcfg.pacer = Some(pacer);
+    // One bandwidth limit for every upload worker, shown and changed through the filesystem.
+    let bwlimit = Arc::new(BwLimit::new(cfg.bwlimit.clone()));
+    if let Some(bw) = bwlimit.status() {
+        info!("{}", bw.line());
+    }
+    qcfg.bwlimit = Some(bwlimit.clone());
     let queue_remote = remote.clone();
     let spool = Arc::new(spool);
     let fs = Arc::new(Fs::new(
@@ -179,6 +190,7 @@ pub fn run(cfg: MountConfig, mountpoint: &Path) -> Result<(), MountError> {
             fsync_barrier: cfg.fsync_barrier,
             poll_interval: cfg.poll_interval,
             dir_cache_time: cfg.dir_cache_time,
+            bwlimit: Some(bwlimit),
             ..FsOptions::default()
         },
     ));
