@@ -647,6 +647,28 @@ fn wait_command(paths: &[PathBuf], timeout: Option<u64>, progress: bool) -> Exit
     }
 }
 
+/// `shareuplift bwlimit MOUNTPOINT LIMIT`: check the value here (exit 2 with the reason), write
+/// it to the mount's `.control`, and print the `.status` line that shows it in force.
+fn bwlimit_command(mountpoint: &Path, value: &str) -> ExitCode {
+    let cmd = match ControlCommand::parse(&format!("bwlimit {value}")) {
+        Ok(c) => c,
+        Err(e) => return fatal(2, &e),
+    };
+    let root = match shareuplift::control::locate(mountpoint) {
+        Ok((root, _)) => root,
+        Err(e) => return fatal(2, &e),
+    };
+    if let Err(e) = shareuplift::control::send(&root, &cmd) {
+        return fatal(1, &e);
+    }
+    let shown = std::fs::read_to_string(root.join(STATUS_NAME)).unwrap_or_default();
+    match shown.lines().find(|l| l.starts_with("bandwidth limit:")) {
+        Some(line) => println!("{line}"),
+        None => println!("bandwidth limit: off"),
+    }
+    ExitCode::SUCCESS
+}
+
 /// One line on stderr (and in the log file, if logging goes to one: stderr is then not it).
 fn fatal(code: u8, msg: &str) -> ExitCode {
     if shareuplift::logging::logs_to_file() {
@@ -738,26 +760,4 @@ mod tests {
         assert!(VERSION.starts_with(env!("CARGO_PKG_VERSION")));
         assert!(VERSION.ends_with(')') && VERSION.len() > env!("CARGO_PKG_VERSION").len() + 3);
     }
-}
-
-/// `shareuplift bwlimit MOUNTPOINT LIMIT`: check the value here (exit 2 with the reason), write
-/// it to the mount's `.control`, and print the `.status` line that shows it in force.
-fn bwlimit_command(mountpoint: &Path, value: &str) -> ExitCode {
-    let cmd = match ControlCommand::parse(&format!("bwlimit {value}")) {
-        Ok(c) => c,
-        Err(e) => return fatal(2, &e),
-    };
-    let root = match shareuplift::control::locate(mountpoint) {
-        Ok((root, _)) => root,
-        Err(e) => return fatal(2, &e),
-    };
-    if let Err(e) = shareuplift::control::send(&root, &cmd) {
-        return fatal(1, &e);
-    }
-    let shown = std::fs::read_to_string(root.join(STATUS_NAME)).unwrap_or_default();
-    match shown.lines().find(|l| l.starts_with("bandwidth limit:")) {
-        Some(line) => println!("{line}"),
-        None => println!("bandwidth limit: off"),
-    }
-    ExitCode::SUCCESS
 }

@@ -83,7 +83,10 @@ fn bwlimit_paces_uploads_and_changes_live() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("bwlimit: \"25:00\" is not a time of day"), "{err}");
+    assert!(
+        err.contains("bwlimit: \"25:00\" is not a time of day"),
+        "{err}"
+    );
     let out = Command::new(bin())
         .args(["bwlimit", m.dir.to_str().unwrap(), "reset"])
         .output()

@@ -289,3 +289,23 @@ fn status_shows_the_limit_in_force() {
         "bandwidth limit: off (set through .control)"
     );
 }
+
+#[test]
+fn status_table_and_json_carry_the_line() {
+    use crate::upload::status::StatusSnapshot;
+    let (_c, lim) = limit_at("08:00,2MiB 19:00,off", at(0, 10, 0, 0));
+    let mut snap = StatusSnapshot::new(Vec::new(), None);
+    let table = snap.render_table();
+    assert!(!table.contains("bandwidth"), "{table}");
+    assert!(!snap.render_json().contains("bandwidth_limit"));
+    snap.bandwidth_limit = lim.status();
+    let table = snap.render_table();
+    assert_eq!(
+        table.lines().nth(1),
+        Some("bandwidth limit: 2 MiB/s (until 19:00, then off)"),
+        "{table}"
+    );
+    let json: serde_json::Value = serde_json::from_str(&snap.render_json()).unwrap();
+    assert_eq!(json["bandwidth_limit"]["bytes_per_sec"], 2 * MIB);
+    assert_eq!(json["bandwidth_limit"]["until"], "19:00");
+}
