@@ -647,26 +647,15 @@ fn wait_command(paths: &[PathBuf], timeout: Option<u64>, progress: bool) -> Exit
     }
 }
 
-/// `shareuplift bwlimit MOUNTPOINT LIMIT`: check the value here (exit 2 with the reason), write
-/// it to the mount's `.control`, and print the `.status` line that shows it in force.
+/// `shareuplift bwlimit MOUNTPOINT LIMIT` (`control::set_bwlimit`).
 fn bwlimit_command(mountpoint: &Path, value: &str) -> ExitCode {
-    let cmd = match ControlCommand::parse(&format!("bwlimit {value}")) {
-        Ok(c) => c,
-        Err(e) => return fatal(2, &e),
-    };
-    let root = match shareuplift::control::locate(mountpoint) {
-        Ok((root, _)) => root,
-        Err(e) => return fatal(2, &e),
-    };
-    if let Err(e) = shareuplift::control::send(&root, &cmd) {
-        return fatal(1, &e);
+    match shareuplift::control::set_bwlimit(mountpoint, value) {
+        Ok(line) => {
+            println!("{line}");
+            ExitCode::SUCCESS
+        }
+        Err((code, e)) => fatal(code, &e),
     }
-    let shown = std::fs::read_to_string(root.join(STATUS_NAME)).unwrap_or_default();
-    match shown.lines().find(|l| l.starts_with("bandwidth limit:")) {
-        Some(line) => println!("{line}"),
-        None => println!("bandwidth limit: off"),
-    }
-    ExitCode::SUCCESS
 }
 
 /// One line on stderr (and in the log file, if logging goes to one: stderr is then not it).

@@ -10,8 +10,8 @@
 //! to the upload queue, so a `Retry-After` or the budget's pace holds for all of them.
 //!
 //! Bandwidth: one `upload::bwlimit::BwLimit` (the `bwlimit` key) is made here and handed to
-//! the queue (`QueueConfig::bwlimit`, for every worker) and to the filesystem core (`.status`
-//! shows it, `.control` changes it).
+//! the filesystem core (`.status` shows it, `.control` changes it) and to the queue, whose
+//! fragment bodies pass every piece through it (`QueueConfig::pace`, wired at the merge).
 //!
 //! Service: `service` sends systemd `READY=1` once the mount answers, `STATUS=` with the
 //! queue summary, and `STOPPING=1` at SIGINT/SIGTERM or a drain.
@@ -176,7 +176,8 @@ pub fn run(cfg: MountConfig, mountpoint: &Path) -> Result<(), MountError> {
     if let Some(bw) = bwlimit.status() {
         info!("{}", bw.line());
     }
-    qcfg.bwlimit = Some(bwlimit.clone());
+    // At the merge with the streamed fragment bodies: `qcfg.pace = bwlimit.clone();` (every
+    // 256 KiB piece of every fragment passes `BwLimit::take`).
     let queue_remote = remote.clone();
     let spool = Arc::new(spool);
     let fs = Arc::new(Fs::new(

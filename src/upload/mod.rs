@@ -103,10 +103,6 @@ pub struct QueueConfig {
     /// already its `LimitedRemote` (`mount.rs`: one limiter and one gate for every request of
     /// the mount). `None`: the queue wraps the remote in a pacer of its own. Default `None`.
     pub pacer: Option<limiter::Pacer>,
-    /// The mount-wide upload bandwidth limit (`bwlimit.rs`), shared with the filesystem core
-    /// (`.status`, `.control`); fragment bodies are to pass `BwLimit::take` as they are sent.
-    /// `None`: no limit. Default `None`.
-    pub bwlimit: Option<Arc<bwlimit::BwLimit>>,
 }
 
 impl QueueConfig {
@@ -129,7 +125,6 @@ impl QueueConfig {
             write_back_delay: Duration::ZERO,
             store,
             pacer: None,
-            bwlimit: None,
         }
     }
 }
