@@ -191,7 +191,7 @@ pub fn run(cfg: MountConfig, mountpoint: &Path) -> Result<(), MountError> {
             fsync_barrier: cfg.fsync_barrier,
             poll_interval: cfg.poll_interval,
             dir_cache_time: cfg.dir_cache_time,
-            bwlimit: Some(bwlimit),
+            bwlimit: Some(bwlimit.clone()),
             ..FsOptions::default()
         },
     ));
@@ -339,6 +339,8 @@ pub fn run(cfg: MountConfig, mountpoint: &Path) -> Result<(), MountError> {
         spool.mark_draining();
         drain_after_unmount(&fs, cfg.unmount_drain, &stop_now, &drain_notifier);
     }
+    // No worker stays asleep in the bandwidth limit while the queue stops.
+    bwlimit.release();
     fs.shutdown();
     // What the next mount will pick up (failed, incomplete, or not yet uploaded files).
     match spool.existing_files() {

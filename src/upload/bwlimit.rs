@@ -15,7 +15,8 @@
 //!
 //! Time: the timetable's minute comes from the clock's wall time in the local time zone (as in
 //! rclone); the zone is a plain function so tests use UTC. The mutex is a leaf lock, never held
-//! across a sleep. What `.status` shows is [`BwLimit::status`].
+//! across a sleep. What `.status` shows is [`BwLimit::status`]. At shutdown the mount calls
+//! [`BwLimit::release`] so that no worker stays asleep in the bucket.
 
 mod timetable;
 
@@ -162,6 +163,8 @@ pub struct BwLimit {
     clock: Arc<dyn Clock>,
     zone: WeekMinute,
     inner: Mutex<Inner>,
+    /// Set by [`BwLimit::release`]: the mount is stopping, nobody waits any more.
+    released: Interrupt,
 }
 
 impl std::fmt::Debug for BwLimit {
@@ -180,21 +183,24 @@ impl BwLimit {
     /// With an injected clock and time zone (tests: `ManualClock`, [`utc_week_minute`]).
     pub fn with_clock(configured: Timetable, clock: Arc<dyn Clock>, zone: WeekMinute) -> Self {
         let now = clock.now();
-        let limit = BwLimit {
+        let minute = if configured.is_constant() {
+            0
+        } else {
+            zone(clock.wall())
+        };
+        let mut bucket = Bucket::new(now);
+        bucket.set_rate(configured.at(minute).limit.bytes_per_sec(), now);
+        BwLimit {
             clock,
             zone,
             inner: Mutex::new(Inner {
                 current: configured.clone(),
                 configured,
                 source: Source::Config,
-                bucket: Bucket::new(now),
+                bucket,
             }),
-        };
-        {
-            let mut inner = limit.lock();
-            limit.sync(&mut inner);
+            released: Interrupt::new(),
         }
-        limit
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -226,7 +232,11 @@ impl BwLimit {
     /// the bucket holds them, or when there is no limit). The reservation is made either way:
     /// a caller that does not wait has its bytes counted against the next callers.
     pub fn wait_for(&self, bytes: u64) -> Duration {
-        self.reserve(bytes).1
+        let wait = self.reserve(bytes).1;
+        if self.released.is_set() {
+            return Duration::ZERO;
+        }
+        wait
     }
 
     /// Reserve `bytes`; the reservation's place among all reserved bytes, and the wait now.
@@ -249,9 +259,16 @@ impl BwLimit {
         inner.bucket.wait_until(target)
     }
 
-    /// Reserve `bytes` and block until they may be sent.
+    /// Reserve `bytes` and block until they may be sent, or until [`release`](Self::release).
     pub fn take(&self, bytes: u64) {
-        self.take_or_interrupt(bytes, &Interrupt::new());
+        self.take_or_interrupt(bytes, &self.released);
+    }
+
+    /// The mount is stopping: every caller of [`take`](Self::take) returns now and nobody
+    /// waits any more, so a small limit never holds up a shutdown (what is cut off resumes at
+    /// the next mount). For good.
+    pub fn release(&self) {
+        self.released.trigger();
     }
 
     /// [`take`](Self::take) that returns early (`false`) when `interrupt` is triggered (cancel,

@@ -245,6 +245,12 @@ fn a_waiter_is_freed_when_the_timetable_turns_the_limit_off() {
     lim.set(Timetable::parse("1MiB").unwrap());
     lim.take(MIB / 2);
     assert!(!lim.take_or_interrupt(10 * MIB, &intr), "interrupted");
+    // Released (shutdown): nobody waits any more.
+    let before = clock.sleeps().len();
+    lim.release();
+    lim.take(100 * MIB);
+    assert_eq!(lim.wait_for(100 * MIB), Duration::ZERO);
+    assert_eq!(clock.sleeps().len(), before);
 }
 
 #[test]
