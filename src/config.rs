@@ -17,6 +17,7 @@ use crate::graph::cloud::{choose_auth, Cloud, KeysSet};
 use crate::graph::AuthMethod;
 use crate::redact::Secret;
 use crate::remote::Conflict;
+use crate::upload::bwlimit::Timetable;
 
 use crate::protocol::{DEFAULT_CHUNK, FRAGMENT_LIMIT, FRAGMENT_UNIT, MAX_FRAGMENT};
 
@@ -72,6 +73,9 @@ pub struct FileConfig {
     /// (`umount`, `fusermount3 -u`), before it exits (default 30; 0: exit at once and resume
     /// at the next mount).
     pub unmount_drain: Option<u64>,
+    /// Upload bandwidth limit, one rate or a timetable as rclone's `--bwlimit`:
+    /// `"2MiB"`, `"off"` (default), `"08:00,2MiB 19:00,off"` (`upload::bwlimit`).
+    pub bwlimit: Option<String>,
     // --- sign-in, cloud and TLS (see `crate::graph::cloud`) ---
     /// `device_code`, `client_secret`, `certificate` or `password`; inferred when unambiguous.
     pub auth: Option<String>,
@@ -160,6 +164,8 @@ pub struct MountConfig {
     pub fsync_barrier: bool,
     /// How long uploads continue after an external unmount (`mount::run`); zero: stop at once.
     pub unmount_drain: Duration,
+    /// The upload bandwidth limit's timetable (off by default).
+    pub bwlimit: Timetable,
     pub auth: AuthMethod,
     /// Graph resource for scopes, e.g. `https://graph.microsoft.com`.
     pub graph_scope: String,
@@ -244,6 +250,7 @@ impl FileConfig {
             spool_max,
             fsync_barrier,
             unmount_drain,
+            bwlimit,
             auth,
             cloud,
             graph_scope,
@@ -478,6 +485,10 @@ impl MountConfig {
         if locked_wait_secs > 7 * 86_400 {
             return err("locked_wait_secs must be at most 604800 (a week)");
         }
+        let bwlimit = match file.bwlimit.as_deref() {
+            None => Timetable::default(),
+            Some(v) => Timetable::parse(v).map_err(|e| ConfigError(format!("bwlimit: {e}")))?,
+        };
         Ok(MountConfig {
             site_url,
             folder_url,
@@ -506,6 +517,7 @@ impl MountConfig {
             spool_max,
             fsync_barrier: file.fsync_barrier.unwrap_or(false),
             unmount_drain: Duration::from_secs(unmount_drain),
+            bwlimit,
             auth,
             graph_scope,
             certificate_file: file.certificate_file,
@@ -567,6 +579,23 @@ mod tests {
         ))
         .unwrap();
         assert_eq!(f.unmount_drain, Some(5));
+    }
+
+    #[test]
+    fn bwlimit_key() {
+        let cfg = MountConfig::resolve(base(), &no_env).unwrap();
+        assert!(cfg.bwlimit.is_off());
+        let f = FileConfig::parse(
+            "site_url = \"https://c.sharepoint.com/sites/T\"\nfolder_url = \"/sites/T/D/U\"\n\
+             bwlimit = \"08:00,2MiB 19:00,off\"\n",
+        )
+        .unwrap();
+        let mut f = base().overlay(f);
+        let cfg = MountConfig::resolve(f.clone(), &no_env).unwrap();
+        assert_eq!(cfg.bwlimit.text(), "08:00,2MiB 19:00,off");
+        f.bwlimit = Some("2 parsecs".into());
+        let e = MountConfig::resolve(f, &no_env).unwrap_err().0;
+        assert!(e.starts_with("bwlimit: unknown unit"), "{e}");
     }
 
     #[test]

@@ -1,5 +1,5 @@
-//! The client side of a running mount's control surface, for the `retry`, `discard`, `drain`
-//! and `wait` subcommands: find the mount root of a path, write commands to its hidden
+//! The client side of a running mount's control surface, for the `retry`, `discard`, `drain`,
+//! `bwlimit` and `wait` subcommands: find the mount root of a path, write commands to its hidden
 //! `.control` file, and poll its `.status.json`.
 //!
 //! Nothing here talks to SharePoint or to the mount process directly: `.control` and
@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::fs::{ControlCommand, CONTROL_NAME, STATUS_JSON_NAME};
+use crate::fs::{ControlCommand, CONTROL_NAME, STATUS_JSON_NAME, STATUS_NAME};
 
 /// How long a path may have no status entry before it counts as done.
 const GRACE: Duration = Duration::from_secs(2);
@@ -85,6 +85,21 @@ pub fn send(root: &Path, cmd: &ControlCommand) -> Result<(), String> {
             format!("{line}: {e}")
         }
     })
+}
+
+/// `shareuplift bwlimit MOUNTPOINT LIMIT`: check the value here, write it to the mount's
+/// `.control`, and return the `.status` line that shows the limit now in force. Errors carry
+/// the exit code: 2 for a bad value or a path outside a mount, 1 when the write fails.
+pub fn set_bwlimit(mountpoint: &Path, value: &str) -> Result<String, (u8, String)> {
+    let cmd = ControlCommand::parse(&format!("bwlimit {value}")).map_err(|e| (2, e))?;
+    let (root, _) = locate(mountpoint).map_err(|e| (2, e))?;
+    send(&root, &cmd).map_err(|e| (1, e))?;
+    let shown = std::fs::read_to_string(root.join(STATUS_NAME)).unwrap_or_default();
+    Ok(shown
+        .lines()
+        .find(|l| l.starts_with("bandwidth limit:"))
+        .unwrap_or("bandwidth limit: off")
+        .to_string())
 }
 
 fn read_status(root: &Path) -> Result<Value, String> {

@@ -89,6 +89,15 @@ enum Command {
         #[arg(long, value_name = "SECONDS")]
         timeout: Option<u64>,
     },
+    /// Change a mount's upload bandwidth limit until it is unmounted: a rate (4MiB), off, a
+    /// timetable (08:00,2MiB 19:00,off), or reset (back to the configured one).
+    Bwlimit {
+        /// The mount point.
+        mountpoint: PathBuf,
+        /// The new limit; the words of a timetable may be given as separate arguments.
+        #[arg(required = true, num_args = 1..)]
+        limit: Vec<String>,
+    },
     /// Sign in with a device code (auth = "device_code") and save the tokens for the mount.
     Login(ConfigArgs),
     /// Remove the saved sign-in of a configuration.
@@ -203,6 +212,10 @@ struct MountArgs {
     /// Seconds finished uploads stay listed in .status [default: 600].
     #[arg(long, value_name = "SECONDS", help_heading = "Upload")]
     status_retention: Option<u64>,
+    /// Upload bandwidth limit: a rate (2MiB, 512k) or a timetable ("08:00,2MiB 19:00,off")
+    /// [default: off].
+    #[arg(long, value_name = "LIMIT", help_heading = "Upload")]
+    bwlimit: Option<String>,
     /// Seconds an upload session lives idle on the service (stale-session wait) [default: 900].
     #[arg(long, value_name = "SECONDS", help_heading = "Upload")]
     session_idle_secs: Option<u64>,
@@ -337,6 +350,7 @@ impl MountArgs {
             spool_max: self.spool_max.clone().map(SizeValue::Text),
             fsync_barrier: self.fsync_barrier.then_some(true),
             unmount_drain: self.unmount_drain,
+            bwlimit: self.bwlimit.clone(),
             auth: self.auth.clone(),
             cloud: self.cloud.clone(),
             ca_file: self.ca_file.clone(),
@@ -506,6 +520,7 @@ fn main() -> ExitCode {
             },
             Err(e) => fatal(2, &e),
         },
+        Command::Bwlimit { mountpoint, limit } => bwlimit_command(&mountpoint, &limit.join(" ")),
         Command::Login(args) => match args.graph_config() {
             Err(e) => fatal(2, &e),
             Ok(g) => match shareuplift::graph::login(&g, &mut std::io::stdout()) {
@@ -629,6 +644,17 @@ fn wait_command(paths: &[PathBuf], timeout: Option<u64>, progress: bool) -> Exit
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS
+    }
+}
+
+/// `shareuplift bwlimit MOUNTPOINT LIMIT` (`control::set_bwlimit`).
+fn bwlimit_command(mountpoint: &Path, value: &str) -> ExitCode {
+    match shareuplift::control::set_bwlimit(mountpoint, value) {
+        Ok(line) => {
+            println!("{line}");
+            ExitCode::SUCCESS
+        }
+        Err((code, e)) => fatal(code, &e),
     }
 }
 

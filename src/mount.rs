@@ -9,6 +9,10 @@
 //! handed to the filesystem core (FUSE-side calls, the change feed, the upload listener) and
 //! to the upload queue, so a `Retry-After` or the budget's pace holds for all of them.
 //!
+//! Bandwidth: one `upload::bwlimit::BwLimit` (the `bwlimit` key) is made here and handed to
+//! the filesystem core (`.status` shows it, `.control` changes it) and to the queue, whose
+//! fragment bodies pass every piece through it (`QueueConfig::pace`, wired at the merge).
+//!
 //! Service: `service` sends systemd `READY=1` once the mount answers, `STATUS=` with the
 //! queue summary, and `STOPPING=1` at SIGINT/SIGTERM or a drain.
 //!
@@ -42,6 +46,7 @@ use crate::fuse::FuseAdapter;
 use crate::graph::{GraphConfig, GraphRemote};
 use crate::remote::Remote;
 use crate::spool::{Spool, SpoolStore};
+use crate::upload::bwlimit::BwLimit;
 use crate::upload::clock::SystemClock;
 use crate::upload::limiter::Pacer;
 use crate::upload::status::{human_bytes, StatusSnapshot};
@@ -166,6 +171,13 @@ pub fn run(cfg: MountConfig, mountpoint: &Path) -> Result<(), MountError> {
     qcfg.locked_wait = cfg.locked_wait;
     qcfg.write_back_delay = std::time::Duration::from_secs(1);
     qcfg.pacer = Some(pacer);
+    // One bandwidth limit for every upload worker, shown and changed through the filesystem.
+    let bwlimit = Arc::new(BwLimit::new(cfg.bwlimit.clone()));
+    if let Some(bw) = bwlimit.status() {
+        info!("{}", bw.line());
+    }
+    // At the merge with the streamed fragment bodies: `qcfg.pace = bwlimit.clone();` (every
+    // 256 KiB piece of every fragment passes `BwLimit::take`).
     let queue_remote = remote.clone();
     let spool = Arc::new(spool);
     let fs = Arc::new(Fs::new(
@@ -179,6 +191,7 @@ pub fn run(cfg: MountConfig, mountpoint: &Path) -> Result<(), MountError> {
             fsync_barrier: cfg.fsync_barrier,
             poll_interval: cfg.poll_interval,
             dir_cache_time: cfg.dir_cache_time,
+            bwlimit: Some(bwlimit.clone()),
             ..FsOptions::default()
         },
     ));
@@ -326,6 +339,8 @@ pub fn run(cfg: MountConfig, mountpoint: &Path) -> Result<(), MountError> {
         spool.mark_draining();
         drain_after_unmount(&fs, cfg.unmount_drain, &stop_now, &drain_notifier);
     }
+    // No worker stays asleep in the bandwidth limit while the queue stops.
+    bwlimit.release();
     fs.shutdown();
     // What the next mount will pick up (failed, incomplete, or not yet uploaded files).
     match spool.existing_files() {

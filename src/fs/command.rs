@@ -1,14 +1,20 @@
 //! The `.control` grammar, shared by the filesystem (which parses each written line) and the
 //! CLI client (`crate::control`, which writes them): one command per line, `retry PATH`,
-//! `retry --all`, `discard PATH`, `discard --all`, `drain`; paths relative to the mount root.
+//! `retry --all`, `discard PATH`, `discard --all`, `drain`, `bwlimit LIMIT`, `bwlimit reset`;
+//! paths relative to the mount root. A `bwlimit` value is checked here (`upload::bwlimit`), so
+//! the CLI reports a bad one before writing it.
 //!
 //! Pure: no I/O, no locks. [`ControlCommand::line`] and [`ControlCommand::parse`] are inverse,
 //! so the client can never write a line the filesystem does not understand.
 
 use std::fmt;
 
+use crate::upload::bwlimit::Timetable;
+
 /// The argument that means "every failed or incomplete upload".
 const ALL: &str = "--all";
+/// The `bwlimit` argument that goes back to the configured limit.
+const RESET: &str = "reset";
 
 /// One `.control` command.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,6 +25,8 @@ pub enum ControlCommand {
     Discard(Option<String>),
     /// Refuse new writes, finish the queue, then unmount.
     Drain,
+    /// Replace the upload bandwidth limit until the unmount (`None`: back to the configured).
+    Bwlimit(Option<Timetable>),
 }
 
 impl ControlCommand {
@@ -41,6 +49,13 @@ impl ControlCommand {
             "retry" => Ok(ControlCommand::Retry(target(arg)?)),
             "discard" => Ok(ControlCommand::Discard(target(arg)?)),
             "drain" if arg.is_empty() => Ok(ControlCommand::Drain),
+            "bwlimit" if arg.is_empty() => Err(format!(
+                "bwlimit: give a rate (4MiB), off, a timetable (08:00,2MiB 19:00,off) or {RESET}"
+            )),
+            "bwlimit" if arg == RESET => Ok(ControlCommand::Bwlimit(None)),
+            "bwlimit" => Timetable::parse(arg)
+                .map(|t| ControlCommand::Bwlimit(Some(t)))
+                .map_err(|e| format!("bwlimit: {e}")),
             _ => Err(format!("unknown command {line:?}")),
         }
     }
@@ -55,6 +70,8 @@ impl ControlCommand {
             ControlCommand::Retry(t) => with("retry", t),
             ControlCommand::Discard(t) => with("discard", t),
             ControlCommand::Drain => "drain".to_string(),
+            ControlCommand::Bwlimit(Some(t)) => format!("bwlimit {t}"),
+            ControlCommand::Bwlimit(None) => format!("bwlimit {RESET}"),
         }
     }
 }
@@ -81,12 +98,35 @@ mod tests {
             ("discard /x.bin", Ok(Discard(Some("x.bin".into())))),
             ("discard --all", Ok(Discard(None))),
             ("drain", Ok(Drain)),
+            ("bwlimit reset", Ok(Bwlimit(None))),
+            (
+                "bwlimit 4MiB",
+                Ok(Bwlimit(Some(Timetable::parse("4MiB").unwrap()))),
+            ),
+            (
+                "bwlimit  08:00,2M   19:00,off \n",
+                Ok(Bwlimit(Some(
+                    Timetable::parse("08:00,2MiB 19:00,off").unwrap(),
+                ))),
+            ),
         ] {
             assert_eq!(ControlCommand::parse(line), want, "{line}");
         }
-        for bad in ["retry", "frobnicate x", "drain now", ""] {
+        for bad in [
+            "retry",
+            "frobnicate x",
+            "drain now",
+            "",
+            "bwlimit",
+            "bwlimit 2X",
+        ] {
             assert!(ControlCommand::parse(bad).is_err(), "{bad}");
         }
+        let e = ControlCommand::parse("bwlimit 25:00,1M").unwrap_err();
+        assert!(
+            e.starts_with("bwlimit: \"25:00\" is not a time of day"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -98,6 +138,10 @@ mod tests {
             Discard(Some("x.bin".into())),
             Discard(None),
             Drain,
+            Bwlimit(None),
+            Bwlimit(Some(
+                Timetable::parse("Mon-08:00,1.5M Sat-00:00,off").unwrap(),
+            )),
         ] {
             assert_eq!(ControlCommand::parse(&cmd.line()), Ok(cmd.clone()), "{cmd}");
         }

@@ -178,6 +178,9 @@ pub struct FsOptions {
     pub spool_max: Option<u64>,
     /// fsync waits for the commit of the file's current content (see `barrier.rs`, `file_io.rs`).
     pub fsync_barrier: bool,
+    /// The mount's upload bandwidth limit, shown in `.status` and changed by `.control`
+    /// (`bwlimit LIMIT`); `None`: no limiter (the `bwlimit` command is refused).
+    pub bwlimit: Option<Arc<crate::upload::bwlimit::BwLimit>>,
 }
 
 impl Default for FsOptions {
@@ -190,6 +193,7 @@ impl Default for FsOptions {
             replace_by_upload: true,
             spool_max: None,
             fsync_barrier: false,
+            bwlimit: None,
         }
     }
 }

@@ -150,6 +150,7 @@ impl Fs {
         drop(st);
         snap.refused_names = self.refused.lines();
         snap.spool = Some(self.space.usage());
+        snap.bandwidth_limit = self.opts.bwlimit.as_ref().and_then(|b| b.status());
         snap
     }
 
@@ -171,6 +172,17 @@ impl Fs {
                     }
                 }
                 ControlCommand::Drain => self.request_drain(),
+                ControlCommand::Bwlimit(value) => {
+                    let Some(limit) = &self.opts.bwlimit else {
+                        return Err(FsError::NotSupported(
+                            "bandwidth limit changes without a mount limiter",
+                        ));
+                    };
+                    match value {
+                        Some(t) => limit.set(t),
+                        None => limit.reset(),
+                    }
+                }
             }
         }
         Ok(data.len() as u32)

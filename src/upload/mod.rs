@@ -24,6 +24,7 @@
 //! ([`UploadJob::resume`]). On shutdown an interrupted job keeps its session (persisted) for
 //! the next mount; only a cancel DELETEs it. This module imports nothing above `remote`.
 
+pub mod bwlimit;
 pub mod chunk;
 pub mod clock;
 pub mod conflict_name;

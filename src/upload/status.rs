@@ -6,7 +6,8 @@
 //! anything); error texts are sanitised before they are shown — one line, URLs reduced to
 //! scheme and host (upload URLs are capabilities), bounded length. JSON field names are a
 //! contract with scripts: `path, state, size, uploaded, attempts, error, rate_bytes_per_sec,
-//! eta_secs` per upload, plus `throttled_until` and `totals`; times are RFC 3339 UTC.
+//! eta_secs` per upload, plus `throttled_until` and `totals` (and `bandwidth_limit` when a limit
+//! is set); times are RFC 3339 UTC.
 
 use std::fmt::Write as _;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -240,6 +241,10 @@ pub struct StatusSnapshot {
     /// field reference entry 8): what it means and what to do, one line (`limiter.rs`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub blocked: Option<String>,
+    /// The upload bandwidth limit in force, when one is configured or was set live
+    /// (`bwlimit.rs`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bandwidth_limit: Option<super::bwlimit::BandwidthStatus>,
 }
 
 /// A recent refusal worth a line in `.status` (`pending_ops`).
@@ -265,6 +270,7 @@ impl StatusSnapshot {
             refused_names: Vec::new(),
             notices: Vec::new(),
             blocked: None,
+            bandwidth_limit: None,
         }
     }
 
@@ -295,6 +301,9 @@ impl StatusSnapshot {
             let _ = write!(out, " — {}", one_line(why));
         }
         out.push('\n');
+        if let Some(bw) = &self.bandwidth_limit {
+            let _ = writeln!(out, "{}", bw.line());
+        }
         if t.bytes_pending > 0 {
             let _ = write!(out, "pending {}", human_bytes(t.bytes_pending));
             if t.rate_bytes_per_sec > 0 {
