@@ -159,6 +159,7 @@ pub fn run(cfg: MountConfig, mountpoint: &Path) -> Result<(), MountError> {
     qcfg.workers = cfg.workers;
     qcfg.small_file_workers = cfg.small_file_workers;
     qcfg.chunk_size = cfg.chunk_size;
+    qcfg.adapt_fragments = !cfg.chunk_size_fixed;
     qcfg.conflict = cfg.conflict;
     qcfg.max_attempts = cfg.max_attempts;
     qcfg.retention = cfg.status_retention;

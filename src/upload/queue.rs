@@ -448,6 +448,12 @@ impl UploadQueue {
                 },
                 locked_wait: config.locked_wait,
                 plan,
+                fragments: super::fragment_size::FragmentSizes::new(if config.adapt_fragments {
+                    super::fragment_size::FragmentSizer::adaptive(plan.chunk_size())
+                } else {
+                    super::fragment_size::FragmentSizer::fixed(plan.chunk_size())
+                }),
+                pace: config.pace,
                 conflict: config.conflict,
                 hasher: config.hasher,
                 hash_recheck_delay: config.hash_recheck_delay,
