@@ -9,7 +9,8 @@
 //! - start at `chunk_size` (default 10 MiB);
 //! - after a fragment is accepted, estimate its fixed cost ([`fixed_cost`]: its time less
 //!   what its bytes took at the pace the connection took them) and, when that is more than
-//!   [`GROW_SHARE`] of the fragment's time, double the size, up to the protocol's largest
+//!   [`GROW_SHARE`] of the fragment's time, grow: to the size at which it would be that
+//!   share at the pace the fragment went (at least double), up to the protocol's largest
 //!   fragment (`protocol::MAX_FRAGMENT`, 191 × 320 KiB, just under 60 MiB);
 //! - after a fragment dropped mid-body or timed out, halve it (not below [`FLOOR`], or the
 //!   start if that is smaller), so a flaky link re-sends little; successes grow it again.
@@ -82,8 +83,18 @@ impl FragmentSizer {
         if !self.adaptive || took.is_zero() || len * 2 < self.size {
             return;
         }
-        if fixed.as_secs_f64() > GROW_SHARE * took.as_secs_f64() {
-            self.size = aligned(self.size.saturating_mul(2));
+        let (fixed, took) = (fixed.as_secs_f64(), took.as_secs_f64());
+        if fixed > GROW_SHARE * took {
+            // The size at which the fixed cost would be GROW_SHARE of the time, at this
+            // fragment's pace; at least double.
+            let streaming = took - fixed;
+            let wanted = if streaming > 0.0 {
+                len as f64 * fixed * (1.0 - GROW_SHARE) / (GROW_SHARE * streaming)
+            } else {
+                f64::MAX
+            };
+            let doubled = self.size.saturating_mul(2);
+            self.size = aligned(doubled.max(wanted.min(MAX_FRAGMENT as f64) as u64));
         }
     }
 
@@ -148,9 +159,9 @@ mod tests {
     fn grows_while_the_fixed_cost_is_a_large_share() {
         let mut s = FragmentSizer::adaptive(DEFAULT_CHUNK);
         let mut sizes = vec![s.size()];
-        // 150 ms of latency, 100 ms of bytes: grow, up to the largest fragment.
+        // 15 ms of latency, 100 ms of bytes: double, up to the largest fragment.
         for _ in 0..5 {
-            s.succeeded(s.size(), 250 * MS, 150 * MS);
+            s.succeeded(s.size(), 115 * MS, 15 * MS);
             sizes.push(s.size());
         }
         assert_eq!(
@@ -165,6 +176,23 @@ mod tests {
             ]
         );
         assert_eq!(MAX_FRAGMENT % FRAGMENT_UNIT, 0);
+    }
+
+    #[test]
+    fn a_large_fixed_cost_grows_to_where_it_would_be_a_tenth() {
+        let mut s = FragmentSizer::adaptive(DEFAULT_CHUNK);
+        // 350 ms fixed, 20 ms of bytes: straight to the largest fragment.
+        s.succeeded(DEFAULT_CHUNK, 370 * MS, 350 * MS);
+        assert_eq!(s.size(), MAX_FRAGMENT);
+        // 20 ms fixed, 100 ms of bytes: 10 MiB × 20 × 0.9 / (0.1 × 100) = 18 MiB → 20 MiB
+        // (at least double), aligned.
+        let mut s = FragmentSizer::adaptive(DEFAULT_CHUNK);
+        s.succeeded(DEFAULT_CHUNK, 120 * MS, 20 * MS);
+        assert_eq!(s.size(), 2 * DEFAULT_CHUNK);
+        // 40 ms fixed: 36 MiB, aligned down to 320 KiB.
+        let mut s = FragmentSizer::adaptive(DEFAULT_CHUNK);
+        s.succeeded(DEFAULT_CHUNK, 140 * MS, 40 * MS);
+        assert_eq!(s.size(), 36 * 1024 * 1024 / FRAGMENT_UNIT * FRAGMENT_UNIT);
     }
 
     #[test]
@@ -188,7 +216,7 @@ mod tests {
         }
         assert_eq!(*seen.last().unwrap(), FLOOR);
         assert!(seen.windows(2).all(|w| w[0] >= w[1]));
-        s.succeeded(FLOOR, 20 * MS, 15 * MS);
+        s.succeeded(FLOOR, 12 * MS, 2 * MS);
         assert_eq!(s.size(), 2 * FLOOR);
         // A start below the floor is its own floor.
         let mut small = FragmentSizer::adaptive(FRAGMENT_UNIT);
