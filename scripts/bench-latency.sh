@@ -12,7 +12,8 @@ lat=${1:-50}
 rf=${RSYNC_FOLDERS:-10}; rn=${RSYNC_FILES:-100}; rtotal=$(( rf * rn ))
 wf=${WALK_FOLDERS:-100}; wn=${WALK_FILES:-100}; wtotal=$(( wf * wn ))
 big_mib=${BIG_MIB:-1024}
-# FIGURES=rsync,walk,throttle,budget,big picks some of the figures (default: all).
+# FIGURES=rsync,walk,throttle,budget,big picks some of the figures (default: all; `drops`:
+# only the big file with dropped PUTs, DROP_SEED=N picks the emulator's random sequence).
 # BUDGET_UNITS=requests|resource_units: how the budget figure charges (default requests).
 figures=${FIGURES:-rsync,walk,throttle,budget,big}
 want() { [[ ",$figures," == *",$1,"* ]]; }
@@ -140,7 +141,10 @@ if want big; then
   echo "$tag $(bash scripts/plain-client.sh "$work/ready.json" "$work/big.src" 60)"
   rm -f "$work/big.src"
   stop_mount; stop_emulator
-  start_emulator '{"seed": 19, "drop_rate": 0.05}' "{\"latency_ms\": $lat, \"fragment_server_ms\": $server_ms}"
+fi
+if want big || want drops; then
+  tag="[$lat ms + $server_ms ms/fragment]"
+  start_emulator "{\"seed\": ${DROP_SEED:-3}, \"drop_rate\": 0.05}" "{\"latency_ms\": $lat, \"fragment_server_ms\": $server_ms}"
   mount_emulator "${BIG_TOML:-}"
   sleep 1; reset
   head -c "$big_bytes" /dev/zero > "$mnt/big.bin"; wait_all_done

@@ -2,7 +2,7 @@
 # A plain upload-session client for comparisons (issue 19): signs in to a running emulator,
 # creates an upload session for FILE and PUTs it in FRAG_MIB fragments (rounded down to
 # 320 KiB), one after another with curl, from fragment files split beforehand (not timed).
-# Prints the upload phase (the fragment PUTs) in MB/s.
+# Prints the upload phase (createUploadSession and the fragment PUTs) in MB/s.
 # Usage: scripts/plain-client.sh READY_JSON FILE [FRAG_MIB]   (default 60: 191 x 320 KiB)
 set -euo pipefail
 ready=$1; file=$2; frag_mib=${3:-60}
@@ -25,12 +25,12 @@ site=$(curl -s -H "$auth" "$g/sites/$(j site_url | sed 's#^https://\([^/]*\)/#\1
 drive=$(curl -s -H "$auth" "$g/sites/$site/drives" |
   python3 -c 'import json,sys; print([d["id"] for d in json.load(sys.stdin)["value"] if d["name"]=="Documents"][0])')
 name="plain-$(date +%s%N).bin"
+t0=$(date +%s%N); off=0
 url=$(curl -s -X POST -H "$auth" -H 'Content-Type: application/json' \
   -d '{"item": {"@microsoft.graph.conflictBehavior": "replace"}}' \
   "$g/drives/$drive/root:/Uploads/$name:/createUploadSession" |
   python3 -c 'import json,sys; print(json.load(sys.stdin)["uploadUrl"])')
 
-t0=$(date +%s%N); off=0
 for part in "$tmp"/part.*; do
   len=$(stat -c %s "$part")
   code=$(curl -s -o "$tmp/answer" -w '%{http_code}' -T "$part" -X PUT \
