@@ -5,14 +5,15 @@
 # Smaller runs (the figures then say which N they are for):
 #   RSYNC_FOLDERS=10 RSYNC_FILES=100   the rsync tree (folders x files of 4 KiB)
 #   WALK_FOLDERS=100 WALK_FILES=100    the seeded tree of the walk
-#   BIG_MIB=1024                       the single big file (0 ms only)
+#   BIG_MIB=1024                       the single big file (SERVER_MS=200: server time per fragment)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 lat=${1:-50}
 rf=${RSYNC_FOLDERS:-10}; rn=${RSYNC_FILES:-100}; rtotal=$(( rf * rn ))
 wf=${WALK_FOLDERS:-100}; wn=${WALK_FILES:-100}; wtotal=$(( wf * wn ))
 big_mib=${BIG_MIB:-1024}
-# FIGURES=rsync,walk,throttle,budget,big picks some of the figures (default: all).
+# FIGURES=rsync,walk,throttle,budget,big picks some of the figures (default: all; `drops`:
+# only the big file with dropped PUTs, DROP_SEED=N picks the emulator's random sequence).
 # BUDGET_UNITS=requests|resource_units: how the budget figure charges (default requests).
 figures=${FIGURES:-rsync,walk,throttle,budget,big}
 want() { [[ ",$figures," == *",$1,"* ]]; }
@@ -119,10 +120,35 @@ budget_run "no RateLimit headers" false
 budget_run "RateLimit headers from 80 % of the minute" true
 fi
 
-if [ "$lat" = 0 ] && want big; then
-  start_emulator '{}' '{}'
-  mount_emulator ""
-  t0=$(now_ms); head -c $(( big_mib * 1024 * 1024 )) /dev/zero > "$mnt/big.bin"; t1=$(now_ms); wait_all_done; t2=$(now_ms)
-  echo "[0 ms] $big_mib MiB file: write returns $(ms_to_s $(( t1 - t0 ))) s; committed at $(awk -v b="$big_mib" -v m=$(( t2 - t0 )) 'BEGIN { printf "%.0f", b * 1.048576 * 1000 / (m > 0 ? m : 1) }') MB/s end to end ($(ms_to_s $(( t2 - t0 ))) s)"
+# The big file (issue 19). At any LAT_MS: the upload phase of one BIG_MIB file through the
+# mount (from the mount's own "uploaded ... MB/s" log line: session to commit), with
+# SERVER_MS ms of server time per fragment (emulator knob fragment_server_ms, default 0), then
+# a plain client sending 60 MiB fragments one after another over the same emulator
+# (scripts/plain-client.sh), then the same file with 5 % of fragment PUTs dropped mid-body
+# (bytes the emulator received / file size). At 0 ms also the end-to-end figure.
+# BIG_TOML: extra mount configuration (e.g. 'chunk_size = "60MiB"').
+server_ms=${SERVER_MS:-0}
+big_bytes=$(( big_mib * 1024 * 1024 ))
+upload_phase() { grep -o "uploaded $1 ([0-9]* bytes) in [0-9.]* s, [0-9.]* MB/s" "$work/mount.log" | tail -1 | sed 's/.*, //'; }
+if want big; then
+  tag="[$lat ms + $server_ms ms/fragment]"
+  start_emulator '{}' "{\"latency_ms\": $lat, \"fragment_server_ms\": $server_ms}"
+  mount_emulator "${BIG_TOML:-}"
+  sleep 1; reset
+  t0=$(now_ms); head -c "$big_bytes" /dev/zero > "$mnt/big.bin"; t1=$(now_ms); wait_all_done; t2=$(now_ms)
+  echo "$tag $big_mib MiB file: write returns $(ms_to_s $(( t1 - t0 ))) s; upload phase $(upload_phase big.bin) (mount log); committed at $(awk -v b="$big_mib" -v m=$(( t2 - t0 )) 'BEGIN { printf "%.0f", b * 1.048576 * 1000 / (m > 0 ? m : 1) }') MB/s end to end ($(ms_to_s $(( t2 - t0 ))) s); $(stat_key fragment_puts) fragment PUTs"
+  head -c "$big_bytes" /dev/zero > "$work/big.src"
+  echo "$tag $(bash scripts/plain-client.sh "$work/ready.json" "$work/big.src" 60)"
+  rm -f "$work/big.src"
+  stop_mount; stop_emulator
+fi
+if want big || want drops; then
+  tag="[$lat ms + $server_ms ms/fragment]"
+  start_emulator "{\"seed\": ${DROP_SEED:-3}, \"drop_rate\": 0.05}" "{\"latency_ms\": $lat, \"fragment_server_ms\": $server_ms}"
+  mount_emulator "${BIG_TOML:-}"
+  sleep 1; reset
+  head -c "$big_bytes" /dev/zero > "$mnt/big.bin"; wait_all_done
+  received=$(stat_key fragment_bytes_received)
+  echo "$tag $big_mib MiB file, 5 % of fragment PUTs dropped mid-body: $(stat_key drops) drops in $(stat_key fragment_puts) PUTs; emulator received $received bytes = $(awk -v r="$received" -v b="$big_bytes" 'BEGIN { printf "%.3f", r / b }') x the file (<= 1.1 wanted); upload phase $(upload_phase big.bin)"
   stop_mount; stop_emulator
 fi

@@ -145,6 +145,9 @@ pub struct MountConfig {
     pub graph_url: String,
     pub authority_url: String,
     pub chunk_size: u64,
+    /// `chunk_size` was set (file, flag or fstab option): every fragment has that size.
+    /// Unset: fragments start at 10 MiB and follow the link (`upload::fragment_size`).
+    pub chunk_size_fixed: bool,
     pub workers: usize,
     pub spool_dir: PathBuf,
     pub conflict: Conflict,
@@ -420,6 +423,7 @@ impl MountConfig {
             }
         };
 
+        let chunk_size_fixed = file.chunk_size.is_some();
         let chunk_size = match file.chunk_size {
             None => DEFAULT_CHUNK,
             Some(SizeValue::Bytes(b)) => b,
@@ -500,6 +504,7 @@ impl MountConfig {
             graph_url,
             authority_url,
             chunk_size,
+            chunk_size_fixed,
             workers,
             spool_dir: file.spool_dir.unwrap_or_else(default_spool_dir),
             conflict,

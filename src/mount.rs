@@ -11,7 +11,7 @@
 //!
 //! Bandwidth: one `upload::bwlimit::BwLimit` (the `bwlimit` key) is made here and handed to
 //! the filesystem core (`.status` shows it, `.control` changes it) and to the queue, whose
-//! fragment bodies pass every piece through it (`QueueConfig::pace`, wired at the merge).
+//! fragment bodies pass every piece through it (`QueueConfig::pace`).
 //!
 //! Service: `service` sends systemd `READY=1` once the mount answers, `STATUS=` with the
 //! queue summary, and `STOPPING=1` at SIGINT/SIGTERM or a drain.
@@ -164,6 +164,7 @@ pub fn run(cfg: MountConfig, mountpoint: &Path) -> Result<(), MountError> {
     qcfg.workers = cfg.workers;
     qcfg.small_file_workers = cfg.small_file_workers;
     qcfg.chunk_size = cfg.chunk_size;
+    qcfg.adapt_fragments = !cfg.chunk_size_fixed;
     qcfg.conflict = cfg.conflict;
     qcfg.max_attempts = cfg.max_attempts;
     qcfg.retention = cfg.status_retention;
@@ -176,8 +177,8 @@ pub fn run(cfg: MountConfig, mountpoint: &Path) -> Result<(), MountError> {
     if let Some(bw) = bwlimit.status() {
         info!("{}", bw.line());
     }
-    // At the merge with the streamed fragment bodies: `qcfg.pace = bwlimit.clone();` (every
-    // 256 KiB piece of every fragment passes `BwLimit::take`).
+    // Every 256 KiB piece of every fragment body passes `BwLimit::take`.
+    qcfg.pace = bwlimit.clone();
     let queue_remote = remote.clone();
     let spool = Arc::new(spool);
     let fs = Arc::new(Fs::new(

@@ -13,11 +13,12 @@ use common::*;
 const MIB: u64 = 1024 * 1024;
 
 /// 300 MiB through `cp`: it returns before the (bandwidth-limited) upload ends, and the file
-/// arrives byte-identical in several PUTs with no protocol violation.
+/// arrives byte-identical in several PUTs with no protocol violation. `chunk_size` set in the
+/// configuration is a fixed fragment size (no sizing to the link).
 #[test]
 fn big_file_arrives_identical_and_cp_returns_first() {
     let emu = Emu::start(Some(r#"{"bandwidth_bytes_per_sec": 150000000}"#));
-    let m = Mount::start(&emu, "");
+    let m = Mount::start(&emu, "chunk_size = \"10MiB\"");
     let src = emu.dir.path().join("big.bin");
     random_file(&src, 300 * MIB, 1);
     fs::create_dir(m.path("Docs")).unwrap();

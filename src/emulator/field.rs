@@ -53,6 +53,8 @@
 //!   "last_fragment": null,        // 12: {"status": 500, "committed": false, "then": "empty"
 //!                                 //      | "restart", "html": false, "count": 1}
 //!   "commit_delay_secs": 0,       // 12: the completing fragment is answered N s late
+//!   "fragment_server_ms": 0,      // the server's own time per fragment PUT: each is answered
+//!                                 //   this long after its last byte arrived (on top of latency)
 //!   "drive_quota_absent": false,  // 13: GET /drive carries no `quota` object
 //!   "hash_delay_secs": 0,         // 14: quickXorHash appears N s after the commit
 //!   "hash_absent": false,         // 14: committed files never get a quickXorHash
@@ -168,6 +170,9 @@ pub struct FieldConfig {
     /// Entry 12: the fragment that completes a file is answered this many seconds late (a
     /// slow commit).
     pub commit_delay_secs: u64,
+    /// The server's own time per fragment PUT (issue 19): answered this many ms after its last
+    /// body byte arrived, on top of `latency_ms`.
+    pub fragment_server_ms: u64,
     /// Entry 13: GET of a drive carries no `quota` object.
     pub drive_quota_absent: bool,
     /// Entry 14: a committed file's quickXorHash appears this many seconds after the commit.
@@ -248,6 +253,7 @@ impl Default for FieldConfig {
             session_400_rate: 0.0,
             last_fragment: None,
             commit_delay_secs: 0,
+            fragment_server_ms: 0,
             drive_quota_absent: false,
             hash_delay_secs: 0,
             hash_absent: false,

@@ -733,6 +733,11 @@ fn put_fragment(
     let want = limit.unwrap_or(len);
     let (accepted, err) = stream_to_file(shared, body, &tmp, start, want, &mut hasher);
     shared.stat(|st| st.fragment_bytes_accepted += accepted);
+    // The server's own time per fragment (issue 19), once the body is in.
+    let server_ms = shared.field().fragment_server_ms;
+    if err.is_none() && server_ms > 0 {
+        std::thread::sleep(Duration::from_millis(server_ms));
+    }
     let dropping = limit.is_some();
     release(hasher, accepted);
     if let Some(e) = err {

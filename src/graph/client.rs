@@ -28,7 +28,8 @@ use super::wire::{
 use super::{GraphConfig, Tuning};
 use crate::redact::SecretUrl;
 use crate::remote::{
-    ByteRange, Conflict, FragmentOutcome, Remote, RemoteError, RemoteItem, UploadSession,
+    ByteRange, Conflict, FragmentBody, FragmentOutcome, Remote, RemoteError, RemoteItem,
+    UploadSession,
 };
 
 /// Fields requested when listing a folder.
@@ -487,11 +488,10 @@ impl Remote for GraphRemote {
     fn upload_fragment(
         &self,
         session: &UploadSession,
-        offset: u64,
         total: u64,
-        body: &[u8],
+        body: &FragmentBody,
     ) -> Result<FragmentOutcome, RemoteError> {
-        let len = body.len() as u64;
+        let (offset, len) = (body.offset(), body.len());
         let end = match offset.checked_add(len) {
             Some(after) if len > 0 && after <= total => after - 1,
             _ => {
@@ -519,7 +519,7 @@ impl Remote for GraphRemote {
             session.url.expose(),
             &session.url.redacted(),
             headers,
-            body.to_vec(),
+            body,
             answer_wait,
         )?;
         match answer.status {

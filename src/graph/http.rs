@@ -255,7 +255,7 @@ impl Http {
         url: &str,
         log_url: &str,
         headers: reqwest::header::HeaderMap,
-        body: Vec<u8>,
+        body: &crate::remote::FragmentBody,
         answer_wait: Duration,
     ) -> Result<super::transfer::Answer, RemoteError> {
         let transfers = self.transfers.get_or_init(|| {

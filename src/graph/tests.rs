@@ -16,7 +16,13 @@ use std::time::{Duration, UNIX_EPOCH};
 use super::*;
 use crate::protocol::FRAGMENT_UNIT;
 use crate::redact::{Secret, SecretUrl};
-use crate::remote::{ByteRange, Conflict, FragmentOutcome, Remote, RemoteError, UploadSession};
+use crate::remote::{
+    ByteRange, Conflict, FragmentBody, FragmentOutcome, Remote, RemoteError, UploadSession,
+};
+
+fn frag(offset: u64, data: &[u8]) -> FragmentBody {
+    FragmentBody::bytes(offset, data.to_vec())
+}
 
 #[derive(Debug, Clone)]
 struct Req {
@@ -273,7 +279,7 @@ fn fragment_put_has_no_authorization_and_parses_ranges() {
     let remote = server.remote();
     let s = session(&server);
 
-    let out = remote.upload_fragment(&s, 0, 20, b"01234").unwrap();
+    let out = remote.upload_fragment(&s, 20, &frag(0, b"01234")).unwrap();
     assert_eq!(
         out,
         FragmentOutcome::Accepted {
@@ -292,7 +298,10 @@ fn fragment_put_has_no_authorization_and_parses_ranges() {
             ),
         }
     );
-    match remote.upload_fragment(&s, 5, 20, &[7u8; 15]).unwrap() {
+    match remote
+        .upload_fragment(&s, 20, &frag(5, &[7u8; 15]))
+        .unwrap()
+    {
         FragmentOutcome::Completed(Some(item)) => {
             assert_eq!(item.id, "item1");
             assert_eq!(item.size, 10);
@@ -300,16 +309,22 @@ fn fragment_put_has_no_authorization_and_parses_ranges() {
         other => panic!("{other:?}"),
     }
     assert_eq!(
-        remote.upload_fragment(&s, 0, 30, &[1u8; 20]).unwrap(),
+        remote
+            .upload_fragment(&s, 30, &frag(0, &[1u8; 20]))
+            .unwrap(),
         FragmentOutcome::Completed(None)
     );
-    let err = remote.upload_fragment(&s, 1, 30, &[1u8; 2]).unwrap_err();
+    let err = remote
+        .upload_fragment(&s, 30, &frag(1, &[1u8; 2]))
+        .unwrap_err();
     assert!(matches!(&err, RemoteError::RangeNotSatisfiable(m) if m.contains("fragmentOverlap")));
     assert!(!err.to_string().contains("SECRET"));
 
     // Not sent at all: empty or past the end.
-    assert!(remote.upload_fragment(&s, 0, 30, b"").is_err());
-    assert!(remote.upload_fragment(&s, 25, 30, &[0u8; 6]).is_err());
+    assert!(remote.upload_fragment(&s, 30, &frag(0, b"")).is_err());
+    assert!(remote
+        .upload_fragment(&s, 30, &frag(25, &[0u8; 6]))
+        .is_err());
 
     let reqs = server.requests();
     assert_eq!(reqs.len(), 4, "no token request, no extra PUTs");
@@ -362,7 +377,7 @@ fn expired_upload_url_is_unauthorized_without_token_refresh() {
     });
     let remote = server.remote();
     let err = remote
-        .upload_fragment(&session(&server), 0, 10, &[0; 10])
+        .upload_fragment(&session(&server), 10, &frag(0, &[0; 10]))
         .unwrap_err();
     assert!(matches!(err, RemoteError::Unauthorized(_)), "{err:?}");
     assert_eq!(server.requests().len(), 1);
@@ -832,7 +847,7 @@ fn connection_refused_is_transport_without_url() {
         url: SecretUrl::new(format!("http://127.0.0.1:{port}/up/x?tempauth=SECRET")),
         expires: None,
     };
-    let err = remote.upload_fragment(&s, 0, 1, b"x").unwrap_err();
+    let err = remote.upload_fragment(&s, 1, &frag(0, b"x")).unwrap_err();
     assert!(matches!(err, RemoteError::Transport(_)), "{err:?}");
     assert!(!format!("{err} {err:?}").contains("SECRET"), "{err:?}");
     assert!(!format!("{err}").contains("/up/x"), "{err:?}");

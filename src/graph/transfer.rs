@@ -17,10 +17,13 @@
 //! never reach a log or an error: the caller passes the loggable form.
 
 use std::future::Future;
+use std::io;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc as std_mpsc;
+use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body::{Frame, SizeHint};
@@ -28,10 +31,11 @@ use reqwest::header::HeaderMap;
 
 use super::error::transport_error;
 use super::idle::Progress;
-use crate::remote::RemoteError;
+use crate::remote::{FragmentBody, RemoteError};
 
-/// Body chunk handed to the connection at once: progress is seen at this granularity.
-const CHUNK: usize = 64 * 1024;
+/// Pieces read ahead of the connection (each at most `remote::PIECE`, 256 KiB): with the one
+/// hyper is writing, what an upload holds in memory.
+const IN_FLIGHT: usize = 2;
 /// How often the watchdog looks.
 const TICK: Duration = Duration::from_millis(200);
 /// Most bytes of an answer kept (fragment answers are small JSON).
@@ -51,6 +55,8 @@ type Job = Pin<Box<dyn Future<Output = ()> + Send>>;
 pub struct Transfers {
     jobs: tokio::sync::mpsc::UnboundedSender<Job>,
     client: reqwest::Client,
+    /// The runtime's handle: the calling thread waits on the body channel through it.
+    handle: tokio::runtime::Handle,
 }
 
 impl Transfers {
@@ -74,7 +80,8 @@ impl Transfers {
                 rt.block_on(async move {
                     match builder.build() {
                         Ok(c) => {
-                            if ready_tx.send(Ok(c)).is_err() {
+                            let handle = tokio::runtime::Handle::current();
+                            if ready_tx.send(Ok((c, handle))).is_err() {
                                 return;
                             }
                         }
@@ -91,44 +98,64 @@ impl Transfers {
             .map_err(|e| {
                 RemoteError::Transport(format!("cannot start the transfer thread: {e}"))
             })?;
-        let client = ready_rx
+        let (client, handle) = ready_rx
             .recv()
             .map_err(|_| RemoteError::Transport("the transfer thread died".into()))?
             .map_err(|e| RemoteError::Transport(format!("cannot set up HTTPS: {e}")))?;
-        Ok(Transfers { jobs, client })
+        Ok(Transfers {
+            jobs,
+            client,
+            handle,
+        })
     }
 
     /// PUT `body` to `url` with `headers`; abandoned when nothing moves for `idle`, when no
-    /// answer comes `answer_wait` after the last body byte, or after `whole`.
+    /// answer comes `answer_wait` after the last byte, or after `whole`.
+    ///
+    /// The body is read (and paced) here, on the calling thread, piece by piece, and handed
+    /// to the request on the runtime through a channel of [`IN_FLIGHT`] pieces: the calling
+    /// thread feeds it while the runtime sends, so a blocking pace or a slow disk holds this
+    /// upload only. The time each piece was taken is noted on the body (its `SendLog`).
     pub fn put(
         &self,
         url: &str,
         headers: HeaderMap,
-        body: Vec<u8>,
+        body: &FragmentBody,
         idle: Duration,
         answer_wait: Duration,
         whole: Duration,
     ) -> Result<Answer, RemoteError> {
-        let progress = std::sync::Arc::new(Progress::default());
-        let len = body.len() as u64;
+        let progress = Arc::new(Progress::default());
+        let pacing = Arc::new(AtomicBool::new(false));
+        let len = body.len();
+        let (pieces_tx, pieces_rx) = tokio::sync::mpsc::channel(IN_FLIGHT);
         let req = self
             .client
             .put(url)
             .headers(headers)
             .header(reqwest::header::CONTENT_LENGTH, len)
             .timeout(whole)
-            .body(reqwest::Body::wrap(ProgressBody {
-                data: Bytes::from(body),
-                pos: 0,
+            .body(reqwest::Body::wrap(ChannelBody {
+                pieces: pieces_rx,
+                remaining: len,
                 progress: progress.clone(),
             }));
         let (tx, rx) = std_mpsc::sync_channel(1);
+        // Dropped when the job ends: the feeder stops even though the connection task may
+        // still hold the body (and its channel) a while.
+        let (over_tx, over_rx) = tokio::sync::oneshot::channel::<()>();
         let watched = progress.clone();
+        let paced = pacing.clone();
         let job = async move {
+            let _over = over_tx;
             let work = exchange(req, &watched);
             let watchdog = async {
                 loop {
                     tokio::time::sleep(TICK).await;
+                    // Waiting for the pace is not a stall.
+                    if paced.load(Ordering::Relaxed) {
+                        continue;
+                    }
                     if let Some(why) = watched.overdue(idle, answer_wait) {
                         return why;
                     }
@@ -140,17 +167,106 @@ impl Transfers {
         self.jobs
             .send(Box::pin(job))
             .map_err(|_| RemoteError::Transport("the transfer thread stopped".into()))?;
+        let mut feeder = Feeder {
+            handle: &self.handle,
+            pieces: pieces_tx,
+            over: over_rx,
+            ended: false,
+        };
+        feeder.feed(body, &pacing, &progress);
+        drop(feeder);
         // The job always ends (watchdog, or `whole`); the margin only guards a lost thread.
         match rx.recv_timeout(whole + idle + Duration::from_secs(5)) {
             Ok(Ok(answer)) => Ok(answer),
-            Ok(Err(Outcome::Failed(e))) => Err(e),
-            Ok(Err(Outcome::Stalled(why))) => {
-                Err(RemoteError::Transport(format!("timed out: {why}")))
-            }
+            Ok(Err(Outcome::Failed(e))) => Err(local_or(body, e)),
+            Ok(Err(Outcome::Stalled(why))) => Err(local_or(
+                body,
+                RemoteError::Transport(format!("timed out: {why}")),
+            )),
             Err(_) => Err(RemoteError::Transport(
                 "timed out: the transfer thread did not answer".into(),
             )),
         }
+    }
+}
+
+/// The calling thread's side of a body: pieces go into the request's channel until the body
+/// is all sent or the request is over.
+struct Feeder<'a> {
+    handle: &'a tokio::runtime::Handle,
+    pieces: tokio::sync::mpsc::Sender<io::Result<Bytes>>,
+    /// Closed when the request's job ends (answer, failure or watchdog).
+    over: tokio::sync::oneshot::Receiver<()>,
+    ended: bool,
+}
+
+impl Feeder<'_> {
+    /// Hand `piece` to the request; false once the request is over (answered early, failed,
+    /// abandoned). Waits while the connection has not taken the pieces before it.
+    fn send(&mut self, piece: io::Result<Bytes>) -> bool {
+        if self.ended {
+            return false;
+        }
+        let (pieces, over) = (&self.pieces, &mut self.over);
+        let sent = self.handle.block_on(async move {
+            let mut send = std::pin::pin!(pieces.send(piece));
+            std::future::poll_fn(|cx: &mut Context<'_>| {
+                if let Poll::Ready(r) = send.as_mut().poll(cx) {
+                    return Poll::Ready(r.is_ok());
+                }
+                if Pin::new(&mut *over).poll(cx).is_ready() {
+                    return Poll::Ready(false);
+                }
+                Poll::Pending
+            })
+            .await
+        });
+        if !sent {
+            self.ended = true;
+        }
+        sent
+    }
+
+    /// Read `body` piece by piece (each paced first) into the request until it is all sent,
+    /// the request is over, or the file cannot be read. Notes on the body when the connection
+    /// took each piece.
+    fn feed(&mut self, body: &FragmentBody, pacing: &AtomicBool, progress: &Progress) {
+        body.start_send();
+        let mut pieces = body.pieces();
+        let mut last = Instant::now();
+        loop {
+            pacing.store(true, Ordering::Relaxed);
+            let next = pieces.next();
+            pacing.store(false, Ordering::Relaxed);
+            // The pace (or the disk) held us, not the connection: the idle clock starts again.
+            progress.sent(0);
+            let Some(piece) = next else { break };
+            let failed = match &piece {
+                Ok(_) => false,
+                Err(e) => {
+                    body.note_local_error(e.to_string());
+                    true
+                }
+            };
+            if !self.send(piece) {
+                return;
+            }
+            let now = Instant::now();
+            body.note_piece(now.saturating_duration_since(last));
+            last = now;
+            if failed {
+                return;
+            }
+        }
+        body.note_finished(last);
+    }
+}
+
+/// A read error of the body's own file wins over what it did to the request.
+fn local_or(body: &FragmentBody, e: RemoteError) -> RemoteError {
+    match body.send_log().local_error {
+        Some(local) => RemoteError::Transport(format!("request body: {local}")),
+        None => e,
     }
 }
 
@@ -204,42 +320,51 @@ where
     .await
 }
 
-/// A request body handed over in [`CHUNK`]s; each chunk the connection asks for means the
-/// previous one was taken (hyper asks for more only when it can write it).
-struct ProgressBody {
-    data: Bytes,
-    pos: usize,
-    progress: std::sync::Arc<Progress>,
+/// The request body on the runtime side: the pieces the calling thread reads (`feed`), each
+/// passed on as the connection asks for it; asking for the next one means the previous one was
+/// taken (hyper asks for more only when it can write it).
+struct ChannelBody {
+    pieces: tokio::sync::mpsc::Receiver<io::Result<Bytes>>,
+    remaining: u64,
+    progress: Arc<Progress>,
 }
 
-impl http_body::Body for ProgressBody {
+impl http_body::Body for ChannelBody {
     type Data = Bytes;
-    type Error = std::convert::Infallible;
+    type Error = io::Error;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
-        _cx: &mut Context<'_>,
+        cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         let this = &mut *self;
-        if this.pos >= this.data.len() {
+        if this.remaining == 0 {
             return Poll::Ready(None);
         }
-        let end = (this.pos + CHUNK).min(this.data.len());
-        let frame = this.data.slice(this.pos..end);
-        this.progress.sent((end - this.pos) as u64);
-        this.pos = end;
-        if end == this.data.len() {
-            this.progress.body_done();
+        match this.pieces.poll_recv(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Some(Ok(piece))) => {
+                let n = (piece.len() as u64).min(this.remaining);
+                this.remaining -= n;
+                this.progress.sent(n);
+                if this.remaining == 0 {
+                    this.progress.body_done();
+                }
+                Poll::Ready(Some(Ok(Frame::data(piece))))
+            }
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e))),
+            Poll::Ready(None) => {
+                Poll::Ready(Some(Err(io::Error::other("the request body ended early"))))
+            }
         }
-        Poll::Ready(Some(Ok(Frame::data(frame))))
     }
 
     fn is_end_stream(&self) -> bool {
-        self.pos >= self.data.len()
+        self.remaining == 0
     }
 
     fn size_hint(&self) -> SizeHint {
-        SizeHint::with_exact((self.data.len() - self.pos) as u64)
+        SizeHint::with_exact(self.remaining)
     }
 }
 
@@ -275,12 +400,12 @@ mod tests {
             drop(s);
         });
         let started = Instant::now();
-        let body = vec![7u8; 64 << 20]; // far more than the socket buffers hold
+        let body = FragmentBody::bytes(0, vec![7u8; 64 << 20]); // far more than the socket buffers hold
         let err = t
             .put(
                 &url,
                 HeaderMap::new(),
-                body,
+                &body,
                 Duration::from_millis(700),
                 Duration::from_secs(60),
                 Duration::from_secs(60),
@@ -311,7 +436,7 @@ mod tests {
             .put(
                 &url,
                 HeaderMap::new(),
-                vec![1u8; 100_000],
+                &FragmentBody::bytes(0, vec![1u8; 100_000]),
                 Duration::from_secs(30),
                 Duration::from_millis(800),
                 Duration::from_secs(60),
@@ -350,7 +475,7 @@ mod tests {
             .put(
                 &url,
                 HeaderMap::new(),
-                vec![2u8; 300_000],
+                &FragmentBody::bytes(0, vec![2u8; 300_000]),
                 Duration::from_secs(5),
                 Duration::from_secs(5),
                 Duration::from_secs(30),

@@ -18,7 +18,10 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::{Instant, SystemTime};
 
 use super::memory::Call;
-use super::{ByteRange, Conflict, FragmentOutcome, Remote, RemoteError, RemoteItem, UploadSession};
+use super::{
+    ByteRange, Conflict, FragmentBody, FragmentOutcome, Remote, RemoteError, RemoteItem,
+    UploadSession,
+};
 
 /// A scripted failure of the next fragment PUT.
 #[derive(Debug, Clone)]
@@ -176,10 +179,12 @@ impl<R: FaultTarget> Remote for FaultyRemote<R> {
     fn upload_fragment(
         &self,
         session: &UploadSession,
-        offset: u64,
         total: u64,
-        body: &[u8],
+        fragment: &FragmentBody,
     ) -> Result<FragmentOutcome, RemoteError> {
+        let offset = fragment.offset();
+        let data = super::memory::read_body(fragment)?;
+        let body = &data[..];
         if let Some(err) = self.dead(session) {
             self.inner.record(Call::Fragment {
                 path: String::new(),
@@ -191,7 +196,12 @@ impl<R: FaultTarget> Remote for FaultyRemote<R> {
         }
         let fault = self.lock().fragment.pop_front();
         match fault {
-            None => match self.inner.upload_fragment(session, offset, total, body)? {
+            None => match self.inner.upload_fragment(
+                session,
+                total,
+                // Already read (and paced) once: hand the bytes on.
+                &FragmentBody::bytes(offset, data.clone()),
+            )? {
                 FragmentOutcome::Completed(Some(item)) => {
                     let item = self.report(item);
                     let mut f = self.lock();
@@ -302,6 +312,10 @@ impl<R: FaultTarget> Remote for FaultyRemote<R> {
 mod tests {
     use super::super::memory::MemoryRemote;
     use super::*;
+
+    fn frag(offset: u64, data: &[u8]) -> FragmentBody {
+        FragmentBody::bytes(offset, data.to_vec())
+    }
     use crate::protocol::FRAGMENT_UNIT as ALIGN;
 
     fn session(r: &FaultyRemote<MemoryRemote>, path: &str, size: u64) -> UploadSession {
@@ -322,7 +336,7 @@ mod tests {
                 code: "x".into(),
             },
         });
-        assert!(r.upload_fragment(&s, 0, total, &body).is_err());
+        assert!(r.upload_fragment(&s, total, &frag(0, &body)).is_err());
         assert_eq!(
             r.upload_status(&s).unwrap(),
             vec![ByteRange {
@@ -333,7 +347,7 @@ mod tests {
         r.push_fragment_fault(Fault::KillSession(RemoteError::Unauthorized(
             "expiredToken".into(),
         )));
-        assert!(r.upload_fragment(&s, 100, total, &body).is_err());
+        assert!(r.upload_fragment(&s, total, &frag(100, &body)).is_err());
         assert!(matches!(
             r.upload_status(&s),
             Err(RemoteError::Unauthorized(_))

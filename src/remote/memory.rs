@@ -24,8 +24,8 @@ use super::faults::FaultTarget;
 use crate::protocol::{FRAGMENT_LIMIT, FRAGMENT_UNIT};
 use crate::redact::SecretUrl;
 use crate::remote::{
-    ByteRange, Conflict, DeltaChange, DeltaRound, FragmentOutcome, Remote, RemoteError, RemoteItem,
-    UploadSession,
+    ByteRange, Conflict, DeltaChange, DeltaRound, FragmentBody, FragmentOutcome, Remote,
+    RemoteError, RemoteItem, UploadSession,
 };
 
 /// A request the remote received, for assertions.
@@ -457,6 +457,16 @@ impl FaultTarget for MemoryRemote {
     }
 }
 
+/// A test double's whole read of a fragment body (a read error is noted on the body, as the
+/// real sender does, and answered as a transport error).
+pub(crate) fn read_body(body: &FragmentBody) -> Result<Vec<u8>, RemoteError> {
+    body.start_send();
+    body.to_vec().map_err(|e| {
+        body.note_local_error(e.to_string());
+        RemoteError::Transport(format!("request body: {e}"))
+    })
+}
+
 impl Remote for MemoryRemote {
     fn stat(&self, path: &str) -> Result<Option<RemoteItem>, RemoteError> {
         let mut s = self.lock();
@@ -555,11 +565,11 @@ impl Remote for MemoryRemote {
     fn upload_fragment(
         &self,
         session: &UploadSession,
-        offset: u64,
         total: u64,
-        body: &[u8],
+        body: &FragmentBody,
     ) -> Result<FragmentOutcome, RemoteError> {
-        self.receive(session, offset, total, body, body.len())
+        let data = read_body(body)?;
+        self.receive(session, body.offset(), total, &data, data.len())
     }
 
     fn upload_status(&self, session: &UploadSession) -> Result<Vec<ByteRange>, RemoteError> {
@@ -737,6 +747,10 @@ impl Remote for MemoryRemote {
 mod tests {
     use super::*;
 
+    fn frag(offset: u64, data: &[u8]) -> FragmentBody {
+        FragmentBody::bytes(offset, data.to_vec())
+    }
+
     const ALIGN: u64 = FRAGMENT_UNIT;
 
     fn session(r: &MemoryRemote, path: &str, size: u64) -> UploadSession {
@@ -752,21 +766,21 @@ mod tests {
         let body = vec![7u8; 2 * ALIGN as usize + 10];
         // Non-final fragment not a multiple of 320 KiB.
         assert!(matches!(
-            r.upload_fragment(&s, 0, total, &body[..1000]),
+            r.upload_fragment(&s, total, &frag(0, &body[..1000])),
             Err(RemoteError::Client { .. })
         ));
         // Total differs.
         assert!(matches!(
-            r.upload_fragment(&s, 0, total + 1, &body[..ALIGN as usize]),
+            r.upload_fragment(&s, total + 1, &frag(0, &body[..ALIGN as usize])),
             Err(RemoteError::Client { .. })
         ));
         // Out of order.
         assert!(matches!(
-            r.upload_fragment(&s, ALIGN, total, &body[..ALIGN as usize]),
+            r.upload_fragment(&s, total, &frag(ALIGN, &body[..ALIGN as usize])),
             Err(RemoteError::RangeNotSatisfiable(_))
         ));
         let out = r
-            .upload_fragment(&s, 0, total, &body[..ALIGN as usize])
+            .upload_fragment(&s, total, &frag(0, &body[..ALIGN as usize]))
             .unwrap();
         assert_eq!(
             out,
@@ -780,11 +794,11 @@ mod tests {
         );
         // Overlap.
         assert!(matches!(
-            r.upload_fragment(&s, 0, total, &body[..ALIGN as usize]),
+            r.upload_fragment(&s, total, &frag(0, &body[..ALIGN as usize])),
             Err(RemoteError::RangeNotSatisfiable(_))
         ));
         let out = r
-            .upload_fragment(&s, ALIGN, total, &body[ALIGN as usize..])
+            .upload_fragment(&s, total, &frag(ALIGN, &body[ALIGN as usize..]))
             .unwrap();
         let FragmentOutcome::Completed(Some(item)) = out else {
             panic!("not completed: {out:?}");

@@ -11,6 +11,7 @@
 
 #[cfg(any(test, feature = "test-support"))]
 pub mod faults;
+mod fragment_body;
 #[cfg(any(test, feature = "test-support"))]
 pub mod memory;
 
@@ -18,6 +19,8 @@ use std::fmt;
 use std::time::{Duration, SystemTime};
 
 use crate::redact::SecretUrl;
+
+pub use fragment_body::{FragmentBody, Pieces, SendLog, PIECE};
 
 /// A file or folder as SharePoint reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -314,13 +317,13 @@ pub trait Remote: Send + Sync + 'static {
         conflict: Conflict,
         if_match: Option<&str>,
     ) -> Result<UploadSession, RemoteError>;
-    /// PUT `body` as bytes `offset..offset+body.len()` of `total`, without Authorization.
+    /// PUT `body` as bytes `body.offset()..body.offset() + body.len()` of `total`, without
+    /// Authorization. The body is streamed from its source piece by piece (never held whole).
     fn upload_fragment(
         &self,
         session: &UploadSession,
-        offset: u64,
         total: u64,
-        body: &[u8],
+        body: &FragmentBody,
     ) -> Result<FragmentOutcome, RemoteError>;
     /// GET the upload URL: the server's `nextExpectedRanges`.
     fn upload_status(&self, session: &UploadSession) -> Result<Vec<ByteRange>, RemoteError>;

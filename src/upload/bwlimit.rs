@@ -362,3 +362,9 @@ pub fn local_week_minute(t: SystemTime) -> u32 {
 
 #[cfg(test)]
 mod tests;
+
+impl super::byte_pace::BytePace for BwLimit {
+    fn take(&self, bytes: u64) {
+        BwLimit::take(self, bytes)
+    }
+}

@@ -51,8 +51,8 @@ use super::clock::{Clock, Interrupt};
 use super::pacer::{Outcome, RateControl};
 use super::throttle::Throttle;
 use crate::remote::{
-    ByteRange, Conflict, DeltaRound, FragmentOutcome, RateLimitHint, Remote, RemoteError,
-    RemoteItem, UploadSession,
+    ByteRange, Conflict, DeltaRound, FragmentBody, FragmentOutcome, RateLimitHint, Remote,
+    RemoteError, RemoteItem, UploadSession,
 };
 
 /// Which kind of thread a request comes from (module documentation, "Lanes").
@@ -486,11 +486,10 @@ impl Remote for LimitedRemote {
     fn upload_fragment(
         &self,
         session: &UploadSession,
-        offset: u64,
         total: u64,
-        data: &[u8],
+        body: &FragmentBody,
     ) -> Result<FragmentOutcome, RemoteError> {
-        self.call(|r| r.upload_fragment(session, offset, total, data))
+        self.call(|r| r.upload_fragment(session, total, body))
     }
     fn upload_status(&self, session: &UploadSession) -> Result<Vec<ByteRange>, RemoteError> {
         self.call(|r| r.upload_status(session))

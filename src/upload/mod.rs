@@ -25,11 +25,13 @@
 //! the next mount; only a cancel DELETEs it. This module imports nothing above `remote`.
 
 pub mod bwlimit;
+pub mod byte_pace;
 pub mod chunk;
 pub mod clock;
 pub mod conflict_name;
 pub mod enrichment;
 pub mod folders;
+pub mod fragment_size;
 pub mod limiter;
 pub mod name_clash;
 pub mod pacer;
@@ -67,8 +69,15 @@ pub struct QueueConfig {
     /// share `workers`. Default 0; mounts use the `small_file_workers` key (16).
     pub small_file_workers: usize,
     /// Fragment size: a multiple of `protocol::FRAGMENT_UNIT` (320 KiB), at most
-    /// `protocol::MAX_FRAGMENT` (rounded down into that range if not). Default 10 MiB. Each worker holds one buffer of this size.
+    /// `protocol::MAX_FRAGMENT` (rounded down into that range if not). Default 10 MiB. The
+    /// start when `adapt_fragments`, else every fragment's size. Bodies are streamed: no
+    /// worker holds a buffer of this size.
     pub chunk_size: u64,
+    /// Size fragments to the link from `chunk_size` on (`fragment_size.rs`). Default false;
+    /// mounts: true unless `chunk_size` is set in the configuration.
+    pub adapt_fragments: bool,
+    /// Every fragment body's bytes pass it (the bandwidth limit). Default [`byte_pace::NoPace`].
+    pub pace: Arc<dyn byte_pace::BytePace>,
     /// Default `Replace`.
     pub conflict: Conflict,
     /// Tries per job before it is `failed`: every failed request that is retried counts one
@@ -112,6 +121,8 @@ impl QueueConfig {
             workers: 4,
             small_file_workers: 0,
             chunk_size: crate::protocol::DEFAULT_CHUNK,
+            adapt_fragments: false,
+            pace: byte_pace::no_pace(),
             conflict: Conflict::Replace,
             max_attempts: 10,
             retention: Duration::from_secs(600),
@@ -135,6 +146,7 @@ impl fmt::Debug for QueueConfig {
             .field("workers", &self.workers)
             .field("small_file_workers", &self.small_file_workers)
             .field("chunk_size", &self.chunk_size)
+            .field("adapt_fragments", &self.adapt_fragments)
             .field("conflict", &self.conflict)
             .field("max_attempts", &self.max_attempts)
             .field("retention", &self.retention)

@@ -117,6 +117,11 @@ impl StatusRegistry {
         });
     }
 
+    /// The job's fragments are now `bytes` long (shown while it uploads).
+    pub fn fragment_size(&self, id: u64, bytes: u64) {
+        self.update(id, |e| e.status.fragment_bytes = Some(bytes));
+    }
+
     /// A job kept in the spool without being uploaded: failed (with `attempts`) or incomplete.
     pub fn kept(&self, id: u64, path: &str, size: u64, state: UploadState, reason: &str) {
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());

@@ -132,6 +132,10 @@ pub struct UploadStatus {
     /// this content was saved beside it under this mount-relative path (and `path` holds the
     /// colleague's version, untouched).
     pub conflict_copy: Option<String>,
+    /// The current fragment size of an uploading file (bytes per PUT; `fragment_size.rs`);
+    /// absent from the JSON when unknown.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fragment_bytes: Option<u64>,
 }
 
 impl UploadStatus {
@@ -151,6 +155,7 @@ impl UploadStatus {
             server_modified: false,
             note: None,
             conflict_copy: None,
+            fragment_bytes: None,
         }
     }
 
@@ -366,6 +371,9 @@ impl StatusSnapshot {
                 u.attempts,
                 one_line(&u.path)
             );
+            if let (UploadState::Uploading, Some(f)) = (u.state, u.fragment_bytes) {
+                let _ = write!(out, "  fragment: {}", human_bytes(f));
+            }
             if let Some(note) = &u.note {
                 let _ = write!(out, "  note: {}", sanitize_error(note));
             }

@@ -8,8 +8,9 @@
 //! `acked`) and the remote are called with no lock of this layer held.
 //!
 //! Invariants:
-//! - Constant memory: one buffer of `chunk_size` bytes per worker, allocated once and reused
-//!   for every fragment of every job (`read_exact_at` into a slice of it).
+//! - Constant memory: fragments are streamed from the spool file in pieces of 256 KiB
+//!   (`remote::FragmentBody`), whatever their size; no fragment is held whole or copied.
+//!   Their size follows the link (`fragment_size.rs`, child module `fragment`).
 //! - Fragments of a session are sent one at a time, each starting at the first byte the server
 //!   expects; after any failed PUT the server is asked where it stands (GET the upload URL).
 //! - Every request is preceded by a pass through the throttle gate and a check of the job's
@@ -48,11 +49,10 @@
 //! - A big file is checked against the drive's quota before its session is created (entry
 //!   13, `quota.rs`); a committed file the library keeps checked out is checked in (entry 21).
 //! - Child modules: `waits` (throttling, locked files, stale sessions: the waits that spend
-//!   no attempts) and `commit` (finding a committed item, verification, check-in).
+//!   no attempts), `commit` (finding a committed item, verification, check-in) and
+//!   `fragment` (one fragment PUT: its size, its streamed body, its timing).
 
 use std::fs::File;
-use std::io;
-use std::os::unix::fs::FileExt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -71,6 +71,7 @@ use super::{FileHasher, JobStore, UploadJob};
 use crate::remote::{ByteRange, Conflict, FragmentOutcome, Remote, RemoteError, RemoteItem};
 
 mod commit;
+mod fragment;
 mod waits;
 
 use commit::NothingExpected;
@@ -101,7 +102,12 @@ pub struct UploadContext {
     pub stale_wait: StaleSessionWait,
     /// How long a file SharePoint reports locked (423) is retried before the job fails.
     pub locked_wait: Duration,
+    /// The big-file lane's plan: `chunk_size`, the start (or fixed) fragment size.
     pub plan: ChunkPlan,
+    /// The mount's current fragment size (`fragment_size.rs`).
+    pub fragments: super::fragment_size::FragmentSizes,
+    /// Every fragment body's bytes pass it (the mount-wide bandwidth limit's hook).
+    pub pace: Arc<dyn super::byte_pace::BytePace>,
     pub conflict: Conflict,
     pub hasher: FileHasher,
     /// Wait before asking again for a hash the server had not computed yet.
@@ -133,24 +139,20 @@ enum Stop {
     Interrupted,
 }
 
-/// One worker's reusable resources.
+/// One worker's resources. No fragment buffer: bodies stream from the spool file.
 pub struct Uploader {
-    buf: Vec<u8>,
+    /// The lane's plan: the mount's (`ctx.plan`, sized to the link) for the big-file lane,
+    /// one fragment per file for the small-file lane.
+    lane: ChunkPlan,
     rng: StdRng,
 }
 
 impl Uploader {
-    pub fn new(plan: ChunkPlan) -> Self {
+    pub fn new(lane: ChunkPlan) -> Self {
         Uploader {
-            // chunk_size ≤ MAX_FRAGMENT (< 60 MiB) always fits in usize.
-            buf: vec![0; plan.chunk_size() as usize],
+            lane,
             rng: StdRng::from_entropy(),
         }
-    }
-
-    /// Capacity of the fragment buffer (for the memory-bound test).
-    pub fn buffer_capacity(&self) -> usize {
-        self.buf.capacity()
     }
 
     /// Drive `job` (status entry `id`) to its end.
@@ -186,12 +188,13 @@ impl Uploader {
             locked_since: None,
             locked_refusals: 0,
             empty_ranges: 0,
+            lane: self.lane,
             rng: &mut self.rng,
         };
         let result = if job.size == 0 {
             run.upload_empty()
         } else {
-            run.upload_session(&mut self.buf)
+            run.upload_session()
         };
         match result {
             Ok(item) => {
@@ -254,6 +257,8 @@ struct JobRun<'a> {
     locked_refusals: u32,
     /// Times the current session answered "nothing expected" without committing (entry 12).
     empty_ranges: u32,
+    /// The uploader's lane plan (see [`Uploader`]).
+    lane: ChunkPlan,
     rng: &'a mut StdRng,
 }
 
@@ -499,8 +504,8 @@ impl JobRun<'_> {
     }
 
     /// createUploadSession, fragments, commit, verification.
-    fn upload_session(&mut self, buf: &mut [u8]) -> Result<RemoteItem, Stop> {
-        let file = self.open_spool()?;
+    fn upload_session(&mut self) -> Result<RemoteItem, Stop> {
+        let file = Arc::new(self.open_spool()?);
         let mut session = self.resumable_session();
         if self.job.resume.is_some() && session.is_none() {
             // Recovered without a usable session: the earlier run may have committed it.
@@ -519,7 +524,7 @@ impl JobRun<'_> {
                 .check_room(remote, clock, &self.target, self.job.size);
             room.map_err(Stop::Failed)?;
         }
-        let result = self.drive_session(&file, buf, &mut session);
+        let result = self.drive_session(&file, &mut session);
         let stopping = self.ctx.stopping.load(Ordering::SeqCst);
         let drop_session = match &result {
             // Cancelled: do not leave an open session (ODB refuses a second one per path).
@@ -557,8 +562,7 @@ impl JobRun<'_> {
 
     fn drive_session(
         &mut self,
-        file: &File,
-        buf: &mut [u8],
+        file: &Arc<File>,
         session: &mut Option<crate::remote::UploadSession>,
     ) -> Result<RemoteItem, Stop> {
         let remote = Arc::clone(&self.ctx.remote);
@@ -655,7 +659,7 @@ impl JobRun<'_> {
                 }
                 continue;
             }
-            let fragment = match self.ctx.plan.next_fragment(size, &expected) {
+            let fragment = match self.plan_fragment(&expected) {
                 Ok(f) => f,
                 Err(plan_err) => {
                     let err = RemoteError::Protocol(plan_err.to_string());
@@ -664,15 +668,6 @@ impl JobRun<'_> {
                     continue;
                 }
             };
-            // len ≤ chunk_size = buf.len(), so both conversions are in range.
-            let body = &mut buf[..fragment.len as usize];
-            file.read_exact_at(body, fragment.offset).map_err(|e| {
-                Stop::Failed(if e.kind() == io::ErrorKind::UnexpectedEof {
-                    "spool file changed: shorter than its size".to_string()
-                } else {
-                    format!("cannot read spool file: {e}")
-                })
-            })?;
             let range = format!(
                 "{}-{}/{size}",
                 fragment.offset,
@@ -680,7 +675,7 @@ impl JobRun<'_> {
             );
             let final_put = fragment.offset + fragment.len == size;
             sent_final |= final_put;
-            match remote.upload_fragment(sess, fragment.offset, size, body) {
+            match self.send_fragment(file, sess, fragment)? {
                 Ok(FragmentOutcome::Accepted {
                     next_expected,
                     expires,

@@ -51,8 +51,7 @@ impl Remote for Scripted {
         &self,
         _: &UploadSession,
         _: u64,
-        _: u64,
-        _: &[u8],
+        _: &FragmentBody,
     ) -> Result<FragmentOutcome, RemoteError> {
         unused()
     }

@@ -317,6 +317,14 @@ impl UploadQueue {
                 },
                 locked_wait: config.locked_wait,
                 plan,
+                fragments: crate::upload::fragment_size::FragmentSizes::new(
+                    if config.adapt_fragments {
+                        crate::upload::fragment_size::FragmentSizer::adaptive(plan.chunk_size())
+                    } else {
+                        crate::upload::fragment_size::FragmentSizer::fixed(plan.chunk_size())
+                    },
+                ),
+                pace: config.pace,
                 conflict: config.conflict,
                 hasher: config.hasher,
                 hash_recheck_delay: config.hash_recheck_delay,
