@@ -55,6 +55,11 @@ pub struct FileConfig {
     /// Seconds a file SharePoint reports locked (checked out, open in another app) keeps
     /// being retried before its upload fails (default 3600).
     pub locked_wait_secs: Option<u64>,
+    /// Milliseconds a closed file waits before its upload starts, so a rename or `utimens`
+    /// right after close amends the job instead of racing it (default 1000).
+    pub write_back_delay_ms: Option<u64>,
+    /// Threads serving FUSE requests (default 4).
+    pub fuse_threads: Option<usize>,
     /// Let other users access the mount (`allow_other`); default false.
     pub allow_other: Option<bool>,
     /// Seconds between polls of the drive's change feed (default 30; 0: never poll, and
@@ -157,6 +162,10 @@ pub struct MountConfig {
     pub session_idle: Duration,
     /// How long a locked (423) file is retried.
     pub locked_wait: Duration,
+    /// How long a closed file waits in the queue before its upload starts.
+    pub write_back_delay: Duration,
+    /// Threads serving FUSE requests.
+    pub fuse_threads: usize,
     pub allow_other: bool,
     /// `None`: the change feed is not polled.
     pub poll_interval: Option<Duration>,
@@ -246,6 +255,8 @@ impl FileConfig {
             status_retention,
             session_idle_secs,
             locked_wait_secs,
+            write_back_delay_ms,
+            fuse_threads,
             allow_other,
             poll_interval,
             dir_cache_time,
@@ -489,6 +500,14 @@ impl MountConfig {
         if locked_wait_secs > 7 * 86_400 {
             return err("locked_wait_secs must be at most 604800 (a week)");
         }
+        let write_back_delay_ms = file.write_back_delay_ms.unwrap_or(1000);
+        if write_back_delay_ms > 60_000 {
+            return err("write_back_delay_ms must be at most 60000 (a minute)");
+        }
+        let fuse_threads = file.fuse_threads.unwrap_or(4);
+        if !(1..=64).contains(&fuse_threads) {
+            return err("fuse_threads must be between 1 and 64");
+        }
         let bwlimit = match file.bwlimit.as_deref() {
             None => Timetable::default(),
             Some(v) => Timetable::parse(v).map_err(|e| ConfigError(format!("bwlimit: {e}")))?,
@@ -512,6 +531,8 @@ impl MountConfig {
             status_retention: Duration::from_secs(file.status_retention.unwrap_or(600)),
             session_idle: Duration::from_secs(session_idle_secs),
             locked_wait: Duration::from_secs(locked_wait_secs),
+            write_back_delay: Duration::from_millis(write_back_delay_ms),
+            fuse_threads,
             allow_other: file.allow_other.unwrap_or(false),
             poll_interval: match file.poll_interval.unwrap_or(30) {
                 0 => None,

@@ -170,7 +170,7 @@ pub fn run(cfg: MountConfig, mountpoint: &Path) -> Result<(), MountError> {
     qcfg.retention = cfg.status_retention;
     qcfg.session_idle = cfg.session_idle;
     qcfg.locked_wait = cfg.locked_wait;
-    qcfg.write_back_delay = std::time::Duration::from_secs(1);
+    qcfg.write_back_delay = cfg.write_back_delay;
     qcfg.pacer = Some(pacer);
     // One bandwidth limit for every upload worker, shown and changed through the filesystem.
     let bwlimit = Arc::new(BwLimit::new(cfg.bwlimit.clone()));
@@ -213,7 +213,7 @@ pub fn run(cfg: MountConfig, mountpoint: &Path) -> Result<(), MountError> {
     let mut fuse_cfg = fuser::Config::default();
     fuse_cfg.mount_options = options;
     fuse_cfg.acl = acl;
-    fuse_cfg.n_threads = Some(4);
+    fuse_cfg.n_threads = Some(cfg.fuse_threads);
 
     let mut session = fuser::Session::new(
         FuseAdapter::with_ownership(fs.clone(), cfg.ownership),
