@@ -162,6 +162,10 @@ pub fn run(cfg: MountConfig, mountpoint: &Path) -> Result<(), MountError> {
     qcfg.conflict = cfg.conflict;
     qcfg.max_attempts = cfg.max_attempts;
     qcfg.retention = cfg.status_retention;
+    qcfg.status_limits = crate::upload::status_summary::StatusLimits {
+        summary_at: cfg.status_summary_at,
+        max_done: cfg.status_max_done,
+    };
     qcfg.session_idle = cfg.session_idle;
     qcfg.locked_wait = cfg.locked_wait;
     qcfg.write_back_delay = std::time::Duration::from_secs(1);

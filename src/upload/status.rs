@@ -13,6 +13,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Serialize, Serializer};
 
+use super::status_summary::DoneSummary;
 use crate::redact::redact_url;
 
 /// Shown while a file SharePoint reports locked (423) is waited for.
@@ -240,6 +241,10 @@ pub struct StatusSnapshot {
     /// field reference entry 8): what it means and what to do, one line (`limiter.rs`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub blocked: Option<String>,
+    /// Summary form (many entries): the done uploads `uploads` does not list
+    /// (`status_summary.rs`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub done_summary: Option<DoneSummary>,
 }
 
 /// A recent refusal worth a line in `.status` (`pending_ops`).
@@ -265,6 +270,7 @@ impl StatusSnapshot {
             refused_names: Vec::new(),
             notices: Vec::new(),
             blocked: None,
+            done_summary: None,
         }
     }
 
@@ -329,6 +335,9 @@ impl StatusSnapshot {
         }
         for line in &self.refused_names {
             let _ = writeln!(out, "refused: {}", sanitize_error(line));
+        }
+        if let Some(summary) = &self.done_summary {
+            let _ = writeln!(out, "{}", summary.line());
         }
         if self.uploads.is_empty() {
             out.push_str("no uploads\n");
