@@ -186,7 +186,9 @@ impl Node {
 /// Path ↔ inode map plus per-node state.
 #[derive(Debug)]
 pub struct InodeTable {
-    nodes: HashMap<u64, Node>,
+    /// Boxed: a node is a few hundred bytes, and the map's spare capacity then costs a
+    /// pointer per slot instead of a node.
+    nodes: HashMap<u64, Box<Node>>,
     /// Folded parent path → folded name → inode, for every attached node but the root
     /// (whose key is `""`). A parent need not be a node itself (a path recovered from the
     /// spool before its folder was listed).
@@ -219,7 +221,7 @@ impl InodeTable {
             next: FIRST_INO,
         };
         t.nodes
-            .insert(ROOT_INO, Node::new(String::new(), NodeKind::Dir));
+            .insert(ROOT_INO, Box::new(Node::new(String::new(), NodeKind::Dir)));
         t.collated.insert(collation_hash(""), ROOT_INO);
         t
     }
@@ -313,11 +315,11 @@ impl InodeTable {
     }
 
     pub fn get(&self, ino: u64) -> Option<&Node> {
-        self.nodes.get(&ino)
+        self.nodes.get(&ino).map(|n| &**n)
     }
 
     pub fn get_mut(&mut self, ino: u64) -> Option<&mut Node> {
-        self.nodes.get_mut(&ino)
+        self.nodes.get_mut(&ino).map(|n| &mut **n)
     }
 
     pub fn ino_of(&self, path: &str) -> Option<u64> {
@@ -391,7 +393,8 @@ impl InodeTable {
         }
         let ino = self.next;
         self.next += 1;
-        self.nodes.insert(ino, Node::new(path.to_string(), kind));
+        self.nodes
+            .insert(ino, Box::new(Node::new(path.to_string(), kind)));
         self.index_insert(&fold(path), ino);
         self.collated.insert(collation_hash(path), ino);
         ino
@@ -462,18 +465,19 @@ impl InodeTable {
 
     /// Apply `f` to every node (the change feed's resync).
     pub fn for_each_mut(&mut self, mut f: impl FnMut(&mut Node)) {
-        self.nodes.values_mut().for_each(&mut f);
+        for n in self.nodes.values_mut() {
+            f(n);
+        }
     }
 
     /// Every node, with its inode (the change feed's id index, `feed.rs`).
     pub fn iter(&self) -> impl Iterator<Item = (&u64, &Node)> {
-        self.nodes.iter()
+        self.nodes.iter().map(|(i, n)| (i, &**n))
     }
 
     /// All nodes with spool content.
     pub fn local_nodes(&self) -> impl Iterator<Item = (&u64, &Node)> {
-        self.nodes
-            .iter()
+        self.iter()
             .filter(|(_, n)| n.local.is_some() && !n.unlinked)
     }
 }

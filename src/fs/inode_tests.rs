@@ -8,7 +8,6 @@ use super::*;
 fn scanned_children(t: &InodeTable, dir: &str) -> Vec<u64> {
     let key = fold(dir);
     let mut v: Vec<u64> = t
-        .nodes
         .iter()
         .filter(|(ino, n)| **ino != ROOT_INO && !n.unlinked && fold(n.parent_path()) == key)
         .map(|(ino, _)| *ino)
@@ -31,7 +30,6 @@ fn assert_consistent(t: &InodeTable) {
         assert!(!m.is_empty(), "no empty folder maps are kept");
     }
     let attached: Vec<(&u64, &Node)> = t
-        .nodes
         .iter()
         .filter(|(i, n)| **i != ROOT_INO && !n.unlinked)
         .collect();

@@ -6,8 +6,9 @@
 //! `StatusLimits::max_done` of them (the oldest go first), pruned on every finish and snapshot
 //! in finish order (a queue of ids, so pruning costs O(pruned), not O(entries)): memory stays
 //! bounded however many files pass through. Above `StatusLimits::summary_at` entries a
-//! snapshot is in the summary form (`status_summary.rs`): every entry but the done ones, the
-//! last done ones, and a [`DoneSummary`]; [`StatusRegistry::snapshot_all`] lists them all.
+//! snapshot is in the summary form (`status_summary.rs`): every active, failed and incomplete
+//! entry, the first `summary_at` queued ones, the last done ones, and a [`DoneSummary`];
+//! [`StatusRegistry::snapshot_all`] lists them all.
 //! Failed and incomplete entries stay until the queue removes them (retry, discard, a newer
 //! upload of the path): their data is still in the spool, waiting for the user.
 //! The rate is an exponentially weighted average of per-fragment rates (weight 0.3 for the
@@ -320,12 +321,26 @@ impl StatusRegistry {
         let summary = !all && entries.map.len() > self.limits.summary_at;
         let mut uploads: Vec<(u8, u64, UploadStatus)> = Vec::new();
         let mut done_bytes = 0;
+        // Summary form: the first `summary_at` queued entries (in submission order) are listed,
+        // the others only counted (a long backlog must not make the status big either).
+        let (mut queued_listed, mut queued_omitted, mut queued_omitted_bytes) = (0, 0, 0);
         for (id, e) in &entries.map {
-            if e.is_done() {
-                done_bytes += e.status.size;
-                if summary {
-                    continue;
+            match e.status.state {
+                UploadState::Done => {
+                    done_bytes += e.status.size;
+                    if summary {
+                        continue;
+                    }
                 }
+                UploadState::Queued if summary => {
+                    if queued_listed >= self.limits.summary_at.max(1) {
+                        queued_omitted += 1;
+                        queued_omitted_bytes += e.status.size.saturating_sub(e.status.uploaded);
+                        continue;
+                    }
+                    queued_listed += 1;
+                }
+                _ => {}
             }
             uploads.push(Entries::shown(*id, e));
         }
@@ -366,6 +381,9 @@ impl StatusRegistry {
             snap.totals.done = done;
             snap.done_summary = Some(s);
         }
+        snap.totals.queued += queued_omitted as usize;
+        snap.totals.bytes_pending += queued_omitted_bytes;
+        snap.queued_not_listed = queued_omitted;
         snap
     }
 }

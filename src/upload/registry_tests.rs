@@ -134,3 +134,31 @@ fn finish_n_from(reg: &StatusRegistry, t0: Instant, from: u64, to: u64) {
         );
     }
 }
+
+#[test]
+fn a_long_backlog_is_counted_not_listed() {
+    let reg = StatusRegistry::with_limits(Duration::from_secs(600), limits(20, 100));
+    let t0 = Instant::now();
+    for id in 1..=50 {
+        reg.queued(id, &format!("q{id}"), 10);
+    }
+    reg.started(1, t0, SystemTime::UNIX_EPOCH, 1);
+    let s = reg.snapshot(t0, None);
+    let queued: Vec<&str> = s
+        .uploads
+        .iter()
+        .filter(|u| u.state == UploadState::Queued)
+        .map(|u| u.path.as_str())
+        .collect();
+    assert_eq!(queued.len(), 20, "the first 20 queued, in submission order");
+    assert_eq!((queued[0], queued[19]), ("q2", "q21"));
+    assert_eq!(s.queued_not_listed, 29);
+    assert_eq!(s.totals.queued, 49, "totals count them all");
+    assert_eq!(s.totals.bytes_pending, 500);
+    assert_eq!(s.uploads[0].path, "q1", "the active one first");
+    let v: serde_json::Value = serde_json::from_str(&s.render_json()).expect("json");
+    assert_eq!(v["queued_not_listed"], 29);
+    assert!(s.render_table().contains("queued: 29 more not listed"));
+    assert_eq!(reg.snapshot_all(t0, None).uploads.len(), 50);
+    assert_eq!(reg.snapshot_all(t0, None).queued_not_listed, 0);
+}

@@ -245,6 +245,14 @@ pub struct StatusSnapshot {
     /// (`status_summary.rs`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub done_summary: Option<DoneSummary>,
+    /// Summary form: queued uploads counted in `totals` but not listed (a long backlog; they
+    /// are listed in turn as the queue moves).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub queued_not_listed: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// A recent refusal worth a line in `.status` (`pending_ops`).
@@ -271,6 +279,7 @@ impl StatusSnapshot {
             notices: Vec::new(),
             blocked: None,
             done_summary: None,
+            queued_not_listed: 0,
         }
     }
 
@@ -338,6 +347,13 @@ impl StatusSnapshot {
         }
         if let Some(summary) = &self.done_summary {
             let _ = writeln!(out, "{}", summary.line());
+        }
+        if self.queued_not_listed > 0 {
+            let _ = writeln!(
+                out,
+                "queued: {} more not listed (listed in turn as the queue moves)",
+                self.queued_not_listed
+            );
         }
         if self.uploads.is_empty() {
             out.push_str("no uploads\n");
