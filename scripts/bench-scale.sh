@@ -9,7 +9,8 @@
 #     of the folder from the cache, and a stat of a missing name (in that folder and, for
 #     comparison, in a folder of 10 files).
 # Targets: >= 600 files/s, VmHWM <= 100 MiB, .status.json <= 1 MB read in < 0.1 s; one folder
-# >= 600 files/s, ls -l < 0.5 s. PARTS=scale,flat picks parts (default both).
+# >= 600 files/s, ls -l < 0.5 s. PARTS=scale,flat picks parts (default both); MOUNT_WRAPPER
+# runs the mount under a command (e.g. "env MALLOC_ARENA_MAX=2").
 # Usage: scripts/bench-scale.sh   (SHAREUPLIFT_BIN=... to measure an already built binary)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -86,10 +87,10 @@ if want scale; then
   echo "== generating $total files of 1 KiB in $folders folders"
   src=$work/src; make_tree "$src" "$folders" "$per"
   start_emulator '{}' "{\"latency_ms\": $lat}"
-  mount_emulator ""
+  mount_emulator "" ${MOUNT_WRAPPER:-}
   sleep 1
   t0=$(now_ms)
-  rsync -a "$src/" "$mnt/tree/"
+  rsync -a "$src/" "$mnt/tree/" || { echo "rsync failed; the mount's log:"; grep -v ' INFO ' "$work/mount.log" | tail -30; exit 1; }
   t1=$(now_ms)
   echo "[$lat ms] rsync of $total x 1 KiB in $folders folders returned after $(ms_to_s $(( t1 - t0 ))) s ($(rate "$total" $(( t1 - t0 ))) files/s); RSS now $(vmrss) MiB"
   wait_committed
@@ -102,7 +103,7 @@ if want scale; then
   echo "== kill -9 of the mount, remount on the same spool"
   kill -9 "$mount_pid"; wait "$mount_pid" 2>/dev/null || true; mount_pid=""
   fusermount3 -uz "$mnt" 2>/dev/null || true
-  keep_spool=1 mount_emulator ""
+  keep_spool=1 mount_emulator "" ${MOUNT_WRAPPER:-}
   sleep 2; wait_committed
   echo "[$lat ms] after the remount: spool data/ holds $(find "$work/spool/data" -type f 2>/dev/null | wc -l) files"
   check_server "$src" tree
@@ -115,11 +116,11 @@ if want flat; then
   src=$work/flat; make_tree "$src" 0 "$flat"
   small=$work/small; make_tree "$small" 0 10
   start_emulator '{}' '{}'
-  mount_emulator ""
+  mount_emulator "" ${MOUNT_WRAPPER:-}
   sleep 1
   rsync -a "$small/" "$mnt/small/"
   t0=$(now_ms)
-  rsync -a "$src/" "$mnt/flat/"
+  rsync -a "$src/" "$mnt/flat/" || { echo "rsync failed; the mount's log:"; grep -v ' INFO ' "$work/mount.log" | tail -30; exit 1; }
   t1=$(now_ms)
   wait_committed
   t2=$(now_ms)
@@ -140,6 +141,6 @@ for d in sys.argv[1:]:
     us = (time.perf_counter() - t) * 1e6 / 1000
     print("[0 ms] stat of a missing name in %s (%d entries): %.0f us each (1,000 distinct names)" % (os.path.basename(d), len(os.listdir(d)), us))
 PY
-  echo "[0 ms] peak RSS of the mount (VmHWM) $(vmhwm) MiB"
+  echo "[0 ms] peak RSS of the mount (VmHWM) $(vmhwm) MiB, now $(vmrss) MiB, $(ls /proc/$mount_pid/task | wc -l) threads"
   stop_mount; stop_emulator
 fi
