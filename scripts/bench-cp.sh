@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 size=${1:-512}
 bash scripts/install-deps.sh
 command -v hyperfine >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq hyperfine >/dev/null; }
-cargo build --release --quiet
+cargo build --release
 bin=$PWD/target/release/shareuplift
 source scripts/lib-emulator.sh
 start_emulator '{}'

@@ -6,9 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 size_mib=${1:-200}
 bash scripts/install-deps.sh
-cargo build --release --quiet
-bin=$PWD/target/release/shareuplift
 source scripts/lib-emulator.sh
+build_release
 
 echo "== starting the local SharePoint emulator (100 MB/s link)"
 start_emulator '{"bandwidth_bytes_per_sec": 100000000}'

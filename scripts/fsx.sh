@@ -15,7 +15,7 @@ seeds=("$@"); [ ${#seeds[@]} -gt 0 ] || seeds=(1 2 3)
 export PATH="$HOME/.cargo/bin:$PATH"
 command -v fsx >/dev/null || cargo install --locked fsx
 bash scripts/install-deps.sh
-cargo build --quiet --bin shareuplift
+cargo build --bin shareuplift
 bin=$root/target/debug/shareuplift
 source scripts/lib-emulator.sh
 cat > "$work/fsx.toml" <<'TOML'

@@ -1,5 +1,5 @@
-# Shared by the measurement scripts: start the emulator, mount it, wait, stop. Source it after
-# setting $bin. Everything lives in $work, removed on exit.
+# Shared by the measurement scripts: build, start the emulator, mount it, wait, stop. Source it
+# after setting $bin (or call build_release). Everything lives in $work, removed on exit.
 work=$(mktemp -d /tmp/shareuplift-bench.XXXXXX)
 mnt=$work/mnt
 mkdir -p "$mnt"
@@ -12,6 +12,14 @@ _cleanup() {
   rm -rf "$work"
 }
 trap _cleanup EXIT
+
+# build_release: build the release binary with cargo's progress shown (a newcomer's first build
+# takes minutes and should not look like a hang), and point $bin at it.
+build_release() {
+  echo "== building shareuplift (release; the first build takes a few minutes, later ones seconds)"
+  cargo build --release
+  bin=$PWD/target/release/shareuplift
+}
 
 val() { grep -o "\"$1\": *\"[^\"]*\"" "$work/ready.json" | head -1 | sed 's/^[^:]*: *"\(.*\)"$/\1/'; }
 

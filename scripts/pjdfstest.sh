@@ -14,7 +14,7 @@ command -v pjdfstest >/dev/null || cargo install --locked pjdfstest@0.2.2
 # pjdfstest switches to two dummy users for its unprivileged cases.
 getent group nogroup >/dev/null || groupadd nogroup
 id tests >/dev/null 2>&1 || useradd --no-create-home --user-group tests
-cargo build --quiet --bin shareuplift
+cargo build --bin shareuplift
 bin=$root/target/debug/shareuplift
 source scripts/lib-emulator.sh
 start_emulator '{}'

@@ -10,7 +10,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 big_mib=${1:-2048}; kills=${2:-6}; bw=${3:-200000000}
-cargo build --release --quiet
+cargo build --release
 bin=$PWD/target/release/shareuplift
 . scripts/lib-emulator.sh
 

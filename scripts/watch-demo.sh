@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 mib=${1:-100}
 command -v tmux >/dev/null || { echo "tmux is needed (apt-get install tmux)"; exit 1; }
 bash scripts/install-deps.sh
-if [ -z "${BIN:-}" ]; then cargo build --quiet --bin shareuplift; fi
+if [ -z "${BIN:-}" ]; then cargo build --bin shareuplift; fi
 bin=${BIN:-$PWD/target/debug/shareuplift}
 source scripts/lib-emulator.sh
 sess=shareuplift-watch-$$

@@ -49,6 +49,11 @@ pub struct FileConfig {
     pub max_attempts: Option<u32>,
     /// Seconds finished uploads stay in `.status` (default 600).
     pub status_retention: Option<u64>,
+    /// Above this many entries `.status` lists only the last done uploads and sums up the
+    /// rest (default 1000; `.status.all` lists them all).
+    pub status_summary_at: Option<usize>,
+    /// Done uploads `.status` keeps at most, besides the retention (default 10000).
+    pub status_max_done: Option<usize>,
     /// The service's idle lifetime of an upload session, in seconds (default 900): how long
     /// an upload refused because an earlier session still holds its path keeps retrying.
     pub session_idle_secs: Option<u64>,
@@ -158,6 +163,9 @@ pub struct MountConfig {
     pub conflict: Conflict,
     pub max_attempts: u32,
     pub status_retention: Duration,
+    /// `.status`'s summary threshold and done-entry bound (`upload::status_summary`).
+    pub status_summary_at: usize,
+    pub status_max_done: usize,
     /// Idle lifetime of an upload session on the service (stale-session wait).
     pub session_idle: Duration,
     /// How long a locked (423) file is retried.
@@ -253,6 +261,8 @@ impl FileConfig {
             conflict,
             max_attempts,
             status_retention,
+            status_summary_at,
+            status_max_done,
             session_idle_secs,
             locked_wait_secs,
             write_back_delay_ms,
@@ -529,6 +539,8 @@ impl MountConfig {
             conflict,
             max_attempts,
             status_retention: Duration::from_secs(file.status_retention.unwrap_or(600)),
+            status_summary_at: file.status_summary_at.unwrap_or(1000),
+            status_max_done: file.status_max_done.unwrap_or(10_000).max(1),
             session_idle: Duration::from_secs(session_idle_secs),
             locked_wait: Duration::from_secs(locked_wait_secs),
             write_back_delay: Duration::from_millis(write_back_delay_ms),

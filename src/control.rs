@@ -12,7 +12,10 @@
 //! entry after a grace period (`GRACE`): the kernel sends the last release of a file (which
 //! queues its upload) shortly after `close` returns, so right after `cp` the entry may not
 //! exist yet; after that, a path without entry is one whose upload finished longer ago than
-//! `status_retention`, or was never written. Without paths (or with the mount root), wait
+//! `status_retention`, or was never written, or is a done upload the summary form of a big
+//! status no longer lists (`upload::status_summary`: it lists every active and failed entry;
+//! while it counts queued ones without listing them, `queued_not_listed`, such a path is
+//! still waited for). Without paths (or with the mount root), wait
 //! until nothing is queued, uploading or retrying; exit 1 if anything is failed/incomplete.
 
 use std::fs::OpenOptions;
@@ -151,6 +154,9 @@ pub fn wait_observed(
         let st = read_status(root)?;
         observe(&st);
         let ups = uploads(&st);
+        // Summary form with a long backlog: some queued uploads are counted, not listed; a
+        // path without an entry may be one of them.
+        let unlisted_queued = st["queued_not_listed"].as_u64().unwrap_or(0) > 0;
         let mut pending = Vec::new();
         let mut failed = Vec::new();
         if rels.is_empty() {
@@ -164,7 +170,7 @@ pub fn wait_observed(
                 }
             }
             // Give a just-closed file time to be queued.
-            if pending.is_empty() && start.elapsed() < GRACE {
+            if pending.is_empty() && (start.elapsed() < GRACE || unlisted_queued) {
                 pending.push(String::new());
             }
         } else {
@@ -188,7 +194,7 @@ pub fn wait_observed(
                 } else if let Some(u) = kept {
                     failed.push((rel.clone(), reason(u)));
                 } else if mine.is_empty() {
-                    if start.elapsed() < GRACE {
+                    if start.elapsed() < GRACE || unlisted_queued {
                         pending.push(rel.clone());
                     } else if !root.join(rel).exists() {
                         failed.push((rel.clone(), "no such file in the mount".into()));

@@ -32,7 +32,7 @@ use fuser::{
 use log::{debug, warn};
 
 use crate::fs::{Attr, DirReplier, Fs, FsError, NodeKind, Opened};
-use crate::fs::{CONTROL_INO, STATUS_INO, STATUS_JSON_INO};
+use crate::fs::{CONTROL_INO, STATUS_ALL_INO, STATUS_ALL_JSON_INO, STATUS_INO, STATUS_JSON_INO};
 use crate::ownership::Ownership;
 use crate::protocol::MAX_NAME_BYTES;
 
@@ -73,7 +73,14 @@ impl FuseAdapter {
             kind: kind(a.kind),
             perm: self.ownership.perm(
                 a.kind == NodeKind::Dir,
-                matches!(a.ino, STATUS_INO | STATUS_JSON_INO | CONTROL_INO),
+                matches!(
+                    a.ino,
+                    STATUS_INO
+                        | STATUS_JSON_INO
+                        | STATUS_ALL_INO
+                        | STATUS_ALL_JSON_INO
+                        | CONTROL_INO
+                ),
                 a.perm,
             ),
             nlink: a.nlink,

@@ -8,7 +8,9 @@ use std::process::ExitCode;
 use clap::{Args, CommandFactory, Parser, Subcommand};
 
 use shareuplift::config::{FileConfig, ModeValue, MountConfig, SizeValue};
-use shareuplift::fs::{ControlCommand, STATUS_JSON_NAME, STATUS_NAME};
+use shareuplift::fs::{
+    ControlCommand, STATUS_ALL_JSON_NAME, STATUS_ALL_NAME, STATUS_JSON_NAME, STATUS_NAME,
+};
 
 /// `--version`: the crate version and the git commit it was built from (build.rs).
 const VERSION: &str = concat!(
@@ -53,6 +55,10 @@ enum Command {
         /// Print .status.json instead of the table [default: off].
         #[arg(long, conflicts_with = "watch")]
         json: bool,
+        /// List every retained upload (.status.all), even above `status_summary_at` entries,
+        /// where .status lists only the last done ones [default: off].
+        #[arg(long, conflicts_with = "watch")]
+        all: bool,
         /// Redraw a live view twice a second (a bar per uploading file, counts, rate, ETA;
         /// plain lines when stdout is not a terminal) until the mount goes away [default: off].
         #[arg(long)]
@@ -467,9 +473,17 @@ fn main() -> ExitCode {
             ..
         } => watch_command(&mountpoint, until_idle),
         Command::Status {
-            mountpoint, json, ..
+            mountpoint,
+            json,
+            all,
+            ..
         } => {
-            let name = if json { STATUS_JSON_NAME } else { STATUS_NAME };
+            let name = match (json, all) {
+                (false, false) => STATUS_NAME,
+                (true, false) => STATUS_JSON_NAME,
+                (false, true) => STATUS_ALL_NAME,
+                (true, true) => STATUS_ALL_JSON_NAME,
+            };
             match std::fs::read_to_string(mountpoint.join(name)) {
                 Ok(s) => {
                     print!("{s}");

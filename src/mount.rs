@@ -106,8 +106,23 @@ pub fn graph_config(cfg: &MountConfig) -> GraphConfig {
 /// earlier process of the same configuration (that one's drain plus its exit).
 const SPOOL_WAIT_MARGIN: std::time::Duration = std::time::Duration::from_secs(5);
 
+/// Malloc arenas the mount process uses (glibc). The default, 8 per core, lets each of the
+/// mount's threads (FUSE, workers, runtime) keep its own heap of freed small blocks: at
+/// 20,000 files in one folder that was 109 MiB peak RSS against 63 MiB with two (issue 19).
+const MALLOC_ARENAS: i32 = 2;
+
+/// Bound the malloc arenas (see [`MALLOC_ARENAS`]); before any thread starts.
+fn limit_malloc_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets an allocator parameter; called before other threads exist.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, MALLOC_ARENAS);
+    }
+}
+
 /// Mount and serve until unmounted or signalled.
 pub fn run(cfg: MountConfig, mountpoint: &Path) -> Result<(), MountError> {
+    limit_malloc_arenas();
     match std::fs::metadata(mountpoint) {
         Ok(m) if m.is_dir() => {}
         Ok(_) => {
@@ -168,6 +183,10 @@ pub fn run(cfg: MountConfig, mountpoint: &Path) -> Result<(), MountError> {
     qcfg.conflict = cfg.conflict;
     qcfg.max_attempts = cfg.max_attempts;
     qcfg.retention = cfg.status_retention;
+    qcfg.status_limits = crate::upload::status_summary::StatusLimits {
+        summary_at: cfg.status_summary_at,
+        max_done: cfg.status_max_done,
+    };
     qcfg.session_idle = cfg.session_idle;
     qcfg.locked_wait = cfg.locked_wait;
     qcfg.write_back_delay = cfg.write_back_delay;

@@ -4,9 +4,14 @@
 //! Invariants: inode 1 is the mount root (path `""`); paths are keyed by their folded form
 //! (`names::fold`: case and Unicode normal form, as SharePoint compares names), and a node
 //! keeps the spelling it was created or listed with; a second index by SharePoint's collation
-//! key (`names::collation_key`) finds the entry a new name would clash with
-//! ([`InodeTable::clash_of`]); inode numbers are never reused within a mount. The table is plain
-//! data behind the core's one mutex: no I/O happens here.
+//! key (`names::collation_key`, stored as a 64-bit hash and checked on use) finds the entry a
+//! new name would clash with ([`InodeTable::clash_of`]); inode numbers are never reused within
+//! a mount. The table is plain data behind the core's one mutex: no I/O happens here.
+//!
+//! Scale (issue 19): the path index is per folder (folded parent path → folded name → inode),
+//! so looking up a name and listing a folder cost O(its children), and removing or renaming a
+//! subtree O(the subtree), never O(the table); a folder's key is stored once, not once per
+//! child.
 //!
 //! Times: SharePoint stores one time per item, its modification time, to the second. The
 //! table keeps what SharePoint cannot, for as long as the mount knows the node
@@ -20,7 +25,9 @@
 //! path is free at once, the node stays reachable by inode) until the last handle closes,
 //! when the core forgets it ([`InodeTable::forget`]).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::hash::{Hash, Hasher};
+use std::ops::Bound;
 use std::path::PathBuf;
 use std::time::{Instant, SystemTime};
 
@@ -179,11 +186,24 @@ impl Node {
 /// Path ↔ inode map plus per-node state.
 #[derive(Debug)]
 pub struct InodeTable {
-    nodes: HashMap<u64, Node>,
-    keys: HashMap<String, u64>,
-    /// Collation key of a path → the node holding it (see [`InodeTable::clash_of`]).
-    collated: HashMap<String, u64>,
+    /// Boxed: a node is a few hundred bytes, and the map's spare capacity then costs a
+    /// pointer per slot instead of a node.
+    nodes: HashMap<u64, Box<Node>>,
+    /// Folded parent path → folded name → inode, for every attached node but the root
+    /// (whose key is `""`). A parent need not be a node itself (a path recovered from the
+    /// spool before its folder was listed).
+    dirs: BTreeMap<String, HashMap<Box<str>, u64>>,
+    /// Hash of the collation key of a path → the node holding it (see
+    /// [`InodeTable::clash_of`]).
+    collated: HashMap<u64, u64>,
     next: u64,
+}
+
+/// The hash under which [`InodeTable::collated`] keeps a collation key (deterministic).
+fn collation_hash(path: &str) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    collation_key(path).hash(&mut h);
+    h.finish()
 }
 
 impl Default for InodeTable {
@@ -196,44 +216,114 @@ impl InodeTable {
     pub fn new() -> InodeTable {
         let mut t = InodeTable {
             nodes: HashMap::new(),
-            keys: HashMap::new(),
+            dirs: BTreeMap::new(),
             collated: HashMap::new(),
             next: FIRST_INO,
         };
         t.nodes
-            .insert(ROOT_INO, Node::new(String::new(), NodeKind::Dir));
-        t.keys.insert(String::new(), ROOT_INO);
-        t.collated.insert(String::new(), ROOT_INO);
+            .insert(ROOT_INO, Box::new(Node::new(String::new(), NodeKind::Dir)));
+        t.collated.insert(collation_hash(""), ROOT_INO);
         t
+    }
+
+    /// The inode indexed under the folded path `key`.
+    fn index_get(&self, key: &str) -> Option<u64> {
+        if key.is_empty() {
+            return Some(ROOT_INO);
+        }
+        let (parent, name) = split(key);
+        self.dirs.get(parent)?.get(name).copied()
+    }
+
+    fn index_insert(&mut self, key: &str, ino: u64) {
+        if key.is_empty() {
+            return;
+        }
+        let (parent, name) = split(key);
+        match self.dirs.get_mut(parent) {
+            Some(m) => {
+                m.insert(name.into(), ino);
+            }
+            None => {
+                let mut m = HashMap::new();
+                m.insert(name.into(), ino);
+                self.dirs.insert(parent.to_string(), m);
+            }
+        }
+    }
+
+    fn index_remove(&mut self, key: &str) -> Option<u64> {
+        let (parent, name) = split(key);
+        let m = self.dirs.get_mut(parent)?;
+        let ino = m.remove(name);
+        if m.is_empty() {
+            self.dirs.remove(parent);
+        }
+        ino
+    }
+
+    /// Take the node at the folded path `key` and everything indexed below it out of the
+    /// path index: `(folded path, inode)` of each. O(the subtree).
+    fn take_subtree(&mut self, key: &str) -> Vec<(String, u64)> {
+        let mut out = Vec::new();
+        if !key.is_empty() {
+            if let Some(ino) = self.index_remove(key) {
+                out.push((key.to_string(), ino));
+            }
+        }
+        // Folders at or below `key`: `key` itself, then those starting with `key/` (contiguous
+        // in the ordered map); for the root, all of them.
+        let mut below: Vec<String> = Vec::new();
+        if key.is_empty() {
+            below.extend(self.dirs.keys().cloned());
+        } else {
+            if self.dirs.contains_key(key) {
+                below.push(key.to_string());
+            }
+            let prefix = format!("{key}/");
+            below.extend(
+                self.dirs
+                    .range::<str, _>((Bound::Included(prefix.as_str()), Bound::Unbounded))
+                    .take_while(|(k, _)| k.starts_with(&prefix))
+                    .map(|(k, _)| k.clone()),
+            );
+        }
+        for dir in below {
+            if let Some(m) = self.dirs.remove(&dir) {
+                out.extend(m.into_iter().map(|(name, ino)| (join(&dir, &name), ino)));
+            }
+        }
+        out
     }
 
     /// The node a new entry at `path` would clash with on the server: one whose name is
     /// another name (a different fold) with the same collation key (`Maersk.txt` for
     /// `Mærsk.txt`). `None` when the path is free or names that very node.
     pub fn clash_of(&self, path: &str) -> Option<u64> {
-        let ino = *self.collated.get(&collation_key(path))?;
+        let ino = *self.collated.get(&collation_hash(path))?;
         let n = self.nodes.get(&ino).filter(|n| !n.unlinked)?;
-        (fold(&n.path) != fold(path)).then_some(ino)
+        (fold(&n.path) != fold(path) && collation_key(&n.path) == collation_key(path))
+            .then_some(ino)
     }
 
     /// Drop the collation index entry of `path` if it is `ino`'s.
     fn uncollate(&mut self, path: &str, ino: u64) {
-        let k = collation_key(path);
+        let k = collation_hash(path);
         if self.collated.get(&k) == Some(&ino) {
             self.collated.remove(&k);
         }
     }
 
     pub fn get(&self, ino: u64) -> Option<&Node> {
-        self.nodes.get(&ino)
+        self.nodes.get(&ino).map(|n| &**n)
     }
 
     pub fn get_mut(&mut self, ino: u64) -> Option<&mut Node> {
-        self.nodes.get_mut(&ino)
+        self.nodes.get_mut(&ino).map(|n| &mut **n)
     }
 
     pub fn ino_of(&self, path: &str) -> Option<u64> {
-        self.keys.get(&fold(path)).copied()
+        self.index_get(&fold(path))
     }
 
     /// An entry was created, removed or renamed at `path`: its folder's mtime and ctime are
@@ -279,8 +369,8 @@ impl InodeTable {
         let key = fold(&n.path);
         let path = n.path.clone();
         n.unlinked = true;
-        if self.keys.get(&key) == Some(&ino) {
-            self.keys.remove(&key);
+        if self.index_get(&key) == Some(ino) {
+            self.index_remove(&key);
         }
         self.uncollate(&path, ino);
     }
@@ -303,9 +393,10 @@ impl InodeTable {
         }
         let ino = self.next;
         self.next += 1;
-        self.nodes.insert(ino, Node::new(path.to_string(), kind));
-        self.keys.insert(fold(path), ino);
-        self.collated.insert(collation_key(path), ino);
+        self.nodes
+            .insert(ino, Box::new(Node::new(path.to_string(), kind)));
+        self.index_insert(&fold(path), ino);
+        self.collated.insert(collation_hash(path), ino);
         ino
     }
 
@@ -329,39 +420,20 @@ impl InodeTable {
         ino
     }
 
-    /// Forget the node at `path` and everything below it.
+    /// Forget the node at `path` and everything below it. O(the subtree).
     pub fn remove_tree(&mut self, path: &str) {
-        let key = fold(path);
-        let prefix = format!("{key}/");
-        let doomed: Vec<String> = self
-            .keys
-            .keys()
-            .filter(|k| **k == key || k.starts_with(&prefix))
-            .cloned()
-            .collect();
-        for k in doomed {
-            if let Some(ino) = self.keys.remove(&k) {
-                if ino != ROOT_INO {
-                    if let Some(n) = self.nodes.remove(&ino) {
-                        self.uncollate(&n.path, ino);
-                    }
+        for (_, ino) in self.take_subtree(&fold(path)) {
+            if ino != ROOT_INO {
+                if let Some(n) = self.nodes.remove(&ino) {
+                    self.uncollate(&n.path, ino);
                 }
             }
         }
     }
 
-    /// Move the node at `from` (and its subtree) to `to`, which must be free.
+    /// Move the node at `from` (and its subtree) to `to`, which must be free. O(the subtree).
     pub fn rename_tree(&mut self, from: &str, to: &str) {
-        let key = fold(from);
-        let prefix = format!("{key}/");
-        let moving: Vec<(String, u64)> = self
-            .keys
-            .iter()
-            .filter(|(k, _)| **k == key || k.starts_with(&prefix))
-            .map(|(k, v)| (k.clone(), *v))
-            .collect();
-        for (k, ino) in moving {
-            self.keys.remove(&k);
+        for (_, ino) in self.take_subtree(&fold(from)) {
             let Some(old) = self.nodes.get(&ino).map(|n| n.path.clone()) else {
                 continue;
             };
@@ -370,39 +442,49 @@ impl InodeTable {
                 let rest = &n.path[from.len().min(n.path.len())..];
                 n.path = format!("{to}{rest}");
                 let path = n.path.clone();
-                self.keys.insert(fold(&path), ino);
-                self.collated.insert(collation_key(&path), ino);
+                self.index_insert(&fold(&path), ino);
+                self.collated.insert(collation_hash(&path), ino);
             }
         }
     }
 
-    /// Inodes of the direct children of `dir`.
+    /// Inodes of the direct children of `dir`. O(its children).
     pub fn children(&self, dir: &str) -> Vec<u64> {
-        let key = fold(dir);
-        self.nodes
-            .iter()
-            .filter(|(ino, n)| **ino != ROOT_INO && !n.unlinked && fold(n.parent_path()) == key)
-            .map(|(ino, _)| *ino)
-            .collect()
+        self.dirs
+            .get(fold(dir).as_str())
+            .map(|m| {
+                m.values()
+                    .copied()
+                    .filter(|ino| {
+                        *ino != ROOT_INO && self.nodes.get(ino).is_some_and(|n| !n.unlinked)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     /// Apply `f` to every node (the change feed's resync).
     pub fn for_each_mut(&mut self, mut f: impl FnMut(&mut Node)) {
-        self.nodes.values_mut().for_each(&mut f);
+        for n in self.nodes.values_mut() {
+            f(n);
+        }
     }
 
     /// Every node, with its inode (the change feed's id index, `feed.rs`).
     pub fn iter(&self) -> impl Iterator<Item = (&u64, &Node)> {
-        self.nodes.iter()
+        self.nodes.iter().map(|(i, n)| (i, &**n))
     }
 
     /// All nodes with spool content.
     pub fn local_nodes(&self) -> impl Iterator<Item = (&u64, &Node)> {
-        self.nodes
-            .iter()
+        self.iter()
             .filter(|(_, n)| n.local.is_some() && !n.unlinked)
     }
 }
+
+#[cfg(test)]
+#[path = "inode_tests.rs"]
+mod index_tests;
 
 #[cfg(test)]
 mod tests {

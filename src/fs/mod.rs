@@ -111,7 +111,8 @@ use handles::HandleKind;
 use inode::InodeTable;
 pub use inode::{NodeKind, ROOT_INO};
 pub use virtual_files::{
-    CONTROL_INO, CONTROL_NAME, STATUS_INO, STATUS_JSON_INO, STATUS_JSON_NAME, STATUS_NAME,
+    CONTROL_INO, CONTROL_NAME, STATUS_ALL_INO, STATUS_ALL_JSON_INO, STATUS_ALL_JSON_NAME,
+    STATUS_ALL_NAME, STATUS_INO, STATUS_JSON_INO, STATUS_JSON_NAME, STATUS_NAME,
 };
 
 use crate::remote::Remote;

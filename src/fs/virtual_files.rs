@@ -1,10 +1,12 @@
 //! The virtual files at the mount root: `.status` (a table), `.status.json` (the same as
-//! JSON) and `.control` (write-only commands). Their names and inode numbers are defined here
+//! JSON), `.status.all` and `.status.all.json` (the same with every retained entry listed,
+//! where the first two switch to a summary form above `status_summary_at` entries) and
+//! `.control` (write-only commands). Their names and inode numbers are defined here
 //! once; the CLI client (`crate::control`, `main.rs`) uses the same constants.
 //!
 //! Invariants: none is listed by `readdir` (so `rsync --delete` and `cp -r` of the mount leave
 //! them alone) but each is looked up by name at the root; their attributes are volatile (zero
-//! TTL). `.status` and `.status.json` are read-only and rendered fresh at each open, then fixed
+//! TTL). The status files are read-only and rendered fresh at each open, then fixed
 //! for that handle (`direct_io`, since the size is not known in advance). Each line written to
 //! `.control` is one command of the grammar in `command.rs`, applied at once; the write fails
 //! with the errno of the first command that failed (ENOENT: no such kept upload, EINVAL:
@@ -28,14 +30,32 @@ pub const STATUS_NAME: &str = ".status";
 pub const STATUS_JSON_NAME: &str = ".status.json";
 /// The hidden, write-only command file.
 pub const CONTROL_NAME: &str = ".control";
+/// The status table with every retained entry (never in the summary form).
+pub const STATUS_ALL_NAME: &str = ".status.all";
+/// The same as JSON.
+pub const STATUS_ALL_JSON_NAME: &str = ".status.all.json";
 
 pub const STATUS_INO: u64 = 2;
 pub const STATUS_JSON_INO: u64 = 3;
 pub const CONTROL_INO: u64 = 4;
+pub const STATUS_ALL_INO: u64 = 5;
+pub const STATUS_ALL_JSON_INO: u64 = 6;
+
+/// The read-only status files: name and inode.
+const STATUS_FILES: [(&str, u64); 4] = [
+    (STATUS_NAME, STATUS_INO),
+    (STATUS_JSON_NAME, STATUS_JSON_INO),
+    (STATUS_ALL_NAME, STATUS_ALL_INO),
+    (STATUS_ALL_JSON_NAME, STATUS_ALL_JSON_INO),
+];
+
+fn is_status_ino(ino: u64) -> bool {
+    STATUS_FILES.iter().any(|(_, i)| *i == ino)
+}
 
 /// Is `name` in `parent` one of the read-only status files?
 pub(super) fn is_status_file(parent: u64, name: &str) -> bool {
-    parent == ROOT_INO && (name == STATUS_NAME || name == STATUS_JSON_NAME)
+    parent == ROOT_INO && STATUS_FILES.iter().any(|(n, _)| *n == name)
 }
 
 impl Fs {
@@ -44,19 +64,18 @@ impl Fs {
         if parent != ROOT_INO {
             return None;
         }
-        match name {
-            STATUS_NAME => Some(self.virtual_attr(STATUS_INO)),
-            STATUS_JSON_NAME => Some(self.virtual_attr(STATUS_JSON_INO)),
-            CONTROL_NAME => Some(self.control_attr()),
-            _ => None,
+        if name == CONTROL_NAME {
+            return Some(self.control_attr());
         }
+        let (_, ino) = STATUS_FILES.iter().find(|(n, _)| *n == name)?;
+        Some(self.virtual_attr(*ino))
     }
 
     /// The attributes of the virtual file `ino`, if it is one.
     pub(super) fn virtual_getattr(&self, ino: u64) -> Option<Attr> {
         match ino {
-            STATUS_INO | STATUS_JSON_INO => Some(self.virtual_attr(ino)),
             CONTROL_INO => Some(self.control_attr()),
+            _ if is_status_ino(ino) => Some(self.virtual_attr(ino)),
             _ => None,
         }
     }
@@ -68,8 +87,8 @@ impl Fs {
                 fh: self.add_handle(HandleKind::Control),
                 direct_io: true,
             })),
-            STATUS_INO | STATUS_JSON_INO if accmode_writes(flags) => Some(Err(FsError::ReadOnly)),
-            STATUS_INO | STATUS_JSON_INO => {
+            _ if is_status_ino(ino) && accmode_writes(flags) => Some(Err(FsError::ReadOnly)),
+            _ if is_status_ino(ino) => {
                 let data = self.render_virtual(ino);
                 Some(Ok(Opened {
                     fh: self.add_handle(HandleKind::Virtual { data }),
@@ -85,8 +104,8 @@ impl Fs {
     pub(super) fn setattr_virtual(&self, ino: u64, size: Option<u64>) -> Option<FsResult<Attr>> {
         match ino {
             CONTROL_INO => Some(Ok(self.control_attr())),
-            STATUS_INO | STATUS_JSON_INO if size.is_some() => Some(Err(FsError::ReadOnly)),
-            STATUS_INO | STATUS_JSON_INO => Some(Ok(self.virtual_attr(ino))),
+            _ if is_status_ino(ino) && size.is_some() => Some(Err(FsError::ReadOnly)),
+            _ if is_status_ino(ino) => Some(Ok(self.virtual_attr(ino))),
             _ => None,
         }
     }
@@ -121,17 +140,28 @@ impl Fs {
     }
 
     fn render_virtual(&self, ino: u64) -> Vec<u8> {
-        let snap = self.status_snapshot();
-        if ino == STATUS_INO {
+        let all = ino == STATUS_ALL_INO || ino == STATUS_ALL_JSON_INO;
+        let snap = self.status_snapshot_with(all);
+        if ino == STATUS_INO || ino == STATUS_ALL_INO {
             snap.render_table().into_bytes()
         } else {
             snap.render_json().into_bytes()
         }
     }
 
-    /// The status the virtual files show.
+    /// The status the virtual files show (the summary form above the threshold).
     pub fn status_snapshot(&self) -> StatusSnapshot {
-        let mut snap = self.queue.snapshot();
+        self.status_snapshot_with(false)
+    }
+
+    /// The status with every retained entry (`all`) or in the summary form above the
+    /// threshold.
+    pub fn status_snapshot_with(&self, all: bool) -> StatusSnapshot {
+        let mut snap = if all {
+            self.queue.snapshot_all()
+        } else {
+            self.queue.snapshot()
+        };
         let st = self.lock();
         let mut open: Vec<String> = st
             .table

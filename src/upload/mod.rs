@@ -41,6 +41,7 @@ pub mod quota;
 pub mod registry;
 pub mod retry;
 pub mod status;
+pub mod status_summary;
 pub mod temp_names;
 pub mod throttle;
 pub mod worker;
@@ -85,6 +86,8 @@ pub struct QueueConfig {
     pub max_attempts: u32,
     /// How long finished (done/failed) entries stay in the status. Default 10 min.
     pub retention: Duration,
+    /// When `.status` switches to its summary form and how many done entries it keeps.
+    pub status_limits: status_summary::StatusLimits,
     /// Ceiling of the first backoff (full jitter, doubling). Default 1 s.
     pub backoff_base: Duration,
     /// Largest backoff ceiling. Default 60 s.
@@ -126,6 +129,7 @@ impl QueueConfig {
             conflict: Conflict::Replace,
             max_attempts: 10,
             retention: Duration::from_secs(600),
+            status_limits: status_summary::StatusLimits::default(),
             backoff_base: Duration::from_secs(1),
             backoff_cap: Duration::from_secs(60),
             hash_recheck_delay: Duration::from_secs(2),
@@ -150,6 +154,7 @@ impl fmt::Debug for QueueConfig {
             .field("conflict", &self.conflict)
             .field("max_attempts", &self.max_attempts)
             .field("retention", &self.retention)
+            .field("status_limits", &self.status_limits)
             .field("backoff_base", &self.backoff_base)
             .field("backoff_cap", &self.backoff_cap)
             .field("hash_recheck_delay", &self.hash_recheck_delay)

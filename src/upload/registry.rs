@@ -2,8 +2,13 @@
 //! workers, read as a [`StatusSnapshot`] by `.status`.
 //!
 //! Entries are keyed by job id, not path: a path can have a finished entry (done/failed) and a
-//! newer queued one at the same time. Done entries are kept for `retention` and then pruned
-//! (on every update and snapshot), so memory stays bounded however many files pass through.
+//! newer queued one at the same time. Done entries are kept for `retention` and at most
+//! `StatusLimits::max_done` of them (the oldest go first), pruned on every finish and snapshot
+//! in finish order (a queue of ids, so pruning costs O(pruned), not O(entries)): memory stays
+//! bounded however many files pass through. Above `StatusLimits::summary_at` entries a
+//! snapshot is in the summary form (`status_summary.rs`): every active, failed and incomplete
+//! entry, the first `summary_at` queued ones, the last done ones, and a [`DoneSummary`];
+//! [`StatusRegistry::snapshot_all`] lists them all.
 //! Failed and incomplete entries stay until the queue removes them (retry, discard, a newer
 //! upload of the path): their data is still in the spool, waiting for the user.
 //! The rate is an exponentially weighted average of per-fragment rates (weight 0.3 for the
@@ -11,11 +16,12 @@
 //! sanitised on the way in. The mutex is held only to update or copy entries; the queue may
 //! call in while holding its own state lock (lock order: queue state → registry).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime};
 
 use super::status::{sanitize_error, StatusSnapshot, UploadState, UploadStatus, CONFLICT_NOTE};
+use super::status_summary::{DoneSummary, StatusLimits, FULL_LIST_NAME};
 
 /// Weight of the newest sample in the smoothed rate.
 const RATE_ALPHA: f64 = 0.3;
@@ -40,48 +46,143 @@ impl Entry {
             finished_at: None,
         }
     }
+
+    fn is_done(&self) -> bool {
+        self.status.state == UploadState::Done
+    }
+}
+
+/// The entries and the bookkeeping of the done ones, behind one mutex.
+#[derive(Debug, Default)]
+struct Entries {
+    map: BTreeMap<u64, Entry>,
+    /// `(id, finished_at)` of done entries in finish order; an item whose entry is no longer
+    /// done at that instant is stale and skipped.
+    done_order: VecDeque<(u64, Instant)>,
+    /// Entries in state done now.
+    done: usize,
+    /// Done since the start: count and bytes.
+    done_total: (u64, u64),
+}
+
+impl Entries {
+    /// Apply `f` to entry `id` (if any), keeping the count of done entries right.
+    fn with(&mut self, id: u64, f: impl FnOnce(&mut Entry)) {
+        if let Some(e) = self.map.get_mut(&id) {
+            let was = e.is_done();
+            f(e);
+            match (was, e.is_done()) {
+                (true, false) => self.done -= 1,
+                (false, true) => self.done += 1,
+                _ => {}
+            }
+        }
+    }
+
+    fn remove(&mut self, id: u64) {
+        if self.map.remove(&id).is_some_and(|e| e.is_done()) {
+            self.done -= 1;
+        }
+    }
+
+    /// Whether `item` of `done_order` still names a done entry finished at that instant.
+    fn current(&self, (id, at): (u64, Instant)) -> bool {
+        self.map
+            .get(&id)
+            .is_some_and(|e| e.is_done() && e.finished_at == Some(at))
+    }
+
+    /// Drop done entries older than `retention`, and the oldest beyond `max_done`.
+    fn prune(&mut self, now: Instant, retention: Duration, max_done: usize) {
+        while let Some(&front) = self.done_order.front() {
+            if !self.current(front) {
+                self.done_order.pop_front();
+                continue;
+            }
+            if self.done > max_done || now.saturating_duration_since(front.1) >= retention {
+                self.done_order.pop_front();
+                self.remove(front.0);
+                continue;
+            }
+            break;
+        }
+        // Stale items behind the front (re-queued or removed entries) are dropped once they
+        // outnumber the live ones, so the queue stays O(retained).
+        if self.done_order.len() > 2 * self.done + 64 {
+            let order = std::mem::take(&mut self.done_order);
+            self.done_order = order.into_iter().filter(|i| self.current(*i)).collect();
+        }
+    }
+
+    /// The status of entry `id` as shown, with its display rank.
+    fn shown(id: u64, e: &Entry) -> (u8, u64, UploadStatus) {
+        let mut s = e.status.clone();
+        if s.state == UploadState::Uploading {
+            s.rate_bytes_per_sec = e.rate.map(|r| r.round() as u64);
+            s.eta_secs = e
+                .rate
+                .filter(|r| *r > 0.0)
+                .map(|r| (s.size.saturating_sub(s.uploaded) as f64 / r).ceil() as u64);
+        }
+        let rank = match s.state {
+            UploadState::Uploading | UploadState::Retrying => 0,
+            UploadState::Queued => 1,
+            UploadState::Failed | UploadState::Incomplete => 2,
+            UploadState::Done => 3,
+        };
+        (rank, id, s)
+    }
 }
 
 /// Status of every known job.
 #[derive(Debug)]
 pub struct StatusRegistry {
     retention: Duration,
-    entries: Mutex<BTreeMap<u64, Entry>>,
+    limits: StatusLimits,
+    entries: Mutex<Entries>,
 }
 
 impl StatusRegistry {
     pub fn new(retention: Duration) -> Self {
+        Self::with_limits(retention, StatusLimits::default())
+    }
+
+    pub fn with_limits(retention: Duration, limits: StatusLimits) -> Self {
         StatusRegistry {
             retention,
-            entries: Mutex::new(BTreeMap::new()),
+            limits,
+            entries: Mutex::new(Entries::default()),
         }
     }
 
+    fn lock(&self) -> std::sync::MutexGuard<'_, Entries> {
+        self.entries.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     fn update(&self, id: u64, f: impl FnOnce(&mut Entry)) {
-        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(entry) = entries.get_mut(&id) {
-            f(entry);
-        }
+        self.lock().with(id, f);
     }
 
     /// A new job, or one put back in the queue (keeps its attempts and last error).
     pub fn queued(&self, id: u64, path: &str, size: u64) {
-        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        let entry = entries.entry(id).or_insert_with(|| Entry::new(path, size));
-        entry.status.state = UploadState::Queued;
-        entry.status.uploaded = 0;
-        entry.status.finished = None;
-        entry.finished_at = None;
-        entry.rate = None;
-        entry.sample = None;
+        let mut entries = self.lock();
+        entries
+            .map
+            .entry(id)
+            .or_insert_with(|| Entry::new(path, size));
+        entries.with(id, |entry| {
+            entry.status.state = UploadState::Queued;
+            entry.status.uploaded = 0;
+            entry.status.finished = None;
+            entry.finished_at = None;
+            entry.rate = None;
+            entry.sample = None;
+        });
     }
 
     /// Forget a job (superseded or cancelled).
     pub fn remove(&self, id: u64) {
-        self.entries
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&id);
+        self.lock().remove(id);
     }
 
     /// A worker picked the job up.
@@ -124,10 +225,15 @@ impl StatusRegistry {
 
     /// A job kept in the spool without being uploaded: failed (with `attempts`) or incomplete.
     pub fn kept(&self, id: u64, path: &str, size: u64, state: UploadState, reason: &str) {
-        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        let entry = entries.entry(id).or_insert_with(|| Entry::new(path, size));
-        entry.status.state = state;
-        entry.status.error = Some(sanitize_error(reason));
+        let mut entries = self.lock();
+        entries
+            .map
+            .entry(id)
+            .or_insert_with(|| Entry::new(path, size));
+        entries.with(id, |entry| {
+            entry.status.state = state;
+            entry.status.error = Some(sanitize_error(reason));
+        });
     }
 
     /// A request failed and will be retried.
@@ -166,11 +272,14 @@ impl StatusRegistry {
 
     /// The job ended: `Ok` = done, `Err(reason)` = failed.
     pub fn finished(&self, id: u64, now: Instant, wall: SystemTime, outcome: Result<(), &str>) {
-        self.update(id, |e| {
+        let mut entries = self.lock();
+        let mut done_size = None;
+        entries.with(id, |e| {
             match outcome {
                 Ok(()) => {
                     e.status.state = UploadState::Done;
                     e.status.uploaded = e.status.size;
+                    done_size = Some(e.status.size);
                 }
                 Err(reason) => {
                     e.status.state = UploadState::Failed;
@@ -180,55 +289,113 @@ impl StatusRegistry {
             e.status.finished = Some(wall);
             e.finished_at = Some(now);
             e.sample = None;
+            e.rate = None;
         });
-        self.prune(now);
-    }
-
-    fn prune(&self, now: Instant) {
-        let retention = self.retention;
-        self.entries
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .retain(|_, e| {
-                e.status.state != UploadState::Done
-                    || e.finished_at
-                        .is_none_or(|t| now.saturating_duration_since(t) < retention)
-            });
+        if let Some(size) = done_size {
+            entries.done_order.push_back((id, now));
+            entries.done_total.0 += 1;
+            entries.done_total.1 += size;
+        }
+        entries.prune(now, self.retention, self.limits.max_done);
     }
 
     /// Current entries: uploading and retrying first, then queued, then failed, then done;
-    /// in submission order within each group.
+    /// in submission order within each group. Above `summary_at` entries, in the summary
+    /// form (module doc).
     pub fn snapshot(&self, now: Instant, throttled_until: Option<SystemTime>) -> StatusSnapshot {
-        self.prune(now);
-        let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        let mut uploads: Vec<(u8, u64, UploadStatus)> = entries
-            .iter()
-            .map(|(id, e)| {
-                let mut s = e.status.clone();
-                if s.state == UploadState::Uploading {
-                    s.rate_bytes_per_sec = e.rate.map(|r| r.round() as u64);
-                    s.eta_secs = e
-                        .rate
-                        .filter(|r| *r > 0.0)
-                        .map(|r| (s.size.saturating_sub(s.uploaded) as f64 / r).ceil() as u64);
+        self.snapshot_with(now, throttled_until, false)
+    }
+
+    /// Every retained entry, whatever their number (`.status.all.json`).
+    pub fn snapshot_all(
+        &self,
+        now: Instant,
+        throttled_until: Option<SystemTime>,
+    ) -> StatusSnapshot {
+        self.snapshot_with(now, throttled_until, true)
+    }
+
+    fn snapshot_with(
+        &self,
+        now: Instant,
+        throttled_until: Option<SystemTime>,
+        all: bool,
+    ) -> StatusSnapshot {
+        let mut entries = self.lock();
+        entries.prune(now, self.retention, self.limits.max_done);
+        let summary = !all && entries.map.len() > self.limits.summary_at;
+        let mut uploads: Vec<(u8, u64, UploadStatus)> = Vec::new();
+        let mut done_bytes = 0;
+        // Summary form: the first `summary_at` queued entries (in submission order) are listed,
+        // the others only counted (a long backlog must not make the status big either).
+        let (mut queued_listed, mut queued_omitted, mut queued_omitted_bytes) = (0, 0, 0);
+        for (id, e) in &entries.map {
+            match e.status.state {
+                UploadState::Done => {
+                    done_bytes += e.status.size;
+                    if summary {
+                        continue;
+                    }
                 }
-                let rank = match s.state {
-                    UploadState::Uploading | UploadState::Retrying => 0,
-                    UploadState::Queued => 1,
-                    UploadState::Failed | UploadState::Incomplete => 2,
-                    UploadState::Done => 3,
-                };
-                (rank, *id, s)
-            })
-            .collect();
+                UploadState::Queued if summary => {
+                    if queued_listed >= self.limits.summary_at.max(1) {
+                        queued_omitted += 1;
+                        queued_omitted_bytes += e.status.size.saturating_sub(e.status.uploaded);
+                        continue;
+                    }
+                    queued_listed += 1;
+                }
+                _ => {}
+            }
+            uploads.push(Entries::shown(*id, e));
+        }
+        let mut done_summary = None;
+        if summary {
+            let want = self.limits.listed_done();
+            let mut last: Vec<u64> = Vec::with_capacity(want);
+            for item in entries.done_order.iter().rev() {
+                if last.len() == want {
+                    break;
+                }
+                if entries.current(*item) {
+                    last.push(item.0);
+                }
+            }
+            for id in &last {
+                if let Some(e) = entries.map.get(id) {
+                    uploads.push(Entries::shown(*id, e));
+                }
+            }
+            done_summary = Some(DoneSummary {
+                count: entries.done as u64,
+                bytes: done_bytes,
+                listed: last.len() as u64,
+                since_start: entries.done_total.0,
+                bytes_since_start: entries.done_total.1,
+                full_list: FULL_LIST_NAME,
+            });
+        }
+        let done = entries.done;
         drop(entries);
         uploads.sort_by_key(|(rank, id, _)| (*rank, *id));
-        StatusSnapshot::new(
+        let mut snap = StatusSnapshot::new(
             uploads.into_iter().map(|(_, _, s)| s).collect(),
             throttled_until,
-        )
+        );
+        if let Some(s) = done_summary {
+            snap.totals.done = done;
+            snap.done_summary = Some(s);
+        }
+        snap.totals.queued += queued_omitted as usize;
+        snap.totals.bytes_pending += queued_omitted_bytes;
+        snap.queued_not_listed = queued_omitted;
+        snap
     }
 }
+
+#[cfg(test)]
+#[path = "registry_tests.rs"]
+mod summary_tests;
 
 #[cfg(test)]
 mod tests {

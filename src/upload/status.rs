@@ -14,6 +14,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Serialize, Serializer};
 
+use super::status_summary::DoneSummary;
 use crate::redact::redact_url;
 
 /// Shown while a file SharePoint reports locked (423) is waited for.
@@ -250,6 +251,18 @@ pub struct StatusSnapshot {
     /// (`bwlimit.rs`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bandwidth_limit: Option<super::bwlimit::BandwidthStatus>,
+    /// Summary form (many entries): the done uploads `uploads` does not list
+    /// (`status_summary.rs`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub done_summary: Option<DoneSummary>,
+    /// Summary form: queued uploads counted in `totals` but not listed (a long backlog; they
+    /// are listed in turn as the queue moves).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub queued_not_listed: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// A recent refusal worth a line in `.status` (`pending_ops`).
@@ -276,6 +289,8 @@ impl StatusSnapshot {
             notices: Vec::new(),
             blocked: None,
             bandwidth_limit: None,
+            done_summary: None,
+            queued_not_listed: 0,
         }
     }
 
@@ -343,6 +358,16 @@ impl StatusSnapshot {
         }
         for line in &self.refused_names {
             let _ = writeln!(out, "refused: {}", sanitize_error(line));
+        }
+        if let Some(summary) = &self.done_summary {
+            let _ = writeln!(out, "{}", summary.line());
+        }
+        if self.queued_not_listed > 0 {
+            let _ = writeln!(
+                out,
+                "queued: {} more not listed (listed in turn as the queue moves)",
+                self.queued_not_listed
+            );
         }
         if self.uploads.is_empty() {
             out.push_str("no uploads\n");

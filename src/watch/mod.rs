@@ -402,6 +402,9 @@ pub struct WaitTracker {
     whole_mount: bool,
     /// Lowercase paths (SharePoint names are case-insensitive).
     tracked: BTreeSet<String>,
+    /// Size of each tracked path when last listed: a path listed before and no longer (its
+    /// done entry left the summary form's list, or the retention) counts as done.
+    seen: BTreeMap<String, u64>,
 }
 
 impl WaitTracker {
@@ -410,10 +413,12 @@ impl WaitTracker {
         WaitTracker {
             whole_mount: rels.is_empty(),
             tracked: rels.iter().map(|r| r.to_lowercase()).collect(),
+            seen: BTreeMap::new(),
         }
     }
 
-    /// Sum the tracked files of `view`. A tracked path with no entry (not queued yet, or
+    /// Sum the tracked files of `view`. A tracked path with no entry that had one before
+    /// counts as done (see `seen`). One never listed (not queued yet, or
     /// finished longer ago than the retention) counts as one file of unknown (0) size.
     pub fn tally(&mut self, view: &View) -> Tally {
         if self.whole_mount {
@@ -425,15 +430,22 @@ impl WaitTracker {
         let mut t = Tally::default();
         for p in &self.tracked {
             t.files += 1;
-            if let Some(r) = last.get(p) {
-                t.bytes += r.size;
-                t.bytes_done += r.bytes_done();
-                if r.state == "done" {
+            let Some(r) = last.get(p) else {
+                if let Some(size) = self.seen.get(p) {
                     t.files_done += 1;
+                    t.bytes += size;
+                    t.bytes_done += size;
                 }
-                if r.is_active() {
-                    t.rate += r.rate.unwrap_or(0);
-                }
+                continue;
+            };
+            self.seen.insert(p.clone(), r.size);
+            t.bytes += r.size;
+            t.bytes_done += r.bytes_done();
+            if r.state == "done" {
+                t.files_done += 1;
+            }
+            if r.is_active() {
+                t.rate += r.rate.unwrap_or(0);
             }
         }
         t
@@ -658,6 +670,20 @@ mod tests {
             (2, 1, 110, 100)
         );
         assert_eq!(t2.line(), "wait: 1/2 files, 100/110 bytes (90%)");
+    }
+
+    #[test]
+    fn tally_counts_a_path_that_left_the_list_as_done() {
+        // Summary form: a done entry no longer listed (only the last done ones are).
+        let mut w = WaitTracker::new(&[]);
+        let v1 = View::from_value(&status(&[("a", "uploading", 100, 50)], None));
+        assert_eq!(w.tally(&v1).files_done, 0);
+        let v2 = View::from_value(&status(&[("b", "queued", 10, 0)], None));
+        let t = w.tally(&v2);
+        assert_eq!(
+            (t.files, t.files_done, t.bytes, t.bytes_done),
+            (2, 1, 110, 100)
+        );
     }
 
     #[test]

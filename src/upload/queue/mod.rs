@@ -381,11 +381,25 @@ impl UploadQueue {
             .collect()
     }
 
-    /// Everything `.status` shows.
+    /// Everything `.status` shows (in the summary form above the threshold).
     pub fn snapshot(&self) -> StatusSnapshot {
+        self.snapshot_with(false)
+    }
+
+    /// The same with every retained entry listed (`.status.all`).
+    pub fn snapshot_all(&self) -> StatusSnapshot {
+        self.snapshot_with(true)
+    }
+
+    fn snapshot_with(&self, all: bool) -> StatusSnapshot {
         let ctx = &self.shared().ctx;
         let throttled_until = ctx.throttle.closed_until_wall(&*ctx.clock);
-        let mut snap = ctx.registry.snapshot(ctx.clock.now(), throttled_until);
+        let now = ctx.clock.now();
+        let mut snap = if all {
+            ctx.registry.snapshot_all(now, throttled_until)
+        } else {
+            ctx.registry.snapshot(now, throttled_until)
+        };
         snap.paused = ctx.remote.sign_in_needed();
         snap.notices = ctx.ops.notices(ctx.clock.now());
         snap.blocked = self.shared().pacer.blocked_note();

@@ -305,7 +305,7 @@ impl UploadQueue {
                 clock: config.clock,
                 throttle,
                 folders: Arc::new(crate::upload::folders::FolderPlan::default()),
-                registry: StatusRegistry::new(config.retention),
+                registry: StatusRegistry::with_limits(config.retention, config.status_limits),
                 policy: RetryPolicy {
                     max_attempts: config.max_attempts.max(1),
                     base: config.backoff_base,
