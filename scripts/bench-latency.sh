@@ -144,7 +144,7 @@ if want big; then
 fi
 if want big || want drops; then
   tag="[$lat ms + $server_ms ms/fragment]"
-  start_emulator "{\"seed\": ${DROP_SEED:-3}, \"drop_rate\": 0.05}" "{\"latency_ms\": $lat, \"fragment_server_ms\": $server_ms}"
+  start_emulator "{\"seed\": ${DROP_SEED:-2}, \"drop_rate\": 0.05}" "{\"latency_ms\": $lat, \"fragment_server_ms\": $server_ms}"
   mount_emulator "${BIG_TOML:-}"
   sleep 1; reset
   head -c "$big_bytes" /dev/zero > "$mnt/big.bin"; wait_all_done

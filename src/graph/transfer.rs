@@ -446,6 +446,59 @@ mod tests {
         assert!(started.elapsed() < Duration::from_secs(10));
     }
 
+    /// A server that reads a `len`-byte body after the head and answers 202.
+    fn answering_server(len: usize) -> String {
+        server(move |mut s| {
+            let mut got = Vec::new();
+            let mut buf = [0u8; 65536];
+            while !got.windows(4).any(|w| w == b"\r\n\r\n")
+                || got.len() < len + got.windows(4).position(|w| w == b"\r\n\r\n").unwrap_or(0) + 4
+            {
+                let n = s.read(&mut buf).unwrap();
+                if n == 0 {
+                    return;
+                }
+                got.extend_from_slice(&buf[..n]);
+            }
+            let body = b"{}";
+            let _ = write!(
+                s,
+                "HTTP/1.1 202 Accepted\r\nContent-Length: {}\r\nContent-Type: application/json\r\n\r\n",
+                body.len()
+            );
+            let _ = s.write_all(body);
+        })
+    }
+
+    /// Waiting for the pace (a bandwidth limit) is not a stall, however long.
+    #[test]
+    fn a_slow_pace_is_not_a_stall() {
+        struct Slow;
+        impl crate::upload::byte_pace::BytePace for Slow {
+            fn take(&self, _bytes: u64) {
+                std::thread::sleep(Duration::from_millis(600));
+            }
+        }
+        let t = transfers();
+        let len = 3 * crate::remote::PIECE;
+        let url = answering_server(len);
+        let body = FragmentBody::bytes(0, vec![3u8; len]).with_pace(Arc::new(Slow));
+        let a = t
+            .put(
+                &url,
+                HeaderMap::new(),
+                &body,
+                Duration::from_millis(400),
+                Duration::from_secs(5),
+                Duration::from_secs(30),
+            )
+            .unwrap();
+        assert_eq!(a.status, 202);
+        let log = body.send_log();
+        assert_eq!(log.gaps.len(), 3);
+        assert!(log.finished.is_some() && log.local_error.is_none());
+    }
+
     #[test]
     fn a_normal_answer_comes_back_whole() {
         let t = transfers();

@@ -189,6 +189,7 @@ impl Uploader {
             locked_refusals: 0,
             empty_ranges: 0,
             lane: self.lane,
+            early_hash: None,
             rng: &mut self.rng,
         };
         let result = if job.size == 0 {
@@ -259,6 +260,8 @@ struct JobRun<'a> {
     empty_ranges: u32,
     /// The uploader's lane plan (see [`Uploader`]).
     lane: ChunkPlan,
+    /// A big file's spool hash, computed beside the upload (`commit.rs`).
+    early_hash: Option<std::thread::JoinHandle<std::io::Result<String>>>,
     rng: &'a mut StdRng,
 }
 
@@ -506,6 +509,7 @@ impl JobRun<'_> {
     /// createUploadSession, fragments, commit, verification.
     fn upload_session(&mut self) -> Result<RemoteItem, Stop> {
         let file = Arc::new(self.open_spool()?);
+        self.start_early_hash();
         let mut session = self.resumable_session();
         if self.job.resume.is_some() && session.is_none() {
             // Recovered without a usable session: the earlier run may have committed it.

@@ -8,7 +8,9 @@
 //! upload when its size and mtime (to the second) are the job's and its quickXorHash is the
 //! spool file's; when the server has not computed the hash yet (entry 14) and our session is
 //! gone, size and mtime and an eTag other than the one the edit started from are the evidence,
-//! and the hash is checked later (`pending_ops`), never a reason to upload again.
+//! and the hash is checked later (`pending_ops`), never a reason to upload again. A file of
+//! 64 MiB or more is hashed on a thread of its own while it uploads, so the check after the
+//! commit costs no extra read of the whole file.
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
@@ -22,6 +24,9 @@ use super::super::retry::{classify, Decision, Op};
 use super::super::status::{sanitize_error, CHECKED_IN, CHECKED_OUT, HASH_NOT_YET};
 use super::{JobRun, Stop};
 use crate::remote::{RemoteError, RemoteItem, UploadSession};
+
+/// Files from this size on are hashed beside their upload (`start_early_hash`).
+const EARLY_HASH_MIN: u64 = 64 * 1024 * 1024;
 
 /// The comment of a check-in (shown in the file's version history).
 const CHECKIN_COMMENT: &str = "Uploaded by ShareUplift";
@@ -48,6 +53,30 @@ impl JobRun<'_> {
         match item.mtime.duration_since(self.job.mtime) {
             Ok(d) => d < Duration::from_secs(1),
             Err(e) => e.duration() < Duration::from_secs(1),
+        }
+    }
+
+    /// A big file's hash is computed on a thread of its own while its fragments go out, so
+    /// the check after the commit does not add a read of the whole file to the upload.
+    pub(super) fn start_early_hash(&mut self) {
+        if self.job.size < EARLY_HASH_MIN || self.early_hash.is_some() {
+            return;
+        }
+        let (hasher, path) = (Arc::clone(&self.ctx.hasher), self.job.spool_file.clone());
+        let spawned = std::thread::Builder::new()
+            .name("shareuplift-hash".into())
+            .spawn(move || hasher(&path));
+        match spawned {
+            Ok(h) => self.early_hash = Some(h),
+            Err(e) => debug!("{}: hashing beside the upload: {e}", self.path()),
+        }
+    }
+
+    /// The spool file's hash: the early one when there is one, else computed now.
+    fn spool_hash(&mut self) -> std::io::Result<String> {
+        match self.early_hash.take().map(|h| h.join()) {
+            Some(Ok(r)) => r,
+            _ => (self.ctx.hasher)(&self.job.spool_file),
         }
     }
 
@@ -198,7 +227,8 @@ impl JobRun<'_> {
     /// again later (`pending_ops`, entry 14).
     fn verify(&mut self, item: RemoteItem) -> Result<RemoteItem, Stop> {
         use super::super::enrichment::SERVER_MODIFIED;
-        let local = (self.ctx.hasher)(&self.job.spool_file)
+        let local = self
+            .spool_hash()
             .map_err(|e| Stop::Failed(format!("cannot hash spool file: {e}")))?;
         let mut remote_hash = item.quick_xor_hash.clone();
         if remote_hash.is_none() {
