@@ -159,8 +159,9 @@ pub fn run(cfg: MountConfig, mountpoint: &Path) -> Result<(), MountError> {
             spool.data_dir().display()
         );
     }
-    let graph: Arc<dyn Remote> =
+    let graph =
         Arc::new(GraphRemote::connect(graph_config(&cfg)).map_err(|e| MountError(e.to_string()))?);
+    let (hints, sign_in) = (graph.rate_hints(), graph.sign_in());
     info!("connected to {} ({})", cfg.site_url, cfg.folder_url);
     // One limiter and one throttle gate for every request of the mount: the filesystem's own
     // (FUSE-side lookups, listings, reads; the change feed; the upload listener) and the
@@ -170,7 +171,7 @@ pub fn run(cfg: MountConfig, mountpoint: &Path) -> Result<(), MountError> {
         cfg.workers.max(1) + cfg.small_file_workers,
         Arc::new(SystemClock),
     );
-    let remote: Arc<dyn Remote> = Arc::new(pacer.wrap(graph));
+    let remote: Arc<dyn Remote> = Arc::new(pacer.wrap_with_hints(graph, hints));
 
     let mut qcfg = QueueConfig::new(
         Arc::new(|p: &Path| crate::quickxor::quickxor_file(p)),
@@ -191,6 +192,10 @@ pub fn run(cfg: MountConfig, mountpoint: &Path) -> Result<(), MountError> {
     qcfg.locked_wait = cfg.locked_wait;
     qcfg.write_back_delay = cfg.write_back_delay;
     qcfg.pacer = Some(pacer);
+    qcfg.sign_in = sign_in;
+    // Every drive this client mounts is a SharePoint library (team sites and OneDrive for
+    // Business alike), and SharePoint enriches Office and PDF files in all of them.
+    qcfg.enriches_files = true;
     // One bandwidth limit for every upload worker, shown and changed through the filesystem.
     let bwlimit = Arc::new(BwLimit::new(cfg.bwlimit.clone()));
     if let Some(bw) = bwlimit.status() {

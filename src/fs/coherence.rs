@@ -76,8 +76,16 @@ impl Coherence {
 }
 
 /// Start the poll thread.
-pub(super) fn spawn(shared: Arc<CoreShared>, coherence: Arc<Coherence>, interval: Duration) {
-    let run = move || poll_loop(&shared, &coherence, interval);
+/// What is left of the mount's Retry-After window (`UploadQueue::retry_after_left`).
+pub(super) type Window = Arc<dyn Fn() -> Option<Duration> + Send + Sync>;
+
+pub(super) fn spawn(
+    shared: Arc<CoreShared>,
+    coherence: Arc<Coherence>,
+    window: Window,
+    interval: Duration,
+) {
+    let run = move || poll_loop(&shared, &coherence, &*window, interval);
     if let Err(e) = std::thread::Builder::new()
         .name("delta-poll".into())
         .spawn(run)
@@ -94,7 +102,12 @@ fn refused(e: &RemoteError) -> bool {
     ) && !is_resync_required(e)
 }
 
-fn poll_loop(shared: &CoreShared, coherence: &Coherence, interval: Duration) {
+fn poll_loop(
+    shared: &CoreShared,
+    coherence: &Coherence,
+    window: &(dyn Fn() -> Option<Duration> + Send + Sync),
+    interval: Duration,
+) {
     let mut token: Option<String> = None;
     let mut told_refused = false;
     let mut announced = false;
@@ -106,12 +119,7 @@ fn poll_loop(shared: &CoreShared, coherence: &Coherence, interval: Duration) {
     loop {
         // A Retry-After the service gave (to any request of this mount) holds the feed too:
         // it is one more request of the same app and user.
-        while let Some(left) = shared
-            .remote
-            .retry_after_until()
-            .map(|t| t.saturating_duration_since(Instant::now()))
-            .filter(|d| !d.is_zero())
-        {
+        while let Some(left) = window() {
             if !coherence.pause(left) {
                 return;
             }

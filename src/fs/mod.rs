@@ -292,7 +292,8 @@ impl Fs {
         let queue = start_queue(listener);
         let coherence = Arc::new(coherence::Coherence::default());
         if let Some(interval) = opts.poll_interval {
-            coherence::spawn(shared.clone(), coherence.clone(), interval);
+            let window = queue.retry_after_left();
+            coherence::spawn(shared.clone(), coherence.clone(), window, interval);
         }
         Fs {
             shared,

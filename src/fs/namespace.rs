@@ -207,7 +207,7 @@ impl Fs {
     fn list_into(&self, ino: u64, path: String) -> FsResult<String> {
         let items = match self.remote().list(&path) {
             Ok(items) => self.hide_waiting_deletes(&path, items),
-            Err(e) if self.remote().sign_in_needed().is_some() => {
+            Err(e) if self.queue.sign_in_needed().is_some() => {
                 // The sign-in's own line was logged once where it began (and is in .status).
                 debug!("listing {path}: {e}; showing the cached listing");
                 return Ok(path);

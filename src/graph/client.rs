@@ -9,6 +9,7 @@
 //! redacted. Rename, delete and set_mtime address items by id (resolved with a stat) as in
 //! reference §6; everything else addresses by path.
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use reqwest::header::{CONTENT_RANGE, CONTENT_TYPE, IF_MATCH};
@@ -27,6 +28,7 @@ use super::wire::{
 };
 use super::{GraphConfig, Tuning};
 use crate::redact::SecretUrl;
+use crate::remote::hints::{RateHints, SignIn};
 use crate::remote::{
     ByteRange, Conflict, FragmentBody, FragmentOutcome, Remote, RemoteError, RemoteItem,
     UploadSession,
@@ -347,29 +349,32 @@ impl GraphRemote {
     }
 }
 
+/// The sign-in state of a Graph remote (its token provider).
+struct GraphSignIn(Arc<GraphRemote>);
+
+impl SignIn for GraphSignIn {
+    fn needed(&self) -> Option<String> {
+        self.0.api.auth.sign_in_needed()
+    }
+    fn pauses(&self) -> bool {
+        self.0.api.auth.auth_pauses()
+    }
+}
+
+impl GraphRemote {
+    /// Where this remote's HTTP layer records `RateLimit-*` headers and `Retry-After`
+    /// windows, for the mount's limiter.
+    pub fn rate_hints(&self) -> Arc<RateHints> {
+        self.api.http.rate.clone()
+    }
+
+    /// This remote's sign-in state, for the upload queue.
+    pub fn sign_in(self: &Arc<Self>) -> Arc<dyn SignIn> {
+        Arc::new(GraphSignIn(self.clone()))
+    }
+}
+
 impl Remote for GraphRemote {
-    fn sign_in_needed(&self) -> Option<String> {
-        self.api.auth.sign_in_needed()
-    }
-
-    fn auth_pauses(&self) -> bool {
-        self.api.auth.auth_pauses()
-    }
-
-    fn rate_limit(&self) -> Option<crate::remote::RateLimitHint> {
-        self.api.http.rate.latest()
-    }
-
-    /// Every drive this client mounts is a SharePoint library (team sites and OneDrive for
-    /// Business alike), and SharePoint enriches Office and PDF files in all of them.
-    fn enriches_files(&self) -> bool {
-        true
-    }
-
-    fn retry_after_until(&self) -> Option<std::time::Instant> {
-        self.api.http.rate.retry_until()
-    }
-
     fn stat(&self, path: &str) -> Result<Option<RemoteItem>, RemoteError> {
         let segs = split_rel(path)?;
         self.stat_segments(&segs, &format!("stat {path}"))

@@ -21,13 +21,13 @@
 //!
 //! Rate-limit headers: every answer's `RateLimit-Limit` / `RateLimit-Remaining` /
 //! `RateLimit-Reset` (SharePoint sends them once 80 % of a budget is used) are recorded in the
-//! shared [`RateObserver`]: the latest answer wins, and an answer without them clears the
+//! shared [`crate::remote::hints::RateHints`]: the latest answer wins, and an answer without them clears the
 //! record (the budget is no longer nearly spent). The upload limiter reads it through
 //! `Remote::rate_limit` to slow down before the budget is gone (`upload/limiter.rs`).
 
 use std::io::Read;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use reqwest::blocking::{Client, RequestBuilder, Response};
@@ -89,48 +89,11 @@ pub struct Http {
     client: Client,
     pub timeouts: Timeouts,
     /// The latest answer's `RateLimit-*` headers (shared by every clone).
-    pub rate: Arc<RateObserver>,
+    pub rate: Arc<crate::remote::hints::RateHints>,
     /// Extra trusted roots (`ca_file`), for the transfer client.
     certs: Arc<Vec<reqwest::Certificate>>,
     /// The watched-PUT client and its runtime thread, started on first use.
     transfers: Arc<std::sync::OnceLock<Result<super::transfer::Transfers, RemoteError>>>,
-}
-
-/// The `RateLimit-*` headers of the latest answer (module documentation).
-#[derive(Debug, Default)]
-pub struct RateObserver {
-    latest: Mutex<Option<RateLimitHint>>,
-    /// The latest 429/503 + Retry-After: until when the service asked us to send nothing.
-    /// Recorded the moment the status line is in, before the body is read or the error
-    /// classified, so every other thread can see it before its next request.
-    retry_until: Mutex<Option<Instant>>,
-}
-
-impl RateObserver {
-    /// Record an answer's headers (`None`: it carried none).
-    pub fn record(&self, hint: Option<RateLimitHint>) {
-        *self.latest.lock().unwrap_or_else(|e| e.into_inner()) = hint;
-    }
-
-    /// What the latest answer said.
-    pub fn latest(&self) -> Option<RateLimitHint> {
-        *self.latest.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// A 429/503 asked for `d` of silence from now (never shortens a later end).
-    pub fn record_retry_after(&self, d: Duration) {
-        let until = Instant::now() + d;
-        let mut r = self.retry_until.lock().unwrap_or_else(|e| e.into_inner());
-        if r.is_none_or(|cur| cur < until) {
-            *r = Some(until);
-        }
-    }
-
-    /// Until when the latest Retry-After asks for silence, if that is still ahead.
-    pub fn retry_until(&self) -> Option<Instant> {
-        let r = *self.retry_until.lock().unwrap_or_else(|e| e.into_inner());
-        r.filter(|t| *t > Instant::now())
-    }
 }
 
 /// The `RateLimit-*` headers of an answer, if all three are present and numeric. Pure.
@@ -396,7 +359,7 @@ mod tests {
         );
         h.insert("RateLimit-Remaining", HeaderValue::from_static("x"));
         assert_eq!(parse_rate_limit(&h), None);
-        let obs = RateObserver::default();
+        let obs = crate::remote::hints::RateHints::default();
         obs.record(Some(RateLimitHint {
             limit: 1,
             remaining: 0,

@@ -10,7 +10,7 @@
 //! user action (a new `shareuplift login`, seen by the caller) or a long interval: 5 minutes,
 //! doubling up to 30, then one attempt. No refresh storm: while blocked, token requests are
 //! answered from here without network I/O; the block's line is what `.status` shows (through
-//! `Remote::sign_in_needed`) and is logged once when the block starts.
+//! `remote::hints::SignIn`) and is logged once when the block starts.
 //!
 //! Pure apart from the clock the caller passes in; one leaf mutex in the caller.
 

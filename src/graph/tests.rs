@@ -423,7 +423,7 @@ fn graph_401_twice_is_a_policy_block_without_a_refresh_storm() {
         }
         reply(401, r#"{"error":{"code":"InvalidAuthenticationToken"}}"#)
     });
-    let remote = server.remote();
+    let remote = std::sync::Arc::new(server.remote());
     let err = remote.stat("a").unwrap_err();
     // A token issued a moment ago was refused too: entry 24, one line saying what to do.
     assert!(matches!(err, RemoteError::Auth(_)), "{err:?}");
@@ -435,9 +435,10 @@ fn graph_401_twice_is_a_policy_block_without_a_refresh_storm() {
     assert_eq!(tokens.load(Ordering::SeqCst), 2);
     assert_eq!(server.requests().len(), 4);
     // Blocked: the queue pauses and shows the line; no request goes out meanwhile.
-    assert!(remote.auth_pauses());
+    assert!(remote.sign_in().pauses());
     assert!(remote
-        .sign_in_needed()
+        .sign_in()
+        .needed()
         .is_some_and(|l| l.contains("Conditional Access")));
     for _ in 0..5 {
         assert!(matches!(remote.stat("a"), Err(RemoteError::Auth(_))));
@@ -456,7 +457,7 @@ fn conditional_access_refusal_at_the_token_endpoint_blocks_sign_in() {
         }
         reply(200, ITEM)
     });
-    let remote = server.remote();
+    let remote = std::sync::Arc::new(server.remote());
     let err = remote.stat("a").unwrap_err();
     assert_eq!(
         err.to_string(),
@@ -464,10 +465,10 @@ fn conditional_access_refusal_at_the_token_endpoint_blocks_sign_in() {
          ask your admin to allow this device/app"
     );
     assert!(
-        remote.auth_pauses(),
+        remote.sign_in().pauses(),
         "a password sign-in pauses too while blocked"
     );
-    assert!(remote.sign_in_needed().is_some());
+    assert!(remote.sign_in().needed().is_some());
     for _ in 0..5 {
         assert!(remote.stat("a").is_err());
     }

@@ -140,10 +140,6 @@ impl<R> FaultyRemote<R> {
 }
 
 impl<R: FaultTarget> Remote for FaultyRemote<R> {
-    fn enriches_files(&self) -> bool {
-        self.inner.enriches_files()
-    }
-
     fn stat(&self, path: &str) -> Result<Option<RemoteItem>, RemoteError> {
         Ok(self.inner.stat(path)?.map(|item| self.report(item)))
     }

@@ -12,6 +12,7 @@
 #[cfg(any(test, feature = "test-support"))]
 pub mod faults;
 mod fragment_body;
+pub mod hints;
 #[cfg(any(test, feature = "test-support"))]
 pub mod memory;
 
@@ -269,38 +270,7 @@ pub fn ancestors(path: &str) -> Vec<&str> {
 /// The operations ShareUplift needs from SharePoint. All calls block; none is ever made on a
 /// FUSE request thread that the kernel waits on for a write.
 pub trait Remote: Send + Sync + 'static {
-    /// `Some(reason)` while the remote cannot sign in until the user acts (a device-code
-    /// sign-in was refused: `shareuplift login` fixes it); the upload queue pauses meanwhile.
-    /// Cheap, no network I/O (may stat a local file).
-    fn sign_in_needed(&self) -> Option<String> {
-        None
-    }
-
-    /// Whether an `Auth` error pauses the queue (the sign-in can be repaired while mounted)
-    /// rather than failing the job.
-    fn auth_pauses(&self) -> bool {
-        false
-    }
-
-    /// Whether the remote is a SharePoint document library, which rewrites Office and PDF
-    /// files after upload (metadata enrichment; see `crate::upload::enrichment`).
-    fn enriches_files(&self) -> bool {
-        false
-    }
-
     /// Metadata of the item at `path`, `Ok(None)` if it does not exist.
-    /// The `RateLimit-*` headers of the latest answer, if it carried them (`None`: the budget
-    /// is not nearly spent, or the remote does not meter). Cheap, no request.
-    fn rate_limit(&self) -> Option<RateLimitHint> {
-        None
-    }
-
-    /// Until when the latest 429/503 answer's Retry-After asks for silence (real time), if
-    /// that is still ahead; seen as soon as the answer's status line is in. Cheap, no request.
-    fn retry_after_until(&self) -> Option<std::time::Instant> {
-        None
-    }
-
     fn stat(&self, path: &str) -> Result<Option<RemoteItem>, RemoteError>;
     /// All children of the folder at `path`, following `@odata.nextLink`.
     fn list(&self, path: &str) -> Result<Vec<RemoteItem>, RemoteError>;

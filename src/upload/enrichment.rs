@@ -6,7 +6,7 @@
 //! `server_modified`) or a real corruption (the job stays `failed`).
 //!
 //! The rule is deliberately narrow: the remote must be a SharePoint library
-//! (`Remote::enriches_files`), the name must have one of the enriched extensions, and both the
+//! (`QueueConfig::enriches_files`), the name must have one of the enriched extensions, and both the
 //! bytes sent and the bytes committed must open with the format's signature (a ZIP local
 //! header for OOXML/ODF, `%PDF-` for PDF). A `.bin`, a `.txt`, or an Office file whose
 //! committed bytes are no longer a ZIP still fails. Pure logic, no I/O: the worker reads the

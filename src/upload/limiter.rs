@@ -13,7 +13,7 @@
 //! - **The gate**: closed by a `Retry-After` (or, without one, by the pause the rate controller
 //!   asks for), for everybody: no request is *sent* inside that window; those already in
 //!   flight finish. A `Retry-After` another thread's answer carried is followed as soon as
-//!   its status line is in (`Remote::retry_after_until`).
+//!   its status line is in (`remote::hints::RateHints`, shared with the Graph transport).
 //! - **A permit**: at most `max` requests (the queue's worker threads) in flight, and one at
 //!   a time while the controller probes after throttling without a success in between.
 //! - **Its slot**: requests leave evenly at the rate the controller (`pacer.rs`) learnt from
@@ -50,6 +50,7 @@ use log::{info, warn};
 use super::clock::{Clock, Interrupt};
 use super::pacer::{Outcome, RateControl};
 use super::throttle::Throttle;
+use crate::remote::hints::RateHints;
 use crate::remote::{
     ByteRange, Conflict, DeltaRound, FragmentBody, FragmentOutcome, RateLimitHint, Remote,
     RemoteError, RemoteItem, UploadSession,
@@ -331,6 +332,15 @@ impl Pacer {
         LimitedRemote {
             inner,
             pacer: self.clone(),
+            hints: None,
+        }
+    }
+
+    /// [`Self::wrap`], reading the rate hints `inner`'s transport records of its answers.
+    pub fn wrap_with_hints(&self, inner: Arc<dyn Remote>, hints: Arc<RateHints>) -> LimitedRemote {
+        LimitedRemote {
+            hints: Some(hints),
+            ..self.wrap(inner)
         }
     }
 
@@ -376,15 +386,18 @@ impl Pacer {
 pub struct LimitedRemote {
     inner: Arc<dyn Remote>,
     pacer: Pacer,
+    /// What the inner remote's transport records of each answer (`RateLimit-*`, the latest
+    /// Retry-After); `None` for a remote that meters nothing.
+    hints: Option<Arc<RateHints>>,
 }
 
 impl LimitedRemote {
     /// Close the gate for what is left of a Retry-After another thread's answer carried
-    /// (`Remote::retry_after_until`, recorded before that thread has even read the body):
+    /// (`RateHints::retry_until`, recorded before that thread has even read the body):
     /// answers to requests sent together arrive together, and without this the others would
     /// send their next requests before the throttled thread had closed the gate.
     fn follow_retry_after(&self) {
-        if let Some(until) = self.inner.retry_after_until() {
+        if let Some(until) = self.hints.as_ref().and_then(|h| h.retry_until()) {
             let left = until.saturating_duration_since(Instant::now());
             if !left.is_zero() {
                 self.pacer.gate.close_for(&*self.pacer.clock, left);
@@ -434,27 +447,17 @@ impl LimitedRemote {
             &p.gate,
             sent_at,
             outcome,
-            self.inner.rate_limit(),
+            self.hints.as_ref().and_then(|h| h.latest()),
         );
         drop(permit);
         result
     }
 }
 
-impl Remote for LimitedRemote {
-    fn sign_in_needed(&self) -> Option<String> {
-        self.inner.sign_in_needed()
-    }
-    fn auth_pauses(&self) -> bool {
-        self.inner.auth_pauses()
-    }
-    fn enriches_files(&self) -> bool {
-        self.inner.enriches_files()
-    }
-    fn rate_limit(&self) -> Option<RateLimitHint> {
-        self.inner.rate_limit()
-    }
-    fn retry_after_until(&self) -> Option<Instant> {
+impl LimitedRemote {
+    /// Until when the gate is closed by a Retry-After this mount was given (real time), if
+    /// that is still ahead.
+    pub fn retry_after_until(&self) -> Option<Instant> {
         // The gate holds every Retry-After this mount was given (its own clock's time).
         let clock = &*self.pacer.clock;
         let left = self
@@ -464,6 +467,9 @@ impl Remote for LimitedRemote {
             .saturating_duration_since(clock.now());
         Some(Instant::now() + left)
     }
+}
+
+impl Remote for LimitedRemote {
     fn stat(&self, path: &str) -> Result<Option<RemoteItem>, RemoteError> {
         self.call(|r| r.stat(path))
     }

@@ -79,6 +79,12 @@ pub struct QueueConfig {
     pub adapt_fragments: bool,
     /// Every fragment body's bytes pass it (the bandwidth limit). Default [`byte_pace::NoPace`].
     pub pace: Arc<dyn byte_pace::BytePace>,
+    /// Whether the user must act before the remote can sign in again (the queue pauses
+    /// meanwhile). Default [`crate::remote::hints::NoSignIn`].
+    pub sign_in: Arc<dyn crate::remote::hints::SignIn>,
+    /// Whether the remote is a SharePoint document library, which rewrites Office and PDF
+    /// files after upload (metadata enrichment, `enrichment.rs`). Default false.
+    pub enriches_files: bool,
     /// Default `Replace`.
     pub conflict: Conflict,
     /// Tries per job before it is `failed`: every failed request that is retried counts one
@@ -126,6 +132,8 @@ impl QueueConfig {
             chunk_size: crate::protocol::DEFAULT_CHUNK,
             adapt_fragments: false,
             pace: byte_pace::no_pace(),
+            sign_in: Arc::new(crate::remote::hints::NoSignIn),
+            enriches_files: false,
             conflict: Conflict::Replace,
             max_attempts: 10,
             retention: Duration::from_secs(600),

@@ -636,6 +636,8 @@ fn direct_context(remote: Arc<TestRemote>, chunk: u64, max_attempts: u32) -> Upl
             super::fragment_size::FragmentSizer::fixed(chunk),
         ),
         pace: super::byte_pace::no_pace(),
+        sign_in: Arc::new(crate::remote::hints::NoSignIn),
+        enriches_files: false,
         stale_wait: Default::default(),
         locked_wait: Duration::from_secs(3600),
         conflict: Conflict::Replace,

@@ -108,6 +108,10 @@ pub struct UploadContext {
     pub fragments: super::fragment_size::FragmentSizes,
     /// Every fragment body's bytes pass it (the mount-wide bandwidth limit's hook).
     pub pace: Arc<dyn super::byte_pace::BytePace>,
+    /// The remote's sign-in state (`remote::hints`).
+    pub sign_in: Arc<dyn crate::remote::hints::SignIn>,
+    /// SharePoint enriches Office and PDF files after upload (`enrichment.rs`).
+    pub enriches_files: bool,
     pub conflict: Conflict,
     pub hasher: FileHasher,
     /// Wait before asking again for a hash the server had not computed yet.
@@ -319,9 +323,9 @@ impl JobRun<'_> {
     }
 
     /// The sign-in gate: while the remote needs the user to sign in again (`shareuplift
-    /// login`), every worker waits here, polling the cheap `sign_in_needed` check.
+    /// login`), every worker waits here, polling the cheap `SignIn::needed` check.
     fn wait_for_sign_in(&self) -> Result<(), Stop> {
-        while self.ctx.remote.sign_in_needed().is_some() {
+        while self.ctx.sign_in.needed().is_some() {
             if !self.ctx.clock.sleep(SIGN_IN_POLL, self.interrupt) {
                 return Err(Stop::Interrupted);
             }
@@ -339,7 +343,7 @@ impl JobRun<'_> {
     /// Apply the retry policy to a failed request: fail, or count an attempt and wait as the
     /// decision says. Returns the decision when the request is to be retried.
     fn on_failure(&mut self, op: Op, err: &RemoteError) -> Result<Decision, Stop> {
-        if matches!(err, RemoteError::Auth(_)) && self.ctx.remote.auth_pauses() {
+        if matches!(err, RemoteError::Auth(_)) && self.ctx.sign_in.pauses() {
             // The mount's sign-in, not this job: no attempt is spent; `ready` waits at the
             // sign-in gate before the retry.
             let reason = sanitize_error(&err.to_string());

@@ -381,6 +381,24 @@ impl UploadQueue {
             .collect()
     }
 
+    /// What is left of the Retry-After window the mount's one throttle gate holds, as a
+    /// function other threads can ask (the change feed waits it out before polling). Holds
+    /// no handle of the queue, so it never keeps the queue alive.
+    pub fn retry_after_left(&self) -> Arc<dyn Fn() -> Option<Duration> + Send + Sync> {
+        let ctx = &self.shared().ctx;
+        let (gate, clock) = (ctx.throttle.clone(), ctx.clock.clone());
+        Arc::new(move || {
+            gate.closed_until(&*clock)
+                .map(|t| t.saturating_duration_since(clock.now()))
+                .filter(|d| !d.is_zero())
+        })
+    }
+
+    /// `Some(reason)` while the remote cannot sign in until the user acts.
+    pub fn sign_in_needed(&self) -> Option<String> {
+        self.shared().ctx.sign_in.needed()
+    }
+
     /// Everything `.status` shows (in the summary form above the threshold).
     pub fn snapshot(&self) -> StatusSnapshot {
         self.snapshot_with(false)
@@ -400,7 +418,7 @@ impl UploadQueue {
         } else {
             ctx.registry.snapshot(now, throttled_until)
         };
-        snap.paused = ctx.remote.sign_in_needed();
+        snap.paused = ctx.sign_in.needed();
         snap.notices = ctx.ops.notices(ctx.clock.now());
         snap.blocked = self.shared().pacer.blocked_note();
         snap

@@ -325,6 +325,8 @@ impl UploadQueue {
                     },
                 ),
                 pace: config.pace,
+                sign_in: config.sign_in,
+                enriches_files: config.enriches_files,
                 conflict: config.conflict,
                 hasher: config.hasher,
                 hash_recheck_delay: config.hash_recheck_delay,

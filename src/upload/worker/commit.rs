@@ -199,7 +199,7 @@ impl JobRun<'_> {
     /// any failure to read answers "no" (the job then fails with the mismatch).
     fn enriched_by_server(&self, item: &RemoteItem) -> bool {
         use super::super::enrichment::{format_of, is_enrichment, HEAD_BYTES};
-        if !self.ctx.remote.enriches_files() || format_of(self.path()).is_none() {
+        if !self.ctx.enriches_files || format_of(self.path()).is_none() {
             return false;
         }
         let mut local = [0u8; HEAD_BYTES];
