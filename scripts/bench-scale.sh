@@ -20,7 +20,7 @@ flat=${FLAT_FILES:-20000}
 parts=${PARTS:-scale,flat}
 want() { [[ ",$parts," == *",$1,"* ]]; }
 source scripts/lib-emulator.sh
-if [ -n "${SHAREUPLIFT_BIN:-}" ]; then bin=$SHAREUPLIFT_BIN; else build_release; fi
+if [ -n "${SHAREUPLIFT_BIN:-}" ]; then bin=$(realpath "$SHAREUPLIFT_BIN"); else build_release; fi
 
 now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
 ms_to_s() { awk -v m="$1" 'BEGIN { printf "%.2f", m / 1000 }'; }
