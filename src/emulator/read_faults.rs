@@ -1,5 +1,5 @@
 //! Read-side field knobs: how SharePoint's downloads and listings go wrong (field-reference
-//! entries 18, 19 and 24), applied by small hooks in `graph_api.rs`.
+//! entries 18, 19 and 24), applied by small hooks in `graph_api/`.
 //!
 //! - `download_html_rate` / `download_html_name` (entry 18): a download answered 200 with
 //!   `Content-Type: text/html` and a few hundred bytes of error page, whatever `Range` asked.
