@@ -12,27 +12,13 @@ use common::*;
 
 const MIB: u64 = 1024 * 1024;
 
-fn admin_post(emu: &Emu, path: &str, body: &str) {
-    let r = reqwest::blocking::Client::new()
-        .post(format!("{}/{path}", emu.info.admin_url))
-        .header("content-type", "application/json")
-        .body(body.to_string())
-        .send()
-        .unwrap();
-    assert!(r.status().is_success(), "POST {path}: {}", r.status());
-}
-
 /// 200 MiB at 100 ms per request and 100 ms of server time per fragment: far fewer PUTs
 /// than 10 MiB fragments would take, the fragment size is shown while uploading, and the
 /// file arrives byte-identical.
 #[test]
 fn fragments_grow_with_latency_and_status_shows_them() {
     let emu = Emu::start(None);
-    admin_post(
-        &emu,
-        "field",
-        r#"{"latency_ms": 100, "fragment_server_ms": 100}"#,
-    );
+    emu.admin_post("field", r#"{"latency_ms": 100, "fragment_server_ms": 100}"#);
     let m = Mount::start(&emu, "");
     let src = emu.dir.path().join("big.bin");
     random_file(&src, 200 * MIB, 19);

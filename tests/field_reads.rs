@@ -11,16 +11,6 @@ use std::time::{Duration, Instant};
 use common::*;
 use serde_json::Value;
 
-fn set_field(emu: &Emu, json: &str) {
-    let r = reqwest::blocking::Client::new()
-        .post(format!("{}/field", emu.info.admin_url))
-        .header("content-type", "application/json")
-        .body(json.to_string())
-        .send()
-        .expect("set field");
-    assert!(r.status().is_success(), "set field {json}: {}", r.status());
-}
-
 /// Seed a file in the drive root (outside the mount folder).
 fn seed_drive_root(emu: &Emu, name: &str, data: Vec<u8>) {
     let r = reqwest::blocking::Client::new()
@@ -75,10 +65,7 @@ fn a_next_link_gone_astray_is_never_mixed_into_a_listing() {
         seed_drive_root(&emu, &format!("root-{i:03}.txt"), b"in root".to_vec());
     }
     want.sort();
-    set_field(
-        &emu,
-        r#"{"children_page_max":200,"children_next_link_to_root":true}"#,
-    );
+    emu.set_field(r#"{"children_page_max":200,"children_next_link_to_root":true}"#);
     let m = Mount::start(&emu, "");
     let (ok, names, out) = ls(&m.path("big"));
     if ok {
@@ -94,7 +81,7 @@ fn a_next_link_gone_astray_is_never_mixed_into_a_listing() {
     assert!(log.contains("went astray"), "{}", tail(&log, 20));
     assert!(field_faults(&emu)["next_links_to_root"].as_u64() >= Some(2));
     // The fault stops: exactly the items.
-    set_field(&emu, r#"{"children_next_link_to_root":false}"#);
+    emu.set_field(r#"{"children_next_link_to_root":false}"#);
     let (ok, names, out) = ls(&m.path("big"));
     assert!(ok, "{out}");
     assert_eq!(names, want);
@@ -122,7 +109,7 @@ fn reads_through_cut_downloads_and_html_pages_are_right_or_fail() {
     }
     let m = Mount::start(&emu, "");
     // A download cut mid-body: the read resumes from the byte it had.
-    set_field(&emu, r#"{"download_cut_rate":0.5}"#);
+    emu.set_field(r#"{"download_cut_rate":0.5}"#);
     assert!(
         cat_is_right_or_error(&m.path("cut.bin"), &data["cut.bin"]),
         "cut downloads are resumed: {}",
@@ -141,16 +128,13 @@ fn reads_through_cut_downloads_and_html_pages_are_right_or_fail() {
     );
     assert!(field_faults(&emu)["downloads_cut"].as_u64() >= Some(2));
     // An HTML page answered 200: never file data; asked again, the file comes.
-    set_field(&emu, r#"{"download_cut_rate":0,"download_html_rate":0.5}"#);
+    emu.set_field(r#"{"download_cut_rate":0,"download_html_rate":0.5}"#);
     assert!(cat_is_right_or_error(
         &m.path("html.bin"),
         &data["html.bin"]
     ));
     // Always the page: an error, not 397 bytes of HTML or 4 of 5 MiB.
-    set_field(
-        &emu,
-        r#"{"download_html_rate":0,"download_html_name":"always.bin"}"#,
-    );
+    emu.set_field(r#"{"download_html_rate":0,"download_html_name":"always.bin"}"#);
     assert!(!cat_is_right_or_error(
         &m.path("always.bin"),
         &data["always.bin"]
@@ -162,10 +146,7 @@ fn reads_through_cut_downloads_and_html_pages_are_right_or_fail() {
     );
     assert!(field_faults(&emu)["html_pages"].as_u64() >= Some(3));
     // Range ignored: the ranged read is still right.
-    set_field(
-        &emu,
-        r#"{"download_html_name":null,"download_ignore_range":true}"#,
-    );
+    emu.set_field(r#"{"download_html_name":null,"download_ignore_range":true}"#);
     let out = std::process::Command::new("dd")
         .arg(format!("if={}", m.path("range.bin").display()))
         .args(["bs=1M", "skip=3", "count=1", "status=none"])
@@ -189,10 +170,7 @@ fn a_fifth_of_every_kind_stalling_costs_seconds_not_minutes() {
     }
     let m = Mount::start(&emu, "idle_timeout = 6\nsession_idle_secs = 10\n");
     // Forever (until the client gives up), before headers and mid-body alternately.
-    set_field(
-        &emu,
-        r#"{"stall_rate":0.2,"stall_secs":null,"stall_phase":"mixed"}"#,
-    );
+    emu.set_field(r#"{"stall_rate":0.2,"stall_secs":null,"stall_phase":"mixed"}"#);
     let started = Instant::now();
     let (ok, names, out) = ls(&m.path("seeded"));
     let took = started.elapsed();
@@ -211,8 +189,7 @@ fn a_fifth_of_every_kind_stalling_costs_seconds_not_minutes() {
     // Uploads: every kind but createUploadSession stalls (a lost createUploadSession answer
     // leaves a session holding the path until it expires: the worker's stale-session wait,
     // covered by the upload tests, not a stall this test can bound).
-    set_field(
-        &emu,
+    emu.set_field(
         r#"{"stall_kinds":["fragment_put","upload_url_other","item_get","list_children",
              "token","content_get","mkdir","patch","delete","delta","simple_upload"]}"#,
     );
@@ -263,7 +240,7 @@ fn a_fifth_of_every_kind_stalling_costs_seconds_not_minutes() {
 #[test]
 fn conditional_access_at_start_up_is_one_clear_line() {
     let emu = Emu::start(None);
-    set_field(&emu, r#"{"token_refusal":53003}"#);
+    emu.set_field(r#"{"token_refusal":53003}"#);
     let (_, log) = Mount::try_start(&emu, "startup_timeout = 5\n", &[])
         .map(|_| ())
         .expect_err("the mount must not start");
@@ -303,7 +280,7 @@ fn conditional_access_at_refresh_pauses_with_one_line_and_no_storm() {
     // Tokens live 6 s: the next upload after that needs a refresh.
     let emu = Emu::start(Some(r#"{"access_token_ttl_secs": 6}"#));
     let m = Mount::start(&emu, "");
-    set_field(&emu, r#"{"token_refusal":50076}"#);
+    emu.set_field(r#"{"token_refusal":50076}"#);
     std::thread::sleep(Duration::from_secs(7));
     write_file(&m.path("after-mfa.txt"), b"needs a token");
     let line = "sign-in needs multi-factor authentication (AADSTS50076)";
@@ -329,7 +306,7 @@ fn conditional_access_at_refresh_pauses_with_one_line_and_no_storm() {
 fn graph_refusing_valid_tokens_pauses_with_one_line_and_no_storm() {
     let emu = Emu::start(None);
     let m = Mount::start(&emu, "");
-    set_field(&emu, r#"{"graph_refuses_tokens":true}"#);
+    emu.set_field(r#"{"graph_refuses_tokens":true}"#);
     write_file(&m.path("located.txt"), b"from a blocked network");
     let status = wait_status(
         &m,

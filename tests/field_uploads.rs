@@ -13,18 +13,6 @@ use serde_json::Value;
 
 const LATENCY: &str = r#"{"latency_ms": 5}"#;
 
-/// Merge `json` into the emulator's field knobs (`POST /_admin/field`).
-fn set_field(emu: &Emu, json: &str) {
-    let url = format!("{}/field", emu.info.admin_url);
-    let r = reqwest::blocking::Client::new()
-        .post(&url)
-        .header("content-type", "application/json")
-        .body(json.to_string())
-        .send()
-        .expect("set field");
-    assert!(r.status().is_success(), "set field {json}: {}", r.status());
-}
-
 /// How often the emulator shaped an answer of `kind` (`Stats::field_faults`).
 fn fired(emu: &Emu, kind: &str) -> u64 {
     emu.stats()["field_faults"][kind].as_u64().unwrap_or(0)
@@ -41,7 +29,7 @@ fn server_bytes(emu: &Emu, rel: &str) -> Vec<u8> {
 /// A started emulator with 5 ms latency and a mount on it.
 fn setup(extra: &str) -> (Emu, Mount) {
     let emu = Emu::start(None);
-    set_field(&emu, LATENCY);
+    emu.set_field(LATENCY);
     let m = Mount::start(&emu, extra);
     (emu, m)
 }
@@ -68,10 +56,7 @@ fn wait_until(what: &str, timeout: Duration, mut pred: impl FnMut() -> bool) {
 #[test]
 fn passing_404s_and_fresh_folders_end_done() {
     let (emu, m) = setup("");
-    set_field(
-        &emu,
-        r#"{"fresh_folder_404_secs": 3, "passing_404_rate": 0.1}"#,
-    );
+    emu.set_field(r#"{"fresh_folder_404_secs": 3, "passing_404_rate": 0.1}"#);
     let src = emu.dir.path().join("tree");
     for d in 0..3 {
         fs::create_dir_all(src.join(format!("dir{d}"))).unwrap();
@@ -109,12 +94,9 @@ fn passing_404s_and_fresh_folders_end_done() {
 fn broken_last_fragment_ends_done_without_duplicate() {
     let (emu, m) = setup("");
     for (name, then) in [("empty.bin", "empty"), ("restart.bin", "restart")] {
-        set_field(
-            &emu,
-            &format!(
-                r#"{{"last_fragment": {{"status": 500, "committed": false, "then": "{then}"}}}}"#
-            ),
-        );
+        emu.set_field(&format!(
+            r#"{{"last_fragment": {{"status": 500, "committed": false, "then": "{then}"}}}}"#
+        ));
         let before = fired(&emu, "last_fragment");
         let src = emu.dir.path().join(name);
         random_file(&src, 900_000, 21);
@@ -150,7 +132,7 @@ fn committed_last_fragment_with_html_error_is_not_sent_again() {
         ),
     ];
     for (name, knobs) in cases {
-        set_field(&emu, knobs);
+        emu.set_field(knobs);
         let before = emu.stats();
         let src = emu.dir.path().join(name);
         random_file(&src, 700_000, 5);
@@ -161,7 +143,7 @@ fn committed_last_fragment_with_html_error_is_not_sent_again() {
         assert_eq!(delta("sessions_created"), 1, "{name}: {done:#}");
         assert_eq!(delta("fragment_puts"), 1, "{name}: sent again? {done:#}");
         assert_eq!(server_bytes(&emu, name), fs::read(&src).unwrap());
-        set_field(&emu, r#"{"last_fragment": null}"#);
+        emu.set_field(r#"{"last_fragment": null}"#);
     }
     // The late hash is checked later and found right.
     wait_until("the late hash check", Duration::from_secs(30), || {
@@ -177,7 +159,7 @@ fn committed_last_fragment_with_html_error_is_not_sent_again() {
 #[test]
 fn checkout_library_files_end_checked_in() {
     let (emu, m) = setup("");
-    set_field(&emu, r#"{"require_checkout": true}"#);
+    emu.set_field(r#"{"require_checkout": true}"#);
     let big = emu.dir.path().join("big.bin");
     random_file(&big, 3_000_000, 1);
     let small = emu.dir.path().join("small.txt");
@@ -194,7 +176,7 @@ fn checkout_library_files_end_checked_in() {
         assert_eq!(item["checked_out"], false, "{item:#}");
     }
     assert_eq!(fired(&emu, "checkin"), 2);
-    set_field(&emu, r#"{"checkin_refused": true}"#);
+    emu.set_field(r#"{"checkin_refused": true}"#);
     let held = emu.dir.path().join("held.txt");
     write_file(&held, b"required columns missing");
     copy_in(&m, &held);
@@ -221,7 +203,7 @@ fn checkout_library_files_end_checked_in() {
 #[test]
 fn column_validation_fails_once_with_the_explanation() {
     let (emu, m) = setup("");
-    set_field(&emu, r#"{"validation_pattern": "*.csv"}"#);
+    emu.set_field(r#"{"validation_pattern": "*.csv"}"#);
     let csv = emu.dir.path().join("data.csv");
     write_file(&csv, b"a,b\n1,2\n");
     let txt = emu.dir.path().join("notes.txt");
@@ -251,7 +233,7 @@ fn column_validation_fails_once_with_the_explanation() {
 #[test]
 fn load_400s_end_all_done() {
     let (emu, m) = setup("");
-    set_field(&emu, r#"{"max_open_sessions": 3}"#);
+    emu.set_field(r#"{"max_open_sessions": 3}"#);
     let src = emu.dir.path().join("batch");
     fs::create_dir_all(&src).unwrap();
     for i in 0..40 {
@@ -285,15 +267,14 @@ fn load_400s_end_all_done() {
 #[test]
 fn locked_delete_completes_and_locked_rename_says_why() {
     let emu = Emu::start(None);
-    set_field(&emu, LATENCY);
+    emu.set_field(LATENCY);
     emu.seed("held.docx", b"held by a colleague".to_vec());
     emu.seed("other.docx", b"also held".to_vec());
     emu.seed("move.docx", b"to be renamed".to_vec());
     let m = Mount::start(&emu, "");
     assert!(m.path("held.docx").exists());
     // Delete, 423 with the accessDenied body of ODI#912.
-    set_field(
-        &emu,
+    emu.set_field(
         r#"{"locked_name": "held.docx", "locked_secs": 6, "locked_shape": "access_denied"}"#,
     );
     let t = Instant::now();
@@ -324,18 +305,14 @@ fn locked_delete_completes_and_locked_rename_says_why() {
     );
     assert!(emu.item("held.docx").is_none());
     // Delete, 403 with inner resourceLocked.
-    set_field(
-        &emu,
+    emu.set_field(
         r#"{"locked_name": "other.docx", "locked_secs": 3, "locked_shape": "forbidden"}"#,
     );
     sh(&format!("rm '{}'", m.path("other.docx").display()));
     m.wait_state("other.docx", "done", Duration::from_secs(60));
     assert!(emu.item("other.docx").is_none());
     // Rename, 409 with inner resourceLocked: EBUSY, and `.status` says why.
-    set_field(
-        &emu,
-        r#"{"locked_name": "move.docx", "locked_secs": 4, "locked_shape": "conflict"}"#,
-    );
+    emu.set_field(r#"{"locked_name": "move.docx", "locked_secs": 4, "locked_shape": "conflict"}"#);
     let t = Instant::now();
     let (ok, out) = sh_status(&format!(
         "mv '{}' '{}'",
@@ -390,7 +367,7 @@ fn quota_read_before_a_big_upload_refuses_early() {
     assert_eq!(after["sessions_created"], before["sessions_created"]);
     assert!(!spool_files(&m.spool).is_empty(), "data kept");
     // A drive without a quota object: not checked before; SharePoint refuses at the end.
-    set_field(&emu, r#"{"drive_quota_absent": true}"#);
+    emu.set_field(r#"{"drive_quota_absent": true}"#);
     std::thread::sleep(Duration::from_secs(11)); // past the shared quota reading
     m.control("retry big.bin").unwrap();
     wait_until(
@@ -423,7 +400,7 @@ fn quota_read_before_a_big_upload_refuses_early() {
 #[test]
 fn slow_commit_is_one_session() {
     let (emu, m) = setup("");
-    set_field(&emu, r#"{"commit_delay_secs": 4}"#);
+    emu.set_field(r#"{"commit_delay_secs": 4}"#);
     let src = emu.dir.path().join("slow.bin");
     random_file(&src, 2_500_000, 9);
     let before = emu.stats();

@@ -10,18 +10,6 @@ use std::time::Duration;
 
 use common::*;
 
-/// Merge `json` into the emulator's field knobs (`POST /_admin/field`).
-fn set_field(emu: &Emu, json: &str) {
-    let url = format!("{}/field", emu.info.admin_url);
-    let r = reqwest::blocking::Client::new()
-        .post(&url)
-        .header("content-type", "application/json")
-        .body(json.to_string())
-        .send()
-        .expect("set field");
-    assert!(r.status().is_success(), "set field: {}", r.status());
-}
-
 /// Bytes shaped like an OOXML package: a ZIP local header, some content, and an
 /// end-of-central-directory record without a comment.
 fn office_bytes(size: usize, seed: u8) -> Vec<u8> {
@@ -35,7 +23,7 @@ fn office_bytes(size: usize, seed: u8) -> Vec<u8> {
 #[test]
 fn enriched_docx_is_done_and_flagged_server_modified() {
     let emu = Emu::start(None);
-    set_field(&emu, r#"{"enrich": true}"#);
+    emu.set_field(r#"{"enrich": true}"#);
     let m = Mount::start(&emu, "");
     let src = emu.dir.path().join("Report.docx");
     write_file(&src, &office_bytes(700_000, 7));
@@ -79,7 +67,7 @@ fn corrupted_files_still_fail() {
     let emu = Emu::start(None);
     // A corruption of a .bin, or of an Office file that is no longer a package, must not
     // pass for enrichment.
-    set_field(&emu, r#"{"corrupt_commits": true}"#);
+    emu.set_field(r#"{"corrupt_commits": true}"#);
     let m = Mount::start(&emu, "");
     let bin = emu.dir.path().join("data.bin");
     random_file(&bin, 500_000, 3);
@@ -107,7 +95,7 @@ fn corrupted_files_still_fail() {
 #[test]
 fn locked_file_waits_and_ends_done() {
     let emu = Emu::start(None);
-    set_field(&emu, r#"{"locked_name": "held.txt", "locked_secs": 30}"#);
+    emu.set_field(r#"{"locked_name": "held.txt", "locked_secs": 30}"#);
     let m = Mount::start(&emu, "max_attempts = 2");
     let src = emu.dir.path().join("held.txt");
     random_file(&src, 200_000, 5);

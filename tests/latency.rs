@@ -20,16 +20,6 @@ fn admin_client() -> reqwest::blocking::Client {
         .unwrap()
 }
 
-fn admin_post(emu: &Emu, path: &str, body: &str) {
-    let r = admin_client()
-        .post(format!("{}/{path}", emu.info.admin_url))
-        .header("content-type", "application/json")
-        .body(body.to_string())
-        .send()
-        .unwrap();
-    assert!(r.status().is_success(), "POST {path}: {}", r.status());
-}
-
 fn admin_delete(emu: &Emu, rel: &str) {
     let r = admin_client()
         .delete(format!(
@@ -132,7 +122,7 @@ fn small_file_rsync_costs_bounded_requests() {
     let src = emu.dir.path().join("src");
     small_tree(&src, 4, 50);
     std::thread::sleep(Duration::from_millis(500));
-    admin_post(&emu, "reset_stats", "{}");
+    emu.admin_post("reset_stats", "{}");
     sh(&format!(
         "rsync -a {}/ {}/tree/",
         src.display(),
@@ -145,7 +135,7 @@ fn small_file_rsync_costs_bounded_requests() {
     assert!(n <= 2 * 200 + 5 + 15, "{n} requests: {by_kind:#}");
     assert_eq!(by_kind["create_upload_session"], 200, "{by_kind:#}");
     assert_eq!(emu.file_paths().len(), 200);
-    admin_post(&emu, "reset_stats", "{}");
+    emu.admin_post("reset_stats", "{}");
     let out = sh(&format!(
         "rsync -a --stats {}/ {}/tree/",
         src.display(),
@@ -172,7 +162,7 @@ fn small_file_rsync_costs_bounded_requests() {
 fn kill9_during_small_file_uploads_loses_nothing() {
     // Sessions the kill left open expire after 3 s (emulator and mount agree).
     let emu = Emu::start(Some(r#"{"session_ttl_secs": 3}"#));
-    admin_post(&emu, "field", r#"{"latency_ms": 50}"#);
+    emu.admin_post("field", r#"{"latency_ms": 50}"#);
     let extra = "session_idle_secs = 3";
     // The spool outlives the killed mount (a mount's own temp dir goes with it).
     let spool = emu.dir.path().join("spool");
@@ -191,7 +181,7 @@ fn kill9_during_small_file_uploads_loses_nothing() {
         committed < 1000,
         "all committed before the kill: the test proves nothing"
     );
-    admin_post(&emu, "field", r#"{"latency_ms": 0}"#);
+    emu.admin_post("field", r#"{"latency_ms": 0}"#);
     let m = Mount::restart(&emu, &spool, extra);
     let t0 = Instant::now();
     // Generous: each recovered job fsyncs its spool file before it starts, and on a disk

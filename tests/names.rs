@@ -21,16 +21,6 @@ const NFD_CAFE: &str = "Cafe\u{301}.txt";
 /// to the mount until it uploads into it.
 const QUIET_FEED: &str = "poll_interval = 3600\n";
 
-fn set_field(emu: &Emu, json: &str) {
-    let r = reqwest::blocking::Client::new()
-        .post(format!("{}/field", emu.info.admin_url))
-        .header("content-type", "application/json")
-        .body(json.to_string())
-        .send()
-        .expect("set field");
-    assert!(r.status().is_success(), "set field: {}", r.status());
-}
-
 #[test]
 fn a_similar_name_is_refused_at_once_and_the_other_file_kept() {
     let emu = Emu::start(None);
@@ -166,7 +156,7 @@ fn nfd_and_nfc_spellings_are_one_file() {
     assert_eq!(emu.item(&format!("docs/{NFC_CAFE}")).unwrap()["size"], 10);
 
     // Entry 16: a tenant that stores names NFC lists an NFD upload NFC; still one file.
-    set_field(&emu, r#"{"nfc_names": true}"#);
+    emu.set_field(r#"{"nfc_names": true}"#);
     let nfd_new = "A\u{30a}sa.txt";
     let nfc_new = "\u{c5}sa.txt";
     write_file(&m.path(&format!("docs/{nfd_new}")), b"nfd upload");
@@ -305,7 +295,7 @@ fn local_only_files_left_by_a_crash_are_dropped_at_the_next_mount() {
 #[test]
 fn legacy_name_rules_fail_the_upload_with_the_servers_reason() {
     let emu = Emu::start(None);
-    set_field(&emu, r#"{"legacy_name_rules": true}"#);
+    emu.set_field(r#"{"legacy_name_rules": true}"#);
     let m = Mount::start(&emu, "");
     write_file(&m.path("100%.txt"), b"percent");
     write_file(&m.path("plain.txt"), b"plain");

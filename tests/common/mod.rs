@@ -92,16 +92,30 @@ impl Emu {
         self.admin("stats")
     }
 
-    pub fn set_faults(&self, json: &str) {
-        let url = format!("{}/faults", self.info.admin_url);
+    /// `POST {admin}/{path}` with a JSON body; panics unless it succeeds.
+    pub fn admin_post(&self, path: &str, json: &str) {
+        let url = format!("{}/{path}", self.info.admin_url);
         let r = self
             .http
             .post(&url)
             .header("content-type", "application/json")
             .body(json.to_string())
             .send()
-            .expect("set faults");
-        assert!(r.status().is_success(), "set faults: {}", r.status());
+            .unwrap_or_else(|e| panic!("POST {path}: {e}"));
+        assert!(
+            r.status().is_success(),
+            "POST {path} {json}: {}",
+            r.status()
+        );
+    }
+
+    pub fn set_faults(&self, json: &str) {
+        self.admin_post("faults", json);
+    }
+
+    /// Merge `json` into the emulator's field knobs (`POST /_admin/field`).
+    pub fn set_field(&self, json: &str) {
+        self.admin_post("field", json);
     }
 
     /// Store a file directly in the emulator (not through the mount).
